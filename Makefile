@@ -1,0 +1,50 @@
+# Two commands on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
+# Each does its own setup (virtualenv, Python packages, system packages).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+TORCH_SPEC ?= torch==2.13.0
+SYSTEM_PACKAGES := xvfb xauth libgl1 libegl1 libdbus-1-3 libfontconfig1 libxkbcommon0 \
+	libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
+	libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
+	libxcb-xkb1 libxrender1 libxi6
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv system-deps lint clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, pinned, so that pip takes the local CPU build instead of a CUDA one.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)" || $(BIN)/pip install --quiet "torch>=2.2,<2.15"
+	$(BIN)/pip install --quiet -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/inversion-audit run configs/demo.toml --out demo-study
+
+test: $(STAMP) system-deps
+	QT_API=pyqt6 xvfb-run -a -s "-screen 0 1280x1024x24" $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The ``inversion-audit`` command line."""

@@ -1,0 +1,38 @@
+"""Argument helpers shared by CLI commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["add_device_args", "add_quiet_arg", "fail", "split_ids", "setup_logging"]
+
+
+def add_device_args(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda|mps`` and ``--threads N``."""
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device (auto: cuda, then mps, then cpu)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def add_quiet_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (for CI)")
+
+
+def split_ids(values: list[str] | None) -> list[str] | None:
+    """Accept ``--subjects a b c`` and ``--subjects a,b,c``."""
+    if not values:
+        return None
+    out: list[str] = []
+    for v in values:
+        out.extend(x for x in v.split(",") if x)
+    return out
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"inversion-audit: error: {message}", file=sys.stderr)
+    return code
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,55 @@
+"""Device selection shared by the CLI and the GUI. torch is imported lazily."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["available_devices", "get_device", "set_threads"]
+
+
+def available_devices() -> list[str]:
+    """``"auto"`` plus the devices that exist here (cpu, cuda, mps)."""
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def get_device(name: str | None = "auto") -> torch.device:
+    """Resolve a device name. ``"auto"`` picks cuda, then mps, then cpu.
+
+    A device that is requested but absent is an error, not a silent fallback.
+    """
+    import torch
+
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' requested but MPS is not available")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op CPU threads (``None`` leaves the default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))

@@ -1,0 +1,34 @@
+"""Volume I/O: NIfTI reading in canonical RAS, atomic writing, header scrubbing, hashes."""
+
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from .hashing import array_hash, config_hash, file_hash, ids_hash, path_key
+from .nifti import (
+    FREE_TEXT_FIELDS,
+    NIFTI_SUFFIXES,
+    Volume,
+    read_labels,
+    read_volume,
+    scrub_header,
+    to_nifti,
+    write_volume,
+)
+
+__all__ = [
+    "FREE_TEXT_FIELDS",
+    "NIFTI_SUFFIXES",
+    "Volume",
+    "array_hash",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "config_hash",
+    "file_hash",
+    "ids_hash",
+    "path_key",
+    "read_labels",
+    "read_volume",
+    "scrub_header",
+    "to_nifti",
+    "write_volume",
+]

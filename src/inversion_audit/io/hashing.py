@@ -1,0 +1,52 @@
+"""Content hashes for cache keys and provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["file_hash", "array_hash", "config_hash", "ids_hash", "path_key"]
+
+
+def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex, first 16 characters)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def array_hash(array: np.ndarray, affine: np.ndarray | None = None) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (and affine, if given)."""
+    h = hashlib.sha256()
+    a = np.ascontiguousarray(array)
+    h.update(str(a.dtype).encode())
+    h.update(str(a.shape).encode())
+    h.update(a.tobytes())
+    if affine is not None:
+        h.update(np.ascontiguousarray(affine, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def config_hash(obj: Any) -> str:
+    """SHA-256 of a JSON-serialisable object with sorted keys."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def ids_hash(ids: list[str] | tuple[str, ...]) -> str:
+    """Hash of a set of subject ids: records *which* subjects without naming them."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def path_key(path: str | os.PathLike[str]) -> str:
+    """Cheap cache key for a file: resolved path, size and modification time."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return config_hash([str(p), st.st_size, st.st_mtime_ns])

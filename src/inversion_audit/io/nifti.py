@@ -1,0 +1,185 @@
+"""Reading and writing NIfTI volumes in canonical RAS orientation."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import VolumeError
+from .atomic import atomic_path
+
+__all__ = [
+    "Volume",
+    "read_volume",
+    "read_labels",
+    "write_volume",
+    "to_nifti",
+    "scrub_header",
+    "FREE_TEXT_FIELDS",
+    "NIFTI_SUFFIXES",
+]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: Header fields that may carry free text (names, dates, scanner notes).
+FREE_TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D volume in canonical RAS voxel order.
+
+    Attributes
+    ----------
+    array : float32 (or integer for labels) array of shape (X, Y, Z), RAS order.
+    affine : 4x4 voxel-to-world (RAS mm) matrix.
+    path : the source file, if read from disk.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    path: Path | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each array axis."""
+        return tuple(float(s) for s in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+    @property
+    def origin(self) -> tuple[float, float, float]:
+        """World coordinate (mm) of voxel (0, 0, 0)."""
+        return tuple(float(v) for v in self.affine[:3, 3])
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else "<memory>"
+
+    def with_array(self, array: np.ndarray) -> Volume:
+        """Return a volume on the same grid holding ``array``."""
+        if array.shape[:3] != self.array.shape[:3]:
+            raise ValueError(f"array shape {array.shape} does not match grid {self.array.shape}")
+        return Volume(array, self.affine.copy(), self.path, dict(self.meta))
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.endswith(NIFTI_SUFFIXES)
+
+
+def _load_canonical(path: Path) -> nib.Nifti1Image:
+    if not path.exists():
+        raise VolumeError(f"{path}: file not found")
+    if not _is_nifti(path):
+        raise VolumeError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        img = nib.load(str(path))
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
+        raise VolumeError(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # nibabel raises many kinds on corrupt headers
+        raise VolumeError(f"{path}: corrupt NIfTI header ({type(exc).__name__}: {exc})") from exc
+    if len(img.shape) < 3 or (len(img.shape) > 3 and any(s != 1 for s in img.shape[3:])):
+        raise VolumeError(f"{path}: expected a 3D volume, got shape {img.shape}")
+    try:
+        canonical = nib.as_closest_canonical(img)
+    except Exception as exc:
+        raise VolumeError(f"{path}: invalid affine ({exc})") from exc
+    # the on-disk grid before reorientation, to write results back onto it
+    canonical.source_grid = {"affine": img.affine.copy(), "shape": tuple(int(s) for s in img.shape[:3])}
+    return canonical
+
+
+def _read_data(img: nib.Nifti1Image, path: Path) -> np.ndarray:
+    try:
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise VolumeError(
+            f"{path}: truncated or corrupt image data ({type(exc).__name__}: {exc})"
+        ) from exc
+    return data.reshape(data.shape[:3])
+
+
+def read_volume(path: str | os.PathLike[str], check_finite: bool = True) -> Volume:
+    """Read a NIfTI image as float32 in canonical RAS orientation.
+
+    Scaled integer storage (``scl_slope``/``scl_inter``) is applied. Raises
+    :class:`VolumeError` naming the file when it is missing, corrupt, truncated,
+    not 3D, or (with ``check_finite``) holds NaN or Inf voxels.
+    """
+    path = Path(path)
+    img = _load_canonical(path)
+    data = _read_data(img, path).astype(np.float32, copy=False)
+    if check_finite and not np.isfinite(data).all():
+        n_bad = int((~np.isfinite(data)).sum())
+        raise VolumeError(f"{path}: {n_bad} NaN or Inf voxels")
+    return Volume(np.ascontiguousarray(data), img.affine.astype(np.float64), path, {"source_grid": img.source_grid})
+
+
+def read_labels(path: str | os.PathLike[str]) -> Volume:
+    """Read a label map as int32 in canonical RAS orientation."""
+    path = Path(path)
+    img = _load_canonical(path)
+    data = _read_data(img, path)
+    if np.issubdtype(data.dtype, np.floating):
+        if not np.isfinite(data).all():
+            raise VolumeError(f"{path}: NaN or Inf voxels in label map")
+        if not np.allclose(data, np.rint(data)):
+            raise VolumeError(f"{path}: label map holds non-integer values")
+        data = np.rint(data)
+    return Volume(
+        np.ascontiguousarray(data.astype(np.int32)), img.affine.astype(np.float64), path, {"source_grid": img.source_grid}
+    )
+
+
+def scrub_header(header: nib.Nifti1Header) -> nib.Nifti1Header:
+    """Blank the free-text header fields that may identify a patient."""
+    for key in FREE_TEXT_FIELDS:
+        header[key] = b""
+    return header
+
+
+def to_nifti(volume: Volume | np.ndarray, affine: np.ndarray | None = None, scrub: bool = True) -> nib.Nifti1Image:
+    """Build a :class:`nibabel.Nifti1Image` from a volume or an array plus affine."""
+    if isinstance(volume, Volume):
+        array, affine = volume.array, volume.affine
+    else:
+        array = np.asarray(volume)
+        if affine is None:
+            raise ValueError("an affine is required when writing a bare array")
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    img = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    if scrub:
+        scrub_header(img.header)
+    return img
+
+
+def write_volume(
+    path: str | os.PathLike[str],
+    volume: Volume | np.ndarray,
+    affine: np.ndarray | None = None,
+    scrub: bool = True,
+) -> Path:
+    """Write a volume to ``.nii``/``.nii.gz`` atomically, preserving its affine.
+
+    With ``scrub`` (the default) the free-text header fields are blanked.
+    """
+    path = Path(path)
+    if not _is_nifti(path):
+        raise VolumeError(f"{path}: output must end in .nii or .nii.gz")
+    img = to_nifti(volume, affine, scrub=scrub)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
