@@ -1,0 +1,128 @@
+"""Cohort reading and validation: one test per bad-input kind, each naming the file."""
+
+from __future__ import annotations
+
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from inversion_audit.cli.main import main
+from inversion_audit.data import kfold_split, load_cohort, validate_cohort
+from inversion_audit.errors import CohortError
+
+
+def _problems(root):
+    return validate_cohort(load_cohort(root))
+
+
+def test_valid_cohort(tiny_cohort, capsys):
+    cohort = load_cohort(tiny_cohort)
+    assert cohort.ids == [f"sub{i:02d}" for i in range(6)]
+    assert all(s.labels is not None for s in cohort)
+    assert validate_cohort(cohort) == []
+    assert main(["cohort", "check", str(tiny_cohort)]) == 0
+    assert "6 valid subjects" in capsys.readouterr().out
+
+
+def test_missing_labels_file_in_manifest(tiny_cohort, tmp_path):
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(
+        "id,image,labels\n"
+        f"a,{tiny_cohort / 'sub00_T1.nii.gz'},{tiny_cohort / 'sub00_seg.nii.gz'}\n"
+        f"b,{tiny_cohort / 'sub01_T1.nii.gz'},{tiny_cohort / 'nope_seg.nii.gz'}\n"
+    )
+    issues = validate_cohort(load_cohort(manifest))
+    assert len(issues) == 1
+    assert issues[0].subject == "b" and "nope_seg.nii.gz" in str(issues[0])
+    assert "not found" in issues[0].problem
+
+
+def test_truncated_gzip(tiny_cohort, capsys):
+    path = tiny_cohort / "sub02_T1.nii.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 3])
+    issues = _problems(tiny_cohort)
+    assert [i.subject for i in issues] == ["sub02"]
+    assert "sub02_T1.nii.gz" in issues[0].file
+    assert main(["cohort", "check", str(tiny_cohort)]) == 1
+    out = capsys.readouterr().out
+    assert "sub02_T1.nii.gz" in out and "5 valid subjects, 1 with errors" in out
+
+
+def test_nan_voxels(tiny_cohort):
+    path = tiny_cohort / "sub03_T1.nii.gz"
+    img = nib.load(path)
+    data = img.get_fdata().astype(np.float32)
+    data[5, 5, 5] = np.inf
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+    issues = _problems(tiny_cohort)
+    assert len(issues) == 1 and issues[0].subject == "sub03"
+    assert "NaN or Inf" in issues[0].problem and "sub03_T1.nii.gz" in issues[0].file
+
+
+def test_empty_volume(tiny_cohort):
+    path = tiny_cohort / "sub04_T1.nii.gz"
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.full(img.shape, 3.0, np.float32), img.affine), path)
+    issues = _problems(tiny_cohort)
+    assert len(issues) == 1 and "empty volume" in issues[0].problem and "sub04_T1" in issues[0].file
+
+
+def test_shape_mismatch(tiny_cohort):
+    path = tiny_cohort / "sub05_seg.nii.gz"
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-2], img.affine), path)
+    issues = _problems(tiny_cohort)
+    assert len(issues) == 1 and "shape" in issues[0].problem and "sub05_seg.nii.gz" in issues[0].file
+
+
+def test_affine_mismatch(tiny_cohort):
+    path = tiny_cohort / "sub01_seg.nii.gz"
+    img = nib.load(path)
+    affine = img.affine.copy()
+    affine[0, 3] += 10
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), path)
+    issues = _problems(tiny_cohort)
+    assert len(issues) == 1 and "affine" in issues[0].problem and "sub01_seg.nii.gz" in issues[0].file
+
+
+def test_duplicate_ids(tiny_cohort, tmp_path):
+    manifest = tmp_path / "dup.csv"
+    manifest.write_text(
+        "id,image\n" f"x,{tiny_cohort / 'sub00_T1.nii.gz'}\n" f"x,{tiny_cohort / 'sub01_T1.nii.gz'}\n"
+    )
+    with pytest.raises(CohortError, match=r"dup.*duplicate subject ids: x"):
+        load_cohort(manifest)
+
+
+def test_missing_subject_is_named(tiny_cohort):
+    cohort = load_cohort(tiny_cohort)
+    with pytest.raises(CohortError, match="'sub99'"):
+        cohort.subset(["sub00", "sub99"])
+
+
+def test_custom_pattern(tiny_cohort, tmp_path):
+    other = tmp_path / "renamed"
+    other.mkdir()
+    for p in tiny_cohort.iterdir():
+        shutil.copy(p, other / p.name.replace("_T1", "-t1w").replace("_seg", "-dseg"))
+    cohort = load_cohort(other, image_pattern="{id}-t1w.nii.gz", labels_pattern="{id}-dseg.nii.gz")
+    assert len(cohort) == 6 and all(s.labels for s in cohort)
+
+
+def test_kfold_split_paper_protocol():
+    ids = [f"s{i:02d}" for i in range(40)]
+    folds = kfold_split(ids, n_folds=4, seed=3)
+    assert [len(f.private_set) for f in folds] == [10] * 4
+    assert [len(f.attack_set) for f in folds] == [30] * 4
+    private = [s for f in folds for s in f.private_set]
+    assert sorted(private) == ids  # every subject private exactly once
+    for f in folds:
+        assert not set(f.private_set) & set(f.attack_set)
+        assert set(f.private_set) | set(f.attack_set) == set(ids)
+    assert kfold_split(list(reversed(ids)), 4, seed=3) == folds  # order-independent, seeded
+    assert kfold_split(ids, 4, seed=4) != folds
+    with pytest.raises(ValueError):
+        kfold_split(ids[:3], 4)
