@@ -1,0 +1,75 @@
+"""Resumable stages: a stage is done when its record's key matches and its outputs are intact."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import atomic_write_json, file_hash
+
+__all__ = ["StageStore", "StageRecord"]
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    name: str
+    key: str
+    outputs: dict[str, str]
+    seconds: float
+    finished: str
+
+
+class StageStore:
+    """Records of completed stages under ``STUDY/stages/``.
+
+    A stage's ``key`` hashes everything it depends on (its config section and the
+    keys of upstream stages), so a changed config invalidates only the stages it
+    affects. Outputs are written atomically before the record, so a run killed at
+    any moment leaves either a complete stage or none.
+    """
+
+    def __init__(self, study_dir: Path) -> None:
+        self.root = Path(study_dir)
+        self.dir = self.root / "stages"
+        self.timings: dict[str, float] = {}
+
+    def _path(self, name: str) -> Path:
+        return self.dir / (name.replace("/", "__") + ".json")
+
+    def is_done(self, name: str, key: str) -> bool:
+        """True when ``name`` completed with ``key`` and its outputs still hash the same."""
+        path = self._path(name)
+        if not path.exists():
+            return False
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        if rec.get("key") != key:
+            return False
+        for rel, digest in rec.get("outputs", {}).items():
+            out = self.root / rel
+            if not out.exists() or file_hash(out) != digest:
+                return False
+        self.timings.setdefault(name, float(rec.get("seconds", 0.0)))
+        return True
+
+    def record(self, name: str, key: str, outputs: list[Path], seconds: float) -> StageRecord:
+        """Record ``name`` as complete with the hashes of its ``outputs``."""
+        rels = {str(Path(p).resolve().relative_to(self.root.resolve())): file_hash(p) for p in outputs}
+        rec = StageRecord(name, key, rels, seconds, time.strftime("%Y-%m-%dT%H:%M:%S"))
+        atomic_write_json(self._path(name), rec.__dict__)
+        self.timings[name] = seconds
+        return rec
+
+    def run(self, name: str, key: str, fn: Callable[[], list[Path]]) -> bool:
+        """Run ``fn`` unless the stage is done; return True when it ran."""
+        if self.is_done(name, key):
+            return False
+        start = time.perf_counter()
+        outputs = fn()
+        self.record(name, key, outputs, time.perf_counter() - start)
+        return True
