@@ -19,6 +19,7 @@ __all__ = ["main", "build_parser"]
 COMMAND_MODULES = [
     "inversion_audit.cli.cohort_cmd",
     "inversion_audit.cli.sample_cmd",
+    "inversion_audit.cli.run_cmd",
 ]
 
 
