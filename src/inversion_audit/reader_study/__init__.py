@@ -1,0 +1,32 @@
+"""Blinded expert reader studies: design, SQLite answer store, reader session, analysis.
+
+No napari or Qt here; the reader widget lives in :mod:`inversion_audit.gui`.
+"""
+
+from .analysis import analyze, cohen_kappa, fleiss_kappa, wilson_interval, write_analysis
+from .design import LABELS, MATCH_NONE, QUESTIONS, Candidate, Case, Design, create_design
+from .session import RECONSTRUCTION_LAYER, CaseImage, CaseTimer, ReaderSession
+from .store import Answer, ReaderStudyError, ReaderStudyStore, write_design
+
+__all__ = [
+    "LABELS",
+    "MATCH_NONE",
+    "QUESTIONS",
+    "RECONSTRUCTION_LAYER",
+    "Answer",
+    "Candidate",
+    "Case",
+    "CaseImage",
+    "CaseTimer",
+    "Design",
+    "ReaderSession",
+    "ReaderStudyError",
+    "ReaderStudyStore",
+    "analyze",
+    "cohen_kappa",
+    "create_design",
+    "fleiss_kappa",
+    "wilson_interval",
+    "write_analysis",
+    "write_design",
+]

@@ -1,0 +1,456 @@
+"""SQLite store of a reader study: the frozen design and an append-only answer trail.
+
+One file holds everything. It is opened in WAL mode with a busy timeout, so several napari
+instances can share it; every answer is committed in its own ``BEGIN IMMEDIATE``
+transaction as soon as it is given. Answers are never updated or deleted (triggers forbid
+it): changing an answer appends a new revision, and the current answer is the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .. import __version__
+from ..errors import InversionAuditError
+from ..io import atomic_path
+from .design import MATCH_NONE, Candidate, Case, Design
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ReaderStudyError",
+    "Answer",
+    "ReaderStudyStore",
+    "connect",
+    "write_design",
+    "utc_now",
+]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = """
+CREATE TABLE design (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE cases (
+    case_id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('match', 'quality')),
+    run TEXT NOT NULL,
+    fold INTEGER,
+    reconstruction_id TEXT NOT NULL,
+    reconstruction_path TEXT NOT NULL,
+    true_label TEXT,
+    ssim_pick TEXT
+);
+CREATE TABLE case_candidates (
+    case_id TEXT NOT NULL REFERENCES cases(case_id),
+    label TEXT NOT NULL,
+    candidate_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    is_true INTEGER NOT NULL CHECK (is_true IN (0, 1)),
+    ssim REAL,
+    PRIMARY KEY (case_id, label)
+);
+CREATE TABLE readers (reader TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE);
+CREATE TABLE reader_cases (
+    reader TEXT NOT NULL REFERENCES readers(reader),
+    position INTEGER NOT NULL,
+    case_id TEXT NOT NULL REFERENCES cases(case_id),
+    PRIMARY KEY (reader, position),
+    UNIQUE (reader, case_id)
+);
+CREATE TABLE answers (
+    answer_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    reader TEXT NOT NULL REFERENCES readers(reader),
+    case_id TEXT NOT NULL REFERENCES cases(case_id),
+    revision INTEGER NOT NULL CHECK (revision >= 1),
+    match TEXT,
+    confidence INTEGER CHECK (confidence BETWEEN 1 AND 5),
+    anatomy INTEGER CHECK (anatomy BETWEEN 1 AND 5),
+    comment TEXT,
+    time_shown TEXT NOT NULL,
+    time_answered TEXT NOT NULL,
+    seconds REAL NOT NULL CHECK (seconds >= 0),
+    UNIQUE (reader, case_id, revision)
+);
+CREATE INDEX answers_by_reader_case ON answers (reader, case_id, revision);
+"""
+
+_FROZEN = ("design", "cases", "case_candidates", "readers", "reader_cases")
+
+
+def _freeze_sql() -> str:
+    parts = []
+    for table in _FROZEN:
+        for op in ("INSERT", "UPDATE", "DELETE"):
+            parts.append(
+                f"CREATE TRIGGER {table}_frozen_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'the reader-study design is frozen'); END;"
+            )
+    for op in ("UPDATE", "DELETE"):
+        parts.append(
+            f"CREATE TRIGGER answers_append_only_{op.lower()} BEFORE {op} ON answers "
+            f"BEGIN SELECT RAISE(ABORT, 'answers are append-only'); END;"
+        )
+    return "\n".join(parts)
+
+
+class ReaderStudyError(InversionAuditError, ValueError):
+    """A reader-study database is missing, foreign, or an answer does not fit its design."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One row of the answer trail; the latest revision of a (reader, case) is current."""
+
+    answer_id: int
+    reader: str
+    case_id: str
+    revision: int
+    match: str | None
+    confidence: int | None
+    anatomy: int | None
+    comment: str | None
+    time_shown: str
+    time_answered: str
+    seconds: float
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def connect(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open ``db_path`` in autocommit mode with WAL journaling, a busy timeout and full sync."""
+    conn = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise ReaderStudyError(f"{db_path}: cannot use WAL journaling here (got {mode!r})")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _has_design(path: Path) -> bool | None:
+    """True if ``path`` holds a design, False if an SQLite file without one, None if not SQLite."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'design'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return None
+    return row is not None
+
+
+def write_design(db_path: str | os.PathLike[str], design: Design) -> Path:
+    """Freeze ``design`` into a new SQLite file; refuse to overwrite an existing one."""
+    path = Path(db_path)
+    if path.exists():
+        if _has_design(path):
+            raise ReaderStudyError(
+                f"{path}: already holds a frozen reader-study design; refusing to overwrite it "
+                "(choose another output file)"
+            )
+        raise ReaderStudyError(f"{path}: file exists; refusing to overwrite it")
+    try:
+        study_rel = os.path.relpath(design.study_dir, path.resolve().parent)
+    except ValueError:  # another drive on Windows
+        study_rel = design.study_dir
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "study_dir": design.study_dir,
+        "study_dir_relative": study_rel,
+        "run": design.run,
+        "n_candidates": design.n_candidates,
+        "strategy": design.strategy,
+        "seed": design.seed,
+        "allow_revisit": design.allow_revisit,
+        "questions": list(design.questions),
+        "created_at": utc_now(),
+        "inversion_audit_version": __version__,
+    }
+    with atomic_path(path) as tmp:
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN")
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.executemany(
+                "INSERT INTO design (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in meta.items()],
+            )
+            for pos, case in enumerate(design.cases):
+                conn.execute(
+                    "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        case.case_id,
+                        pos,
+                        case.kind,
+                        case.run,
+                        case.fold,
+                        case.reconstruction_id,
+                        case.reconstruction_path,
+                        case.true_label,
+                        case.ssim_pick,
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO case_candidates VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (case.case_id, c.label, c.candidate_id, c.path, int(c.is_true), c.ssim)
+                        for c in case.candidates
+                    ],
+                )
+            for rpos, reader in enumerate(design.readers):
+                conn.execute("INSERT INTO readers VALUES (?, ?)", (reader, rpos))
+                conn.executemany(
+                    "INSERT INTO reader_cases VALUES (?, ?, ?)",
+                    [(reader, i, cid) for i, cid in enumerate(design.orders[reader])],
+                )
+            for stmt in _freeze_sql().split("\n"):
+                conn.execute(stmt)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        if path.exists():
+            raise ReaderStudyError(f"{path}: appeared while writing; refusing to overwrite it")
+    return path
+
+
+def _check_level(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+        raise ReaderStudyError(f"{name} must be an integer from 1 to 5, got {value!r}")
+
+
+class ReaderStudyStore:
+    """An open reader-study database.
+
+    Parameters
+    ----------
+    db_path : a file written by :func:`write_design`.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str]):
+        self.path = Path(db_path)
+        if not self.path.is_file():
+            raise ReaderStudyError(f"{self.path}: reader-study database not found")
+        if not _has_design(self.path):
+            raise ReaderStudyError(f"{self.path}: not a reader-study database")
+        self._conn = connect(self.path)
+        self.design = self._load_design()
+
+    # -- design -------------------------------------------------------------------------
+    def _load_design(self) -> Design:
+        c = self._conn
+        meta = {k: json.loads(v) for k, v in c.execute("SELECT key, value FROM design")}
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise ReaderStudyError(
+                f"{self.path}: schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}"
+            )
+        self._meta = meta
+        cands: dict[str, list[Candidate]] = {}
+        for case_id, label, cid, path, is_true, ssim in c.execute(
+            "SELECT case_id, label, candidate_id, path, is_true, ssim FROM case_candidates "
+            "ORDER BY case_id, label"
+        ):
+            cands.setdefault(case_id, []).append(Candidate(label, cid, path, bool(is_true), ssim))
+        cases = tuple(
+            Case(
+                case_id=row[0],
+                kind=row[1],
+                run=row[2],
+                fold=row[3],
+                reconstruction_id=row[4],
+                reconstruction_path=row[5],
+                candidates=tuple(cands.get(row[0], ())),
+                ssim_pick=row[6],
+            )
+            for row in c.execute(
+                "SELECT case_id, kind, run, fold, reconstruction_id, reconstruction_path, ssim_pick "
+                "FROM cases ORDER BY position"
+            )
+        )
+        readers = tuple(r for (r,) in c.execute("SELECT reader FROM readers ORDER BY position"))
+        orders = {
+            r: tuple(
+                cid
+                for (cid,) in c.execute(
+                    "SELECT case_id FROM reader_cases WHERE reader = ? ORDER BY position", (r,)
+                )
+            )
+            for r in readers
+        }
+        return Design(
+            study_dir=meta["study_dir"],
+            run=meta["run"],
+            n_candidates=int(meta["n_candidates"]),
+            strategy=meta["strategy"],
+            seed=int(meta["seed"]),
+            allow_revisit=bool(meta["allow_revisit"]),
+            questions=tuple(meta["questions"]),
+            readers=readers,
+            cases=cases,
+            orders=orders,
+        )
+
+    @property
+    def study_dir(self) -> Path:
+        """The study folder: the recorded path, or the same relative to this file if moved."""
+        recorded = Path(self._meta["study_dir"])
+        if recorded.is_dir():
+            return recorded
+        moved = (self.path.resolve().parent / self._meta["study_dir_relative"]).resolve()
+        if moved.is_dir():
+            return moved
+        raise ReaderStudyError(f"{self.path}: study folder {recorded} not found")
+
+    def reader_name(self, name: str) -> str:
+        """The design's spelling of reader ``name`` (matched ignoring case and spaces)."""
+        wanted = name.strip().lower()
+        for r in self.design.readers:
+            if r.lower() == wanted:
+                return r
+        raise ReaderStudyError(f"{self.path}: {name.strip()!r} is not a reader of this study")
+
+    def case_order(self, reader: str) -> tuple[str, ...]:
+        """Case ids in the order ``reader`` sees them."""
+        return self.design.orders[self.reader_name(reader)]
+
+    # -- answers ------------------------------------------------------------------------
+    def record_answer(
+        self,
+        reader: str,
+        case_id: str,
+        *,
+        match: str | None = None,
+        confidence: int | None = None,
+        anatomy: int | None = None,
+        comment: str | None = None,
+        time_shown: str,
+        seconds: float,
+        time_answered: str | None = None,
+    ) -> Answer:
+        """Validate and commit one answer as a new revision; return the stored row.
+
+        Every question the case asks (except ``comment``) needs an answer; questions it does
+        not ask must be ``None``. ``seconds`` is the time the case was on screen.
+        """
+        reader = self.reader_name(reader)
+        if case_id not in self.design.orders[reader]:
+            raise ReaderStudyError(f"{self.path}: {case_id} is not a case of reader {reader}")
+        case = self.design.case(case_id)
+        asked = self.design.questions_for(case)
+        given = {"match": match, "confidence": confidence, "anatomy": anatomy}
+        for q, v in given.items():
+            if q in asked and v is None:
+                raise ReaderStudyError(f"{case_id}: the {q!r} question needs an answer")
+            if q not in asked and v is not None:
+                raise ReaderStudyError(f"{case_id}: the {q!r} question is not asked")
+        if comment and "comment" not in asked:
+            raise ReaderStudyError(f"{case_id}: the 'comment' question is not asked")
+        if match is not None and match not in (*case.labels, MATCH_NONE):
+            raise ReaderStudyError(
+                f"{case_id}: match must be one of {', '.join(case.labels)} or {MATCH_NONE!r}, "
+                f"got {match!r}"
+            )
+        _check_level("confidence", confidence)
+        _check_level("anatomy", anatomy)
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ReaderStudyError(f"{case_id}: seconds must be >= 0, got {seconds}")
+        time_answered = time_answered or utc_now()
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            (n,) = c.execute(
+                "SELECT COUNT(*) FROM answers WHERE reader = ? AND case_id = ?", (reader, case_id)
+            ).fetchone()
+            if n and not self.design.allow_revisit:
+                raise ReaderStudyError(
+                    f"{case_id}: already answered by {reader} and this design allows no changes"
+                )
+            cur = c.execute(
+                "INSERT INTO answers (reader, case_id, revision, match, confidence, anatomy, "
+                "comment, time_shown, time_answered, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reader,
+                    case_id,
+                    n + 1,
+                    match,
+                    confidence,
+                    anatomy,
+                    comment or None,
+                    time_shown,
+                    time_answered,
+                    seconds,
+                ),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return Answer(
+            cur.lastrowid,
+            reader,
+            case_id,
+            n + 1,
+            match,
+            confidence,
+            anatomy,
+            comment or None,
+            time_shown,
+            time_answered,
+            seconds,
+        )
+
+    def history(self, reader: str | None = None, case_id: str | None = None) -> list[Answer]:
+        """Every answer row (the audit trail), oldest first, optionally filtered."""
+        sql = "SELECT * FROM answers WHERE 1 = 1"
+        args: list[str] = []
+        if reader is not None:
+            sql += " AND reader = ?"
+            args.append(self.reader_name(reader))
+        if case_id is not None:
+            sql += " AND case_id = ?"
+            args.append(case_id)
+        return [Answer(*row) for row in self._conn.execute(sql + " ORDER BY answer_id", args)]
+
+    def current_answers(self, reader: str | None = None) -> dict[tuple[str, str], Answer]:
+        """The latest answer of each (reader, case_id)."""
+        return {(a.reader, a.case_id): a for a in self.history(reader)}
+
+    def resume_position(self, reader: str) -> int:
+        """Index in the reader's order of their first unanswered case (= number of cases when done)."""
+        reader = self.reader_name(reader)
+        answered = {cid for (_, cid) in self.current_answers(reader)}
+        order = self.design.orders[reader]
+        return next((i for i, cid in enumerate(order) if cid not in answered), len(order))
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` when sound)."""
+        return self._conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ReaderStudyStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
