@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CohortError
+from ..study.config import run_name
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -36,11 +37,6 @@ SCORE_COLUMNS = (
     "metric",
     "value",
 )
-
-
-def run_name(arch: str, variant: str, threat_model: str) -> str:
-    """The study runner's run folder name, e.g. ``unet_skull-stripped_bottleneck``."""
-    return f"{arch}_{variant}_{threat_model}".replace("+", "-")
 
 
 @dataclass
