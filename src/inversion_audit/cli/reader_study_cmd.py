@@ -1,0 +1,75 @@
+"""``inversion-audit reader-study create|analyze``: blinded expert reader studies."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import fail, split_ids
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reader-study", help="blinded expert reader studies of a finished study")
+    rsub = p.add_subparsers(dest="reader_study_command", metavar="ACTION")
+
+    c = rsub.add_parser("create", help="freeze a blinded case design into a new SQLite file")
+    c.add_argument("--study", required=True, help="study folder written by 'inversion-audit run'")
+    c.add_argument("--readers", required=True, nargs="+", help="reader names: alice,bob or alice bob")
+    c.add_argument("--candidates", type=int, default=5, help="candidates per case, true original included (2-8)")
+    c.add_argument("--strategy", choices=["random", "hardest"], default="random", help="distractors: random, or highest SSIM")
+    c.add_argument("--run", default=None, help="run folder, e.g. unet_skull-stripped_bottleneck (default: the most identifiable)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--quality-only", type=int, default=0, metavar="N", help="add N cases showing a reconstruction alone")
+    c.add_argument("--no-revisit", action="store_true", help="readers cannot go back and change answers")
+    c.add_argument("--questions", nargs="+", default=None, help="subset of match,confidence,anatomy,comment")
+    c.add_argument("--out", required=True, help="new SQLite file (an existing design is never overwritten)")
+    c.set_defaults(handler=_create)
+
+    a = rsub.add_parser("analyze", help="accuracy, agreement, time and Likert statistics")
+    a.add_argument("db", help="reader-study SQLite file")
+    a.add_argument("--out", required=True, help="output folder")
+    a.set_defaults(handler=_analyze)
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _create(args: argparse.Namespace) -> int:
+    from ..reader_study import QUESTIONS, create_design, write_design
+
+    readers = split_ids(args.readers) or []
+    questions = tuple(split_ids(args.questions) or QUESTIONS)
+    design = create_design(
+        args.study,
+        readers,
+        n_candidates=args.candidates,
+        strategy=args.strategy,
+        run=args.run,
+        seed=args.seed,
+        quality_only_cases=args.quality_only,
+        allow_revisit=not args.no_revisit,
+        questions=questions,
+    )
+    path = write_design(args.out, design)
+    n_match = sum(c.kind == "match" for c in design.cases)
+    print(
+        f"{path}: {len(design.cases)} cases ({n_match} match, {len(design.cases) - n_match} quality-only) "
+        f"from run {design.run}, {design.n_candidates} candidates ({design.strategy}), "
+        f"readers {', '.join(design.readers)}"
+    )
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from ..reader_study import write_analysis
+
+    result = write_analysis(args.db, args.out)
+    pooled = result["pooled"]
+    if pooled["n"] == 0 and not result["likert"]["all"]:
+        return fail(f"{args.db}: no answers yet", code=1)
+    for reader, b in result["readers"].items():
+        acc = "n/a" if b["accuracy"] is None else f"{100 * b['accuracy']:.0f}%"
+        print(f"{reader:<16} {b['correct']:>3}/{b['n']:<3} top-1 {acc}")
+    acc = "n/a" if pooled["accuracy"] is None else f"{100 * pooled['accuracy']:.0f}%"
+    print(f"{'pooled':<16} {pooled['correct']:>3}/{pooled['n']:<3} top-1 {acc} (chance {100 * result['design']['chance']:.0f}%)")
+    print(f"wrote reader_study.json, reader_study.md, answers.csv, case_key.csv to {args.out}")
+    return 0
