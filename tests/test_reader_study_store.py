@@ -242,7 +242,6 @@ def _run_and_kill(db, mode: str, kill_after: int) -> list[list[str]]:
     return committed
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["wait", "stream"])
 def test_answers_survive_a_killed_writer(study_db, mode):
     committed = _run_and_kill(study_db, mode, kill_after=4 if mode == "wait" else 12)

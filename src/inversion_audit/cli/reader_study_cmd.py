@@ -15,15 +15,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = rsub.add_parser("create", help="freeze a blinded case design into a new SQLite file")
     c.add_argument("--study", required=True, help="study folder written by 'inversion-audit run'")
-    c.add_argument("--readers", required=True, nargs="+", help="reader names: alice,bob or alice bob")
-    c.add_argument("--candidates", type=int, default=5, help="candidates per case, true original included (2-8)")
-    c.add_argument("--strategy", choices=["random", "hardest"], default="random", help="distractors: random, or highest SSIM")
-    c.add_argument("--run", default=None, help="run folder, e.g. unet_skull-stripped_bottleneck (default: the most identifiable)")
+    c.add_argument(
+        "--readers", required=True, nargs="+", help="reader names: alice,bob or alice bob"
+    )
+    c.add_argument(
+        "--candidates",
+        type=int,
+        default=5,
+        help="candidates per case, true original included (2-8)",
+    )
+    c.add_argument(
+        "--strategy",
+        choices=["random", "hardest"],
+        default="random",
+        help="distractors: random, or highest SSIM",
+    )
+    c.add_argument(
+        "--run",
+        default=None,
+        help="run folder, e.g. unet_skull-stripped_bottleneck (default: the most identifiable)",
+    )
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--quality-only", type=int, default=0, metavar="N", help="add N cases showing a reconstruction alone")
-    c.add_argument("--no-revisit", action="store_true", help="readers cannot go back and change answers")
-    c.add_argument("--questions", nargs="+", default=None, help="subset of match,confidence,anatomy,comment")
-    c.add_argument("--out", required=True, help="new SQLite file (an existing design is never overwritten)")
+    c.add_argument(
+        "--quality-only",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N cases showing a reconstruction alone",
+    )
+    c.add_argument(
+        "--no-revisit", action="store_true", help="readers cannot go back and change answers"
+    )
+    c.add_argument(
+        "--questions", nargs="+", default=None, help="subset of match,confidence,anatomy,comment"
+    )
+    c.add_argument(
+        "--out", required=True, help="new SQLite file (an existing design is never overwritten)"
+    )
     c.set_defaults(handler=_create)
 
     a = rsub.add_parser("analyze", help="accuracy, agreement, time and Likert statistics")
@@ -70,6 +98,8 @@ def _analyze(args: argparse.Namespace) -> int:
         acc = "n/a" if b["accuracy"] is None else f"{100 * b['accuracy']:.0f}%"
         print(f"{reader:<16} {b['correct']:>3}/{b['n']:<3} top-1 {acc}")
     acc = "n/a" if pooled["accuracy"] is None else f"{100 * pooled['accuracy']:.0f}%"
-    print(f"{'pooled':<16} {pooled['correct']:>3}/{pooled['n']:<3} top-1 {acc} (chance {100 * result['design']['chance']:.0f}%)")
+    print(
+        f"{'pooled':<16} {pooled['correct']:>3}/{pooled['n']:<3} top-1 {acc} (chance {100 * result['design']['chance']:.0f}%)"
+    )
     print(f"wrote reader_study.json, reader_study.md, answers.csv, case_key.csv to {args.out}")
     return 0
