@@ -1,0 +1,109 @@
+"""napari reader for NIfTI volumes (``.nii``, ``.nii.gz``) in world (RAS mm) coordinates.
+
+Volumes are read in canonical RAS voxel order through :mod:`inversion_audit.io`. Each
+layer gets ``scale`` (voxel size) and ``translate`` (world position of voxel 0); for an
+oblique affine the remaining rotation/shear is passed as the layer's ``affine`` so that
+``affine @ (scale * index + translate)`` reproduces the file's voxel-to-world mapping.
+Layer names come from the file name only, never from header free text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import NIFTI_SUFFIXES, Volume, read_labels, read_volume
+
+__all__ = ["get_reader", "read_nifti_layers", "layer_geometry", "is_label_file", "layer_name"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
+
+#: at most this many distinct integer values makes an unnamed integer volume a label map
+MAX_LABEL_VALUES = 256
+_LABEL_NAME = re.compile(r"[_\-.](seg|dseg|labels?|mask|parc|aseg)$", re.IGNORECASE)
+_IMAGE_NAME = re.compile(r"(^|[_\-.])(t1w?|t2w?|flair|pd|dwi|bold|recon|image|img)($|[_\-.])", re.IGNORECASE)
+
+
+def _paths(path: str | os.PathLike[str] | Sequence[str]) -> list[str]:
+    return [str(p) for p in path] if isinstance(path, list | tuple) else [str(path)]
+
+
+def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
+    """npe2 reader hook: a reader function for NIfTI paths, ``None`` for anything else."""
+    paths = _paths(path)
+    if not paths or not all(p.lower().endswith(NIFTI_SUFFIXES) for p in paths):
+        return None
+    return read_nifti_layers
+
+
+def layer_name(path: str | os.PathLike[str]) -> str:
+    """The file name without ``.nii``/``.nii.gz`` (header text is never used)."""
+    name = Path(path).name
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_label_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a NIfTI file holds a label map.
+
+    True when the name ends in ``_seg``, ``_labels``, ``_mask`` (and similar); otherwise
+    when the file stores an unscaled integer dtype with at most :data:`MAX_LABEL_VALUES`
+    distinct values and its name does not say it is an intensity image (``_T1``, ...).
+    """
+    import nibabel as nib
+
+    name = layer_name(path)
+    if _LABEL_NAME.search(name):
+        return True
+    if _IMAGE_NAME.search(name):
+        return False
+    img = nib.load(str(path))
+    if not np.issubdtype(img.get_data_dtype(), np.integer):
+        return False
+    slope, inter = img.header.get_slope_inter()
+    if slope not in (None, 1.0) or inter not in (None, 0.0):
+        return False
+    data = np.asanyarray(img.dataobj)
+    return np.unique(data).size <= MAX_LABEL_VALUES
+
+
+def layer_geometry(affine: np.ndarray) -> dict[str, Any]:
+    """``scale``, ``translate`` (and ``affine`` when oblique) layer kwargs for a 4x4 RAS affine."""
+    affine = np.asarray(affine, dtype=np.float64)
+    linear = affine[:3, :3]
+    scale = np.sqrt((linear**2).sum(axis=0))
+    translate = affine[:3, 3]
+    out: dict[str, Any] = {"scale": tuple(float(s) for s in scale), "translate": tuple(float(t) for t in translate)}
+    residual = linear / scale  # rotation (and shear) left after scaling
+    if not np.allclose(residual, np.eye(3), atol=1e-6):
+        extra = np.eye(4)
+        extra[:3, :3] = residual
+        extra[:3, 3] = translate - residual @ translate
+        out["affine"] = extra
+    return out
+
+
+def _layer(volume: Volume, kind: str) -> LayerData:
+    kwargs = {"name": layer_name(volume.path), "metadata": {"path": str(volume.path)}, **layer_geometry(volume.affine)}
+    if kind == "image":
+        kwargs["colormap"] = "gray"
+    return volume.array, kwargs, kind
+
+
+def read_nifti_layers(path: str | Sequence[str]) -> list[LayerData]:
+    """Read NIfTI files as napari layer data tuples (Labels for label maps, else Image)."""
+    layers = []
+    for p in _paths(path):
+        if is_label_file(p):
+            layers.append(_layer(read_labels(p), "labels"))
+        else:
+            layers.append(_layer(read_volume(p), "image"))
+    return layers
