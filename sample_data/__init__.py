@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import CohortError
 from .synthetic import LABEL_NAMES, generate_sample_cohort, sample_cohort_dir, synthesize_subject
 
 __all__ = [
@@ -28,8 +29,17 @@ def resolve_cohort_path(path: str | os.PathLike[str]) -> Path:
     """Return ``path`` as a :class:`~pathlib.Path`; ``"sample"`` gives the default sample cohort.
 
     The sample cohort (40 subjects, seed 0, 2 mm, with skull) is generated on first use
-    and cached. An existing file or folder named ``sample`` takes precedence.
+    and cached; ``"sample:N"`` gives its first ``N`` subjects. An existing file or folder
+    of that name takes precedence.
     """
-    if str(path) == SAMPLE_KEYWORD and not Path(path).exists():
+    text = str(path)
+    if Path(text).exists():
+        return Path(text)
+    if text == SAMPLE_KEYWORD:
         return generate_sample_cohort()
-    return Path(path)
+    head, sep, count = text.partition(":")
+    if head == SAMPLE_KEYWORD and sep:
+        if not count.isdigit() or int(count) < 1:
+            raise CohortError(f"{text}: expected 'sample' or 'sample:N' with N >= 1 subjects")
+        return generate_sample_cohort(n_subjects=int(count))
+    return Path(text)

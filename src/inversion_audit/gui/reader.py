@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import VolumeError
 from ..io import NIFTI_SUFFIXES, Volume, read_labels, read_volume
 
 __all__ = ["get_reader", "read_nifti_layers", "layer_geometry", "is_label_file", "layer_name"]
@@ -27,7 +28,9 @@ ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 #: at most this many distinct integer values makes an unnamed integer volume a label map
 MAX_LABEL_VALUES = 256
 _LABEL_NAME = re.compile(r"[_\-.](seg|dseg|labels?|mask|parc|aseg)$", re.IGNORECASE)
-_IMAGE_NAME = re.compile(r"(^|[_\-.])(t1w?|t2w?|flair|pd|dwi|bold|recon|image|img)($|[_\-.])", re.IGNORECASE)
+_IMAGE_NAME = re.compile(
+    r"(^|[_\-.])(t1w?|t2w?|flair|pd|dwi|bold|recon|image|img)($|[_\-.])", re.IGNORECASE
+)
 
 
 def _paths(path: str | os.PathLike[str] | Sequence[str]) -> list[str]:
@@ -65,13 +68,16 @@ def is_label_file(path: str | os.PathLike[str]) -> bool:
         return True
     if _IMAGE_NAME.search(name):
         return False
-    img = nib.load(str(path))
-    if not np.issubdtype(img.get_data_dtype(), np.integer):
-        return False
-    slope, inter = img.header.get_slope_inter()
-    if slope not in (None, 1.0) or inter not in (None, 0.0):
-        return False
-    data = np.asanyarray(img.dataobj)
+    try:
+        img = nib.load(str(path))
+        if not np.issubdtype(img.get_data_dtype(), np.integer):
+            return False
+        slope, inter = img.header.get_slope_inter()
+        if slope not in (None, 1.0) or inter not in (None, 0.0):
+            return False
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many kinds on corrupt files
+        raise VolumeError(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
     return np.unique(data).size <= MAX_LABEL_VALUES
 
 
@@ -81,7 +87,10 @@ def layer_geometry(affine: np.ndarray) -> dict[str, Any]:
     linear = affine[:3, :3]
     scale = np.sqrt((linear**2).sum(axis=0))
     translate = affine[:3, 3]
-    out: dict[str, Any] = {"scale": tuple(float(s) for s in scale), "translate": tuple(float(t) for t in translate)}
+    out: dict[str, Any] = {
+        "scale": tuple(float(s) for s in scale),
+        "translate": tuple(float(t) for t in translate),
+    }
     residual = linear / scale  # rotation (and shear) left after scaling
     if not np.allclose(residual, np.eye(3), atol=1e-6):
         extra = np.eye(4)
@@ -92,7 +101,11 @@ def layer_geometry(affine: np.ndarray) -> dict[str, Any]:
 
 
 def _layer(volume: Volume, kind: str) -> LayerData:
-    kwargs = {"name": layer_name(volume.path), "metadata": {"path": str(volume.path)}, **layer_geometry(volume.affine)}
+    kwargs = {
+        "name": layer_name(volume.path),
+        "metadata": {"path": str(volume.path)},
+        **layer_geometry(volume.affine),
+    }
     if kind == "image":
         kwargs["colormap"] = "gray"
     return volume.array, kwargs, kind
