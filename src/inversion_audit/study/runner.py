@@ -187,7 +187,6 @@ class _Study:
         self.stages.run(f"preprocess/{variant}", key, work)
 
     def train_target(self, fold: Fold, variant: str, arch: str) -> str:
-        from ..attack import segment  # noqa: F401  (fail early if the attack API is missing)
         from ..checkpoints import save_checkpoint
         from ..training import train_target
 
@@ -230,7 +229,8 @@ class _Study:
         return list(fold.attack_set), self.cohort
 
     def attack(self, fold: Fold, variant: str, arch: str, threat: str, target_key: str) -> None:
-        from ..attack import reconstruct, segment, train_inversion
+        from ..attack import reconstruct, train_inversion
+        from ..training import segment
         from ..checkpoints import load_inversion, load_target, save_checkpoint
 
         run = run_name(arch, variant, threat)
