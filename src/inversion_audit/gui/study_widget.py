@@ -1,0 +1,271 @@
+"""Open study (Plugins > Inversion Audit > Open study).
+
+Open a study folder written by ``inversion-audit run`` and pick a reconstruction from a
+searchable list of subjects, folds, architectures, variants and threat models: its
+original, reconstruction(s) and labels are added as layers at their world position. Or
+load files one by one: an original NIfTI, a target checkpoint and an inversion checkpoint
+(checked by loading them; a problem is an error notification naming the file and leaves
+the viewer as it was).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import InversionAuditError
+from ._compute import META_KEY, LayerData, check_checkpoints, load_entry_layers
+from ._layers import find_layer, set_layer
+from ._state import state_for
+from ._study_index import ReconstructionEntry, StudyIndex
+from ._workers import Job, JobPanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["StudyWidget"]
+
+
+class StudyWidget(QWidget):
+    """Open a study folder, search its reconstructions and load one as layers."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self._loaded: list[str] = []
+
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("study folder")
+        browse = QPushButton("Browse…")
+        open_button = QPushButton("Open")
+        row = QHBoxLayout()
+        row.addWidget(self.path_edit)
+        row.addWidget(browse)
+        row.addWidget(open_button)
+
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("search: subject, fold, arch, variant, threat model")
+        self.search_edit.setClearButtonEnabled(True)
+        self.entry_list = QListWidget()
+        self.all_runs = QCheckBox("load every run's reconstruction of the subject")
+        self.panel = JobPanel("Load selected")
+
+        files = QGroupBox("Or load files one by one")
+        form = QFormLayout(files)
+        self.original_button = QPushButton("Original NIfTI…")
+        self.target_edit = QLineEdit()
+        self.inversion_edit = QLineEdit()
+        target_row, inversion_row = QHBoxLayout(), QHBoxLayout()
+        target_browse, inversion_browse = QPushButton("…"), QPushButton("…")
+        target_row.addWidget(self.target_edit)
+        target_row.addWidget(target_browse)
+        inversion_row.addWidget(self.inversion_edit)
+        inversion_row.addWidget(inversion_browse)
+        self.check_button = QPushButton("Load checkpoints")
+        self.checkpoint_panel = JobPanel("Load checkpoints")
+        self.checkpoint_panel.run_button.hide()
+        form.addRow(self.original_button)
+        form.addRow("target checkpoint", target_row)
+        form.addRow("inversion checkpoint", inversion_row)
+        form.addRow(self.check_button)
+        form.addRow(self.checkpoint_panel)
+
+        self.summary = QLabel("No study open.")
+        self.summary.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.search_edit)
+        layout.addWidget(self.entry_list, stretch=1)
+        layout.addWidget(self.all_runs)
+        layout.addWidget(self.panel)
+        layout.addWidget(files)
+
+        browse.clicked.connect(self._browse_study)
+        open_button.clicked.connect(lambda: self.open_study(self.path_edit.text()))
+        self.path_edit.returnPressed.connect(lambda: self.open_study(self.path_edit.text()))
+        self.search_edit.textChanged.connect(self.filter_entries)
+        self.entry_list.currentItemChanged.connect(lambda *_: self.load_selected())
+        self.panel.run_button.clicked.connect(self.load_selected)
+        self.original_button.clicked.connect(self._browse_original)
+        target_browse.clicked.connect(lambda: self._browse_checkpoint(self.target_edit))
+        inversion_browse.clicked.connect(lambda: self._browse_checkpoint(self.inversion_edit))
+        self.check_button.clicked.connect(
+            lambda: self.load_checkpoints(self.target_edit.text(), self.inversion_edit.text())
+        )
+        self.state.events.study.connect(self._show_study)
+        self.state.events.target_checkpoint.connect(
+            lambda p: self.target_edit.setText(str(p or ""))
+        )
+        self.state.events.inversion_checkpoint.connect(
+            lambda p: self.inversion_edit.setText(str(p or ""))
+        )
+        self.viewer.layers.events.inserted.connect(self._adopt_study_layer)
+        if self.state.study is not None:
+            self._show_study(self.state.study)
+        else:
+            self._adopt_study_layer()
+
+    # -- study -------------------------------------------------------------------------------
+    def open_study(self, path: str | Path) -> StudyIndex | None:
+        """Open a study folder; an invalid folder is an error notification, the state unchanged."""
+        try:
+            study = StudyIndex.open(Path(str(path)).expanduser())
+        except InversionAuditError as exc:
+            show_error(str(exc))
+            return None
+        self.state.study = study
+        return study
+
+    def _show_study(self, study: StudyIndex | None) -> None:
+        self.entry_list.clear()
+        if study is None:
+            self.summary.setText("No study open.")
+            return
+        self.path_edit.setText(str(study.root))
+        runs = sorted({e.run for e in study.entries})
+        subjects = sorted({e.reconstruction_id for e in study.entries})
+        self.summary.setText(
+            f"{study.root.name}: {len(study.entries)} reconstructions of {len(subjects)} subjects in "
+            f"{len(runs)} run(s) ({', '.join(runs)})"
+        )
+        for k, entry in enumerate(study.entries):
+            item = QListWidgetItem(entry.label)
+            item.setData(Qt.ItemDataRole.UserRole, k)
+            self.entry_list.addItem(item)
+        self.filter_entries(self.search_edit.text())
+
+    def filter_entries(self, text: str) -> list[ReconstructionEntry]:
+        """Show only the entries matching every word of ``text``; return them."""
+        study = self.state.study
+        if study is None:
+            return []
+        shown = {e.label for e in study.search(text)}
+        for row in range(self.entry_list.count()):
+            item = self.entry_list.item(row)
+            item.setHidden(item.text() not in shown)
+        return [e for e in study.entries if e.label in shown]
+
+    def select(self, entry: ReconstructionEntry) -> Job | None:
+        """Select ``entry`` in the list (which loads it) and return the loading job."""
+        study = self.state.study
+        if study is None:
+            return None
+        k = study.entries.index(entry)
+        for row in range(self.entry_list.count()):
+            item = self.entry_list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == k:
+                if self.entry_list.currentItem() is item:
+                    return self.load_selected()
+                self.entry_list.setCurrentItem(item)
+                return self.panel.job
+        return None
+
+    def load_selected(self) -> Job | None:
+        """Load the selected reconstruction's layers in a worker."""
+        study, item = self.state.study, self.entry_list.currentItem()
+        if study is None or item is None:
+            return None
+        entry = study.entries[item.data(Qt.ItemDataRole.UserRole)]
+        job = Job(
+            load_entry_layers,
+            study,
+            entry,
+            all_runs=self.all_runs.isChecked(),
+            title=f"Load {entry.reconstruction_id}",
+            on_returned=lambda layers: self._show_entry(study, entry, layers),
+        )
+        return self.panel.start(job, replace=True)
+
+    def _show_entry(
+        self, study: StudyIndex, entry: ReconstructionEntry, layers: list[LayerData]
+    ) -> None:
+        names = [kwargs["name"] for _, kwargs, _ in layers]
+        for name in self._loaded:
+            layer = find_layer(self.viewer, name)
+            if layer is not None and name not in names:
+                self.viewer.layers.remove(layer)
+        for data, kwargs, kind in layers:
+            set_layer(self.viewer, data, kwargs, kind)
+        self._loaded = names
+        roles = {
+            kwargs["metadata"][META_KEY]["role"]: kwargs["name"]
+            for _, kwargs, _ in reversed(layers)
+        }
+        s = self.state
+        s.original_layer = roles.get("original")
+        s.reconstruction_layer = roles.get("reconstruction")
+        files = study.checkpoint_files(entry)
+        if files is not None and files[0].is_file() and files[1].is_file():
+            s.target_checkpoint, s.inversion_checkpoint = files
+        s.entry = entry  # last: widgets following the selection read the fields above
+
+    def _adopt_study_layer(self, *_: Any) -> None:
+        """Open the study a layer came from (e.g. the demo study sample) when none is open."""
+        if self.state.study is not None:
+            return
+        for layer in self.viewer.layers:
+            info = layer.metadata.get(META_KEY) if isinstance(layer.metadata, dict) else None
+            if info and info.get("study"):
+                self.open_study(info["study"])
+                return
+
+    # -- one by one --------------------------------------------------------------------------
+    def load_checkpoints(
+        self, target: str | Path, inversion: str | Path, device: str = "cpu"
+    ) -> Job | None:
+        """Check a target + inversion checkpoint pair by loading it (cached for Reconstruct)."""
+        if not str(target).strip() or not str(inversion).strip():
+            show_error("Choose a target checkpoint and an inversion checkpoint first.")
+            return None
+        target, inversion = Path(str(target)).expanduser(), Path(str(inversion)).expanduser()
+
+        def accept(_: Any) -> None:
+            self.state.target_checkpoint = target
+            self.state.inversion_checkpoint = inversion
+            show_info(f"Checkpoints loaded: {target.name}, {inversion.name}")
+
+        job = Job(
+            check_checkpoints,
+            target,
+            inversion,
+            device,
+            title="Load checkpoints",
+            on_returned=accept,
+        )
+        return self.checkpoint_panel.start(job)
+
+    def _browse_study(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open study folder", self.path_edit.text())
+        if folder:
+            self.open_study(folder)
+
+    def _browse_original(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Original NIfTI", "", "NIfTI (*.nii *.nii.gz)")
+        if path:
+            self.viewer.open(path, plugin="napari-inversion-audit")
+
+    def _browse_checkpoint(self, edit: QLineEdit) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Checkpoint", "", "Checkpoints (*.safetensors *.pt *.pth)"
+        )
+        if path:
+            edit.setText(path)
