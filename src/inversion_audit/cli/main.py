@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "inversion_audit.cli.sample_cmd",
     "inversion_audit.cli.run_cmd",
     "inversion_audit.cli.reader_study_cmd",
+    "inversion_audit.cli.train_cmd",
 ]
 
 

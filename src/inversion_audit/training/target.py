@@ -1,0 +1,190 @@
+"""Training a target segmentation network on the private set, and segmenting with it."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..devices import get_device
+from ..models import build_target_network
+from ..progress import ProgressCallback, report
+from .config import TargetConfig
+from .loop import (
+    TrainingHistory,
+    autocast,
+    batches,
+    grad_scaler,
+    memory_format,
+    seed_everything,
+    stack_images,
+    to_device,
+)
+from .losses import segmentation_loss
+
+__all__ = ["train_target", "segment", "apply_label_map"]
+
+
+def apply_label_map(
+    labels: np.ndarray, label_map: dict[int, int] | None, name: str = "labels"
+) -> np.ndarray:
+    """Map source labels to classes (int64); a non-zero label missing from the map is an error naming ``name``."""
+    labels = np.asarray(labels)
+    if label_map is None:
+        if labels.min() < 0:
+            raise ValueError(f"{name}: negative labels")
+        return labels.astype(np.int64)
+    present = np.unique(labels)
+    missing = [int(v) for v in present if v != 0 and int(v) not in label_map]
+    if missing or present.min() < 0:
+        raise ValueError(f"{name}: labels {missing[:10]} are not in the label map")
+    lut = np.zeros(int(present.max()) + 1, np.int64)
+    for src, cls in label_map.items():
+        if src < lut.size:
+            lut[src] = cls
+    return lut[labels]
+
+
+def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    if val_fraction <= 0 or n < 2:
+        return list(range(n)), []
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    order = rng.permutation(n)
+    return sorted(int(i) for i in order[n_val:]), sorted(int(i) for i in order[:n_val])
+
+
+def train_target(
+    images: list[np.ndarray],
+    labels: list[np.ndarray],
+    config: TargetConfig,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+    ids: list[str] | None = None,
+) -> tuple[nn.Module, TrainingHistory]:
+    """Train a target network on the private set with Dice + cross-entropy and Adam.
+
+    Parameters
+    ----------
+    images : preprocessed images of one shape, divisible by ``config.multiple``.
+    labels : label maps on the same grids; mapped through ``config.label_map``.
+    config : architecture and training settings.
+    device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``; AMP is used on CUDA only.
+    progress : called as ``(step, total_steps, "train-target")``; may raise ``JobCancelled``.
+    ids : subject ids, only used to name subjects in error messages.
+
+    Returns
+    -------
+    The trained network in eval mode (``model.label_map`` set) and its :class:`TrainingHistory`.
+    With a validation split the weights of the best validation epoch are kept.
+    """
+    dev = get_device(device)
+    if len(images) != len(labels):
+        raise ValueError(f"got {len(images)} images but {len(labels)} label maps")
+    x_all = stack_images(images, "image", ids)
+    mapped = []
+    for k, lab in enumerate(labels):
+        name = ids[k] if ids else f"label map {k}"
+        if np.shape(lab) != tuple(x_all.shape[2:]):
+            raise ValueError(
+                f"{name}: labels shape {np.shape(lab)} differs from image shape {tuple(x_all.shape[2:])}"
+            )
+        mapped.append(apply_label_map(lab, config.label_map, name))
+    y_all = torch.from_numpy(np.stack(mapped)[:, None])
+    n_classes = config.n_classes or max(2, int(y_all.max()) + 1)
+    if int(y_all.max()) >= n_classes:
+        raise ValueError(f"labels reach class {int(y_all.max())} but n_classes is {n_classes}")
+    if any(s % config.multiple for s in x_all.shape[2:]):
+        raise ValueError(
+            f"image shape {tuple(x_all.shape[2:])} is not divisible by {config.multiple} (pool_size ** depth)"
+        )
+    if dev.type == "cuda":
+        x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
+
+    rng = seed_everything(config.seed)
+    train_rows, val_rows = _split(len(images), config.val_fraction, rng)
+    model = build_target_network(**config.network_args(n_classes)).to(
+        dev, memory_format=memory_format(dev)
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scaler = grad_scaler(dev)
+    loss_fn = segmentation_loss()
+    resolved = {**config.to_dict(), "n_classes": n_classes}
+    history = TrainingHistory("target", resolved, str(dev), len(train_rows), len(val_rows))
+    steps_per_epoch = -(-len(train_rows) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    best_val, best_state, since_best = float("inf"), None, 0
+    start = time.perf_counter()
+    report(progress, 0, total, "train-target")
+    for epoch in range(config.epochs):
+        model.train()
+        losses = []
+        for rows in batches(len(train_rows), config.batch_size, rng):
+            idx = [train_rows[r] for r in rows]
+            x, y = to_device(x_all[idx], dev), to_device(y_all[idx], dev)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(dev):
+                loss = loss_fn(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            history.step_loss.append(losses[-1])
+            history.steps += 1
+            report(progress, history.steps, total, "train-target")
+        history.epoch_loss.append(float(np.mean(losses)))
+        history.best_epoch = epoch
+        if val_rows:
+            val = _validation_loss(model, loss_fn, x_all, y_all, val_rows, dev)
+            history.val_loss.append(val)
+            if val < best_val:
+                best_val, best_state, since_best = val, copy.deepcopy(model.state_dict()), 0
+            else:
+                since_best += 1
+            history.best_epoch = int(np.argmin(history.val_loss))
+            if config.patience and since_best >= config.patience:
+                history.stopped_early = epoch + 1 < config.epochs
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    history.seconds = time.perf_counter() - start
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    model.label_map = config.label_map
+    return model, history
+
+
+@torch.no_grad()
+def _validation_loss(model, loss_fn, x_all, y_all, rows, dev) -> float:
+    model.eval()
+    out = []
+    for k in rows:
+        with autocast(dev):
+            out.append(
+                float(loss_fn(model(to_device(x_all[[k]], dev)), to_device(y_all[[k]], dev)))
+            )
+    return float(np.mean(out))
+
+
+def model_device(model: nn.Module, device: str | None) -> torch.device:
+    """``device`` resolved, or the model's own device when ``device`` is ``None``."""
+    if device is None:
+        return next(model.parameters()).device
+    return get_device(device)
+
+
+@torch.no_grad()
+def segment(target_model: nn.Module, image: np.ndarray, device: str | None = "auto") -> np.ndarray:
+    """Segment one preprocessed image; returns class labels (int32) on the same grid.
+
+    The model is put in eval mode and moved to ``device`` (``None``: where it is).
+    Classes are the model's (after its label map), not the source labels.
+    """
+    dev = model_device(target_model, device)
+    target_model.eval().to(dev, memory_format=memory_format(dev))
+    x = to_device(stack_images([image]), dev)
+    with autocast(dev):
+        logits = target_model(x)
+    return logits.argmax(1)[0].to("cpu", torch.int32).numpy()
