@@ -143,7 +143,7 @@ class StudyConfig:
             if v not in VARIANTS:
                 raise ConfigError(f"unknown key 'variant_preprocess.{v}' (allowed: {', '.join(VARIANTS)})")
         # validate nested configs early so a typo fails before any training
-        for v in self.variants:
+        for v in {*self.variants, *self.variant_preprocess}:
             self.preprocess_config(v)
         self.target_config("unet")
         self.inversion_config("bottleneck")
@@ -203,14 +203,14 @@ _PLAIN = {"variants", "archs", "threat_models", "preprocess", "variant_preproces
 def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig:
     """Build and validate a :class:`StudyConfig`; unknown keys raise :class:`ConfigError`."""
     kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in _SECTIONS:
-            kwargs[key] = _section(_SECTIONS[key], value, key)
-        elif key in _PLAIN:
-            kwargs[key] = value
-        else:
-            raise ConfigError(f"unknown key '{key}' (allowed: {', '.join(sorted([*_SECTIONS, *_PLAIN]))})")
     try:
+        for key, value in data.items():
+            if key in _SECTIONS:
+                kwargs[key] = _section(_SECTIONS[key], value, key)
+            elif key in _PLAIN:
+                kwargs[key] = value
+            else:
+                raise ConfigError(f"unknown key '{key}' (allowed: {', '.join(sorted([*_SECTIONS, *_PLAIN]))})")
         return StudyConfig(**kwargs, source=source)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}" if source else str(exc)) from exc
