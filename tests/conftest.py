@@ -54,6 +54,13 @@ def make_blob_volume(shape=(32, 32, 32), seed=0, n_blobs=6) -> tuple[np.ndarray,
     return np.clip(img, 0, 1).astype(np.float32), labels
 
 
+@pytest.fixture(scope="session")
+def tiny_volumes() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The six 32^3 blob images and labels of ``tiny_cohort`` as arrays (images in [0, 1])."""
+    pairs = [make_blob_volume(seed=i) for i in range(6)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 @pytest.fixture
 def tiny_cohort(tmp_path):
     """A folder cohort of six 32^3 subjects (``<id>_T1.nii.gz`` + ``<id>_seg.nii.gz``) at 2 mm."""
