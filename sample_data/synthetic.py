@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..progress import ProgressCallback, report
 
 __all__ = [
@@ -243,7 +244,7 @@ def synthesize_subject(
     from scipy import ndimage
 
     if spacing <= 0:
-        raise ValueError(f"spacing must be positive, got {spacing}")
+        raise ConfigError(f"spacing must be positive, got {spacing}")
     tpl = _template(_template_step(spacing))
     rng = np.random.default_rng([int(seed), int(index)])
     shape, affine = _output_grid(spacing)
@@ -396,7 +397,7 @@ def generate_sample_cohort(
     from ..io import atomic_write_json
 
     if n_subjects < 1:
-        raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
+        raise ConfigError(f"n_subjects must be at least 1, got {n_subjects}")
     out = (
         Path(out_dir)
         if out_dir is not None

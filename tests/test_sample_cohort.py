@@ -22,14 +22,16 @@ from inversion_audit.sample_data import (
 )
 
 
+# generating subjects loads the nilearn template once per process (~7 s CPU), then ~1 s each
 @pytest.fixture(scope="module")
-def cohort3(tmp_path_factory):
-    return generate_sample_cohort(tmp_path_factory.mktemp("sample") / "c", n_subjects=3, seed=0)
+def cohort2(tmp_path_factory):
+    return generate_sample_cohort(tmp_path_factory.mktemp("sample") / "c", n_subjects=2, seed=0)
 
 
-def test_folder_is_a_valid_cohort(cohort3):
-    cohort = load_cohort(cohort3)
-    assert cohort.ids == ["sub-000", "sub-001", "sub-002"]
+@pytest.mark.slow
+def test_folder_is_a_valid_cohort(cohort2):
+    cohort = load_cohort(cohort2)
+    assert cohort.ids == ["sub-000", "sub-001"]
     assert all(s.labels is not None and s.mask is not None for s in cohort)
     assert validate_cohort(cohort, require_labels=True) == []
     vol = read_volume(cohort[0].image)
@@ -37,29 +39,32 @@ def test_folder_is_a_valid_cohort(cohort3):
     assert all(n % 16 == 0 for n in vol.shape)
 
 
-def test_same_seed_gives_same_bytes(cohort3, tmp_path):
+@pytest.mark.slow
+def test_same_seed_gives_same_bytes(cohort2, tmp_path):
     again = generate_sample_cohort(tmp_path / "again", n_subjects=2, seed=0)
     for sid in ("sub-000", "sub-001"):
         for suffix in ("T1", "seg", "mask"):
             name = f"{sid}_{suffix}.nii.gz"
-            assert (again / name).read_bytes() == (cohort3 / name).read_bytes(), name
+            assert (again / name).read_bytes() == (cohort2 / name).read_bytes(), name
 
 
-def test_subjects_differ(cohort3, tmp_path):
-    a, b = (read_volume(cohort3 / f"sub-00{i}_T1.nii.gz").array for i in (0, 1))
+@pytest.mark.slow
+def test_subjects_differ(cohort2, tmp_path):
+    a, b = (read_volume(cohort2 / f"sub-00{i}_T1.nii.gz").array for i in (0, 1))
     rng = float(max(a.max(), b.max()))
     assert structural_similarity(a, b, data_range=rng) < 0.8
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] < 0.98
-    la, lb = (read_labels(cohort3 / f"sub-00{i}_seg.nii.gz").array for i in (0, 1))
+    la, lb = (read_labels(cohort2 / f"sub-00{i}_seg.nii.gz").array for i in (0, 1))
     assert (la != lb).mean() > 0.02  # the anatomy is deformed, not only the intensities
     other_seed = generate_sample_cohort(tmp_path / "seed1", n_subjects=1, seed=1)
     c = read_volume(other_seed / "sub-000_T1.nii.gz").array
     assert structural_similarity(a, c, data_range=rng) < 0.8
 
 
-def test_labels_cover_all_classes_and_are_lateralised(cohort3):
-    seg = read_labels(cohort3 / "sub-000_seg.nii.gz")
-    mask = read_labels(cohort3 / "sub-000_mask.nii.gz").array
+@pytest.mark.slow
+def test_labels_cover_all_classes_and_are_lateralised(cohort2):
+    seg = read_labels(cohort2 / "sub-000_seg.nii.gz")
+    mask = read_labels(cohort2 / "sub-000_mask.nii.gz").array
     assert set(np.unique(seg.array)) == set(LABEL_NAMES)
     np.testing.assert_array_equal(seg.array > 0, mask > 0)
     world = (
@@ -77,9 +82,10 @@ def test_labels_cover_all_classes_and_are_lateralised(cohort3):
     assert y[4] > y[6] > y[8]  # frontal, parietal-temporal, occipital from front to back
 
 
-def test_skull_shell_outside_brain_only_with_skull(cohort3, tmp_path):
-    img = read_volume(cohort3 / "sub-000_T1.nii.gz").array
-    mask = read_labels(cohort3 / "sub-000_mask.nii.gz").array > 0
+@pytest.mark.slow
+def test_skull_shell_outside_brain_only_with_skull(cohort2, tmp_path):
+    img = read_volume(cohort2 / "sub-000_T1.nii.gz").array
+    mask = read_labels(cohort2 / "sub-000_mask.nii.gz").array > 0
     brain = np.median(img[mask])
     assert np.percentile(img[~mask], 99.5) > 0.5 * brain  # bright scalp
     bare = generate_sample_cohort(tmp_path / "bare", n_subjects=1, with_skull=False)
@@ -89,6 +95,7 @@ def test_skull_shell_outside_brain_only_with_skull(cohort3, tmp_path):
     np.testing.assert_array_equal(mask0, mask)  # same anatomy, only the head shell differs
 
 
+@pytest.mark.slow
 def test_default_folder_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("INVERSION_AUDIT_CACHE", str(tmp_path / "cache"))
     path = generate_sample_cohort(n_subjects=1)
@@ -104,6 +111,7 @@ def test_default_folder_is_cached(tmp_path, monkeypatch):
     assert (path / "sub-000_seg.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_cancel_leaves_no_completion_marker(tmp_path):
     def cancel(done, total, stage):
         if done >= 1:
@@ -126,6 +134,7 @@ def test_template_is_read_without_network(monkeypatch):
     assert affine[0, 0] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_resolve_cohort_path(tmp_path, monkeypatch):
     monkeypatch.setenv("INVERSION_AUDIT_CACHE", str(tmp_path / "cache"))
     assert resolve_cohort_path(str(tmp_path)) == tmp_path
@@ -135,6 +144,7 @@ def test_resolve_cohort_path(tmp_path, monkeypatch):
         resolve_cohort_path("sample:x")
 
 
+@pytest.mark.slow
 def test_cli_sample_prints_path(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["sample", "--out", str(out), "--n", "1", "--seed", "3", "--no-skull"]) == 0
