@@ -134,3 +134,55 @@ def make_fake_study(
             )
             w.writerows(rows)
     return study
+
+
+def make_tiny_checkpoints(
+    folder: Path,
+    arch: str = "unet",
+    shape: tuple[int, int, int] = (16, 16, 16),
+    spacing: float = 2.0,
+    skull_strip: str = "none",
+    threat_model: str = "bottleneck",
+    seed: int = 0,
+) -> tuple[Path, Path]:
+    """An untrained tiny target network (depth 2, 4 base filters) and its inversion decoder,
+    saved with the project's checkpoint API; the decoder's sidecar records the preprocessing."""
+    import torch
+
+    from inversion_audit.attack import build_inversion_decoder
+    from inversion_audit.checkpoints import save_checkpoint
+    from inversion_audit.data import PreprocessConfig
+    from inversion_audit.models import build_target_network
+
+    torch.manual_seed(seed)
+    target = build_target_network(arch, n_classes=2, depth=2, base_filters=4, norm="none")
+    decoder = build_inversion_decoder(target, threat_model)
+    pre = PreprocessConfig(
+        spacing=(spacing,) * 3, shape=shape, divisible_by=4, skull_strip=skull_strip
+    )
+    target_path, _ = save_checkpoint(folder / "target", target, {"preprocess": pre.to_dict()})
+    inversion_path, _ = save_checkpoint(
+        folder / "inversion", decoder, {"preprocess": pre.to_dict()}
+    )
+    return target_path, inversion_path
+
+
+class Notifications:
+    """Collects napari notifications (``show_error`` etc.) while in a ``with`` block."""
+
+    def __enter__(self):
+        from napari.utils.notifications import notification_manager
+
+        self.records = []
+        self._manager = notification_manager
+        notification_manager.notification_ready.connect(self.records.append)
+        return self
+
+    def __exit__(self, *exc):
+        self._manager.notification_ready.disconnect(self.records.append)
+
+    def errors(self) -> list[str]:
+        return [str(n.message) for n in self.records if str(n.severity).lower().endswith("error")]
+
+    def messages(self) -> list[str]:
+        return [str(n.message) for n in self.records]

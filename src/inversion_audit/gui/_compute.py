@@ -14,21 +14,35 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
-from ..io import read_labels, read_volume
+import numpy as np
+
+from ..errors import CheckpointError, VolumeError
+from ..io import Volume, read_labels, read_volume, write_volume
 from ..progress import ProgressCallback, report
 from ._layers import volume_layer_kwargs
 from ._study_index import ReconstructionEntry, StudyIndex
 
 __all__ = [
+    "Comparison",
+    "DeformationView",
     "LayerData",
     "LoadedModels",
     "META_KEY",
+    "align_to",
+    "cached_deformation",
+    "comparison_pair",
+    "displacement_vectors",
+    "register_pair",
     "check_checkpoints",
+    "checkerboard",
+    "compare_volumes",
+    "curtain",
+    "display_scale",
     "load_candidate_layer",
     "load_entry_layers",
     "load_models",
     "original_layer_name",
+    "reconstruct_volume",
     "reconstruction_layer_name",
 ]
 
@@ -150,34 +164,33 @@ class LoadedModels:
 
 
 def _mtime(path: Path) -> int:
+    """Modification time of a checkpoint and its sidecar (a change to either reloads it)."""
     try:
-        return path.stat().st_mtime_ns
+        stamp = path.stat().st_mtime_ns
     except OSError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
+    sidecar = path.with_suffix(".json")
+    return max(stamp, sidecar.stat().st_mtime_ns) if sidecar.is_file() else stamp
 
 
 @lru_cache(maxsize=4)
 def _load_models_cached(
     target: str, target_mtime: int, inversion: str, inversion_mtime: int, device: str
 ):
-    from ..checkpoints import load_inversion, load_target, read_metadata
-    from ..data import PreprocessConfig
+    from ..checkpoints import load_inversion, load_target, preprocess_config
     from ..devices import get_device
 
     dev = str(get_device(device))
     target_model = load_target(target, device=dev)
     decoder = load_inversion(inversion, target=target_model, device=dev)
-    meta = read_metadata(inversion)
-    if "preprocess" not in meta:
+    try:
+        config = preprocess_config(decoder.metadata)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{inversion}: {exc}") from exc
+    if config is None:
         raise CheckpointError(
             f"{inversion}: sidecar has no 'preprocess' config to prepare inputs with"
         )
-    try:
-        config = PreprocessConfig.from_dict(meta["preprocess"])
-    except Exception as exc:
-        raise CheckpointError(
-            f"{inversion}: invalid 'preprocess' config in sidecar ({exc})"
-        ) from exc
     return LoadedModels(target_model, decoder, config, dev)
 
 
@@ -205,3 +218,245 @@ def check_checkpoints(
     models = load_models(target, inversion, device)
     report(progress, 1, 1, "load checkpoints")
     return models
+
+
+# -- reconstruct -------------------------------------------------------------------------------
+def _preprocess_files(subject: Any, config: Any, progress: ProgressCallback | None = None) -> Any:
+    from ..data import preprocess_subject
+
+    return preprocess_subject(subject, config, use_cache=False)
+
+
+def reconstruct_volume(
+    volume: Volume,
+    target: str | Path,
+    inversion: str | Path,
+    device: str = "auto",
+    labels: Volume | None = None,
+    preprocessed: bool = False,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """D^(Enc(X)) of an image volume, returned on the volume's own grid.
+
+    The image is first preprocessed with the inversion checkpoint's recorded config
+    (``labels`` give the brain mask when that config skull-strips), unless
+    ``preprocessed`` says it already is (then it must have the config's shape). The
+    reconstruction is resampled back onto the input grid.
+    """
+    import tempfile
+
+    from ..data import Subject
+
+    total = 4
+    report(progress, 0, total, "load models")
+    models = load_models(target, inversion, device)
+    config = models.preprocess
+    report(progress, 1, total, "preprocess")
+    if preprocessed:
+        if config.shape is not None and volume.shape != tuple(config.shape):
+            raise VolumeError(
+                f"{volume.meta.get('layer', volume.name)}: shape {volume.shape} is not the preprocessed shape "
+                f"{tuple(config.shape)} of {Path(inversion).name}; untick 'already preprocessed'"
+            )
+        image, pre = np.clip(volume.array, 0.0, 1.0).astype(np.float32), None
+    else:
+        if config.skull_strip != "none" and labels is None:
+            raise VolumeError(
+                f"{Path(inversion).name} expects skull-stripped input (skull_strip={config.skull_strip!r}): "
+                "choose the subject's labels (or brain mask) layer"
+            )
+        with tempfile.TemporaryDirectory(prefix="inversion-audit-") as tmp:
+            image_file = write_volume(Path(tmp) / "input_image.nii", volume)
+            labels_file = (
+                write_volume(Path(tmp) / "input_labels.nii", labels) if labels is not None else None
+            )
+            subject = Subject(
+                "input",
+                image_file,
+                labels=labels_file if config.skull_strip != "mask" else None,
+                mask=labels_file if config.skull_strip == "mask" else None,
+            )
+            if config.bias_correction:  # N4 runs in ANTs, which holds the GIL: use a child process
+                from ._subprocess import call_in_subprocess
+
+                pre = call_in_subprocess(_preprocess_files, subject, config, progress=progress)
+            else:
+                pre = _preprocess_files(subject, config)
+        image = pre.image
+    report(progress, 2, total, f"reconstruct on {models.device}")
+    from ..attack import reconstruct
+
+    rec = reconstruct(models.target, models.decoder, image, device=models.device)
+    report(progress, 3, total, "resample to the input grid")
+    out = rec if pre is None else pre.to_source(rec).array
+    report(progress, 4, total, "done")
+    return np.asarray(out, dtype=np.float32)
+
+
+# -- compare -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """A reconstruction compared with its original on the original's grid."""
+
+    aligned: np.ndarray
+    difference: np.ndarray
+    ssim_map: np.ndarray
+    ssim: float
+    correlation: float
+    psnr: float
+    data_range: float
+
+
+def align_to(volume: Volume, reference: Volume) -> np.ndarray:
+    """``volume`` on ``reference``'s grid, resampled (linear) unless both have the same shape and
+    voxel axes: then they are compared voxel for voxel, as in the study's preprocessed space
+    (where each subject's grid has its own world position)."""
+    if volume.shape == reference.shape and np.allclose(
+        volume.affine[:3, :3], reference.affine[:3, :3], atol=1e-3
+    ):
+        return np.asarray(volume.array, np.float32)
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    img = nib.Nifti1Image(np.asarray(volume.array, np.float32), volume.affine)
+    out = resample_from_to(img, (reference.shape, reference.affine), order=1, cval=0.0)
+    return np.asarray(out.dataobj, np.float32)
+
+
+def compare_volumes(
+    original: Volume, reconstruction: Volume, progress: ProgressCallback | None = None
+) -> Comparison:
+    """Difference (reconstruction - original), SSIM map and global SSIM, correlation, PSNR.
+
+    The reconstruction is put on the original's grid first (:func:`align_to`). The data
+    range is 1 for images in [0, 1] (preprocessed space), else the joint range.
+    """
+    from ..metrics import correlation, psnr, ssim
+
+    report(progress, 0, 3, "align")
+    a = np.asarray(original.array, np.float32)
+    b = align_to(reconstruction, original)
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    data_range = 1.0 if lo >= 0.0 and hi <= 1.0 else max(hi - lo, 1e-6)
+    report(progress, 1, 3, "SSIM map")
+    value, smap = ssim(b, a, data_range=data_range, return_map=True)
+    report(progress, 2, 3, "correlation, PSNR")
+    out = Comparison(
+        aligned=b,
+        difference=(b - a).astype(np.float32),
+        ssim_map=np.asarray(smap, np.float32),
+        ssim=float(value),
+        correlation=float(correlation(b, a)),
+        psnr=float(psnr(a, b, data_range=data_range)),
+        data_range=float(data_range),
+    )
+    report(progress, 3, 3, "done")
+    return out
+
+
+def checkerboard(a: np.ndarray, b: np.ndarray, tile: int) -> np.ndarray:
+    """``a`` and ``b`` interleaved in cubes of ``tile`` voxels."""
+    idx = np.indices(a.shape, sparse=True)
+    parity = sum(i // max(int(tile), 1) for i in idx) % 2
+    return np.where(parity == 0, a, b).astype(np.float32)
+
+
+def curtain(a: np.ndarray, b: np.ndarray, axis: int, fraction: float) -> np.ndarray:
+    """``a`` before ``fraction`` of the way along ``axis``, ``b`` after it."""
+    cut = int(round(float(np.clip(fraction, 0.0, 1.0)) * a.shape[axis]))
+    shape = [1] * a.ndim
+    shape[axis] = a.shape[axis]
+    before = (np.arange(a.shape[axis]) < cut).reshape(shape)
+    return np.where(before, a, b).astype(np.float32)
+
+
+def display_scale(array: np.ndarray) -> np.ndarray:
+    """An image in [0, 1] as is; any other range robustly scaled to [0, 1] (0.5-99.5 percentiles)."""
+    array = np.asarray(array, np.float32)
+    if array.min() >= 0.0 and array.max() <= 1.0:
+        return array
+    lo, hi = np.percentile(array, (0.5, 99.5))
+    return np.clip((array - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+# -- deformation -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeformationView:
+    """What the Deformation widget shows: the magnitude map (mm) on the candidate's grid,
+    the mean displacement norm, and optional subsampled displacement vectors."""
+
+    magnitude: np.ndarray
+    mean_displacement_mm: float
+    vectors: np.ndarray | None = None
+    cached: bool = False
+
+
+def comparison_pair(moving: Volume, fixed: Volume) -> tuple[Volume, Volume]:
+    """Put two volumes of the study's comparison space on one centred grid, as the study's
+    scorer does, so registration starts from the voxel-for-voxel alignment; volumes on
+    different grids keep their world positions."""
+    if moving.shape == fixed.shape and np.allclose(moving.spacing, fixed.spacing, atol=1e-4):
+        from ..study.scoring import common_affine
+
+        affine = common_affine(fixed.shape, fixed.spacing)
+        return Volume(moving.array, affine), Volume(fixed.array, affine)
+    return moving, fixed
+
+
+def displacement_vectors(
+    displacement: np.ndarray, spacing: tuple[float, ...], step: int
+) -> np.ndarray:
+    """napari Vectors data ``(N, 2, 3)`` from a displacement field ``(X, Y, Z, 3)`` in mm:
+    every ``step``-th voxel, projections in voxels (the layer's scale turns them into mm)."""
+    field = np.asarray(displacement, np.float32)[::step, ::step, ::step]
+    grid = np.stack(
+        np.meshgrid(*[np.arange(0, n, step) for n in displacement.shape[:3]], indexing="ij"), -1
+    )
+    positions = grid.reshape(-1, 3).astype(np.float32)
+    projections = (field.reshape(-1, 3) / np.asarray(spacing, np.float32)).astype(np.float32)
+    keep = np.linalg.norm(projections, axis=1) > 1e-3
+    return np.stack([positions[keep], projections[keep]], axis=1)
+
+
+def register_pair(
+    moving: Volume,
+    fixed: Volume,
+    preset: str = "fast",
+    fixed_mask: np.ndarray | None = None,
+    vectors_step: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> DeformationView:
+    """ANTs registration of ``moving`` (a reconstruction) to ``fixed`` (a candidate).
+
+    Runs the core :func:`inversion_audit.metrics.deformation`; call it through
+    :func:`~inversion_audit.gui._subprocess.call_in_subprocess`, since ANTs holds the GIL.
+    """
+    from ..metrics import deformation
+
+    report(progress, 0, 2, f"ANTs registration ({preset})")
+    m, f = comparison_pair(moving, fixed)
+    result = deformation(m, f, fixed_mask=fixed_mask, preset=preset)
+    report(progress, 1, 2, "displacement vectors")
+    vectors = None
+    field = getattr(result, "displacement", None)
+    if vectors_step and field is not None:
+        field = field.array if isinstance(field, Volume) else field
+        vectors = displacement_vectors(field, fixed.spacing, int(vectors_step))
+    report(progress, 2, 2, "done")
+    return DeformationView(
+        np.asarray(result.magnitude.array, np.float32), float(result.mean_displacement_mm), vectors
+    )
+
+
+def cached_deformation(
+    study: StudyIndex, run: str, reconstruction_id: str, candidate_id: str
+) -> DeformationView | None:
+    """The study's stored magnitude map and mean displacement for a pair, or ``None``."""
+    path = study.deformation_file(run, reconstruction_id, candidate_id)
+    if not path.is_file():
+        return None
+    magnitude = read_volume(path).array
+    mean = study.score(run, reconstruction_id, candidate_id, "deformation")
+    if np.isnan(mean):
+        mean = float(magnitude.mean())
+    return DeformationView(magnitude, float(mean), None, cached=True)

@@ -83,13 +83,14 @@ class Job(QObject):
         return self._pbar is not None
 
     def _on_progress(self, done: int, total: int, stage: str) -> None:
-        if self._pbar is None:
-            return
-        if self._pbar.total != total:
-            self._pbar.total = total
-        if done != self._pbar.n:
-            self._pbar.update(done - self._pbar.n)
-        self._pbar.set_description(f"{self.title}: {stage}")
+        # updating the bar may process queued events, including the job's end (which closes it)
+        pbar = self._pbar
+        if pbar is not None and pbar.total != total:
+            pbar.total = total
+        if self._pbar is pbar and pbar is not None and done != pbar.n:
+            pbar.update(done - pbar.n)
+        if self._pbar is pbar and pbar is not None:
+            pbar.set_description(f"{self.title}: {stage}")
 
     def _on_worker_returned(self, result: Any) -> None:
         if self.cancelled:

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import InversionAuditError
 from ._compute import META_KEY, LayerData, check_checkpoints, load_entry_layers
-from ._layers import find_layer, set_layer
+from ._layers import set_layer
 from ._state import state_for
 from ._study_index import ReconstructionEntry, StudyIndex
 from ._workers import Job, JobPanel
@@ -50,7 +50,6 @@ class StudyWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
-        self._loaded: list[str] = []
 
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("study folder")
@@ -199,13 +198,13 @@ class StudyWidget(QWidget):
         self, study: StudyIndex, entry: ReconstructionEntry, layers: list[LayerData]
     ) -> None:
         names = [kwargs["name"] for _, kwargs, _ in layers]
-        for name in self._loaded:
-            layer = find_layer(self.viewer, name)
-            if layer is not None and name not in names:
-                self.viewer.layers.remove(layer)
+        for layer in list(self.viewer.layers):  # the previous selection's layers of this study
+            info = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+            if info.get("study") == str(study.root) and layer.name not in names:
+                if info.get("role") in ("original", "reconstruction", "labels"):
+                    self.viewer.layers.remove(layer)
         for data, kwargs, kind in layers:
             set_layer(self.viewer, data, kwargs, kind)
-        self._loaded = names
         roles = {
             kwargs["metadata"][META_KEY]["role"]: kwargs["name"]
             for _, kwargs, _ in reversed(layers)

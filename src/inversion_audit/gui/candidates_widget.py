@@ -1,0 +1,266 @@
+"""Candidate matches (Plugins > Inversion Audit > Candidate matches).
+
+A table of every candidate original scored against the selected reconstruction: rank,
+candidate, SSIM, correlation and mean displacement (when computed), ranked by SSIM by
+default or by correlation, deformation or the fused rank. Selecting a row shows that
+candidate beside the reconstruction (napari grid: one camera, so position and zoom are
+linked). The true original is highlighted only outside blinded mode; in blinded mode
+candidates are shown under codes. The table exports to CSV (written atomically).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QBrush, QColor, QFont
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..io import atomic_write_text
+from ._compute import load_candidate_layer
+from ._layers import find_layer, same_geometry, set_layer
+from ._ranking import RANK_KEYS, RankedCandidate, blinded_codes, rank_candidates
+from ._state import state_for
+from ._workers import Job, JobPanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["CandidatesWidget", "COLUMNS"]
+
+COLUMNS = ("rank", "candidate", "SSIM", "correlation", "mean displacement (mm)")
+TRUE_MATCH_COLOR = QColor(255, 200, 0, 110)
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "–" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+class CandidatesWidget(QWidget):
+    """Ranked candidate originals of the selected reconstruction."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.rows: list[RankedCandidate] = []
+        self._codes: dict[str, str] = {}
+        self._highlighted: list[int] = []
+
+        self.title = QLabel("Open a study and select a reconstruction.")
+        self.title.setWordWrap(True)
+        self.sort_combo = QComboBox()
+        self.sort_combo.addItems(RANK_KEYS)
+        self.blinded_check = QCheckBox("blinded (hide the true original)")
+        self.blinded_check.setChecked(self.state.blinded)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.export_button = QPushButton("Export CSV…")
+        self.panel = JobPanel("Show selected")
+        self.panel.run_button.hide()
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("rank by"))
+        top.addWidget(self.sort_combo)
+        top.addWidget(self.blinded_check)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addLayout(top)
+        layout.addWidget(self.table, stretch=1)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.export_button)
+
+        self.sort_combo.currentTextChanged.connect(lambda _: self.refresh())
+        self.blinded_check.toggled.connect(self._set_blinded)
+        self.table.horizontalHeader().sectionClicked.connect(self._header_clicked)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.export_button.clicked.connect(self._browse_export)
+        self.state.events.entry.connect(self._entry_changed)
+        self.state.events.blinded.connect(self._blinded_changed)
+        self.refresh()
+
+    # -- table -------------------------------------------------------------------------------
+    def _entry_changed(self, *_: Any) -> None:
+        old = find_layer(self.viewer, self.state.candidate_layer)
+        if old is not None:
+            self.viewer.layers.remove(old)
+        self.state.candidate_id = None
+        self.state.candidate_layer = None
+        self.refresh()
+
+    def _set_blinded(self, value: bool) -> None:
+        self.state.blinded = bool(value)
+
+    def _blinded_changed(self, value: bool) -> None:
+        self.blinded_check.setChecked(bool(value))
+        self.refresh()
+
+    def _header_clicked(self, column: int) -> None:
+        key = {2: "ssim", 3: "correlation", 4: "deformation"}.get(column)
+        if key is not None:
+            self.sort_combo.setCurrentText(key)
+
+    def refresh(self) -> list[RankedCandidate]:
+        """Rebuild the table for the selected reconstruction and ranking; return the rows."""
+        study, entry = self.state.study, self.state.entry
+        self.table.blockSignals(True)
+        self.table.setRowCount(0)
+        self.rows = []
+        self._highlighted = []
+        if study is None or entry is None:
+            self.title.setText("Open a study and select a reconstruction.")
+            self.table.blockSignals(False)
+            return self.rows
+        blinded = self.state.blinded
+        candidates = study.candidates(entry.run, entry.reconstruction_id)
+        self._codes = blinded_codes([c.candidate_id for c in candidates], seed=entry.label)
+        self.rows = rank_candidates(candidates, self.sort_combo.currentText())
+        who = "a reconstruction" if blinded else entry.reconstruction_id
+        self.title.setText(
+            f"{len(self.rows)} candidates for {who} ({entry.run}), ranked by {self.sort_combo.currentText()}"
+        )
+        self.table.setRowCount(len(self.rows))
+        bold = QFont()
+        bold.setBold(True)
+        for r, row in enumerate(self.rows):
+            c = row.candidate
+            cells = (
+                str(row.rank),
+                self.display_id(c.candidate_id),
+                _number(c.ssim),
+                _number(c.correlation),
+                _number(c.deformation, 2),
+            )
+            is_true = not blinded and c.candidate_id == entry.reconstruction_id
+            if is_true:
+                self._highlighted.append(r)
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(
+                    int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    if col != 1
+                    else int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+                )
+                if is_true:
+                    item.setBackground(QBrush(TRUE_MATCH_COLOR))
+                    item.setFont(bold)
+                    item.setToolTip("the true original of this reconstruction")
+                self.table.setItem(r, col, item)
+        self.table.resizeColumnsToContents()
+        self.table.blockSignals(False)
+        return self.rows
+
+    def display_id(self, candidate_id: str) -> str:
+        """The candidate's id, or its code in blinded mode."""
+        return self._codes.get(candidate_id, candidate_id) if self.state.blinded else candidate_id
+
+    def highlighted_rows(self) -> list[int]:
+        """Rows drawn as the true original (none in blinded mode)."""
+        return list(self._highlighted)
+
+    # -- selection ---------------------------------------------------------------------------
+    def select_row(self, row: int) -> Job | None:
+        """Select a table row: show that candidate beside the reconstruction; return the job."""
+        self.table.selectRow(row)
+        return self.panel.job
+
+    def _selection_changed(self) -> None:
+        rows = {i.row() for i in self.table.selectedIndexes()}
+        if len(rows) == 1:
+            self.show_candidate(self.rows[rows.pop()].candidate.candidate_id)
+
+    def show_candidate(self, candidate_id: str) -> Job | None:
+        """Load a candidate (worker) and show it beside the reconstruction in grid mode."""
+        study, entry = self.state.study, self.state.entry
+        recon = find_layer(self.viewer, self.state.reconstruction_layer)
+        if study is None or entry is None or recon is None:
+            show_error("Candidate matches: load a reconstruction with Open study first.")
+            return None
+        name = f"candidate {self.display_id(candidate_id)}"
+        previous = self.state.candidate_layer
+
+        def show(data: Any) -> None:
+            array, kwargs, kind = data
+            old = find_layer(self.viewer, previous)
+            if old is not None and previous != name:
+                self.viewer.layers.remove(old)
+            layer = set_layer(self.viewer, array, kwargs, kind)
+            for other in self.viewer.layers:
+                other.visible = other is layer or other is recon
+            i, j = self.viewer.layers.index(recon), self.viewer.layers.index(layer)
+            if j != i + 1:  # the candidate's grid cell right beside the reconstruction's
+                self.viewer.layers.move(j, i + 1 if j > i else i)
+            self.viewer.canvas.grid.enabled = True
+            self.state.candidate_id = candidate_id
+            self.state.candidate_layer = name
+
+        job = Job(
+            load_candidate_layer,
+            study,
+            entry,
+            candidate_id,
+            same_geometry(recon),
+            name,
+            title=f"Show {name}",
+            on_returned=show,
+        )
+        return self.panel.start(job, replace=True)
+
+    # -- export ------------------------------------------------------------------------------
+    def table_csv(self) -> str:
+        """The table as CSV text (true-original column only outside blinded mode)."""
+        entry = self.state.entry
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        header = ["rank", "candidate", "ssim", "correlation", "mean_displacement_mm", "ranked_by"]
+        if not self.state.blinded:
+            header.append("true_original")
+        w.writerow(header)
+        for row in self.rows:
+            c = row.candidate
+            line = [row.rank, self.display_id(c.candidate_id)]
+            line += [
+                "" if math.isnan(v) else f"{v:.6g}" for v in (c.ssim, c.correlation, c.deformation)
+            ]
+            line.append(self.sort_combo.currentText())
+            if not self.state.blinded:
+                line.append(int(entry is not None and c.candidate_id == entry.reconstruction_id))
+            w.writerow(line)
+        return buf.getvalue()
+
+    def export_csv(self, path: str | Path) -> Path:
+        """Write the table to ``path`` atomically."""
+        out = atomic_write_text(Path(path), self.table_csv())
+        show_info(f"Candidate table written to {out}")
+        return out
+
+    def _browse_export(self) -> None:
+        if not self.rows:
+            show_error("Candidate matches: nothing to export yet.")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export candidate table", "candidates.csv", "CSV (*.csv)"
+        )
+        if path:
+            self.export_csv(path)

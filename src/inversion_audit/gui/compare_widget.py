@@ -1,0 +1,261 @@
+"""Compare (Plugins > Inversion Audit > Compare): a reconstruction over its original.
+
+Views: overlay (blending mode and opacity of the reconstruction), side by side (napari
+grid, one shared camera), checkerboard, and curtain. "Compute" adds a difference layer
+(reconstruction - original, diverging colormap, symmetric contrast limits) and an SSIM
+map layer, and shows the global SSIM, correlation and PSNR; it runs in a worker.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSlider, QWidget
+
+from ._compute import (
+    META_KEY,
+    Comparison,
+    align_to,
+    checkerboard,
+    compare_volumes,
+    curtain,
+    display_scale,
+)
+from ._layers import find_layer, layer_volume, same_geometry, set_layer
+from ._state import state_for
+from ._widgets import ColorLegend, LayerCombo
+from ._workers import Job, JobPanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["CompareWidget", "VIEW_MODES"]
+
+VIEW_MODES = ("overlay", "side by side", "checkerboard", "curtain")
+BLENDINGS = ("translucent", "additive", "minimum", "opaque")
+DIFFERENCE_COLORMAP = "bwr"
+SSIM_COLORMAP = "magma"
+
+
+def _slider(low: int, high: int, value: int) -> QSlider:
+    s = QSlider(Qt.Orientation.Horizontal)
+    s.setRange(low, high)
+    s.setValue(value)
+    return s
+
+
+class CompareWidget(QWidget):
+    """Overlay, side-by-side, checkerboard and curtain views plus difference/SSIM maps."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.comparison: Comparison | None = None
+        self.original_combo = LayerCombo(napari_viewer, ("image",))
+        self.reconstruction_combo = LayerCombo(napari_viewer, ("image",))
+        self.mode_combo = QComboBox()
+        self.mode_combo.addItems(VIEW_MODES)
+        self.blending_combo = QComboBox()
+        self.blending_combo.addItems(BLENDINGS)
+        self.opacity_slider = _slider(0, 100, 50)
+        self.tile_slider = _slider(1, 32, 8)
+        self.curtain_slider = _slider(0, 100, 50)
+        self.axis_combo = QComboBox()
+        self.axis_combo.addItems(["axis 0", "axis 1", "axis 2"])
+        self.axis_combo.setCurrentIndex(2)
+        self.panel = JobPanel("Compute difference and SSIM map")
+        self.metrics_label = QLabel("SSIM –  ·  correlation –  ·  PSNR –")
+        self.metrics_label.setWordWrap(True)
+        self.difference_legend = ColorLegend()
+        self.ssim_legend = ColorLegend()
+
+        form = QFormLayout(self)
+        form.addRow("original", self.original_combo)
+        form.addRow("reconstruction", self.reconstruction_combo)
+        form.addRow("view", self.mode_combo)
+        form.addRow("blending", self.blending_combo)
+        form.addRow("opacity", self.opacity_slider)
+        form.addRow("checkerboard tile (voxels)", self.tile_slider)
+        form.addRow("curtain position", self.curtain_slider)
+        form.addRow("curtain axis", self.axis_combo)
+        form.addRow(self.panel)
+        form.addRow(self.metrics_label)
+        form.addRow("difference", self.difference_legend)
+        form.addRow("SSIM map", self.ssim_legend)
+
+        self.mode_combo.currentTextChanged.connect(lambda _: self.apply_view())
+        self.blending_combo.currentTextChanged.connect(lambda _: self.apply_overlay())
+        self.opacity_slider.valueChanged.connect(lambda _: self.apply_overlay())
+        self.tile_slider.valueChanged.connect(lambda _: self.apply_view())
+        self.curtain_slider.valueChanged.connect(lambda _: self.apply_view())
+        self.axis_combo.currentIndexChanged.connect(lambda _: self.apply_view())
+        self.original_combo.currentTextChanged.connect(self._forget)
+        self.reconstruction_combo.currentTextChanged.connect(self._forget)
+        self.panel.run_button.clicked.connect(self.compute)
+        self.state.events.entry.connect(self._follow_state)
+        self._follow_state()
+
+    # -- layers ------------------------------------------------------------------------------
+    def reset_choices(self, *_: Any) -> None:
+        self.original_combo.reset_choices()
+        self.reconstruction_combo.reset_choices()
+
+    def _follow_state(self, *_: Any) -> None:
+        self.original_combo.choose(self.state.original_layer)
+        self.reconstruction_combo.choose(self.state.reconstruction_layer)
+
+    def _forget(self, *_: Any) -> None:
+        self.comparison = None
+
+    def _pair(self) -> tuple[Any, Any] | None:
+        original, recon = self.original_combo.layer(), self.reconstruction_combo.layer()
+        if original is None or recon is None:
+            show_error("Compare: choose an original and a reconstruction image layer.")
+            return None
+        if original is recon:
+            show_error("Compare: the original and the reconstruction are the same layer.")
+            return None
+        return original, recon
+
+    @property
+    def composite_name(self) -> str:
+        return f"{self.reconstruction_combo.currentText()} {self.mode_combo.currentText()}"
+
+    # -- views -------------------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        """Switch the view: one of :data:`VIEW_MODES`."""
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown view {mode!r}; choose one of {', '.join(VIEW_MODES)}")
+        self.mode_combo.setCurrentText(mode)
+        self.apply_view()
+
+    def apply_overlay(self) -> None:
+        """Blending and opacity of the reconstruction over the original."""
+        recon = self.reconstruction_combo.layer()
+        if recon is None:
+            return
+        recon.blending = self.blending_combo.currentText()
+        recon.opacity = self.opacity_slider.value() / 100.0
+
+    def apply_view(self) -> None:
+        pair = self._pair()
+        if pair is None:
+            return
+        original, recon = pair
+        mode = self.mode_combo.currentText()
+        grid = self.viewer.canvas.grid
+        for m in ("checkerboard", "curtain"):
+            layer = find_layer(self.viewer, f"{recon.name} {m}")
+            if layer is not None and m != mode:
+                layer.visible = False
+        if mode in ("overlay", "side by side"):
+            original.visible = recon.visible = True
+            if mode == "side by side":
+                for layer in self.viewer.layers:
+                    layer.visible = layer is original or layer is recon
+            grid.enabled = mode == "side by side"
+            i, j = self.viewer.layers.index(original), self.viewer.layers.index(recon)
+            if j < i:  # the reconstruction is drawn over the original
+                self.viewer.layers.move(j, i)
+            self.apply_overlay()
+            return
+        grid.enabled = False
+        a = display_scale(original.data)
+        b = (
+            self.comparison.aligned
+            if self.comparison is not None
+            else align_to(layer_volume(recon), layer_volume(original))
+        )
+        b = display_scale(b)
+        if mode == "checkerboard":
+            data = checkerboard(a, b, self.tile_slider.value())
+        else:
+            data = curtain(
+                a, b, self.axis_combo.currentIndex(), self.curtain_slider.value() / 100.0
+            )
+        set_layer(
+            self.viewer,
+            data,
+            {
+                "name": self.composite_name,
+                "colormap": "gray",
+                "contrast_limits": (0.0, 1.0),
+                "visible": True,
+                **same_geometry(original),
+                "metadata": {META_KEY: {"role": mode}},
+            },
+        )
+        original.visible = recon.visible = False
+
+    # -- difference and SSIM ------------------------------------------------------------------
+    def compute(self) -> Job | None:
+        """Compute the difference and SSIM map layers and the global scores in a worker."""
+        pair = self._pair()
+        if pair is None:
+            return None
+        original, recon = pair
+        geometry = same_geometry(original)
+        names = (f"{recon.name} difference", f"{recon.name} SSIM map")
+
+        def show(result: Comparison) -> None:
+            self.comparison = result
+            limit = float(np.abs(result.difference).max()) or 1.0
+            diff = set_layer(
+                self.viewer,
+                result.difference,
+                {
+                    "name": names[0],
+                    "colormap": DIFFERENCE_COLORMAP,
+                    "contrast_limits": (-limit, limit),
+                    **geometry,
+                    "metadata": {META_KEY: {"role": "difference"}},
+                },
+            )
+            low = float(min(result.ssim_map.min(), 0.99))
+            smap = set_layer(
+                self.viewer,
+                result.ssim_map,
+                {
+                    "name": names[1],
+                    "colormap": SSIM_COLORMAP,
+                    "contrast_limits": (low, 1.0),
+                    "visible": False,
+                    **geometry,
+                    "metadata": {META_KEY: {"role": "ssim_map"}},
+                },
+            )
+            self.difference_legend.set_colormap(diff.colormap, -limit, limit)
+            self.ssim_legend.set_colormap(smap.colormap, low, 1.0)
+            self.metrics_label.setText(self.metrics_text(result))
+
+        job = Job(
+            compare_volumes,
+            layer_volume(original),
+            layer_volume(recon),
+            title=f"Compare {recon.name}",
+            on_returned=show,
+        )
+        return self.panel.start(job, replace=True)
+
+    def metrics_text(self, result: Comparison) -> str:
+        """The global scores, with the study's recorded ones when a study reconstruction is shown."""
+        text = f"SSIM {result.ssim:.3f}  ·  correlation {result.correlation:.3f}  ·  PSNR {result.psnr:.1f} dB"
+        s, entry = self.state, self.state.entry
+        if (
+            s.study is not None
+            and entry is not None
+            and self.reconstruction_combo.currentText() == s.reconstruction_layer
+        ):
+            sid = entry.reconstruction_id
+            recorded = [
+                (m, s.study.score(entry.run, sid, sid, m)) for m in ("ssim", "correlation", "psnr")
+            ]
+            shown = [f"{m} {v:.3f}" for m, v in recorded if not math.isnan(v)]
+            if shown:
+                text += f"\n(study scores.csv: {', '.join(shown)})"
+        return text

@@ -1,0 +1,182 @@
+"""Deformation (Plugins > Inversion Audit > Deformation).
+
+Registers a reconstruction (moving) to a chosen candidate (fixed) with ANTs, preset
+``paper`` (affine + SyN as in the paper) or ``fast``, and shows the displacement
+magnitude in mm as an Image layer over the candidate with a colour legend of its range,
+optionally a subsampled Vectors layer of the displacement field, and the mean
+displacement norm. The registration runs in a child process driven by a thread worker
+(ANTs holds the GIL), with progress and Cancel. A pair the study already registered
+opens at once from ``deformation/<run>/``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QWidget
+
+from ._compute import META_KEY, DeformationView, cached_deformation, register_pair
+from ._layers import find_layer, layer_volume, same_geometry, set_layer
+from ._state import state_for
+from ._study_index import StudyIndex
+from ._subprocess import call_in_subprocess
+from ._widgets import ColorLegend, LayerCombo
+from ._workers import Job, JobPanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["DeformationWidget", "PRESETS", "MAGNITUDE_COLORMAP"]
+
+PRESETS = ("fast", "paper")
+MAGNITUDE_COLORMAP = "turbo"
+
+
+def _register_in_child(*args: Any, progress: Any = None, **kwargs: Any) -> DeformationView:
+    return call_in_subprocess(register_pair, *args, progress=progress, **kwargs)
+
+
+class DeformationWidget(QWidget):
+    """Displacement magnitude between a reconstruction and a candidate."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.result: DeformationView | None = None
+        self.moving_combo = LayerCombo(napari_viewer, ("image",))
+        self.fixed_combo = LayerCombo(napari_viewer, ("image",))
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(PRESETS)
+        self.vectors_check = QCheckBox("show displacement vectors")
+        self.step_spin = QSpinBox()
+        self.step_spin.setRange(1, 32)
+        self.step_spin.setValue(4)
+        self.step_spin.setSuffix(" voxels")
+        self.cache_check = QCheckBox("use the study's stored result when there is one")
+        self.cache_check.setChecked(True)
+        self.panel = JobPanel("Register")
+        self.result_label = QLabel("mean displacement –")
+        self.legend = ColorLegend(unit="mm")
+
+        form = QFormLayout(self)
+        form.addRow("reconstruction (moving)", self.moving_combo)
+        form.addRow("candidate (fixed)", self.fixed_combo)
+        form.addRow("ANTs preset", self.preset_combo)
+        form.addRow(self.vectors_check)
+        form.addRow("vector spacing", self.step_spin)
+        form.addRow(self.cache_check)
+        form.addRow(self.panel)
+        form.addRow(self.result_label)
+        form.addRow("magnitude", self.legend)
+
+        self.panel.run_button.clicked.connect(self.run)
+        self.state.events.reconstruction_layer.connect(self.moving_combo.choose)
+        self.state.events.candidate_layer.connect(self.fixed_combo.choose)
+        self.moving_combo.choose(self.state.reconstruction_layer)
+        self.fixed_combo.choose(self.state.candidate_layer or self.state.original_layer)
+
+    def reset_choices(self, *_: Any) -> None:
+        self.moving_combo.reset_choices()
+        self.fixed_combo.reset_choices()
+
+    # -- cache -------------------------------------------------------------------------------
+    def cached(self, moving: Any, fixed: Any) -> DeformationView | None:
+        """The study's stored result for this pair of study layers, if any."""
+        m, f = moving.metadata.get(META_KEY, {}), fixed.metadata.get(META_KEY, {})
+        study = self.state.study
+        if (
+            not m.get("study")
+            or m.get("study") != f.get("study")
+            or m.get("role") != "reconstruction"
+        ):
+            return None
+        if study is None or str(study.root) != m["study"]:
+            study = StudyIndex.open(m["study"])
+        run = m.get("run")
+        if run is None or not f.get("subject"):
+            return None
+        return cached_deformation(study, run, m["subject"], f["subject"])
+
+    # -- run ---------------------------------------------------------------------------------
+    def run(self) -> Job | DeformationView | None:
+        """Show the stored result at once, or register in a worker (returns the job)."""
+        moving, fixed = self.moving_combo.layer(), self.fixed_combo.layer()
+        if moving is None or fixed is None or moving is fixed:
+            show_error(
+                "Deformation: choose a reconstruction and a different candidate image layer."
+            )
+            return None
+        if self.cache_check.isChecked():
+            stored = self.cached(moving, fixed)
+            if stored is not None and stored.magnitude.shape == fixed.data.shape:
+                self.show_result(stored, moving, fixed)
+                return stored
+        step = self.step_spin.value() if self.vectors_check.isChecked() else None
+        job = Job(
+            _register_in_child,
+            layer_volume(moving),
+            layer_volume(fixed),
+            preset=self.preset_combo.currentText(),
+            vectors_step=step,
+            title=f"Register {moving.name} to {fixed.name}",
+            on_returned=lambda view: self.show_result(view, moving, fixed),
+        )
+        return self.panel.start(job, replace=True)
+
+    def show_result(self, view: DeformationView, moving: Any, fixed: Any) -> None:
+        """Add the magnitude (and vectors) layers over the candidate and report the mean."""
+        self.result = view
+        geometry = same_geometry(fixed)
+        high = float(np.percentile(view.magnitude, 99.5)) if view.magnitude.size else 1.0
+        high = high if high > 0 else float(view.magnitude.max()) or 1.0
+        name = f"{moving.name} → {fixed.name} displacement (mm)"
+        layer = set_layer(
+            self.viewer,
+            view.magnitude,
+            {
+                "name": name,
+                "colormap": MAGNITUDE_COLORMAP,
+                "contrast_limits": (0.0, high),
+                "opacity": 0.6,
+                "visible": True,
+                **geometry,
+                "metadata": {
+                    META_KEY: {
+                        "role": "deformation",
+                        "mean_displacement_mm": view.mean_displacement_mm,
+                    }
+                },
+            },
+        )
+        vectors_name = f"{moving.name} → {fixed.name} vectors"
+        if view.vectors is not None and len(view.vectors):
+            set_layer(
+                self.viewer,
+                view.vectors,
+                {
+                    "name": vectors_name,
+                    "edge_width": 0.3,
+                    "edge_color": "yellow",
+                    "length": 1.0,
+                    **geometry,
+                },
+                "vectors",
+            )
+        elif (old := find_layer(self.viewer, vectors_name)) is not None:
+            self.viewer.layers.remove(old)
+        self.viewer.canvas.grid.enabled = False  # the map lies over the candidate
+        fixed.visible = True
+        moving.visible = False
+        self.legend.set_colormap(layer.colormap, 0.0, high)
+        source = (
+            "stored in the study"
+            if view.cached
+            else f"ANTs preset {self.preset_combo.currentText()}"
+        )
+        self.result_label.setText(
+            f"mean displacement {view.mean_displacement_mm:.2f} mm ({source}); "
+            f"max {float(view.magnitude.max()):.2f} mm"
+        )

@@ -1,0 +1,151 @@
+"""Reconstruct (Plugins > Inversion Audit > Reconstruct).
+
+Runs an inversion decoder D^ on the latent code Enc(X) of the selected image layer: the
+image is preprocessed with the checkpoint's own recorded config, reconstructed in a
+thread worker (progress bar, Cancel) and added as a new layer on the input's grid, so it
+lies exactly over the original. Models are cached between runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from ._compute import META_KEY, reconstruct_volume
+from ._layers import layer_volume, same_geometry, set_layer
+from ._state import state_for
+from ._widgets import DeviceCombo, LayerCombo
+from ._workers import Job, JobPanel
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ReconstructWidget"]
+
+
+def _path_row(edit: QLineEdit, title: str, parent: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    button = QPushButton("…")
+    row.addWidget(edit)
+    row.addWidget(button)
+
+    def browse() -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            parent, title, edit.text(), "Checkpoints (*.safetensors *.pt *.pth)"
+        )
+        if path:
+            edit.setText(path)
+
+    button.clicked.connect(browse)
+    return row
+
+
+class ReconstructWidget(QWidget):
+    """Reconstruct the selected image from its latent code with an inversion decoder."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+        self.image_combo = LayerCombo(napari_viewer, ("image",))
+        self.labels_combo = LayerCombo(napari_viewer, ("labels",), optional=True)
+        self.preprocessed_check = QCheckBox(
+            "image is already preprocessed (study 'original' layers)"
+        )
+        self.target_edit = QLineEdit(str(self.state.target_checkpoint or ""))
+        self.inversion_edit = QLineEdit(str(self.state.inversion_checkpoint or ""))
+        self.device_combo = DeviceCombo()
+        self.panel = JobPanel("Reconstruct")
+
+        form = QFormLayout(self)
+        form.addRow("image", self.image_combo)
+        form.addRow("labels / brain mask", self.labels_combo)
+        form.addRow(self.preprocessed_check)
+        form.addRow("target checkpoint", _path_row(self.target_edit, "Target checkpoint", self))
+        form.addRow(
+            "inversion checkpoint", _path_row(self.inversion_edit, "Inversion checkpoint", self)
+        )
+        form.addRow("device", self.device_combo)
+        form.addRow(self.panel)
+
+        self.panel.run_button.clicked.connect(self.run)
+        self.image_combo.currentTextChanged.connect(self._guess_preprocessed)
+        self.state.events.target_checkpoint.connect(
+            lambda p: self.target_edit.setText(str(p or ""))
+        )
+        self.state.events.inversion_checkpoint.connect(
+            lambda p: self.inversion_edit.setText(str(p or ""))
+        )
+        self.state.events.original_layer.connect(self.image_combo.choose)
+        self.image_combo.choose(self.state.original_layer)
+        self._guess_preprocessed()
+
+    def reset_choices(self, *_: Any) -> None:
+        """Refresh the layer dropdowns (napari calls this when layers change)."""
+        self.image_combo.reset_choices()
+        self.labels_combo.reset_choices()
+
+    def _guess_preprocessed(self, *_: Any) -> None:
+        layer = self.image_combo.layer()
+        info = layer.metadata.get(META_KEY, {}) if layer is not None else {}
+        self.preprocessed_check.setChecked(
+            info.get("role") in ("original", "candidate", "reconstruction")
+        )
+
+    def run(self) -> Job | None:
+        """Start the reconstruction of the chosen image layer; return the job."""
+        image = self.image_combo.layer()
+        if image is None:
+            show_error("Reconstruct: choose an image layer first.")
+            return None
+        target, inversion = self.target_edit.text().strip(), self.inversion_edit.text().strip()
+        if not target or not inversion:
+            show_error("Reconstruct: choose a target checkpoint and an inversion checkpoint.")
+            return None
+        labels = self.labels_combo.layer()
+        volume = layer_volume(image)
+        geometry = same_geometry(image)
+        name = f"{image.name} reconstruction"
+        source = image.name
+
+        def show(array: Any) -> None:
+            set_layer(
+                self.viewer,
+                array,
+                {
+                    "name": name,
+                    "colormap": "gray",
+                    **geometry,
+                    "metadata": {
+                        META_KEY: {
+                            "role": "reconstruction",
+                            "source_layer": source,
+                            "inversion": inversion,
+                        }
+                    },
+                },
+            )
+
+        job = Job(
+            reconstruct_volume,
+            volume,
+            Path(target),
+            Path(inversion),
+            self.device_combo.currentText(),
+            labels=layer_volume(labels) if labels is not None else None,
+            preprocessed=self.preprocessed_check.isChecked(),
+            title=f"Reconstruct {image.name}",
+            on_returned=show,
+        )
+        return self.panel.start(job)

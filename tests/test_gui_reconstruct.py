@@ -1,0 +1,130 @@
+"""Reconstruct widget: worker, layer geometry, cancel, model cache, bad checkpoints.
+
+Run under Xvfb: ``xvfb-run -a .venv/bin/pytest tests/test_gui_reconstruct.py -q``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gui_fakes import Notifications, blob_image, make_tiny_checkpoints
+
+PLUGIN = "napari-inversion-audit"
+
+
+@pytest.fixture
+def checkpoints(tmp_path):
+    return make_tiny_checkpoints(tmp_path / "ck", shape=(16, 16, 16), spacing=2.0)
+
+
+def _widget(viewer, target, inversion):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruct")
+    widget.target_edit.setText(str(target))
+    widget.inversion_edit.setText(str(inversion))
+    widget.device_combo.setCurrentText("cpu")
+    return widget
+
+
+def _raw_image(viewer):
+    """A raw-intensity head on a 20x22x18 grid at 2 mm with a world offset."""
+    return viewer.add_image(
+        blob_image((20, 22, 18), seed=3) * 900.0,
+        name="T1",
+        scale=(2.0, 2.0, 2.0),
+        translate=(-20.0, -24.0, -16.0),
+    )
+
+
+def _run(qtbot, widget):
+    job = widget.run()
+    assert job is not None
+    qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
+    return job
+
+
+def test_reconstruction_layer_lies_on_the_input_grid(make_napari_viewer, qtbot, checkpoints):
+    from inversion_audit.gui._compute import reconstruct_volume
+    from inversion_audit.gui._layers import layer_volume
+
+    viewer = make_napari_viewer()
+    image = _raw_image(viewer)
+    widget = _widget(viewer, *checkpoints)
+    widget.image_combo.choose("T1")
+    assert not widget.preprocessed_check.isChecked()  # a raw layer is preprocessed first
+    job = _run(qtbot, widget)
+    assert job.error is None and not job.cancelled
+    out = viewer.layers["T1 reconstruction"]
+    assert out.data.shape == image.data.shape
+    np.testing.assert_allclose(out.scale, image.scale)
+    np.testing.assert_allclose(out.translate, image.translate)
+    expected = reconstruct_volume(layer_volume(image), *checkpoints, device="cpu")
+    np.testing.assert_allclose(out.data, expected, atol=1e-5)
+
+
+def test_preprocessed_input_is_reconstructed_voxel_for_voxel(
+    make_napari_viewer, qtbot, checkpoints
+):
+    from inversion_audit.gui._compute import _load_models_cached
+
+    viewer = make_napari_viewer()
+    viewer.add_image(blob_image((16, 16, 16), seed=1), name="pre", scale=(2.0, 2.0, 2.0))
+    widget = _widget(viewer, *checkpoints)
+    widget.image_combo.choose("pre")
+    widget.preprocessed_check.setChecked(True)
+    hits = _load_models_cached.cache_info().hits
+    _run(qtbot, widget)
+    _run(qtbot, widget)  # the second run reuses the cached models
+    assert _load_models_cached.cache_info().hits >= hits + 1
+    out = viewer.layers["pre reconstruction"]
+    assert out.data.shape == (16, 16, 16) and 0.0 <= out.data.min() <= out.data.max() <= 1.0
+
+
+def test_cancel_leaves_the_layers_unchanged(make_napari_viewer, qtbot, checkpoints):
+    viewer = make_napari_viewer()
+    _raw_image(viewer)
+    widget = _widget(viewer, *checkpoints)
+    job = widget.run()
+    widget.panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
+    assert job.cancelled and job.error is None
+    assert [layer.name for layer in viewer.layers] == ["T1"]
+    assert "cancelled" in widget.panel.status.text()
+    assert widget.panel.run_button.isEnabled() and not widget.panel.cancel_button.isEnabled()
+
+
+def _pickle_with_code(path):
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path.write_bytes(pickle.dumps({"weight": Evil()}))
+    return path
+
+
+@pytest.mark.parametrize("problem", ["wrong architecture", "untrusted pickle", "missing sidecar"])
+def test_bad_checkpoint_is_an_error_naming_the_file(
+    make_napari_viewer, qtbot, tmp_path, checkpoints, problem
+):
+    target, inversion = checkpoints
+    if problem == "wrong architecture":
+        _, inversion = make_tiny_checkpoints(tmp_path / "segnet", arch="segnet")
+    elif problem == "untrusted pickle":
+        inversion = _pickle_with_code(tmp_path / "inversion.pt")  # with a valid sidecar beside it
+        inversion.with_suffix(".json").write_bytes(checkpoints[1].with_suffix(".json").read_bytes())
+    else:
+        inversion.with_suffix(".json").unlink()
+    viewer = make_napari_viewer()
+    _raw_image(viewer)
+    before = [(layer.name, layer.data.copy()) for layer in viewer.layers]
+    widget = _widget(viewer, target, inversion)
+    with Notifications() as notes:
+        job = _run(qtbot, widget)
+    assert job.error is not None
+    errors = notes.errors()
+    assert errors and any(str(inversion) in e or inversion.name in e for e in errors), errors
+    assert [layer.name for layer in viewer.layers] == [name for name, _ in before]
+    np.testing.assert_array_equal(viewer.layers["T1"].data, before[0][1])
