@@ -1,0 +1,32 @@
+"""Matching reconstructions to candidates: score matrices, ranking, retrieval, fusion, Dask execution.
+
+:mod:`.distributed` (dask) is not imported here; import it where pairwise work
+runs on a cluster.
+"""
+
+from .fusion import fuse_rankings
+from .ranking import (
+    MatchSummary,
+    ScoreMatrix,
+    rank_candidates,
+    rank_matrix,
+    rank_of_true_match,
+    summarize,
+    top_k_mask,
+)
+from .retrieval import mean_reciprocal_rank, pair_auc, precision_at_k, roc_auc
+
+__all__ = [
+    "MatchSummary",
+    "ScoreMatrix",
+    "fuse_rankings",
+    "mean_reciprocal_rank",
+    "pair_auc",
+    "precision_at_k",
+    "rank_candidates",
+    "rank_matrix",
+    "rank_of_true_match",
+    "roc_auc",
+    "summarize",
+    "top_k_mask",
+]
