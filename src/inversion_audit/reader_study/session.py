@@ -157,6 +157,11 @@ class ReaderSession:
         self.position = position
         return self.open_case()
 
+    def restart_clock(self) -> None:
+        """Restart the open case's clock from its earlier time, e.g. once its images are shown."""
+        if self._opened is not None:
+            self.timer.start(self._pending.get(self.order[self._opened], 0.0))
+
     def pause(self) -> None:
         """The case left the screen (widget hidden, window inactive)."""
         self.timer.pause()

@@ -1,0 +1,440 @@
+"""Reader study dock widget (Plugins > Inversion Audit > Reader study).
+
+A radiologist opens the study database, logs in by name and answers blinded cases: the
+reconstruction and candidates A, B, C... side by side in napari's grid (one shared camera).
+Keys: A-H pick a candidate, 0 picks "none", Enter commits and shows the next case. Each
+answer is committed to the database when given; the clock runs only while the case is on
+screen. State lives in :class:`~inversion_audit.reader_study.ReaderSession`; this widget only
+displays it. Layers are added from arrays under blinded names, never from file paths.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QGuiApplication
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import InversionAuditError
+from ..reader_study import LABELS, MATCH_NONE, ReaderSession, ReaderStudyStore
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ReaderStudyWidget"]
+
+_LETTER_KEYS = {getattr(Qt.Key, f"Key_{x}"): x for x in LABELS}
+_NONE_TEXT = "None (0)"
+
+
+def _level_group(
+    parent: QWidget, title: str, low: str, high: str
+) -> tuple[QGroupBox, QButtonGroup]:
+    box = QGroupBox(title, parent)
+    row = QHBoxLayout(box)
+    row.addWidget(QLabel(low))
+    group = QButtonGroup(box)
+    for level in range(1, 6):
+        b = QRadioButton(str(level))
+        group.addButton(b, level)
+        row.addWidget(b)
+    row.addWidget(QLabel(high))
+    return box, group
+
+
+def _grid(viewer: napari.viewer.Viewer):
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+def _clear(group: QButtonGroup) -> None:
+    group.setExclusive(False)
+    for b in group.buttons():
+        b.setChecked(False)
+    group.setExclusive(True)
+
+
+class ReaderStudyWidget(QWidget):
+    """Blinded reader-study widget for one napari viewer."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.store: ReaderStudyStore | None = None
+        self.session: ReaderSession | None = None
+        self._layers: list = []
+        self._bound: dict[str, object] = {}
+        self._app_active = True
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+        outer = QVBoxLayout(self)
+        login = QFormLayout()
+        db_row = QHBoxLayout()
+        self.db_edit = QLineEdit()
+        self.db_edit.setPlaceholderText("reader-study database (.sqlite)")
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.setToolTip("Choose the study database file")
+        self.open_button = QPushButton("Open")
+        db_row.addWidget(self.db_edit)
+        db_row.addWidget(self.browse_button)
+        db_row.addWidget(self.open_button)
+        login.addRow("Study", db_row)
+        reader_row = QHBoxLayout()
+        self.reader_combo = QComboBox()
+        self.reader_combo.setEditable(True)
+        self.reader_combo.setToolTip("Your reader name, as given by the study coordinator")
+        self.login_button = QPushButton("Log in")
+        reader_row.addWidget(self.reader_combo)
+        reader_row.addWidget(self.login_button)
+        login.addRow("Reader", reader_row)
+        outer.addLayout(login)
+
+        self.progress_label = QLabel("Open a study and log in")
+        font = self.progress_label.font()
+        font.setBold(True)
+        self.progress_label.setFont(font)
+        outer.addWidget(self.progress_label)
+
+        self.match_box = QGroupBox("Which candidate is the same person as the reconstruction?")
+        match_row = QHBoxLayout(self.match_box)
+        self.match_group = QButtonGroup(self.match_box)
+        self.match_buttons: dict[str, QPushButton] = {}
+        for label in (*LABELS, MATCH_NONE):
+            b = QPushButton(_NONE_TEXT if label == MATCH_NONE else label)
+            b.setCheckable(True)
+            b.setToolTip(
+                "None of the candidates (key 0)"
+                if label == MATCH_NONE
+                else f"Candidate {label} (key {label})"
+            )
+            b.setProperty("answer", label)
+            self.match_group.addButton(b)
+            self.match_buttons[label] = b
+            match_row.addWidget(b)
+        outer.addWidget(self.match_box)
+        self.confidence_box, self.confidence_group = _level_group(
+            self, "Confidence in your choice", "guess", "certain"
+        )
+        outer.addWidget(self.confidence_box)
+        self.anatomy_box, self.anatomy_group = _level_group(
+            self, "Does the reconstruction show recognisable anatomy?", "not at all", "clearly"
+        )
+        outer.addWidget(self.anatomy_box)
+        self.comment_edit = QLineEdit()
+        self.comment_edit.setPlaceholderText("Comment (optional)")
+        outer.addWidget(self.comment_edit)
+
+        nav = QHBoxLayout()
+        self.previous_button = QPushButton("◀ Previous")
+        self.previous_button.setToolTip("Go back to the previous case and change your answer")
+        self.next_button = QPushButton("Save and next ▶")
+        self.next_button.setToolTip("Save this answer and show the next case (Enter)")
+        nav.addWidget(self.previous_button)
+        nav.addWidget(self.next_button)
+        outer.addLayout(nav)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        outer.addWidget(self.status_label)
+        outer.addStretch(1)
+
+        self.browse_button.clicked.connect(self._browse)
+        self.open_button.clicked.connect(lambda: self.open_database(self.db_edit.text()))
+        self.db_edit.returnPressed.connect(lambda: self.open_database(self.db_edit.text()))
+        self.login_button.clicked.connect(lambda: self.log_in(self.reader_combo.currentText()))
+        self.next_button.clicked.connect(self.submit)
+        self.previous_button.clicked.connect(self.previous)
+        app = QGuiApplication.instance()
+        if app is not None:
+            app.applicationStateChanged.connect(self._on_app_state)
+        self._refresh()
+
+    # -- actions ---------------------------------------------------------------------------
+    def open_database(self, path: str) -> bool:
+        """Open a reader-study database; returns False (and says why) on failure."""
+        self._log_out()
+        try:
+            store = ReaderStudyStore(path.strip())
+        except InversionAuditError as exc:
+            self._error(str(exc))
+            return False
+        if self.store is not None:
+            self.store.close()
+        self.store = store
+        self.db_edit.setText(str(store.path))
+        self.reader_combo.clear()
+        self.reader_combo.addItems(list(store.design.readers))
+        self.reader_combo.setCurrentText("")
+        self._say(f"{len(store.design.cases)} cases. Type your reader name and log in.")
+        self._refresh()
+        return True
+
+    def log_in(self, reader: str) -> bool:
+        """Log in as ``reader`` and show their first unanswered case."""
+        if self.store is None:
+            self._error("Open a study database first.")
+            return False
+        self._log_out()
+        try:
+            self.session = ReaderSession(self.store, reader)
+        except InversionAuditError as exc:
+            self._error(str(exc))
+            return False
+        self.session.open_case()
+        self._show_case()
+        self.setFocus()
+        return True
+
+    def select_match(self, label: str) -> None:
+        """Choose candidate ``label`` (or ``"none"``) for the current case."""
+        b = self.match_buttons.get(label)
+        if b is not None and b.isVisible() and b.isEnabled():
+            b.setChecked(True)
+
+    def submit(self) -> bool:
+        """Commit the current answer and show the next case (Enter)."""
+        s = self.session
+        if s is None or s.done:
+            return False
+        qs = s.questions()
+        values = {
+            "match": self._checked_answer() if "match" in qs else None,
+            "confidence": self._checked_level(self.confidence_group)
+            if "confidence" in qs
+            else None,
+            "anatomy": self._checked_level(self.anatomy_group) if "anatomy" in qs else None,
+        }
+        missing = [q for q, v in values.items() if q in qs and v is None]
+        if missing:
+            self._say("Please answer: " + ", ".join(missing) + ".")
+            return False
+        comment = self.comment_edit.text().strip() if "comment" in qs else None
+        try:
+            s.submit(comment=comment or None, **values)
+        except InversionAuditError as exc:
+            self._error(str(exc))
+            return False
+        self._show_case()
+        return True
+
+    def previous(self) -> None:
+        """Go back one case (when the design allows revisits)."""
+        s = self.session
+        if s is None or s.position == 0 or not s.allow_revisit:
+            return
+        s.go_to(s.position - 1)
+        self._show_case()
+
+    # -- display ---------------------------------------------------------------------------
+    def _show_case(self) -> None:
+        s = self.session
+        self._refresh()
+        if s is None or s.done:
+            self._remove_layers()
+            if s is not None:
+                more = " Use ◀ Previous to review." if s.allow_revisit else ""
+                self._say("All cases answered. Thank you!" + more)
+            return
+        try:
+            images = s.images()
+        except InversionAuditError as exc:
+            self._remove_layers()
+            self._error(str(exc))
+            return
+        self._display(images)
+        self._say("")
+        s.restart_clock()  # loading time does not count
+        self._update_clock()
+
+    def _display(self, images: list) -> None:
+        """Show ``images`` as layers, reusing the previous case's layers when they fit."""
+        grid = _grid(self.viewer)
+        reuse = [layer.name for layer in self._layers] == [im.name for im in images] and all(
+            layer in self.viewer.layers for layer in self._layers
+        )
+        if reuse:
+            for layer, im in zip(self._layers, images, strict=True):
+                layer.data = im.data
+                layer.scale = im.scale
+                layer.translate = im.translate
+                layer.contrast_limits_range = (float(im.data.min()), float(im.data.max()))
+                layer.contrast_limits = im.contrast_limits
+        else:
+            grid.enabled = False  # napari rebuilds the grid on every layer change otherwise
+            self._remove_layers()
+            for im in images:
+                self._layers.append(
+                    self.viewer.add_image(
+                        im.data,
+                        name=im.name,
+                        scale=im.scale,
+                        translate=im.translate,
+                        contrast_limits=im.contrast_limits,
+                        colormap="gray",
+                    )
+                )
+            grid.enabled = len(images) > 1
+            if (
+                grid.enabled
+            ):  # reconstruction top-left, then A, B, ... (order differs by napari version)
+                layers = list(self.viewer.layers)
+                if grid.position(layers.index(self._layers[0]), layers) != (0, 0):
+                    grid.stride = -grid.stride
+        self.viewer.reset_view()
+
+    def _refresh(self) -> None:
+        s = self.session
+        active = s is not None and not s.done
+        qs = s.questions() if active else ()
+        case = s.case if active else None
+        self.progress_label.setText(
+            s.progress_text() if s is not None else "Open a study and log in"
+        )
+        for label, b in self.match_buttons.items():
+            b.setVisible(label == MATCH_NONE or (case is not None and label in case.labels))
+        self.match_box.setVisible("match" in qs)
+        self.confidence_box.setVisible("confidence" in qs)
+        self.anatomy_box.setVisible("anatomy" in qs)
+        self.comment_edit.setVisible("comment" in qs)
+        self.next_button.setEnabled(active)
+        self.previous_button.setVisible(s is None or s.allow_revisit)
+        self.previous_button.setEnabled(s is not None and s.allow_revisit and s.position > 0)
+        for group in (self.match_group, self.confidence_group, self.anatomy_group):
+            _clear(group)
+        self.comment_edit.clear()
+        answer = s.current_answer() if active else None
+        if answer is not None:  # revisiting: show the current answer
+            if answer.match:
+                self.match_buttons[answer.match].setChecked(True)
+            if answer.confidence:
+                self.confidence_group.button(answer.confidence).setChecked(True)
+            if answer.anatomy:
+                self.anatomy_group.button(answer.anatomy).setChecked(True)
+            self.comment_edit.setText(answer.comment or "")
+
+    def _remove_layers(self) -> None:
+        if self._layers:
+            _grid(self.viewer).enabled = False
+        for layer in self._layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self._layers = []
+
+    def _checked_answer(self) -> str | None:
+        b = self.match_group.checkedButton()
+        return None if b is None else b.property("answer")
+
+    @staticmethod
+    def _checked_level(group: QButtonGroup) -> int | None:
+        level = group.checkedId()
+        return level if level > 0 else None
+
+    def _say(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    def _error(self, text: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self._say(text)
+        show_error(text)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open reader study", "", "Reader study (*.sqlite *.db)"
+        )
+        if path:
+            self.open_database(path)
+
+    def _log_out(self) -> None:
+        if self.session is not None:
+            self.session.pause()
+        self.session = None
+        self._remove_layers()
+        self._refresh()
+
+    # -- keys and clock --------------------------------------------------------------------
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        if self._handle_key(event.key()):
+            event.accept()
+        else:
+            super().keyPressEvent(event)
+
+    def _handle_key(self, key) -> bool:
+        if self.session is None or self.session.done:
+            return False
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.submit()
+            return True
+        if key == Qt.Key.Key_0:
+            self.select_match(MATCH_NONE)
+            return True
+        if key in _LETTER_KEYS:
+            self.select_match(_LETTER_KEYS[key])
+            return True
+        return False
+
+    def _bind_viewer_keys(self) -> None:
+        """Same shortcuts while the canvas has focus; the previous bindings come back on hide."""
+        if self._bound:
+            return
+        keys = {x: (lambda v, x=x: self.select_match(x) if self.session else None) for x in LABELS}
+        keys["0"] = lambda v: self.select_match(MATCH_NONE) if self.session else None
+        keys["Enter"] = lambda v: self.submit()
+        for key, func in keys.items():
+            self._bound[key] = (func, self.viewer.bind_key(key, func, overwrite=True))
+
+    def _unbind_viewer_keys(self) -> None:
+        from napari.utils.key_bindings import coerce_keybinding
+
+        for key, (func, previous) in self._bound.items():
+            if self.viewer.keymap.get(coerce_keybinding(key)) is not func:
+                continue  # someone else rebound it since
+            self.viewer.bind_key(key, None)
+            if previous is not None:
+                self.viewer.bind_key(key, previous, overwrite=True)
+        self._bound = {}
+
+    def _on_app_state(self, state) -> None:
+        self._app_active = state == Qt.ApplicationState.ApplicationActive
+        self._update_clock()
+
+    def _update_clock(self) -> None:
+        if self.session is None:
+            return
+        if self.isVisible() and self._app_active:
+            self.session.resume()
+        else:
+            self.session.pause()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self._bind_viewer_keys()
+        self._update_clock()
+
+    def hideEvent(self, event) -> None:  # noqa: N802
+        super().hideEvent(event)
+        if self.session is not None:
+            self.session.pause()
+        self._unbind_viewer_keys()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self._log_out()
+        self._unbind_viewer_keys()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        super().closeEvent(event)
