@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -30,6 +31,8 @@ __all__ = ["train_inversion", "freeze", "encode_images", "LATENT_CACHE_BYTES"]
 
 #: latents of the attack set are computed once and kept in memory when they fit in this budget
 LATENT_CACHE_BYTES = 2 * 1024**3
+
+log = logging.getLogger(__name__)
 
 
 def freeze(target_model: nn.Module) -> nn.Module:
@@ -126,7 +129,7 @@ def train_inversion(
     total = config.epochs * -(-x_all.shape[0] // config.batch_size)
     report(progress, 0, total, "train-inversion")
     terms: dict[str, list[float]] = {}
-    for _epoch in range(config.epochs):
+    for epoch in range(config.epochs):
         decoder.train()
         losses = []
         for rows in batches(x_all.shape[0], config.batch_size, rng):
@@ -150,6 +153,9 @@ def train_inversion(
             history.steps += 1
             report(progress, history.steps, total, "train-inversion")
         history.epoch_loss.append(float(np.mean(losses)))
+        log.info(
+            "inversion epoch %d/%d: loss %.5f", epoch + 1, config.epochs, history.epoch_loss[-1]
+        )
     history.best_epoch = config.epochs - 1
     history.loss_terms = {name: float(np.mean(v[-len(losses) :])) for name, v in terms.items()}
     history.seconds = time.perf_counter() - start

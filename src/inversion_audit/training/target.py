@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
 
 import numpy as np
@@ -26,6 +27,8 @@ from .loop import (
 from .losses import segmentation_loss
 
 __all__ = ["train_target", "segment", "apply_label_map"]
+
+log = logging.getLogger(__name__)
 
 
 def apply_label_map(
@@ -144,9 +147,17 @@ def train_target(
             else:
                 since_best += 1
             history.best_epoch = int(np.argmin(history.val_loss))
-            if config.patience and since_best >= config.patience:
-                history.stopped_early = epoch + 1 < config.epochs
-                break
+        log.info(
+            "target %s epoch %d/%d: loss %.4f%s",
+            config.arch,
+            epoch + 1,
+            config.epochs,
+            history.epoch_loss[-1],
+            f", val {history.val_loss[-1]:.4f}" if history.val_loss else "",
+        )
+        if val_rows and config.patience and since_best >= config.patience:
+            history.stopped_early = epoch + 1 < config.epochs
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     history.seconds = time.perf_counter() - start
