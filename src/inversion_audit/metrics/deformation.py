@@ -138,17 +138,17 @@ def deformation_cache_path(moving: Volume, fixed: Volume, preset: str) -> Path:
     return cache_dir() / "deformation" / f"{key}.npz"
 
 
-def _mean(magnitude: np.ndarray, fixed_mask: np.ndarray | None, fixed: Volume) -> float:
+def _check_mask(fixed_mask: np.ndarray | None, fixed: Volume) -> np.ndarray | None:
     if fixed_mask is None:
-        return float(magnitude.mean(dtype=np.float64))
+        return None
     mask = np.asarray(fixed_mask, dtype=bool)
-    if mask.shape != magnitude.shape:
+    if mask.shape != fixed.shape:
         raise ValueError(
-            f"{fixed.name}: fixed_mask shape {mask.shape} does not match the fixed grid {magnitude.shape}"
+            f"{fixed.name}: fixed_mask shape {mask.shape} does not match the fixed grid {fixed.shape}"
         )
     if not mask.any():
         raise ValueError(f"{fixed.name}: fixed_mask is empty")
-    return float(magnitude[mask].mean(dtype=np.float64))
+    return mask
 
 
 def _register(moving: Volume, fixed: Volume, preset: str) -> tuple[np.ndarray, np.ndarray]:
@@ -229,6 +229,7 @@ def deformation(
             raise ValueError(f"{vol.name}: {role} volume must be 3D, got shape {arr.shape}")
         if not np.isfinite(arr).all():
             raise ValueError(f"{vol.name}: {role} volume holds NaN or Inf values")
+    mask = _check_mask(fixed_mask, fixed_volume)
     path = deformation_cache_path(moving_volume, fixed_volume, preset) if cache else None
     hit = _load(path) if path is not None and path.exists() else None
     if hit is not None:
@@ -246,7 +247,9 @@ def deformation(
             _save(path, magnitude, warped, seconds)
     affine = np.asarray(fixed_volume.affine, dtype=np.float64).copy()
     return DeformationResult(
-        mean_displacement_mm=_mean(magnitude, fixed_mask, fixed_volume),
+        mean_displacement_mm=float(
+            (magnitude if mask is None else magnitude[mask]).mean(dtype=np.float64)
+        ),
         magnitude=Volume(magnitude, affine.copy(), None, {"kind": "deformation magnitude (mm)"}),
         warped=Volume(warped, affine, None, {"kind": "warped reconstruction"}),
         preset=preset,
