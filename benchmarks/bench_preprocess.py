@@ -33,8 +33,17 @@ def main() -> None:
         "with-skull": PreprocessConfig(skull_strip="none", shape=(112, 144, 128)),
     }
     if args.n4:
-        configs["skull-stripped+N4"] = PreprocessConfig(skull_strip="labels", shape=(96, 112, 96), bias_correction=True)
-    rows = [{"step": "read image+labels (reference)", "seconds": t_read.seconds, "s/subject": t_read.seconds / len(subjects), "ratio": 1.0}]
+        configs["skull-stripped+N4"] = PreprocessConfig(
+            skull_strip="labels", shape=(96, 112, 96), bias_correction=True
+        )
+    rows = [
+        {
+            "step": "read image+labels (reference)",
+            "seconds": t_read.seconds,
+            "s/subject": t_read.seconds / len(subjects),
+            "ratio": 1.0,
+        }
+    ]
     for name, cfg in configs.items():
         with Timer() as t:
             pres = [preprocess_subject(s, cfg, use_cache=False) for s in subjects]
@@ -44,12 +53,36 @@ def main() -> None:
         with Timer() as t_hit:
             for s in subjects:
                 preprocess_subject(s, cfg)
-        clipped = float(np.mean([p.mask[[0, -1]].any() or p.mask[:, [0, -1]].any() or p.mask[:, :, [0, -1]].any() for p in pres]))
-        rows.append({"step": f"preprocess {name}", "seconds": t.seconds, "s/subject": t.seconds / len(subjects), "ratio": t.seconds / t_read.seconds, "mask touches border": clipped})
-        rows.append({"step": f"cache hit {name}", "seconds": t_hit.seconds, "s/subject": t_hit.seconds / len(subjects), "ratio": t_hit.seconds / t_read.seconds})
+        clipped = float(
+            np.mean(
+                [
+                    p.mask[[0, -1]].any() or p.mask[:, [0, -1]].any() or p.mask[:, :, [0, -1]].any()
+                    for p in pres
+                ]
+            )
+        )
+        rows.append(
+            {
+                "step": f"preprocess {name}",
+                "seconds": t.seconds,
+                "s/subject": t.seconds / len(subjects),
+                "ratio": t.seconds / t_read.seconds,
+                "mask touches border": clipped,
+            }
+        )
+        rows.append(
+            {
+                "step": f"cache hit {name}",
+                "seconds": t_hit.seconds,
+                "s/subject": t_hit.seconds / len(subjects),
+                "ratio": t_hit.seconds / t_read.seconds,
+            }
+        )
         del t_cached
     print_table(rows, ["step", "seconds", "s/subject", "ratio"])
-    write_results("preprocess", {"n_subjects": len(subjects), "rows": rows, "peak_rss_mb": peak_rss_mb()})
+    write_results(
+        "preprocess", {"n_subjects": len(subjects), "rows": rows, "peak_rss_mb": peak_rss_mb()}
+    )
 
 
 if __name__ == "__main__":

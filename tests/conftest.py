@@ -72,7 +72,9 @@ def tiny_cohort(tmp_path):
     affine[:3, 3] = -32
     for i in range(6):
         img, lab = make_blob_volume(seed=i)
-        nib.save(nib.Nifti1Image((img * 1000).astype(np.float32), affine), root / f"sub{i:02d}_T1.nii.gz")
+        nib.save(
+            nib.Nifti1Image((img * 1000).astype(np.float32), affine), root / f"sub{i:02d}_T1.nii.gz"
+        )
         nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), root / f"sub{i:02d}_seg.nii.gz")
     return root
 

@@ -75,7 +75,9 @@ def test_shape_mismatch(tiny_cohort):
     img = nib.load(path)
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-2], img.affine), path)
     issues = _problems(tiny_cohort)
-    assert len(issues) == 1 and "shape" in issues[0].problem and "sub05_seg.nii.gz" in issues[0].file
+    assert (
+        len(issues) == 1 and "shape" in issues[0].problem and "sub05_seg.nii.gz" in issues[0].file
+    )
 
 
 def test_affine_mismatch(tiny_cohort):
@@ -85,13 +87,15 @@ def test_affine_mismatch(tiny_cohort):
     affine[0, 3] += 10
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), path)
     issues = _problems(tiny_cohort)
-    assert len(issues) == 1 and "affine" in issues[0].problem and "sub01_seg.nii.gz" in issues[0].file
+    assert (
+        len(issues) == 1 and "affine" in issues[0].problem and "sub01_seg.nii.gz" in issues[0].file
+    )
 
 
 def test_duplicate_ids(tiny_cohort, tmp_path):
     manifest = tmp_path / "dup.csv"
     manifest.write_text(
-        "id,image\n" f"x,{tiny_cohort / 'sub00_T1.nii.gz'}\n" f"x,{tiny_cohort / 'sub01_T1.nii.gz'}\n"
+        f"id,image\nx,{tiny_cohort / 'sub00_T1.nii.gz'}\nx,{tiny_cohort / 'sub01_T1.nii.gz'}\n"
     )
     with pytest.raises(CohortError, match=r"dup.*duplicate subject ids: x"):
         load_cohort(manifest)

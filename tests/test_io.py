@@ -38,7 +38,9 @@ def test_reader_returns_ras_with_same_world_coordinates(tmp_path, rng, codes):
     np.testing.assert_allclose(vol.affine, affine)
     assert vol.spacing == (2.0, 3.0, 4.0)
     # the same voxel has the same world coordinate on disk and in memory
-    disk_ijk = np.round(nib.affines.apply_affine(np.linalg.inv(img.affine), affine[:3, 3] + [2, 3, 4])).astype(int)
+    disk_ijk = np.round(
+        nib.affines.apply_affine(np.linalg.inv(img.affine), affine[:3, 3] + [2, 3, 4])
+    ).astype(int)
     assert img.get_fdata()[tuple(disk_ijk)] == pytest.approx(vol.array[1, 1, 1])
     assert vol.meta["source_grid"]["shape"] == img.shape
 
@@ -67,7 +69,9 @@ def test_write_preserves_affine_and_scrubs_header(tmp_path, rng):
     again = read_volume(out)
     np.testing.assert_allclose(again.affine, vol.affine)
     np.testing.assert_allclose(again.array, vol.array)
-    kept = write_volume(tmp_path / "kept.nii", img.get_fdata().astype(np.float32), img.affine, scrub=False)
+    kept = write_volume(
+        tmp_path / "kept.nii", img.get_fdata().astype(np.float32), img.affine, scrub=False
+    )
     del kept  # scrub=False is allowed; the default scrubs
 
 

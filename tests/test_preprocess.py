@@ -20,7 +20,8 @@ def _psr_subject(tmp_path, tiny_cohort) -> Subject:
     for name in ("sub00_T1.nii.gz", "sub00_seg.nii.gz"):
         img = nib.load(tiny_cohort / name)
         ornt = nib.orientations.ornt_transform(
-            nib.orientations.axcodes2ornt(("R", "A", "S")), nib.orientations.axcodes2ornt(("P", "S", "R"))
+            nib.orientations.axcodes2ornt(("R", "A", "S")),
+            nib.orientations.axcodes2ornt(("P", "S", "R")),
         )
         re = img.as_reoriented(ornt)
         path = tmp_path / name.replace("sub00", "psr")
@@ -89,7 +90,9 @@ def test_nyul_learned_on_training_subjects_only(tiny_cohort):
 
 def test_bias_correction_runs_with_ants(tiny_cohort):
     subject = load_cohort(tiny_cohort)["sub00"]
-    pre = preprocess_subject(subject, PreprocessConfig(bias_correction=True, skull_strip="labels", divisible_by=8))
+    pre = preprocess_subject(
+        subject, PreprocessConfig(bias_correction=True, skull_strip="labels", divisible_by=8)
+    )
     assert np.isfinite(pre.image).all() and pre.image.max() > 0.5
 
 

@@ -25,8 +25,8 @@ def tiny_config(cohort_path, **matching) -> dict:
         "archs": ["unet", "segnet"],
         "threat_models": ["bottleneck"],
         "preprocess": {"spacing": [2.0, 2.0, 2.0], "shape": [32, 32, 32], "divisible_by": 8},
-        "target": {"depth": 2, "base_filters": 4, "epochs": 2, "batch_size": 1},
-        "inversion": {"epochs": 2, "batch_size": 1},
+        "target": {"depth": 2, "base_filters": 4, "epochs": 3, "batch_size": 1, "lr": 0.01},
+        "inversion": {"epochs": 4, "batch_size": 1, "lr": 0.01},
         "matching": {"top_k": 1, "deformation_preset": "fast", **matching},
     }
 
@@ -39,27 +39,55 @@ def _read_csv(path):
 def test_tiny_study_writes_every_file(tiny_cohort, tmp_path):
     out = tmp_path / "study"
     run_study(study_config_from_dict(tiny_config(tiny_cohort)), out)
-    for rel in ("config.toml", "provenance.json", "study.log", "report.html", "report.md", "report.json", "scores/scores.csv"):
+    for rel in (
+        "config.toml",
+        "provenance.json",
+        "study.log",
+        "report.html",
+        "report.md",
+        "report.json",
+        "scores/scores.csv",
+    ):
         assert (out / rel).is_file(), rel
     ids = [f"sub{i:02d}" for i in range(6)]
     for arch in ("unet", "segnet"):
         run = f"{arch}_skull-stripped_bottleneck"
         for fold in (0, 1):
             for name in ("target.safetensors", "target.json"):
-                assert (out / "checkpoints" / f"{arch}_skull-stripped" / f"fold{fold}" / name).is_file()
+                assert (
+                    out / "checkpoints" / f"{arch}_skull-stripped" / f"fold{fold}" / name
+                ).is_file()
             for name in ("inversion.safetensors", "inversion.json"):
                 assert (out / "checkpoints" / run / f"fold{fold}" / name).is_file()
         for sid in ids:
             assert (out / "reconstructions" / run / f"{sid}_recon.nii.gz").is_file()
             assert (out / "reconstructions" / run / f"{sid}_recon_pre.nii.gz").is_file()
         assert (out / "rankings" / f"{run}.csv").is_file()
-        assert len(list((out / "deformation" / run).glob("*_magnitude.nii.gz"))) == 6  # top-1 per reconstruction
+        assert (
+            len(list((out / "deformation" / run).glob("*_magnitude.nii.gz"))) == 6
+        )  # top-1 per reconstruction
     for sid in ids:
         assert (out / "preprocessed" / "skull-stripped" / f"{sid}.nii.gz").is_file()
     rows = _read_csv(out / "scores" / "scores.csv")
-    assert set(rows[0]) == {"fold", "arch", "variant", "threat_model", "reconstruction_id", "candidate_id", "metric", "value"}
+    assert set(rows[0]) == {
+        "fold",
+        "arch",
+        "variant",
+        "threat_model",
+        "reconstruction_id",
+        "candidate_id",
+        "metric",
+        "value",
+    }
     metrics = {r["metric"] for r in rows}
-    assert {"ssim", "correlation", "psnr", "deformation", "dice_reconstruction", "dice_original"} <= metrics
+    assert {
+        "ssim",
+        "correlation",
+        "psnr",
+        "deformation",
+        "dice_reconstruction",
+        "dice_original",
+    } <= metrics
     # every reconstruction is scored against every candidate of the cohort
     ssim_rows = [r for r in rows if r["metric"] == "ssim" and r["arch"] == "unet"]
     assert len(ssim_rows) == 36
@@ -80,13 +108,22 @@ def _md_table(md: str, heading: str) -> list[list[str]]:
 
 def test_report_tables_parse_back_to_scores(tiny_cohort, tmp_path):
     out = tmp_path / "study"
-    run_study(study_config_from_dict(tiny_config(tiny_cohort, metrics=["ssim", "correlation", "psnr"])), out)
+    run_study(
+        study_config_from_dict(tiny_config(tiny_cohort, metrics=["ssim", "correlation", "psnr"])),
+        out,
+    )
     rows = load_scores(out / "scores" / "scores.csv")
     md = (out / "report.md").read_text()
     table1 = _md_table(md, "## Table 1")
     for row in table1:
         arch = row[0].split("_")[0]
-        own = [r["value"] for r in rows if r["arch"] == arch and r["metric"] == "ssim" and r["reconstruction_id"] == r["candidate_id"]]
+        own = [
+            r["value"]
+            for r in rows
+            if r["arch"] == arch
+            and r["metric"] == "ssim"
+            and r["reconstruction_id"] == r["candidate_id"]
+        ]
         mean, sd = (float(x) for x in re.findall(r"-?\d+\.\d+", row[3])[:2])
         assert mean == pytest.approx(np.mean(own), abs=6e-4)
         assert sd == pytest.approx(np.std(own, ddof=1), abs=6e-4)
@@ -98,10 +135,15 @@ def test_report_tables_parse_back_to_scores(tiny_cohort, tmp_path):
         for r in sel:
             by_rec.setdefault(r["reconstruction_id"], []).append(r)
         sign = 1 if metric != "deformation" else -1
-        expected = sum(max(v, key=lambda r: sign * r["value"])["candidate_id"] == k for k, v in by_rec.items())
+        expected = sum(
+            max(v, key=lambda r: sign * r["value"])["candidate_id"] == k for k, v in by_rec.items()
+        )
         assert top1 == expected
     summary = summarize_study(rows)
-    assert set(summary["runs"]) == {"unet_skull-stripped_bottleneck", "segnet_skull-stripped_bottleneck"}
+    assert set(summary["runs"]) == {
+        "unet_skull-stripped_bottleneck",
+        "segnet_skull-stripped_bottleneck",
+    }
 
 
 def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):
@@ -126,9 +168,13 @@ def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):
     assert not any(s.startswith("fold 0") for s in resumed)  # fold 0 was not redone
     fresh = tmp_path / "fresh"
     run_study(cfg, fresh)
-    assert (out / "scores" / "scores.csv").read_text() == (fresh / "scores" / "scores.csv").read_text()
+    assert (out / "scores" / "scores.csv").read_text() == (
+        fresh / "scores" / "scores.csv"
+    ).read_text()
     # a changed matching setting re-runs only the scoring stages
-    changed = type(cfg)(**{**cfg.__dict__, "matching": type(cfg.matching)(metrics=["ssim"], top_k=1)})
+    changed = type(cfg)(
+        **{**cfg.__dict__, "matching": type(cfg.matching)(metrics=["ssim"], top_k=1)}
+    )
     again = []
     run_study(changed, out, progress=lambda d, t, s: again.append(s))
     assert again and not any("train" in s or "reconstruct" in s for s in again)

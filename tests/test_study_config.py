@@ -17,7 +17,9 @@ def _write(tmp_path, text: str):
 def test_defaults_and_round_trip(tmp_path):
     from inversion_audit.study.config import dump_study_config
 
-    cfg = load_study_config(_write(tmp_path, '[study]\nname = "x"\nseed = 3\n[folds]\nn_folds = 2\n'))
+    cfg = load_study_config(
+        _write(tmp_path, '[study]\nname = "x"\nseed = 3\n[folds]\nn_folds = 2\n')
+    )
     assert cfg.study.seed == 3 and cfg.folds.n_folds == 2
     assert cfg.preprocess_config("skull-stripped").skull_strip == "labels"
     assert cfg.preprocess_config("with-skull").skull_strip == "none"
@@ -31,7 +33,10 @@ def test_defaults_and_round_trip(tmp_path):
         ("[study]\nnmae = 'x'\n", "study.nmae"),
         ("[matching]\ntop_kk = 3\n", "matching.top_kk"),
         ("[preprocess]\nspacin = 2.0\n", "preprocess.spacin"),
-        ("[variant_preprocess.with-skull]\nshap = [32, 32, 32]\n", "variant_preprocess.with-skull.shap"),
+        (
+            "[variant_preprocess.with-skull]\nshap = [32, 32, 32]\n",
+            "variant_preprocess.with-skull.shap",
+        ),
         ("bogus = 1\n", "bogus"),
         ("[target]\nepochz = 3\n", "epochz"),
         ("[inversion]\nlrr = 0.1\n", "lrr"),

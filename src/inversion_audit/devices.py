@@ -42,7 +42,9 @@ def get_device(name: str | None = "auto") -> torch.device:
         raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
         raise ValueError("device 'mps' requested but MPS is not available")
     return torch.device(name)
 

@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cohort", help="inspect and validate cohorts")
     csub = p.add_subparsers(dest="cohort_command", metavar="ACTION")
     check = csub.add_parser("check", help="validate every subject's files; exit 1 on errors")
-    check.add_argument("path", help="cohort folder or CSV manifest")
+    check.add_argument(
+        "path", help="cohort folder, CSV manifest, or 'sample' for the bundled sample cohort"
+    )
     check.add_argument("--image-pattern", default="{id}_T1.nii.gz")
     check.add_argument("--labels-pattern", default="{id}_seg.nii.gz")
     check.add_argument("--require-labels", action="store_true")
@@ -21,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    cohort = load_cohort(args.path, args.image_pattern, args.labels_pattern)
+    from ..sample_data import resolve_cohort_path
+
+    cohort = load_cohort(resolve_cohort_path(args.path), args.image_pattern, args.labels_pattern)
     issues = validate_cohort(cohort, require_labels=args.require_labels)
     bad = {i.subject for i in issues}
     width = max(len(s.id) for s in cohort)

@@ -11,7 +11,12 @@ __all__ = ["add_device_args", "add_quiet_arg", "fail", "split_ids", "setup_loggi
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda|mps`` and ``--threads N``."""
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device (auto: cuda, then mps, then cpu)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="compute device (auto: cuda, then mps, then cpu)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
@@ -35,4 +40,7 @@ def fail(message: str, code: int = 2) -> int:
 
 
 def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )

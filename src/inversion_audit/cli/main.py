@@ -26,7 +26,9 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inversion-audit", description="Model inversion audits of 3D segmentation networks.")
+    parser = argparse.ArgumentParser(
+        prog="inversion-audit", description="Model inversion audits of 3D segmentation networks."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -14,7 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run (or resume) an audit study from a TOML config")
     p.add_argument("config", help="study config (TOML)")
     p.add_argument("--out", required=True, help="study folder (created; re-running resumes)")
-    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"], help="override study.device")
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="override study.device",
+    )
     p.add_argument("--threads", type=int, default=None, help="override study.threads")
     add_quiet_arg(p)
     p.set_defaults(handler=_run)
@@ -29,10 +34,14 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_study_config(args.config)
     if args.threads:
-        config = dataclasses.replace(config, study=dataclasses.replace(config.study, threads=args.threads))
+        config = dataclasses.replace(
+            config, study=dataclasses.replace(config.study, threads=args.threads)
+        )
     with tqdm_progress(quiet=args.quiet) as progress:
         out = run_study(config, args.out, device=args.device, progress=progress)
     report = Path(out).resolve() / "report.html"
     print(f"report: {report}")
-    print(f"open the study in napari: napari, then Plugins > Inversion Audit > Open study, and choose {Path(out).resolve()}")
+    print(
+        f"open the study in napari: napari, then Plugins > Inversion Audit > Open study, and choose {Path(out).resolve()}"
+    )
     return 0

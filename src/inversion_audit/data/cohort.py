@@ -7,7 +7,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,9 @@ class Cohort:
     def __post_init__(self) -> None:
         dup = [i for i, n in Counter(s.id for s in self.subjects).items() if n > 1]
         if dup:
-            raise CohortError(f"{self.root or self.name}: duplicate subject ids: {', '.join(sorted(dup))}")
+            raise CohortError(
+                f"{self.root or self.name}: duplicate subject ids: {', '.join(sorted(dup))}"
+            )
         self._by_id = {s.id: s for s in self.subjects}
 
     def __len__(self) -> int:
@@ -143,7 +145,9 @@ def _from_csv(path: Path) -> list[Subject]:
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or ())
         if not {"id", "image"} <= cols:
-            raise CohortError(f"{path}: manifest needs columns 'id' and 'image', has {sorted(cols)}")
+            raise CohortError(
+                f"{path}: manifest needs columns 'id' and 'image', has {sorted(cols)}"
+            )
         rows = list(reader)
 
     def resolve(value: str | None) -> Path | None:
@@ -153,7 +157,9 @@ def _from_csv(path: Path) -> list[Subject]:
         return p if p.is_absolute() else base / p
 
     return [
-        Subject(r["id"].strip(), resolve(r["image"]), resolve(r.get("labels")), resolve(r.get("mask")))
+        Subject(
+            r["id"].strip(), resolve(r["image"]), resolve(r.get("labels")), resolve(r.get("mask"))
+        )
         for r in rows
     ]
 
@@ -172,16 +178,28 @@ def load_cohort(
     path = Path(path)
     if not path.exists():
         raise CohortError(f"{path}: cohort not found")
-    subjects = _from_csv(path) if path.is_file() else _from_folder(path, image_pattern, labels_pattern, mask_pattern)
+    subjects = (
+        _from_csv(path)
+        if path.is_file()
+        else _from_folder(path, image_pattern, labels_pattern, mask_pattern)
+    )
     return Cohort(subjects, path, path.stem)
 
 
 def _check_grid(sid: str, ref, other, role: str) -> list[CohortIssue]:
     issues = []
     if other.shape != ref.shape:
-        issues.append(CohortIssue(sid, str(other.path), f"{role} shape {other.shape} does not match image shape {ref.shape}"))
+        issues.append(
+            CohortIssue(
+                sid,
+                str(other.path),
+                f"{role} shape {other.shape} does not match image shape {ref.shape}",
+            )
+        )
     elif not np.allclose(other.affine, ref.affine, atol=1e-3):
-        issues.append(CohortIssue(sid, str(other.path), f"{role} affine does not match the image affine"))
+        issues.append(
+            CohortIssue(sid, str(other.path), f"{role} affine does not match the image affine")
+        )
     return issues
 
 
@@ -191,10 +209,17 @@ def validate_subject(subject: Subject) -> list[CohortIssue]:
     try:
         image = read_volume(subject.image)
     except VolumeError as exc:
-        return [CohortIssue(subject.id, str(subject.image), str(exc).removeprefix(f"{subject.image}: "))]
+        return [
+            CohortIssue(subject.id, str(subject.image), str(exc).removeprefix(f"{subject.image}: "))
+        ]
     if float(image.array.max()) == float(image.array.min()):
-        issues.append(CohortIssue(subject.id, str(subject.image), "empty volume: all voxels are equal"))
-    for role, path, reader in (("labels", subject.labels, read_labels), ("mask", subject.mask, read_labels)):
+        issues.append(
+            CohortIssue(subject.id, str(subject.image), "empty volume: all voxels are equal")
+        )
+    for role, path, reader in (
+        ("labels", subject.labels, read_labels),
+        ("mask", subject.mask, read_labels),
+    ):
         if path is None:
             continue
         try:

@@ -75,12 +75,20 @@ class PreprocessConfig:
             object.__setattr__(self, "nyul_landmarks", tuple(float(v) for v in self.nyul_landmarks))
         if len(self.spacing) != 3 or min(self.spacing) <= 0:
             raise ConfigError(f"preprocess.spacing must be 3 positive numbers, got {self.spacing}")
-        if self.shape is not None and (len(self.shape) != 3 or any(s % self.divisible_by for s in self.shape)):
-            raise ConfigError(f"preprocess.shape {self.shape} must be 3 sizes divisible by {self.divisible_by}")
+        if self.shape is not None and (
+            len(self.shape) != 3 or any(s % self.divisible_by for s in self.shape)
+        ):
+            raise ConfigError(
+                f"preprocess.shape {self.shape} must be 3 sizes divisible by {self.divisible_by}"
+            )
         if self.skull_strip not in ("none", "labels", "mask"):
-            raise ConfigError(f"preprocess.skull_strip must be none|labels|mask, got {self.skull_strip!r}")
+            raise ConfigError(
+                f"preprocess.skull_strip must be none|labels|mask, got {self.skull_strip!r}"
+            )
         if self.intensity not in ("percentile", "nyul", "none"):
-            raise ConfigError(f"preprocess.intensity must be percentile|nyul|none, got {self.intensity!r}")
+            raise ConfigError(
+                f"preprocess.intensity must be percentile|nyul|none, got {self.intensity!r}"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -118,7 +126,9 @@ class Preprocessed:
     def to_source(self, array: np.ndarray, order: int = 1) -> Volume:
         """Resample an array on the preprocessed grid back onto the subject's source file grid."""
         if array.shape != self.image.shape:
-            raise ValueError(f"array shape {array.shape} is not the preprocessed shape {self.image.shape}")
+            raise ValueError(
+                f"array shape {array.shape} is not the preprocessed shape {self.image.shape}"
+            )
         img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), self.affine)
         out = resample_from_to(img, (self.source_shape, self.source_affine), order=order, cval=0.0)
         return Volume(np.asarray(out.dataobj, dtype=np.float32), self.source_affine.copy())
@@ -140,7 +150,9 @@ def _n4(array: np.ndarray, spacing: tuple[float, ...], mask: np.ndarray | None) 
     img = ants.from_numpy(array.astype(np.float32), spacing=tuple(float(s) for s in spacing))
     kw = {}
     if mask is not None and mask.any():
-        kw["mask"] = ants.from_numpy(mask.astype(np.float32), spacing=tuple(float(s) for s in spacing))
+        kw["mask"] = ants.from_numpy(
+            mask.astype(np.float32), spacing=tuple(float(s) for s in spacing)
+        )
     return ants.n4_bias_field_correction(img, **kw).numpy().astype(np.float32)
 
 
@@ -185,13 +197,17 @@ def _target_grid(
     return tuple(int(s) for s in shape), affine
 
 
-def _resample(array: np.ndarray, affine: np.ndarray, shape, target_affine, order: int) -> np.ndarray:
+def _resample(
+    array: np.ndarray, affine: np.ndarray, shape, target_affine, order: int
+) -> np.ndarray:
     img = nib.Nifti1Image(array, affine)
     out = resample_from_to(img, (shape, target_affine), order=order, cval=0.0)
     return np.asarray(out.dataobj)
 
 
-def _robust_scale(image: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+def _robust_scale(
+    image: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]
+) -> np.ndarray:
     values = image[mask] if mask.any() else image.ravel()
     lo, hi = np.percentile(values, percentiles)
     if hi <= lo:
@@ -208,7 +224,9 @@ def _nyul_apply(image: np.ndarray, mask: np.ndarray, landmarks: tuple[float, ...
     return np.clip(mapped / std[-1], 0.0, 1.0).astype(np.float32) * mask.astype(np.float32)
 
 
-def learn_nyul_landmarks(images: list[np.ndarray], masks: list[np.ndarray], scale_max: float = 100.0) -> tuple[float, ...]:
+def learn_nyul_landmarks(
+    images: list[np.ndarray], masks: list[np.ndarray], scale_max: float = 100.0
+) -> tuple[float, ...]:
     """Learn Nyul's standard-scale landmarks from training images only (Nyul & Udupa 1999)."""
     if not images:
         raise ValueError("Nyul standardisation needs at least one training image")
@@ -220,17 +238,27 @@ def learn_nyul_landmarks(images: list[np.ndarray], masks: list[np.ndarray], scal
     return tuple(float(v) for v in np.mean(mapped, axis=0))
 
 
-def _load(subject: Subject, config: PreprocessConfig) -> tuple[Volume, Volume | None, np.ndarray | None]:
+def _load(
+    subject: Subject, config: PreprocessConfig
+) -> tuple[Volume, Volume | None, np.ndarray | None]:
     image = read_volume(subject.image)
     labels = read_labels(subject.labels) if subject.labels is not None else None
     mask_file = read_labels(subject.mask) if subject.mask is not None else None
     for other in (labels, mask_file):
-        if other is not None and (other.shape != image.shape or not np.allclose(other.affine, image.affine, atol=1e-3)):
-            raise VolumeError(f"{other.path}: grid does not match image {image.path} (shape or affine)")
+        if other is not None and (
+            other.shape != image.shape or not np.allclose(other.affine, image.affine, atol=1e-3)
+        ):
+            raise VolumeError(
+                f"{other.path}: grid does not match image {image.path} (shape or affine)"
+            )
     if config.skull_strip == "labels" and labels is None:
-        raise VolumeError(f"{subject.image}: skull_strip='labels' but subject {subject.id!r} has no labels")
+        raise VolumeError(
+            f"{subject.image}: skull_strip='labels' but subject {subject.id!r} has no labels"
+        )
     if config.skull_strip == "mask" and mask_file is None:
-        raise VolumeError(f"{subject.image}: skull_strip='mask' but subject {subject.id!r} has no mask")
+        raise VolumeError(
+            f"{subject.image}: skull_strip='mask' but subject {subject.id!r} has no mask"
+        )
     brain = None
     if mask_file is not None:
         brain = mask_file.array > 0
@@ -251,22 +279,35 @@ def _compute(subject: Subject, config: PreprocessConfig) -> Preprocessed:
     if strip:
         data = data * foreground
     shape, affine = _target_grid(image, foreground, config)
-    out = _resample(data.astype(np.float32), image.affine, shape, affine, order=1).astype(np.float32)
+    out = _resample(data.astype(np.float32), image.affine, shape, affine, order=1).astype(
+        np.float32
+    )
     fg = _resample(foreground.astype(np.uint8), image.affine, shape, affine, order=0) > 0
     lab = None
     if labels is not None:
-        lab = _resample(labels.array.astype(np.int32), image.affine, shape, affine, order=0).astype(np.int32)
+        lab = _resample(labels.array.astype(np.int32), image.affine, shape, affine, order=0).astype(
+            np.int32
+        )
     if config.intensity == "percentile":
         out = _robust_scale(out, fg, config.percentiles)
     elif config.intensity == "nyul":
         if config.nyul_landmarks is None:
-            raise ConfigError("intensity='nyul' needs nyul_landmarks learned on the training subjects")
+            raise ConfigError(
+                "intensity='nyul' needs nyul_landmarks learned on the training subjects"
+            )
         out = _nyul_apply(out, fg, config.nyul_landmarks)
     if strip:
         out = out * fg
     src = image.meta["source_grid"]
     return Preprocessed(
-        subject.id, np.ascontiguousarray(out), affine, fg, lab, np.asarray(src["affine"]), tuple(src["shape"]), config
+        subject.id,
+        np.ascontiguousarray(out),
+        affine,
+        fg,
+        lab,
+        np.asarray(src["affine"]),
+        tuple(src["shape"]),
+        config,
     )
 
 
@@ -307,7 +348,9 @@ def _load_cache(path: Path, subject_id: str, config: PreprocessConfig) -> Prepro
         return None
 
 
-def preprocess_subject(subject: Subject, config: PreprocessConfig, use_cache: bool = True) -> Preprocessed:
+def preprocess_subject(
+    subject: Subject, config: PreprocessConfig, use_cache: bool = True
+) -> Preprocessed:
     """Preprocess one subject, reading from / writing to the on-disk cache.
 
     The cache key is a content hash of the subject's files and the config.

@@ -82,7 +82,13 @@ def _load_canonical(path: Path) -> nib.Nifti1Image:
         raise VolumeError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
     try:
         img = nib.load(str(path))
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        gzip.BadGzipFile,
+        nib.filebasedimages.ImageFileError,
+    ) as exc:
         raise VolumeError(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # nibabel raises many kinds on corrupt headers
         raise VolumeError(f"{path}: corrupt NIfTI header ({type(exc).__name__}: {exc})") from exc
@@ -93,7 +99,10 @@ def _load_canonical(path: Path) -> nib.Nifti1Image:
     except Exception as exc:
         raise VolumeError(f"{path}: invalid affine ({exc})") from exc
     # the on-disk grid before reorientation, to write results back onto it
-    canonical.source_grid = {"affine": img.affine.copy(), "shape": tuple(int(s) for s in img.shape[:3])}
+    canonical.source_grid = {
+        "affine": img.affine.copy(),
+        "shape": tuple(int(s) for s in img.shape[:3]),
+    }
     return canonical
 
 
@@ -120,7 +129,12 @@ def read_volume(path: str | os.PathLike[str], check_finite: bool = True) -> Volu
     if check_finite and not np.isfinite(data).all():
         n_bad = int((~np.isfinite(data)).sum())
         raise VolumeError(f"{path}: {n_bad} NaN or Inf voxels")
-    return Volume(np.ascontiguousarray(data), img.affine.astype(np.float64), path, {"source_grid": img.source_grid})
+    return Volume(
+        np.ascontiguousarray(data),
+        img.affine.astype(np.float64),
+        path,
+        {"source_grid": img.source_grid},
+    )
 
 
 def read_labels(path: str | os.PathLike[str]) -> Volume:
@@ -135,7 +149,10 @@ def read_labels(path: str | os.PathLike[str]) -> Volume:
             raise VolumeError(f"{path}: label map holds non-integer values")
         data = np.rint(data)
     return Volume(
-        np.ascontiguousarray(data.astype(np.int32)), img.affine.astype(np.float64), path, {"source_grid": img.source_grid}
+        np.ascontiguousarray(data.astype(np.int32)),
+        img.affine.astype(np.float64),
+        path,
+        {"source_grid": img.source_grid},
     )
 
 
@@ -146,7 +163,9 @@ def scrub_header(header: nib.Nifti1Header) -> nib.Nifti1Header:
     return header
 
 
-def to_nifti(volume: Volume | np.ndarray, affine: np.ndarray | None = None, scrub: bool = True) -> nib.Nifti1Image:
+def to_nifti(
+    volume: Volume | np.ndarray, affine: np.ndarray | None = None, scrub: bool = True
+) -> nib.Nifti1Image:
     """Build a :class:`nibabel.Nifti1Image` from a volume or an array plus affine."""
     if isinstance(volume, Volume):
         array, affine = volume.array, volume.affine

@@ -88,7 +88,9 @@ class FoldsSection:
 
 @dataclass(frozen=True)
 class MatchingSection:
-    metrics: list[str] = field(default_factory=lambda: ["ssim", "correlation", "psnr", "deformation", "dice"])
+    metrics: list[str] = field(
+        default_factory=lambda: ["ssim", "correlation", "psnr", "deformation", "dice"]
+    )
     top_k: int = 5
     deformation_preset: str = "fast"
     scheduler: str | None = None
@@ -97,11 +99,17 @@ class MatchingSection:
     def __post_init__(self) -> None:
         for m in self.metrics:
             if m not in METRICS:
-                raise ConfigError(f"matching.metrics: unknown metric {m!r} (allowed: {', '.join(METRICS)})")
+                raise ConfigError(
+                    f"matching.metrics: unknown metric {m!r} (allowed: {', '.join(METRICS)})"
+                )
         if "ssim" not in self.metrics:
-            raise ConfigError("matching.metrics must include 'ssim' (deformation runs on the SSIM top-k)")
+            raise ConfigError(
+                "matching.metrics must include 'ssim' (deformation runs on the SSIM top-k)"
+            )
         if self.deformation_preset not in ("paper", "fast"):
-            raise ConfigError(f"matching.deformation_preset must be paper|fast, got {self.deformation_preset!r}")
+            raise ConfigError(
+                f"matching.deformation_preset must be paper|fast, got {self.deformation_preset!r}"
+            )
         if self.top_k < 1:
             raise ConfigError(f"matching.top_k must be >= 1, got {self.top_k}")
 
@@ -132,16 +140,24 @@ class StudyConfig:
     def __post_init__(self) -> None:
         for v in self.variants:
             if v not in VARIANTS:
-                raise ConfigError(f"variants: unknown variant {v!r} (allowed: {', '.join(VARIANTS)})")
+                raise ConfigError(
+                    f"variants: unknown variant {v!r} (allowed: {', '.join(VARIANTS)})"
+                )
         for a in self.archs:
             if a not in ARCHS:
-                raise ConfigError(f"archs: unknown architecture {a!r} (allowed: {', '.join(ARCHS)})")
+                raise ConfigError(
+                    f"archs: unknown architecture {a!r} (allowed: {', '.join(ARCHS)})"
+                )
         for t in self.threat_models:
             if t not in THREAT_MODELS:
-                raise ConfigError(f"threat_models: unknown threat model {t!r} (allowed: {', '.join(THREAT_MODELS)})")
+                raise ConfigError(
+                    f"threat_models: unknown threat model {t!r} (allowed: {', '.join(THREAT_MODELS)})"
+                )
         for v in self.variant_preprocess:
             if v not in VARIANTS:
-                raise ConfigError(f"unknown key 'variant_preprocess.{v}' (allowed: {', '.join(VARIANTS)})")
+                raise ConfigError(
+                    f"unknown key 'variant_preprocess.{v}' (allowed: {', '.join(VARIANTS)})"
+                )
         # validate nested configs early so a typo fails before any training
         for v in {*self.variants, *self.variant_preprocess}:
             self.preprocess_config(v)
@@ -156,7 +172,11 @@ class StudyConfig:
         data.setdefault("skull_strip", "labels" if variant == "skull-stripped" else "none")
         for key in data:
             if key not in {f.name for f in dataclasses.fields(PreprocessConfig)}:
-                where = f"variant_preprocess.{variant}" if key in self.variant_preprocess.get(variant, {}) else "preprocess"
+                where = (
+                    f"variant_preprocess.{variant}"
+                    if key in self.variant_preprocess.get(variant, {})
+                    else "preprocess"
+                )
                 raise ConfigError(f"unknown key '{where}.{key}'")
         for key in ("spacing", "shape", "percentiles"):
             if isinstance(data.get(key), list):
@@ -166,12 +186,20 @@ class StudyConfig:
     def target_config(self, arch: str):
         from ..training import TargetConfig
 
-        return _nested(TargetConfig, {**self.target, "arch": arch, "seed": self.target.get("seed", self.study.seed)}, "target")
+        return _nested(
+            TargetConfig,
+            {**self.target, "arch": arch, "seed": self.target.get("seed", self.study.seed)},
+            "target",
+        )
 
     def inversion_config(self, threat_model: str):
         from ..attack import InversionConfig
 
-        data = {**self.inversion, "threat_model": threat_model, "seed": self.inversion.get("seed", self.study.seed)}
+        data = {
+            **self.inversion,
+            "threat_model": threat_model,
+            "seed": self.inversion.get("seed", self.study.seed),
+        }
         return _nested(InversionConfig, data, "inversion")
 
     def to_dict(self) -> dict:
@@ -196,8 +224,21 @@ def _drop_none(obj):
     return obj
 
 
-_SECTIONS = {"study": StudySection, "cohort": CohortSection, "folds": FoldsSection, "matching": MatchingSection}
-_PLAIN = {"variants", "archs", "threat_models", "preprocess", "variant_preprocess", "target", "inversion"}
+_SECTIONS = {
+    "study": StudySection,
+    "cohort": CohortSection,
+    "folds": FoldsSection,
+    "matching": MatchingSection,
+}
+_PLAIN = {
+    "variants",
+    "archs",
+    "threat_models",
+    "preprocess",
+    "variant_preprocess",
+    "target",
+    "inversion",
+}
 
 
 def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig:
@@ -210,7 +251,9 @@ def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig
             elif key in _PLAIN:
                 kwargs[key] = value
             else:
-                raise ConfigError(f"unknown key '{key}' (allowed: {', '.join(sorted([*_SECTIONS, *_PLAIN]))})")
+                raise ConfigError(
+                    f"unknown key '{key}' (allowed: {', '.join(sorted([*_SECTIONS, *_PLAIN]))})"
+                )
         return StudyConfig(**kwargs, source=source)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}" if source else str(exc)) from exc

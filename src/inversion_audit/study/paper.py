@@ -18,6 +18,9 @@ PAPER_TABLE3 = {
     "unet": {"correlation": 16, "ssim": 30, "deformation": 24},
     "segnet": {"correlation": 14, "ssim": 26, "deformation": 22},
 }
-PAPER_MEAN_RANK = {"unet": {"ssim": 1.5, "deformation": 1.8}, "segnet": {"ssim": 1.6, "deformation": 1.8}}
+PAPER_MEAN_RANK = {
+    "unet": {"ssim": 1.5, "deformation": 1.8},
+    "segnet": {"ssim": 1.6, "deformation": 1.8},
+}
 #: Dice of the target network on originals and on reconstructions
 PAPER_DICE = {"unet": (0.53, 0.37), "segnet": (0.48, 0.32)}

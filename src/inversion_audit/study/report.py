@@ -44,7 +44,10 @@ def _matrix(rows: list[dict], metric: str):
     if not sel:
         return None
     rec = sorted({r["reconstruction_id"] for r in sel})
-    cand = sorted({r["candidate_id"] for r in rows if r["metric"] == "ssim"} | {r["candidate_id"] for r in sel})
+    cand = sorted(
+        {r["candidate_id"] for r in rows if r["metric"] == "ssim"}
+        | {r["candidate_id"] for r in sel}
+    )
     values = np.full((len(rec), len(cand)), np.nan)
     ri, ci = {k: i for i, k in enumerate(rec)}, {k: i for i, k in enumerate(cand)}
     for r in sel:
@@ -56,17 +59,45 @@ def _mean_sd(values) -> dict:
     v = np.asarray([x for x in values if np.isfinite(x)], float)
     if v.size == 0:
         return {"mean": None, "sd": None, "n": 0}
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "n": int(v.size),
+    }
 
 
 def summarize_study(rows: list[dict]) -> dict:
     """All report numbers per run, as JSON-serialisable dicts (computed from ``scores.csv`` rows)."""
-    from ..matching import fuse_rankings, summarize
+    from ..matching import fuse_rankings, rank_candidates, summarize
+
+    def ranking(m, s) -> dict:
+        top1 = [ranked[0] if ranked else "" for ranked in rank_candidates(m)]
+        return {
+            "top1": int(s.top1),
+            "top5": int(s.top5),
+            "n": int(s.n),
+            "mean_rank": float(s.mean_rank),
+            "mrr": float(s.mrr),
+            "precision_at_1": float(s.precision_at_1),
+            "auc": None if s.auc is None or not np.isfinite(s.auc) else float(s.auc),
+            "own_mean": float(s.own_mean),
+            "others_mean": float(s.others_mean),
+            "rank_histogram": [int(x) for x in s.rank_histogram],
+            "ranks": {k: float(v) for k, v in zip(m.reconstruction_ids, s.ranks, strict=True)},
+            "top1_candidates": dict(zip(m.reconstruction_ids, top1, strict=True)),
+            "notes": list(s.notes),
+        }
 
     runs = {}
     for (arch, variant, threat), rr in _runs(rows).items():
         name = f"{arch}_{variant}_{threat.replace('+', '-')}"
-        entry: dict = {"arch": arch, "variant": variant, "threat_model": threat, "table1": {}, "table3": {}}
+        entry: dict = {
+            "arch": arch,
+            "variant": variant,
+            "threat_model": threat,
+            "table1": {},
+            "table3": {},
+        }
         matrices = {}
         for metric in RANKED_METRICS:
             m = _matrix(rr, metric)
@@ -74,35 +105,17 @@ def summarize_study(rows: list[dict]) -> dict:
                 continue
             matrices[metric] = m
             s = summarize(m)
-            own = [r["value"] for r in rr if r["metric"] == metric and r["reconstruction_id"] == r["candidate_id"]]
+            own = [
+                r["value"]
+                for r in rr
+                if r["metric"] == metric and r["reconstruction_id"] == r["candidate_id"]
+            ]
             entry["table1"][metric] = _mean_sd(own)
-            entry["table3"][metric] = {
-                "top1": int(s.top1),
-                "top5": int(s.top5),
-                "n": int(s.n),
-                "mean_rank": float(s.mean_rank),
-                "mrr": float(s.mrr),
-                "precision_at_1": float(s.precision_at_1),
-                "auc": None if s.auc is None or not np.isfinite(s.auc) else float(s.auc),
-                "own_mean": float(s.own_mean),
-                "others_mean": float(s.others_mean),
-                "rank_histogram": [int(x) for x in s.rank_histogram],
-                "ranks": {k: int(v) for k, v in zip(m.reconstruction_ids, s.ranks, strict=True)},
-            }
+            entry["table3"][metric] = ranking(m, s)
         if "ssim" in matrices and "deformation" in matrices:
             fused = fuse_rankings([matrices["ssim"], matrices["deformation"]])
-            s = summarize(fused)
-            entry["table3"]["fused"] = {
-                "top1": int(s.top1),
-                "top5": int(s.top5),
-                "n": int(s.n),
-                "mean_rank": float(s.mean_rank),
-                "mrr": float(s.mrr),
-                "precision_at_1": float(s.precision_at_1),
-                "auc": None,
-                "rank_histogram": [int(x) for x in s.rank_histogram],
-                "ranks": {k: int(v) for k, v in zip(fused.reconstruction_ids, s.ranks, strict=True)},
-            }
+            entry["table3"]["fused"] = ranking(fused, summarize(fused))
+            entry["table3"]["fused"]["auc"] = None
         if "ssim" in entry["table3"]:
             t = entry["table3"]["ssim"]
             entry["table2"] = {"own": t["own_mean"], "others": t["others_mean"]}
@@ -129,38 +142,65 @@ def _ms(d: dict | None) -> str:
 
 def _tables_md(summary: dict) -> list[str]:
     lines = ["## Table 1: reconstruction quality (mean ± sd, reconstruction vs own original)", ""]
-    lines += ["| run | n | correlation | SSIM | PSNR | paper correlation | paper SSIM |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| run | n | correlation | SSIM | PSNR | paper correlation | paper SSIM |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, e in summary["runs"].items():
         t1 = e["table1"]
         paper = PAPER_TABLE1.get((e["arch"], e["variant"]), {})
         pc = "{:.2f} ± {:.2f}".format(*paper["correlation"]) if paper else "–"
         ps = "{:.2f} ± {:.2f}".format(*paper["ssim"]) if paper else "–"
         n = t1.get("ssim", {}).get("n", 0)
-        lines.append(f"| {name} | {n} | {_ms(t1.get('correlation'))} | {_ms(t1.get('ssim'))} | {_ms(t1.get('psnr'))} | {pc} | {ps} |")
+        lines.append(
+            f"| {name} | {n} | {_ms(t1.get('correlation'))} | {_ms(t1.get('ssim'))} | {_ms(t1.get('psnr'))} | {pc} | {ps} |"
+        )
     lines += ["", "## Table 2: SSIM with own original vs with other subjects", ""]
     lines += ["| run | own | others | paper own | paper others |", "|---|---|---|---|---|"]
     for name, e in summary["runs"].items():
         t2 = e.get("table2", {})
         p = PAPER_TABLE2.get(e["arch"]) if e["variant"] == "skull-stripped" else None
-        lines.append(f"| {name} | {_f(t2.get('own'))} | {_f(t2.get('others'))} | {_f(p[0], 2) if p else '–'} | {_f(p[1], 2) if p else '–'} |")
-    lines += ["", "## Table 3: identification (top-1 matches, top-5, mean rank of the true original)", ""]
-    lines += ["| run | metric | top-1 | top-5 | n | mean rank | MRR | P@1 | AUC | paper top-1 (of 40) | paper mean rank |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {_f(t2.get('own'))} | {_f(t2.get('others'))} | {_f(p[0], 2) if p else '–'} | {_f(p[1], 2) if p else '–'} |"
+        )
+    lines += [
+        "",
+        "## Table 3: identification (top-1 matches, top-5, mean rank of the true original)",
+        "",
+    ]
+    lines += [
+        "| run | metric | top-1 | top-5 | n | mean rank | MRR | P@1 | AUC | paper top-1 (of 40) | paper mean rank |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, e in summary["runs"].items():
         for metric, t in e["table3"].items():
-            p = PAPER_TABLE3.get(e["arch"], {}).get(metric) if e["variant"] == "skull-stripped" else None
-            pr = PAPER_MEAN_RANK.get(e["arch"], {}).get(metric) if e["variant"] == "skull-stripped" else None
+            p = (
+                PAPER_TABLE3.get(e["arch"], {}).get(metric)
+                if e["variant"] == "skull-stripped"
+                else None
+            )
+            pr = (
+                PAPER_MEAN_RANK.get(e["arch"], {}).get(metric)
+                if e["variant"] == "skull-stripped"
+                else None
+            )
             lines.append(
                 f"| {name} | {metric} | {t['top1']} | {t['top5']} | {t['n']} | {_f(t['mean_rank'], 2)} | {_f(t['mrr'])} | "
                 f"{_f(t['precision_at_1'])} | {_f(t['auc'])} | {p if p is not None else '–'} | {pr if pr is not None else '–'} |"
             )
     if any("dice" in e for e in summary["runs"].values()):
         lines += ["", "## Dice of the target network: originals vs reconstructions", ""]
-        lines += ["| run | Dice original | Dice reconstruction | paper original | paper reconstruction |", "|---|---|---|---|---|"]
+        lines += [
+            "| run | Dice original | Dice reconstruction | paper original | paper reconstruction |",
+            "|---|---|---|---|---|",
+        ]
         for name, e in summary["runs"].items():
             if "dice" not in e:
                 continue
             p = PAPER_DICE.get(e["arch"])
-            lines.append(f"| {name} | {_ms(e['dice']['original'])} | {_ms(e['dice']['reconstruction'])} | {_f(p[0], 2)} | {_f(p[1], 2)} |")
+            lines.append(
+                f"| {name} | {_ms(e['dice']['original'])} | {_ms(e['dice']['reconstruction'])} | {_f(p[0], 2)} | {_f(p[1], 2)} |"
+            )
     return lines
 
 
@@ -212,7 +252,13 @@ def _figures(study_dir: Path, rows: list[dict], summary: dict) -> dict[str, str]
             ax.set_xlabel("rank")
             ax.set_xlim(0.5, min(len(h), 15) + 0.5)
         figs[f"ranks_{name}"] = _png(fig)
-        run_rows = [r for r in rows if (r["arch"], r["variant"], r["threat_model"]) == (e["arch"], e["variant"], e["threat_model"]) and r["metric"] == "ssim"]
+        run_rows = [
+            r
+            for r in rows
+            if (r["arch"], r["variant"], r["threat_model"])
+            == (e["arch"], e["variant"], e["threat_model"])
+            and r["metric"] == "ssim"
+        ]
         own = [r["value"] for r in run_rows if r["reconstruction_id"] == r["candidate_id"]]
         others = [r["value"] for r in run_rows if r["reconstruction_id"] != r["candidate_id"]]
         if own and others:
@@ -243,8 +289,10 @@ def _slice_figure(study_dir: Path, name: str, entry: dict) -> str | None:
     rows = [
         r
         for r in load_scores(scores_path)
-        if r["metric"] == "ssim" and r["reconstruction_id"] == r["candidate_id"]
-        and (r["arch"], r["variant"], r["threat_model"]) == (entry["arch"], entry["variant"], entry["threat_model"])
+        if r["metric"] == "ssim"
+        and r["reconstruction_id"] == r["candidate_id"]
+        and (r["arch"], r["variant"], r["threat_model"])
+        == (entry["arch"], entry["variant"], entry["threat_model"])
     ]
     rows.sort(key=lambda r: -r["value"])
     picks = {"best": rows[0], "median": rows[len(rows) // 2], "worst": rows[-1]}
@@ -258,8 +306,14 @@ def _slice_figure(study_dir: Path, name: str, entry: dict) -> str | None:
         orig, rec = read_volume(orig_p).array, read_volume(rec_p).array
         _, smap = ssim(rec, orig, data_range=1.0, return_map=True)
         dpath = study_dir / "deformation" / name / f"{sid}__{sid}_magnitude.nii.gz"
-        panels = [("original", orig, "gray"), ("reconstruction", rec, "gray"), ("SSIM map", smap, "viridis")]
-        panels.append(("deformation (mm)", read_volume(dpath).array if dpath.exists() else None, "magma"))
+        panels = [
+            ("original", orig, "gray"),
+            ("reconstruction", rec, "gray"),
+            ("SSIM map", smap, "viridis"),
+        ]
+        panels.append(
+            ("deformation (mm)", read_volume(dpath).array if dpath.exists() else None, "magma")
+        )
         for ax, (title, vol, cmap) in zip(row_ax, panels, strict=True):
             ax.axis("off")
             if vol is None:
@@ -267,7 +321,11 @@ def _slice_figure(study_dir: Path, name: str, entry: dict) -> str | None:
                 continue
             z = vol.shape[2] // 2
             ax.imshow(np.rot90(vol[:, :, z]), cmap=cmap)
-            ax.set_title(f"{label}: {title}" + (f" (SSIM {r['value']:.2f})" if title == "reconstruction" else ""), fontsize=8)
+            ax.set_title(
+                f"{label}: {title}"
+                + (f" (SSIM {r['value']:.2f})" if title == "reconstruction" else ""),
+                fontsize=8,
+            )
     return _png(fig)
 
 
@@ -313,12 +371,19 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
 
 
-def write_report(study_dir: str | Path, config=None) -> dict[str, Path]:
-    """Write ``report.md``, ``report.html`` (self-contained) and ``report.json`` into the study folder."""
+def write_report(study_dir: str | Path, config=None) -> dict:
+    """Write ``report.md``, ``report.html`` (self-contained) and ``report.json`` into the study folder.
+
+    Returns the paths (keys ``md``, ``html``, ``json``) and the ``summary`` dict.
+    """
     study_dir = Path(study_dir)
     rows = load_scores(study_dir / "scores" / "scores.csv")
     summary = summarize_study(rows)
-    title = f"Model inversion audit: {config.study.name}" if config is not None else "Model inversion audit"
+    title = (
+        f"Model inversion audit: {config.study.name}"
+        if config is not None
+        else "Model inversion audit"
+    )
     md = [f"# {title}", "", "## Summary", "", *plain_summary(summary), "", *_tables_md(summary), ""]
     md += [
         "AUC: same-subject vs different-subject pairs as a verification score. MRR: mean reciprocal rank. "
@@ -339,4 +404,4 @@ def write_report(study_dir: str | Path, config=None) -> dict[str, Path]:
         "html": atomic_write_text(study_dir / "report.html", page),
         "json": atomic_write_json(study_dir / "report.json", summary),
     }
-    return paths
+    return {**paths, "summary": summary}

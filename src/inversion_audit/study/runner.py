@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Cohort, Fold, kfold_split, load_cohort
-from ..data.preprocess import Preprocessed, PreprocessConfig, config_with_nyul, preprocess_subject
+from ..data.preprocess import PreprocessConfig, Preprocessed, config_with_nyul, preprocess_subject
 from ..errors import CohortError
-from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash, ids_hash, write_volume
+from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash, write_volume
 from ..progress import ProgressCallback, report
 from .config import StudyConfig, dump_study_config, run_name
 from .provenance import Provenance
@@ -31,7 +31,16 @@ __all__ = ["run_study", "StudyPaths", "SCORE_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ("fold", "arch", "variant", "threat_model", "reconstruction_id", "candidate_id", "metric", "value")
+SCORE_COLUMNS = (
+    "fold",
+    "arch",
+    "variant",
+    "threat_model",
+    "reconstruction_id",
+    "candidate_id",
+    "metric",
+    "value",
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,9 @@ class StudyPaths:
     root: Path
 
     def target(self, arch: str, variant: str, fold: int) -> Path:
-        return self.root / "checkpoints" / f"{arch}_{variant}" / f"fold{fold}" / "target.safetensors"
+        return (
+            self.root / "checkpoints" / f"{arch}_{variant}" / f"fold{fold}" / "target.safetensors"
+        )
 
     def inversion(self, run: str, fold: int) -> Path:
         return self.root / "checkpoints" / run / f"fold{fold}" / "inversion.safetensors"
@@ -68,7 +79,9 @@ def _resolve_cohort(path: str, config: StudyConfig) -> Cohort:
     from ..sample_data import SAMPLE_KEYWORD, generate_sample_cohort
 
     if path == SAMPLE_KEYWORD and not Path(path).exists():
-        root = generate_sample_cohort(n_subjects=config.cohort.sample_n, seed=config.cohort.sample_seed)
+        root = generate_sample_cohort(
+            n_subjects=config.cohort.sample_n, seed=config.cohort.sample_seed
+        )
     else:
         root = Path(path)
         if not root.is_absolute() and config.source:
@@ -81,7 +94,9 @@ def _select(cohort: Cohort, config: StudyConfig) -> Cohort:
     ids = config.cohort.subjects or sorted(cohort.ids)
     if config.cohort.n_subjects is not None:
         if config.cohort.n_subjects > len(ids):
-            raise CohortError(f"{cohort.root}: cohort.n_subjects={config.cohort.n_subjects} but only {len(ids)} subjects")
+            raise CohortError(
+                f"{cohort.root}: cohort.n_subjects={config.cohort.n_subjects} but only {len(ids)} subjects"
+            )
         ids = ids[: config.cohort.n_subjects]
     return cohort.subset(ids)
 
@@ -109,7 +124,9 @@ def _write_scores(path: Path, rows: list[tuple]) -> Path:
 class _Study:
     """State of one study run (one instance per ``run_study`` call)."""
 
-    def __init__(self, config: StudyConfig, out: Path, device: str | None, progress: ProgressCallback | None):
+    def __init__(
+        self, config: StudyConfig, out: Path, device: str | None, progress: ProgressCallback | None
+    ):
         from ..devices import get_device
 
         self.config = config
@@ -119,13 +136,21 @@ class _Study:
         self.device = str(get_device(device or config.study.device))
         self.cohort = _select(_resolve_cohort(config.cohort.path, config), config)
         self.attack_cohort = (
-            _resolve_cohort(config.cohort.attack_path, config) if config.cohort.attack_path else None
+            _resolve_cohort(config.cohort.attack_path, config)
+            if config.cohort.attack_path
+            else None
         )
-        self.folds: list[Fold] = kfold_split(self.cohort.ids, config.folds.n_folds, config.folds.seed)
+        self.folds: list[Fold] = kfold_split(
+            self.cohort.ids, config.folds.n_folds, config.folds.seed
+        )
         if config.folds.run_folds is not None:
             self.folds = [f for f in self.folds if f.index in config.folds.run_folds]
-        self.pre_configs = {v: _common_shape(self.cohort, config.preprocess_config(v)) for v in config.variants}
-        self.input_hashes = {s.id: {k: file_hash(p) for k, p in s.files().items()} for s in self.cohort}
+        self.pre_configs = {
+            v: _common_shape(self.cohort, config.preprocess_config(v)) for v in config.variants
+        }
+        self.input_hashes = {
+            s.id: {k: file_hash(p) for k, p in s.files().items()} for s in self.cohort
+        }
         self._pre_cache: dict[tuple[str, str], Preprocessed] = {}
         self.provenance = Provenance(config.to_dict(), self.device)
         self.provenance.data["seeds"] = {
@@ -134,14 +159,21 @@ class _Study:
             "target": config.target.get("seed", config.study.seed),
             "inversion": config.inversion.get("seed", config.study.seed),
         }
-        self.provenance.data["inputs"] = {"cohort": str(self.cohort.root), "files": self.input_hashes}
+        self.provenance.data["inputs"] = {
+            "cohort": str(self.cohort.root),
+            "files": self.input_hashes,
+        }
 
     # -- helpers ---------------------------------------------------------------------------------
     def fold_pre_config(self, variant: str, fold: Fold) -> PreprocessConfig:
         """Nyul landmarks (if used) are learned on the fold's private set only."""
-        return config_with_nyul(self.pre_configs[variant], [self.cohort[i] for i in fold.private_set])
+        return config_with_nyul(
+            self.pre_configs[variant], [self.cohort[i] for i in fold.private_set]
+        )
 
-    def pre(self, subject_id: str, config: PreprocessConfig, cohort: Cohort | None = None) -> Preprocessed:
+    def pre(
+        self, subject_id: str, config: PreprocessConfig, cohort: Cohort | None = None
+    ) -> Preprocessed:
         key = (subject_id, config_hash(config.to_dict()))
         if key not in self._pre_cache:
             self._pre_cache[key] = preprocess_subject((cohort or self.cohort)[subject_id], config)
@@ -180,27 +212,36 @@ class _Study:
             outs = []
             for k, s in enumerate(self.cohort):
                 pre = self.pre(s.id, cfg)
-                outs.append(write_volume(self.paths.preprocessed(variant, s.id), pre.image, pre.affine))
+                outs.append(
+                    write_volume(self.paths.preprocessed(variant, s.id), pre.image, pre.affine)
+                )
                 report(self.progress, k + 1, len(self.cohort), f"preprocess {variant}")
             return outs
 
         self.stages.run(f"preprocess/{variant}", key, work)
 
     def train_target(self, fold: Fold, variant: str, arch: str) -> str:
-        from ..checkpoints import save_checkpoint
+        from ..checkpoints import save_checkpoint, training_metadata
         from ..training import train_target
 
         tcfg = self.config.target_config(arch)
         pcfg = self.fold_pre_config(variant, fold)
         key = config_hash(
-            {"target": tcfg.to_dict(), "pre": pcfg.to_dict(), "private": self.files_key(fold.private_set), "fold": fold.index}
+            {
+                "target": tcfg.to_dict(),
+                "pre": pcfg.to_dict(),
+                "private": self.files_key(fold.private_set),
+                "fold": fold.index,
+            }
         )
         path = self.paths.target(arch, variant, fold.index)
 
         def work() -> list[Path]:
             pres = [self.pre(i, pcfg) for i in fold.private_set]
             if any(p.labels is None for p in pres):
-                raise CohortError(f"{self.cohort.root}: training a target network needs labels for every private subject")
+                raise CohortError(
+                    f"{self.cohort.root}: training a target network needs labels for every private subject"
+                )
             model, history = train_target(
                 [p.image for p in pres],
                 [p.labels for p in pres],
@@ -208,17 +249,9 @@ class _Study:
                 device=self.device,
                 progress=self.stage_progress(f"fold {fold.index} {arch} {variant}"),
             )
-            meta = {
-                "kind": "target",
-                "target_config": tcfg.to_dict(),
-                "preprocess": pcfg.to_dict(),
-                "history": history,
-                "training_ids_hash": ids_hash(list(fold.private_set)),
-                "fold": fold.index,
-                "variant": variant,
-            }
-            written = save_checkpoint(path, model, meta)
-            return list(written)
+            meta = training_metadata(tcfg, history, pcfg, list(fold.private_set))
+            meta.update(fold=fold.index, variant=variant)
+            return list(save_checkpoint(path, model, meta))
 
         self.stages.run(f"fold{fold.index}/{arch}_{variant}/target", key, work)
         return key
@@ -230,32 +263,34 @@ class _Study:
 
     def attack(self, fold: Fold, variant: str, arch: str, threat: str, target_key: str) -> None:
         from ..attack import reconstruct, train_inversion
+        from ..checkpoints import load_inversion, load_target, save_checkpoint, training_metadata
         from ..training import segment
-        from ..checkpoints import load_inversion, load_target, save_checkpoint
 
         run = run_name(arch, variant, threat)
         icfg = self.config.inversion_config(threat)
         pcfg = self.fold_pre_config(variant, fold)
         attack_ids, attack_cohort = self.attack_ids(fold)
-        inv_key = config_hash({"target": target_key, "inversion": icfg.to_dict(), "attack": attack_ids})
+        inv_key = config_hash(
+            {"target": target_key, "inversion": icfg.to_dict(), "attack": attack_ids}
+        )
         label = f"fold {fold.index} {run}"
-        tpath, ipath = self.paths.target(arch, variant, fold.index), self.paths.inversion(run, fold.index)
+        tpath, ipath = (
+            self.paths.target(arch, variant, fold.index),
+            self.paths.inversion(run, fold.index),
+        )
 
         def train() -> list[Path]:
             target = load_target(tpath, device=self.device)
             pres = [self.pre(i, pcfg, attack_cohort) for i in attack_ids]
             decoder, history = train_inversion(
-                target, [p.image for p in pres], icfg, device=self.device, progress=self.stage_progress(label)
+                target,
+                [p.image for p in pres],
+                icfg,
+                device=self.device,
+                progress=self.stage_progress(label),
             )
-            meta = {
-                "kind": "inversion",
-                "inversion_config": icfg.to_dict(),
-                "preprocess": pcfg.to_dict(),
-                "history": history,
-                "training_ids_hash": ids_hash(attack_ids),
-                "fold": fold.index,
-                "variant": variant,
-            }
+            meta = training_metadata(icfg, history, pcfg, attack_ids)
+            meta.update(fold=fold.index, variant=variant)
             return list(save_checkpoint(ipath, decoder, meta))
 
         self.stages.run(f"fold{fold.index}/{run}/inversion", inv_key, train)
@@ -269,15 +304,29 @@ class _Study:
             for k, sid in enumerate(fold.private_set):
                 pre = self.pre(sid, pcfg)
                 rec = reconstruct(target, decoder, pre.image, device=self.device)
-                outs.append(write_volume(self.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine))
-                outs.append(write_volume(self.paths.reconstruction(run, sid, "original"), pre.to_source(rec)))
+                outs.append(
+                    write_volume(
+                        self.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine
+                    )
+                )
+                outs.append(
+                    write_volume(
+                        self.paths.reconstruction(run, sid, "original"), pre.to_source(rec)
+                    )
+                )
                 report(self.progress, k + 1, len(fold.private_set), f"{label}: reconstruct")
             return outs
 
         self.stages.run(f"fold{fold.index}/{run}/reconstruct", rec_key, recon)
 
         m = self.config.matching
-        score_key = config_hash({"recon": rec_key, "matching": m.__dict__, "candidates": self.files_key(self.cohort.ids)})
+        score_key = config_hash(
+            {
+                "recon": rec_key,
+                "matching": m.__dict__,
+                "candidates": self.files_key(self.cohort.ids),
+            }
+        )
 
         def score() -> list[Path]:
             from .scoring import score_fold
@@ -297,12 +346,25 @@ class _Study:
             outs = []
             for (sid, cid), magnitude in maps.items():
                 pre = cands[cid]
-                outs.append(write_volume(self.paths.deformation(run, sid, cid), magnitude, pre.affine))
+                outs.append(
+                    write_volume(self.paths.deformation(run, sid, cid), magnitude, pre.affine)
+                )
             tagged = [(fold.index, arch, variant, threat, *r) for r in rows]
             outs.append(_write_scores(self.paths.score_part(run, fold.index), tagged))
             return outs
 
         self.stages.run(f"fold{fold.index}/{run}/score", score_key, score)
+
+    def write_rankings(self, summary: dict) -> None:
+        """``rankings/<run>.csv``: rank of the true original and the top-1 candidate per metric."""
+        for run, entry in summary["runs"].items():
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(["reconstruction_id", "metric", "rank_of_true_match", "top1_candidate"])
+            for metric, t in entry["table3"].items():
+                for rid, rank in t["ranks"].items():
+                    w.writerow([rid, metric, rank, t["top1_candidates"][rid]])
+            atomic_write_text(self.paths.root / "rankings" / f"{run}.csv", buf.getvalue())
 
     def _read_recon(self, run: str, sid: str) -> np.ndarray:
         from ..io import read_volume
@@ -330,10 +392,13 @@ class _Study:
         csv.writer(buf, lineterminator="\n").writerows(lines)
         atomic_write_text(self.paths.scores, buf.getvalue())
         start = time.perf_counter()
-        write_report(self.paths.root, self.config)
+        summary = write_report(self.paths.root, self.config)["summary"]
+        self.write_rankings(summary)
         self.stages.timings["report"] = time.perf_counter() - start
         self.provenance.finish()
-        atomic_write_json(self.paths.root / "provenance.json", self.provenance.to_dict(self.stages.timings))
+        atomic_write_json(
+            self.paths.root / "provenance.json", self.provenance.to_dict(self.stages.timings)
+        )
 
 
 def run_study(

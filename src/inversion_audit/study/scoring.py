@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -11,6 +12,8 @@ from ..io import Volume
 from ..progress import ProgressCallback, report
 
 __all__ = ["score_fold", "common_affine"]
+
+log = logging.getLogger(__name__)
 
 
 def common_affine(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
@@ -41,47 +44,81 @@ def score_fold(
     and the deformation magnitude maps keyed by ``(reconstruction_id, candidate_id)``.
     Deformation runs only on each reconstruction's SSIM top-k candidates.
     """
-    from ..metrics import correlation, deformation, dice, psnr, ssim_matrix
+    from ..matching import ScoreMatrix, top_k_mask
+    from ..metrics import correlation_matrix, deformation, dice, psnr, ssim_matrix
 
     rec_ids, cand_ids = list(reconstructions), list(candidates)
     R = np.stack([reconstructions[i] for i in rec_ids]).astype(np.float32)
     C = np.stack([candidates[j].image for j in cand_ids]).astype(np.float32)
     metrics = matching.metrics
     rows: list[tuple[str, str, str, float]] = []
-    report(progress, 0, 1, "ssim matrix")
-    S = ssim_matrix(R, C, data_range=1.0, device=device, progress=lambda d, t, s: report(progress, d, t, "ssim matrix"))
-    for a, i in enumerate(rec_ids):
-        for b, j in enumerate(cand_ids):
-            rows.append((i, j, "ssim", float(S[a, b])))
-    n_pairs = len(rec_ids) * len(cand_ids)
-    if "correlation" in metrics or "psnr" in metrics:
-        k = 0
+
+    def add(metric: str, values: np.ndarray) -> None:
         for a, i in enumerate(rec_ids):
             for b, j in enumerate(cand_ids):
-                if "correlation" in metrics:
-                    rows.append((i, j, "correlation", float(correlation(R[a], C[b]))))
-                if "psnr" in metrics:
-                    rows.append((i, j, "psnr", float(psnr(R[a], C[b], data_range=1.0))))
-                k += 1
-            report(progress, k, n_pairs, "correlation/psnr")
+                if np.isfinite(values[a, b]):
+                    rows.append((i, j, metric, float(values[a, b])))
+
+    S = ssim_matrix(
+        R,
+        C,
+        data_range=1.0,
+        device=device,
+        progress=lambda d, t, s: report(progress, d, t, "ssim matrix"),
+    )
+    add("ssim", S)
+    if "correlation" in metrics:
+        add("correlation", correlation_matrix(R, C))
+    if "psnr" in metrics:
+        add("psnr", np.array([[psnr(r, c, data_range=1.0) for c in C] for r in R]))
     maps: dict[tuple[str, str], np.ndarray] = {}
     if "deformation" in metrics:
-        shape = C.shape[1:]
-        spacing = tuple(float(s) for s in np.sqrt((next(iter(candidates.values())).affine[:3, :3] ** 2).sum(0)))
-        aff = common_affine(shape, spacing)
-        top = np.argsort(-S, axis=1, kind="stable")[:, : matching.top_k]
-        pairs = [(a, b) for a in range(len(rec_ids)) for b in top[a]]
-        for n, (a, b) in enumerate(pairs):
-            i, j = rec_ids[a], cand_ids[b]
-            res = deformation(
-                Volume(R[a], aff),
-                Volume(C[b], aff),
-                fixed_mask=candidates[j].mask,
+        spacing = tuple(
+            float(s) for s in np.sqrt((next(iter(candidates.values())).affine[:3, :3] ** 2).sum(0))
+        )
+        aff = common_affine(C.shape[1:], spacing)
+        pairs = top_k_mask(ScoreMatrix("ssim", S, rec_ids, cand_ids, True), matching.top_k)
+        moving = [Volume(r, aff) for r in R]
+        fixed = [Volume(c, aff) for c in C]
+        masks = [candidates[j].mask for j in cand_ids]
+        if matching.scheduler or matching.n_workers:
+            # registrations run on Dask workers; their results land in the shared on-disk cache
+            from ..matching.distributed import deformation_matrix
+
+            deformation_matrix(
+                moving,
+                fixed,
+                rec_ids,
+                cand_ids,
+                masks,
+                pairs=pairs,
                 preset=matching.deformation_preset,
+                top_k=matching.top_k,
+                scheduler_address=matching.scheduler,
+                n_workers=matching.n_workers,
+                progress=lambda d, t, s: report(progress, d, t, s),
             )
-            rows.append((i, j, "deformation", float(res.mean_displacement_mm)))
-            maps[(i, j)] = res.magnitude.array
-            report(progress, n + 1, len(pairs), f"deformation (SSIM top-{matching.top_k})")
+        D = np.full(S.shape, np.nan)
+        todo = list(zip(*np.nonzero(pairs), strict=True))
+        for n, (a, b) in enumerate(todo):
+            if float(R[a].max()) == float(R[a].min()):
+                log.warning(
+                    "deformation %s -> %s skipped: the reconstruction is constant",
+                    rec_ids[a],
+                    cand_ids[b],
+                )
+                continue
+            try:
+                res = deformation(
+                    moving[a], fixed[b], fixed_mask=masks[b], preset=matching.deformation_preset
+                )
+            except RuntimeError as exc:  # one failed registration must not lose the others
+                log.warning("deformation %s -> %s failed: %s", rec_ids[a], cand_ids[b], exc)
+                continue
+            D[a, b] = res.mean_displacement_mm
+            maps[(rec_ids[a], cand_ids[b])] = res.magnitude.array
+            report(progress, n + 1, len(todo), f"deformation (SSIM top-{matching.top_k})")
+        add("deformation", D)
     if "dice" in metrics and segment_fn is not None:
         from ..training import apply_label_map
 

@@ -59,7 +59,9 @@ class StageStore:
 
     def record(self, name: str, key: str, outputs: list[Path], seconds: float) -> StageRecord:
         """Record ``name`` as complete with the hashes of its ``outputs``."""
-        rels = {str(Path(p).resolve().relative_to(self.root.resolve())): file_hash(p) for p in outputs}
+        rels = {
+            str(Path(p).resolve().relative_to(self.root.resolve())): file_hash(p) for p in outputs
+        }
         rec = StageRecord(name, key, rels, seconds, time.strftime("%Y-%m-%dT%H:%M:%S"))
         atomic_write_json(self._path(name), rec.__dict__)
         self.timings[name] = seconds
