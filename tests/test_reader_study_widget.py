@@ -38,10 +38,12 @@ def answer_case(
         qtbot.keyClick(widget, KEYS[key])
         qtbot.mouseClick(widget.confidence_group.button(confidence), Qt.MouseButton.LeftButton)
     qtbot.mouseClick(widget.anatomy_group.button(anatomy), Qt.MouseButton.LeftButton)
-    if comment:
-        qtbot.keyClicks(widget.comment_edit, comment)
     qtbot.wait(30)
-    qtbot.keyClick(widget, Qt.Key.Key_Return)
+    if comment:  # typed letters stay in the text box; Enter there still commits
+        qtbot.keyClicks(widget.comment_edit, comment)
+        qtbot.keyClick(widget.comment_edit, Qt.Key.Key_Return)
+    else:
+        qtbot.keyClick(widget, Qt.Key.Key_Return)
 
 
 def visible_strings(widget: QWidget, dock: QWidget, viewer) -> list[str]:
@@ -93,7 +95,7 @@ def test_widget_flow_answers_three_cases_by_keyboard(make_napari_viewer, qtbot, 
         for layer in viewer.layers:
             assert tuple(layer.scale) == pytest.approx((2.0, 2.0, 2.0))
             assert tuple(layer.translate) == pytest.approx((-10.0, -12.0, -14.0))
-        answer_case(qtbot, widget, key, confidence=i + 2, comment=f"note {i}")
+        answer_case(qtbot, widget, key, confidence=i + 2, comment=f"note {i}: A or B?")
         pressed.append((case, key))
         assert widget.progress_label.text() == f"case {i + 2} of 7", widget.status_label.text()
 
@@ -114,7 +116,7 @@ def test_widget_flow_answers_three_cases_by_keyboard(make_napari_viewer, qtbot, 
     # going back shows the saved answer; changing it appends a revision
     qtbot.mouseClick(widget.previous_button, Qt.MouseButton.LeftButton)
     assert widget.progress_label.text() == "case 3 of 7"
-    assert widget.comment_edit.text() == "note 2"
+    assert widget.comment_edit.text() == "note 2: A or B?"
     assert widget.anatomy_group.checkedId() == 3
     widget.anatomy_group.button(5).click()
     qtbot.keyClick(widget, Qt.Key.Key_Return)
@@ -126,6 +128,11 @@ def test_widget_flow_answers_three_cases_by_keyboard(make_napari_viewer, qtbot, 
     widget.hide()
     assert not widget.session.timer.running
     widget.show()
+    assert widget.session.timer.running
+    # ... and while the application is in the background
+    widget._on_app_state(Qt.ApplicationState.ApplicationInactive)
+    assert not widget.session.timer.running
+    widget._on_app_state(Qt.ApplicationState.ApplicationActive)
     assert widget.session.timer.running
 
     # logging in again (e.g. after a crash) resumes at the first unanswered case

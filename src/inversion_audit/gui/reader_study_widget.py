@@ -109,8 +109,11 @@ class ReaderStudyWidget(QWidget):
         font.setBold(True)
         self.progress_label.setFont(font)
         outer.addWidget(self.progress_label)
+        self.task_label = QLabel("")
+        self.task_label.setWordWrap(True)
+        outer.addWidget(self.task_label)
 
-        self.match_box = QGroupBox("Which candidate is the same person as the reconstruction?")
+        self.match_box = QGroupBox("Which candidate is the same person?")
         match_row = QHBoxLayout(self.match_box)
         self.match_group = QButtonGroup(self.match_box)
         self.match_buttons: dict[str, QPushButton] = {}
@@ -130,10 +133,12 @@ class ReaderStudyWidget(QWidget):
         self.confidence_box, self.confidence_group = _level_group(
             self, "Confidence in your choice", "guess", "certain"
         )
+        self.confidence_box.setToolTip("How sure are you of the candidate you chose?")
         outer.addWidget(self.confidence_box)
         self.anatomy_box, self.anatomy_group = _level_group(
-            self, "Does the reconstruction show recognisable anatomy?", "not at all", "clearly"
+            self, "Recognisable anatomy", "not at all", "clearly"
         )
+        self.anatomy_box.setToolTip("Does the reconstruction show recognisable anatomy?")
         outer.addWidget(self.anatomy_box)
         self.comment_edit = QLineEdit()
         self.comment_edit.setPlaceholderText("Comment (optional)")
@@ -195,6 +200,7 @@ class ReaderStudyWidget(QWidget):
             self._error(str(exc))
             return False
         self.session.open_case()
+        self.reader_combo.setCurrentText(self.session.reader)
         self._show_case()
         self.setFocus()
         return True
@@ -277,16 +283,18 @@ class ReaderStudyWidget(QWidget):
             grid.enabled = False  # napari rebuilds the grid on every layer change otherwise
             self._remove_layers()
             for im in images:
-                self._layers.append(
-                    self.viewer.add_image(
-                        im.data,
-                        name=im.name,
-                        scale=im.scale,
-                        translate=im.translate,
-                        contrast_limits=im.contrast_limits,
-                        colormap="gray",
-                    )
+                layer = self.viewer.add_image(
+                    im.data,
+                    name=im.name,
+                    scale=im.scale,
+                    translate=im.translate,
+                    contrast_limits=im.contrast_limits,
+                    colormap="gray",
                 )
+                overlay = getattr(layer, "name_overlay", None)  # napari >= 0.6: name in each cell
+                if overlay is not None:
+                    overlay.visible = True
+                self._layers.append(layer)
             grid.enabled = len(images) > 1
             if (
                 grid.enabled
@@ -304,6 +312,15 @@ class ReaderStudyWidget(QWidget):
         self.progress_label.setText(
             s.progress_text() if s is not None else "Open a study and log in"
         )
+        if case is None:
+            self.task_label.setText("")
+        elif case.kind == "match":
+            self.task_label.setText(
+                "Compare the reconstruction (top left) with the candidates. "
+                f"Keys: A-{case.labels[-1]} choose, 0 = none, Enter = save and next."
+            )
+        else:
+            self.task_label.setText("Reconstruction only: rate its anatomy. Enter = save and next.")
         for label, b in self.match_buttons.items():
             b.setVisible(label == MATCH_NONE or (case is not None and label in case.labels))
         self.match_box.setVisible("match" in qs)
