@@ -142,7 +142,7 @@ def connect(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
 def _has_design(path: Path) -> bool | None:
     """True if ``path`` holds a design, False if an SQLite file without one, None if not SQLite."""
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             row = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'design'"
