@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFORMATION_PRESETS",
     "DeformationResult",
+    "centred_affine",
     "deformation",
     "deformation_cache_path",
     "set_itk_threads",
@@ -90,6 +91,21 @@ class DeformationResult:
     preset: str
     seconds: float
     cached: bool = False
+
+
+def centred_affine(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
+    """An axis-aligned RAS affine with the grid centre at the world origin.
+
+    Give it to both volumes of a pair compared in the preprocessed space, so that
+    registration sees their voxels on one grid and not each subject's position
+    in its scanner (which would identify the subject by head position alone).
+    """
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(np.asarray(spacing, dtype=np.float64))
+    affine[:3, 3] = (
+        -(np.asarray(shape, dtype=np.float64) - 1) / 2 * np.asarray(spacing, dtype=np.float64)
+    )
+    return affine
 
 
 def set_itk_threads(threads: int | None) -> None:

@@ -42,9 +42,9 @@ def correlation_matrix(
 ) -> np.ndarray:
     """Pearson correlation of every reconstruction ``[N, ...]`` with every candidate ``[M, ...]``.
 
-    ``mask`` is one boolean volume shared by all pairs. Equals
-    :func:`correlation` pair by pair, computed as one matrix product of
-    standardised images.
+    ``mask`` is ``None``, one boolean volume shared by all pairs (both computed as
+    one matrix product of standardised images), or ``[M, ...]``, one mask per
+    candidate (computed pair by pair). Equals :func:`correlation` pair by pair.
     """
     r = np.asarray(reconstructions)
     c = np.asarray(candidates)
@@ -54,8 +54,12 @@ def correlation_matrix(
         )
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
+        if mask.shape == c.shape:
+            return np.array(
+                [[correlation(x, y, mk) for y, mk in zip(c, mask, strict=True)] for x in r]
+            )
         if mask.shape != r.shape[1:]:
-            raise ValueError(f"mask shape {mask.shape} does not match image shape {r.shape[1:]}")
+            raise ValueError(f"mask shape {mask.shape} must be {r.shape[1:]} or {c.shape}")
         if not mask.any():
             raise ValueError("mask is empty")
 
