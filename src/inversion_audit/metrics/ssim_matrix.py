@@ -40,7 +40,9 @@ def _gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
 class _ValidGaussian:
     """Separable Gaussian 'valid' filtering of a batch ``[B, *spatial]`` by banded matrix products."""
 
-    def __init__(self, spatial: tuple[int, ...], sigma: float, dtype, device) -> None:
+    def __init__(
+        self, spatial: tuple[int, ...], sigma: float, dtype, device, scale: float = 1.0
+    ) -> None:
         import torch
 
         self.radius = r = window_radius(sigma)
@@ -53,6 +55,7 @@ class _ValidGaussian:
             for i in range(n - 2 * r):
                 band[i, i : i + 2 * r + 1] = kernel
             self.bands.append(torch.as_tensor(band, dtype=dtype, device=device))
+        self.bands[-1] *= scale  # a constant factor, applied once by the first (last-axis) pass
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Filter ``x`` ``[B, *spatial]``; return ``[B, prod(cropped)]``."""
@@ -125,6 +128,34 @@ def _weights(mask, spatial, n_candidates, pad, dtype, device):
     )
 
 
+def _mean_ssim(
+    cross, xs: _Stats, i: int, ys: _Stats, sl: slice, c1: float, w, slab_elements: int | None
+):
+    """Sum over voxels of the SSIM maps of reconstruction ``i`` with candidates ``sl`` (weighted by ``w``).
+
+    ``cross`` is ``2 G*(x y) + C2`` for these pairs, ``[c, V]``; it is overwritten.
+    SSIM = (2 mu_x mu_y + C1) (2 cov + C2) / ((q_x + q_y) (v_x + v_y)).
+    """
+    import torch
+
+    c, n_vox = cross.shape
+    step = n_vox if slab_elements is None else max(256, slab_elements // c)
+    total = torch.zeros(c, dtype=torch.float64, device=cross.device)
+    for a in range(0, n_vox, step):
+        v = slice(a, min(n_vox, a + step))
+        mx, my = xs.mu[i : i + 1, v], ys.mu[sl, v]
+        num = cross[:, v].addcmul_(mx, my, value=-2.0)  # 2 cov + C2
+        num.mul_(torch.addcmul(torch.full_like(my, c1), mx, my, value=2.0))
+        den = torch.add(xs.q[i : i + 1, v], ys.q[sl, v]).mul_(
+            torch.add(xs.v[i : i + 1, v], ys.v[sl, v])
+        )
+        smap = num.div_(den)
+        if w is not None:
+            smap.mul_(w[..., v])
+        total += smap.sum(dim=1, dtype=torch.float64)
+    return total
+
+
 def ssim_matrix(
     reconstructions: np.ndarray,
     candidates: np.ndarray,
@@ -185,6 +216,11 @@ def ssim_matrix(
 
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     filt = _ValidGaussian(spatial, sigma, tdtype, dev)
+    cross_filt = _ValidGaussian(spatial, sigma, tdtype, dev, scale=2.0)
+    half_c2 = torch.tensor(c2 / 2, dtype=tdtype, device=dev)
+    # CPU: element-wise work in cache-sized slabs, each below torch's parallel grain
+    # (32768 elements) so that it runs on one thread without synchronisation.
+    slab_elements = 32768 if dev.type == "cpu" else None
     weights, per_candidate = _weights(mask, spatial, m, pad, tdtype, dev)
     n_vox = int(np.prod(filt.cropped))
     n_full = int(np.prod(spatial))
@@ -194,8 +230,10 @@ def ssim_matrix(
     budget = max(memory_budget_mb, 1.0) * 2**20
     if (n + m) * stat_bytes <= budget / 2:
         row_block, col_block = n, m
-    else:
-        row_block = col_block = max(1, int(budget / 2 // stat_bytes) // 2)
+    else:  # keep most candidates resident; reconstruction statistics are recomputed per candidate block
+        slots = max(2, int(budget / 2 // stat_bytes))
+        col_block = max(1, min(m, (3 * slots) // 4))
+        row_block = max(1, slots - col_block)
     chunk = max(1, int((budget - (row_block + col_block) * stat_bytes) // pair_bytes))
 
     def load(stack: np.ndarray, lo: int, hi: int) -> _Stats:
@@ -221,28 +259,16 @@ def ssim_matrix(
                     for j0 in range(0, c1_ - c0, chunk):
                         j1 = min(c1_ - c0, j0 + chunk)
                         sl = slice(j0, j1)
-                        mx = xs.mu[i : i + 1]
-                        my = ys.mu[sl]
-                        # cross term: 2 (G*(xy) - mu_x mu_y) + C2
-                        a2 = (
-                            filt(xs.x[i : i + 1] * ys.x[sl])
-                            .mul_(2)
-                            .add_(c2)
-                            .addcmul_(mx, my, value=-2.0)
-                        )
-                        a1 = torch.addcmul(torch.full_like(my, c1), mx, my, value=2.0)
-                        a1.mul_(a2)
-                        den = (xs.q[i : i + 1] + ys.q[sl]).mul_(xs.v[i : i + 1] + ys.v[sl])
-                        smap = a1.div_(den)
+                        # 2 G*(x y) + C2 = 2 G*(x y + C2/2): the Gaussian sums to one
+                        cross = cross_filt(torch.addcmul(half_c2, xs.x[i : i + 1], ys.x[sl]))
+                        w = None
+                        if weights is not None:
+                            w = weights[c0 + j0 : c0 + j1] if per_candidate else weights
+                        val = _mean_ssim(cross, xs, i, ys, sl, c1, w, slab_elements)
                         if weights is None:
-                            val = smap.sum(dim=1, dtype=torch.float64) / n_vox
-                        elif per_candidate:
-                            w = weights[c0 + j0 : c0 + j1]
-                            val = (smap * w).sum(dim=1, dtype=torch.float64) / w.sum(
-                                dim=1, dtype=torch.float64
-                            )
+                            val = val / n_vox
                         else:
-                            val = (smap @ weights).double() / weights.sum(dtype=torch.float64)
+                            val = val / w.sum(dim=-1, dtype=torch.float64)
                         out[r0 + i, c0 + j0 : c0 + j1] = val.cpu().numpy()
                         done += j1 - j0
                         report(progress, done, total, _STAGE)
