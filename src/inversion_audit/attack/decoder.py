@@ -26,7 +26,11 @@ class InversionDecoder(nn.Module):
         encoder's pooling indices.
 
     The output is unbounded; :func:`~inversion_audit.attack.reconstruct` clips it to [0, 1].
+    After training, ``target_weights_sha256`` identifies the target weights it inverts
+    (checked by :func:`~inversion_audit.checkpoints.load_inversion`).
     """
+
+    target_weights_sha256: str | None = None
 
     arch = "inversion"
 

@@ -19,6 +19,7 @@ from ..training.loop import (
     batches,
     grad_scaler,
     memory_format,
+    recalibrate_batchnorm,
     seed_everything,
     stack_images,
     to_device,
@@ -98,7 +99,8 @@ def train_inversion(
 
     Returns
     -------
-    The decoder in eval mode and its :class:`~inversion_audit.training.loop.TrainingHistory`.
+    The decoder in eval mode (BatchNorm statistics recomputed over the attack set) and
+    its :class:`~inversion_audit.training.loop.TrainingHistory`.
     """
     dev = get_device(device)
     x_all = stack_images(images, "image", ids)
@@ -118,6 +120,13 @@ def train_inversion(
     elif dev.type == "cuda":
         x_all = x_all.pin_memory()
 
+    def latent_of(rows: list[int], x: torch.Tensor | None = None) -> Latent:
+        if cache is not None:
+            return cache.select(rows).to(dev, non_blocking=dev.type == "cuda")
+        with torch.no_grad(), autocast(dev):
+            x = to_device(x_all[rows], dev) if x is None else x
+            return target.encode(x).for_threat_model(config.threat_model)
+
     torch.manual_seed(config.seed)
     decoder = build_inversion_decoder(target, config.threat_model).to(
         dev, memory_format=memory_format(dev)
@@ -134,11 +143,7 @@ def train_inversion(
         losses = []
         for rows in batches(x_all.shape[0], config.batch_size, rng):
             x = to_device(x_all[rows], dev)
-            if cache is not None:
-                latent = cache.select(rows).to(dev, non_blocking=dev.type == "cuda")
-            else:
-                with torch.no_grad(), autocast(dev):
-                    latent = target.encode(x).for_threat_model(config.threat_model)
+            latent = latent_of(rows, x)
             optimizer.zero_grad(set_to_none=True)
             with autocast(dev):
                 loss = loss_fn(decoder(latent).float(), x)
@@ -156,6 +161,12 @@ def train_inversion(
         log.info(
             "inversion epoch %d/%d: loss %.5f", epoch + 1, config.epochs, history.epoch_loss[-1]
         )
+
+    def forward(rows: list[int]) -> None:
+        with autocast(dev):
+            decoder(latent_of(rows))
+
+    recalibrate_batchnorm(decoder, batches(x_all.shape[0], config.batch_size, None), forward)
     history.best_epoch = config.epochs - 1
     history.loss_terms = {name: float(np.mean(v[-len(losses) :])) for name, v in terms.items()}
     history.seconds = time.perf_counter() - start

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 __all__ = [
     "TrainingHistory",
@@ -19,6 +20,7 @@ __all__ = [
     "grad_scaler",
     "memory_format",
     "seed_everything",
+    "recalibrate_batchnorm",
     "to_device",
 ]
 
@@ -115,3 +117,28 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy to ``device`` (non-blocking from pinned memory on CUDA) in its memory format."""
     t = t.to(device, non_blocking=device.type == "cuda")
     return t.contiguous(memory_format=memory_format(device)) if t.ndim == 5 else t
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, items: Iterable[Any], forward: Callable[[Any], object]
+) -> None:
+    """Recompute BatchNorm running statistics as exact averages over the training data.
+
+    After a few hundred steps the momentum averages still lag the weights, and
+    eval-mode outputs drift from train-mode ones; one no-grad pass of ``forward(item)``
+    over ``items`` in train mode fixes that ("precise BN"). No-op without BatchNorm.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for item in items:
+        forward(item)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()

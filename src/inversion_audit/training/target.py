@@ -20,6 +20,7 @@ from .loop import (
     batches,
     grad_scaler,
     memory_format,
+    recalibrate_batchnorm,
     seed_everything,
     stack_images,
     to_device,
@@ -81,7 +82,8 @@ def train_target(
     Returns
     -------
     The trained network in eval mode (``model.label_map`` set) and its :class:`TrainingHistory`.
-    With a validation split the weights of the best validation epoch are kept.
+    With a validation split the weights of the best validation epoch are kept. BatchNorm
+    statistics are recomputed over the training images at the end.
     """
     dev = get_device(device)
     if len(images) != len(labels):
@@ -96,7 +98,8 @@ def train_target(
             )
         mapped.append(apply_label_map(lab, config.label_map, name))
     y_all = torch.from_numpy(np.stack(mapped)[:, None])
-    n_classes = config.n_classes or max(2, int(y_all.max()) + 1)
+    highest = max(config.label_map.values()) if config.label_map else int(y_all.max())
+    n_classes = config.n_classes or max(2, highest + 1)
     if int(y_all.max()) >= n_classes:
         raise ValueError(f"labels reach class {int(y_all.max())} but n_classes is {n_classes}")
     if any(s % config.multiple for s in x_all.shape[2:]):
@@ -160,6 +163,12 @@ def train_target(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+
+    def forward(rows: list[int]) -> None:
+        with autocast(dev):
+            model(to_device(x_all[[train_rows[r] for r in rows]], dev))
+
+    recalibrate_batchnorm(model, batches(len(train_rows), config.batch_size, None), forward)
     history.seconds = time.perf_counter() - start
     optimizer.zero_grad(set_to_none=True)
     model.eval()
