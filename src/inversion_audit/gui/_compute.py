@@ -31,6 +31,7 @@ __all__ = [
     "align_to",
     "cached_deformation",
     "comparison_pair",
+    "core_gives_displacement_field",
     "displacement_vectors",
     "register_pair",
     "check_checkpoints",
@@ -418,24 +419,36 @@ def displacement_vectors(
     return np.stack([positions[keep], projections[keep]], axis=1)
 
 
+def core_gives_displacement_field() -> bool:
+    """Whether :class:`~inversion_audit.metrics.DeformationResult` carries the displacement field
+    (needed for the vectors layer)."""
+    from ..metrics.deformation import DeformationResult
+
+    return "displacement" in getattr(DeformationResult, "__dataclass_fields__", {})
+
+
 def register_pair(
     moving: Volume,
     fixed: Volume,
     preset: str = "fast",
-    fixed_mask: np.ndarray | None = None,
     vectors_step: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> DeformationView:
     """ANTs registration of ``moving`` (a reconstruction) to ``fixed`` (a candidate).
 
-    Runs the core :func:`inversion_audit.metrics.deformation`; call it through
-    :func:`~inversion_audit.gui._subprocess.call_in_subprocess`, since ANTs holds the GIL.
+    Runs the core :func:`inversion_audit.metrics.deformation` (with its on-disk cache);
+    the mean displacement is taken over the candidate's nonzero voxels (its head or
+    brain), or over all voxels when it has no background. Call it through
+    :func:`~inversion_audit.gui._subprocess.call_in_subprocess`: ANTs holds the GIL.
     """
     from ..metrics import deformation
 
     report(progress, 0, 2, f"ANTs registration ({preset})")
     m, f = comparison_pair(moving, fixed)
-    result = deformation(m, f, fixed_mask=fixed_mask, preset=preset)
+    mask = np.asarray(fixed.array) > 0
+    result = deformation(
+        m, f, fixed_mask=mask if 0 < mask.sum() < mask.size else None, preset=preset
+    )
     report(progress, 1, 2, "displacement vectors")
     vectors = None
     field = getattr(result, "displacement", None)

@@ -77,7 +77,7 @@ def set_layer(viewer: Any, data: Any, kwargs: dict[str, Any], kind: str = "image
     name = kwargs["name"]
     layer = find_layer(viewer, name)
     if layer is not None and type(layer).__name__.lower() != kind:
-        viewer.layers.remove(layer)
+        viewer.layers.remove(layer.name)
         layer = None
     if layer is None:
         return getattr(viewer, f"add_{kind}")(data, **kwargs)

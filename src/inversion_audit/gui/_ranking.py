@@ -1,8 +1,7 @@
 """Ordering a reconstruction's candidates for the Candidate matches table (Qt-free).
 
 SSIM and correlation rank higher-is-better, deformation (mean displacement) lower-is-better;
-candidates without a score go last. The fused rank comes from
-:func:`inversion_audit.matching.fuse_rankings` over the metrics every candidate has.
+candidates without a score go last. The ranking itself is :mod:`inversion_audit.matching`'s.
 """
 
 from __future__ import annotations
@@ -10,10 +9,14 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._study_index import CandidateScore
+
+if TYPE_CHECKING:
+    from ..matching import ScoreMatrix
 
 __all__ = ["RANK_KEYS", "RankedCandidate", "rank_candidates", "blinded_codes"]
 
@@ -30,41 +33,40 @@ class RankedCandidate:
     candidate: CandidateScore
 
 
-def _order(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
-    key = np.where(np.isnan(values), np.inf, -values if higher_is_better else values)
-    return np.argsort(key, kind="stable")
+def _matrix(candidates: list[CandidateScore], metric: str) -> ScoreMatrix:
+    from ..matching import ScoreMatrix
 
-
-def _fused_order(candidates: list[CandidateScore]) -> np.ndarray:
-    from ..matching import ScoreMatrix, fuse_rankings
-
+    values = np.array([[getattr(c, metric) for c in candidates]], float)
     ids = [c.candidate_id for c in candidates]
-    matrices = []
-    for metric, higher in HIGHER_IS_BETTER.items():
-        values = np.array([getattr(c, metric) for c in candidates], float)
-        if not np.isnan(values).any():
-            matrices.append(
-                ScoreMatrix(
-                    metric, values[None, :], ["reconstruction"], ids, higher_is_better=higher
-                )
-            )
-    if not matrices:
-        return np.arange(len(candidates))
-    fused = fuse_rankings(matrices)
-    return _order(np.asarray(fused.values, float)[0], fused.higher_is_better)
+    return ScoreMatrix(
+        metric, values, ["reconstruction"], ids, higher_is_better=HIGHER_IS_BETTER[metric]
+    )
 
 
 def rank_candidates(candidates: list[CandidateScore], by: str = "ssim") -> list[RankedCandidate]:
-    """Candidates in rank order under ``by`` (one of :data:`RANK_KEYS`)."""
+    """Candidates in rank order under ``by`` (one of :data:`RANK_KEYS`).
+
+    Orders with :func:`inversion_audit.matching.rank_candidates`; ``"fused"`` fuses the
+    SSIM and deformation rankings with :func:`~inversion_audit.matching.fuse_rankings`,
+    as the study report does (SSIM alone when no deformation was computed).
+    """
+    from ..matching import fuse_rankings
+    from ..matching import rank_candidates as ranked_ids
+
     if by not in RANK_KEYS:
         raise ValueError(f"cannot rank by {by!r}; choose one of {', '.join(RANK_KEYS)}")
     if not candidates:
         return []
     if by == "fused":
-        order = _fused_order(candidates)
+        matrices = [_matrix(candidates, "ssim")]
+        deformation = _matrix(candidates, "deformation")
+        if np.isfinite(deformation.values).any():
+            matrices.append(deformation)
+        matrix = fuse_rankings(matrices)
     else:
-        order = _order(np.array([getattr(c, by) for c in candidates], float), HIGHER_IS_BETTER[by])
-    return [RankedCandidate(k + 1, candidates[i]) for k, i in enumerate(order)]
+        matrix = _matrix(candidates, by)
+    by_id = {c.candidate_id: c for c in candidates}
+    return [RankedCandidate(k + 1, by_id[cid]) for k, cid in enumerate(ranked_ids(matrix)[0])]
 
 
 def blinded_codes(candidate_ids: list[str], seed: str) -> dict[str, str]:

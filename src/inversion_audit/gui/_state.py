@@ -49,7 +49,14 @@ _STATES: dict[int, AuditState] = {}
 
 
 def state_for(viewer: Any) -> AuditState:
-    """The shared :class:`AuditState` of ``viewer`` (dropped when the viewer is garbage-collected)."""
+    """The shared :class:`AuditState` of ``viewer`` (dropped when the viewer is garbage-collected).
+
+    napari hands each plugin widget its own proxy of the viewer, so the state is keyed by
+    the proxied viewer (``__wrapped__``, the standard object-proxy attribute).
+    """
+    inner = getattr(viewer, "__wrapped__", None)
+    while inner is not None and inner is not viewer:
+        viewer, inner = inner, getattr(inner, "__wrapped__", None)
     key = id(viewer)
     state = _STATES.get(key)
     if state is None:

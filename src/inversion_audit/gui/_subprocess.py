@@ -1,45 +1,67 @@
-"""Run a compute function in a child process, forwarding progress and honouring cancel.
+"""Run a compute function in a child Python process, forwarding progress and honouring cancel.
 
 ANTs holds the GIL while it registers, so a registration in a thread would freeze the
-napari UI thread. :func:`call_in_subprocess` runs such work in a ``spawn`` child process
-instead; the calling (worker) thread relays the child's progress reports to its own
-``progress`` callback, which may raise
-:class:`~inversion_audit.errors.JobCancelled` to terminate the child.
+napari UI thread. :func:`call_in_subprocess` runs such work in ``python -m
+inversion_audit.gui._child`` instead (a fresh interpreter: unlike multiprocessing's
+``spawn`` it never re-runs the user's main script). The calling worker thread relays the
+child's progress reports to its own ``progress`` callback, which may raise
+:class:`~inversion_audit.errors.JobCancelled`; the child is then killed.
+
+Protocol: the parent writes one pickle ``(fn, args, kwargs)`` to the child's stdin; the
+child writes length-prefixed pickles ``("progress", done, total, stage)``, then
+``("result", value)`` or ``("error", exception)`` to its stdout.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
 import pickle
 import queue as queue_module
+import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 from ..progress import ProgressCallback
 
-__all__ = ["call_in_subprocess"]
+__all__ = ["call_in_subprocess", "read_frame", "write_frame"]
+
+_HEADER = 8
 
 
-def _put(q: Any, message: tuple) -> None:
-    try:
-        payload = pickle.dumps(message)
-    except Exception as exc:  # an unpicklable error: keep its text
-        payload = pickle.dumps(
-            ("error", RuntimeError(f"{type(message[1]).__name__}: {message[1]} ({exc})"))
-        )
-    q.put(payload)
+def write_frame(stream: IO[bytes], message: Any) -> None:
+    """Write one length-prefixed pickle."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(_HEADER, "little"))
+    stream.write(data)
+    stream.flush()
 
 
-def _child(q: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-    def progress(done: int, total: int, stage: str) -> None:
-        _put(q, ("progress", int(done), int(total), str(stage)))
+def read_frame(stream: IO[bytes]) -> Any | None:
+    """Read one length-prefixed pickle; ``None`` at end of stream."""
+    header = stream.read(_HEADER)
+    if len(header) < _HEADER:
+        return None
+    size = int.from_bytes(header, "little")
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)
 
-    try:
-        result = fn(*args, progress=progress, **kwargs)
-    except BaseException as exc:  # sent to the parent, which re-raises it
-        _put(q, ("error", exc))
-    else:
-        _put(q, ("result", result))
+
+def _reader(stream: IO[bytes], out: queue_module.Queue) -> None:
+    while (message := read_frame(stream)) is not None:
+        out.put(message)
+    out.put(None)
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    env["PYTHONPATH"] = os.pathsep.join([*paths, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
 
 
 def call_in_subprocess(
@@ -49,39 +71,54 @@ def call_in_subprocess(
     poll_seconds: float = 0.05,
     **kwargs: Any,
 ) -> Any:
-    """``fn(*args, progress=..., **kwargs)`` in a spawned process; returns its result.
+    """``fn(*args, progress=..., **kwargs)`` in a child interpreter; returns its result.
 
-    ``fn`` must be importable by name (a module-level function of a module that does
-    not import Qt). Its exceptions are re-raised here. ``progress`` is called at least
-    every ``poll_seconds`` (repeating the last report), so a cancel takes effect
-    promptly; the child is terminated when the call ends early.
+    ``fn`` must be importable by name from a module that does not import Qt. Its
+    exceptions are re-raised here. ``progress`` is called at least every
+    ``poll_seconds`` (repeating the last report) so that a cancel takes effect
+    promptly; the child is killed when the call ends early.
     """
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(q, fn, args, kwargs), daemon=True)
-    last = (0, 0, "starting worker process")
-    proc.start()
-    try:
-        while True:
-            if progress is not None:
-                progress(*last)
-            try:
-                message = pickle.loads(q.get(timeout=poll_seconds))
-            except queue_module.Empty:
-                if not proc.is_alive() and q.empty():
+    payload = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inversion_audit.gui._child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=_child_env(),
+        )
+        messages: queue_module.Queue = queue_module.Queue()
+        reader = threading.Thread(target=_reader, args=(proc.stdout, messages), daemon=True)
+        reader.start()
+        last: tuple = (0, 0, "starting worker process")
+        try:
+            proc.stdin.write(payload)
+            proc.stdin.close()
+            while True:
+                if progress is not None:
+                    progress(*last)
+                try:
+                    message = messages.get(timeout=poll_seconds)
+                except queue_module.Empty:
+                    continue
+                if message is None:
+                    proc.wait(timeout=10)
+                    stderr.seek(0)
+                    tail = stderr.read().decode("utf-8", "replace").strip().splitlines()[-5:]
                     raise RuntimeError(
-                        f"{getattr(fn, '__name__', fn)}: worker process exited with code {proc.exitcode}"
-                    ) from None
-                continue
-            kind = message[0]
-            if kind == "progress":
-                last = message[1:]
-            elif kind == "result":
-                return message[1]
-            else:
-                raise message[1]
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-        proc.join(timeout=5)
-        q.close()
+                        f"{getattr(fn, '__name__', fn)}: worker process exited with code {proc.returncode}"
+                        + (f": {' | '.join(tail)}" if tail else "")
+                    )
+                kind = message[0]
+                if kind == "progress":
+                    last = tuple(message[1:])
+                elif kind == "result":
+                    return message[1]
+                else:
+                    raise message[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+            proc.stdout.close()
+            reader.join(timeout=5)

@@ -104,7 +104,7 @@ class CandidatesWidget(QWidget):
     def _entry_changed(self, *_: Any) -> None:
         old = find_layer(self.viewer, self.state.candidate_layer)
         if old is not None:
-            self.viewer.layers.remove(old)
+            self.viewer.layers.remove(old.name)
         self.state.candidate_id = None
         self.state.candidate_layer = None
         self.refresh()
@@ -204,11 +204,11 @@ class CandidatesWidget(QWidget):
             array, kwargs, kind = data
             old = find_layer(self.viewer, previous)
             if old is not None and previous != name:
-                self.viewer.layers.remove(old)
+                self.viewer.layers.remove(old.name)
             layer = set_layer(self.viewer, array, kwargs, kind)
             for other in self.viewer.layers:
-                other.visible = other is layer or other is recon
-            i, j = self.viewer.layers.index(recon), self.viewer.layers.index(layer)
+                other.visible = other.name in (layer.name, recon.name)
+            i, j = self.viewer.layers.index(recon.name), self.viewer.layers.index(layer.name)
             if j != i + 1:  # the candidate's grid cell right beside the reconstruction's
                 self.viewer.layers.move(j, i + 1 if j > i else i)
             self.viewer.canvas.grid.enabled = True

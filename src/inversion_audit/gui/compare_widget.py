@@ -117,7 +117,7 @@ class CompareWidget(QWidget):
         if original is None or recon is None:
             show_error("Compare: choose an original and a reconstruction image layer.")
             return None
-        if original is recon:
+        if original.name == recon.name:
             show_error("Compare: the original and the reconstruction are the same layer.")
             return None
         return original, recon
@@ -157,9 +157,9 @@ class CompareWidget(QWidget):
             original.visible = recon.visible = True
             if mode == "side by side":
                 for layer in self.viewer.layers:
-                    layer.visible = layer is original or layer is recon
+                    layer.visible = layer.name in (original.name, recon.name)
             grid.enabled = mode == "side by side"
-            i, j = self.viewer.layers.index(original), self.viewer.layers.index(recon)
+            i, j = self.viewer.layers.index(original.name), self.viewer.layers.index(recon.name)
             if j < i:  # the reconstruction is drawn over the original
                 self.viewer.layers.move(j, i)
             self.apply_overlay()

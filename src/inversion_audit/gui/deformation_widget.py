@@ -17,7 +17,13 @@ import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QWidget
 
-from ._compute import META_KEY, DeformationView, cached_deformation, register_pair
+from ._compute import (
+    META_KEY,
+    DeformationView,
+    cached_deformation,
+    core_gives_displacement_field,
+    register_pair,
+)
 from ._layers import find_layer, layer_volume, same_geometry, set_layer
 from ._state import state_for
 from ._study_index import StudyIndex
@@ -55,6 +61,11 @@ class DeformationWidget(QWidget):
         self.step_spin.setRange(1, 32)
         self.step_spin.setValue(4)
         self.step_spin.setSuffix(" voxels")
+        if not core_gives_displacement_field():
+            self.vectors_check.setEnabled(False)
+            self.vectors_check.setToolTip(
+                "needs the displacement field from inversion_audit.metrics.deformation"
+            )
         self.cache_check = QCheckBox("use the study's stored result when there is one")
         self.cache_check.setChecked(True)
         self.panel = JobPanel("Register")
@@ -104,7 +115,7 @@ class DeformationWidget(QWidget):
     def run(self) -> Job | DeformationView | None:
         """Show the stored result at once, or register in a worker (returns the job)."""
         moving, fixed = self.moving_combo.layer(), self.fixed_combo.layer()
-        if moving is None or fixed is None or moving is fixed:
+        if moving is None or fixed is None or moving.name == fixed.name:
             show_error(
                 "Deformation: choose a reconstruction and a different candidate image layer."
             )
@@ -166,7 +177,7 @@ class DeformationWidget(QWidget):
                 "vectors",
             )
         elif (old := find_layer(self.viewer, vectors_name)) is not None:
-            self.viewer.layers.remove(old)
+            self.viewer.layers.remove(old.name)
         self.viewer.canvas.grid.enabled = False  # the map lies over the candidate
         fixed.visible = True
         moving.visible = False

@@ -202,7 +202,7 @@ class StudyWidget(QWidget):
             info = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
             if info.get("study") == str(study.root) and layer.name not in names:
                 if info.get("role") in ("original", "reconstruction", "labels"):
-                    self.viewer.layers.remove(layer)
+                    self.viewer.layers.remove(layer.name)
         for data, kwargs, kind in layers:
             set_layer(self.viewer, data, kwargs, kind)
         roles = {

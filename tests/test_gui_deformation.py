@@ -1,0 +1,132 @@
+"""Deformation widget: ANTs registration in a child process, stored results, cancel,
+UI responsiveness while it runs, screenshots.
+
+Run under Xvfb: ``xvfb-run -a .venv/bin/pytest tests/test_gui_deformation.py -q``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from gui_fakes import blob_image, make_fake_study
+from inversion_audit.gui._compute import displacement_vectors, register_pair
+from inversion_audit.io import Volume, read_volume
+
+PLUGIN = "napari-inversion-audit"
+SCALE = (2.0, 2.0, 2.0)
+TRANSLATE = (-16.0, -20.0, -12.0)
+
+
+def test_displacement_vectors_subsample_and_convert_mm_to_voxels():
+    field = np.zeros((8, 8, 8, 3), np.float32)
+    field[..., 0] = 4.0  # 4 mm along axis 0
+    field[0, 0, 0] = 0.0
+    vectors = displacement_vectors(field, (2.0, 2.0, 2.0), step=4)
+    assert vectors.shape == (7, 2, 3)  # 2^3 sampled voxels minus the one without displacement
+    np.testing.assert_allclose(vectors[:, 1], [[2.0, 0.0, 0.0]] * 7)
+    assert set(map(tuple, vectors[:, 0])) == {
+        (a, b, c) for a in (0, 4) for b in (0, 4) for c in (0, 4)
+    } - {(0, 0, 0)}
+
+
+@pytest.fixture
+def pair_viewer(make_napari_viewer):
+    viewer = make_napari_viewer(show=True)
+    fixed = blob_image((16, 20, 16), seed=2)
+    moving = np.roll(fixed, 2, axis=0)
+    viewer.add_image(fixed, name="candidate", scale=SCALE, translate=TRANSLATE)
+    viewer.add_image(moving, name="recon", scale=SCALE, translate=TRANSLATE)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget.moving_combo.choose("recon")
+    widget.fixed_combo.choose("candidate")
+    widget.preset_combo.setCurrentText("fast")
+    return viewer, widget
+
+
+@pytest.mark.slow
+def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, qtbot):
+    from qtpy.QtCore import QTimer
+
+    viewer, widget = pair_viewer
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    start = time.perf_counter()
+    job = widget.run()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=180000)
+    elapsed = time.perf_counter() - start
+    timer.stop()
+    assert job.error is None, job.error
+    assert elapsed > 1.0  # a real job, long enough to measure
+    assert len(ticks) >= 0.5 * elapsed / 0.05, (len(ticks), elapsed)  # the event loop kept running
+    layer = viewer.layers["recon → candidate displacement (mm)"]
+    np.testing.assert_allclose(layer.scale, SCALE)
+    np.testing.assert_allclose(layer.translate, TRANSLATE)
+    assert layer.data.shape == viewer.layers["candidate"].data.shape
+    # the same pair through the core function (its on-disk cache makes this quick)
+    fixed, moving = (
+        Volume(viewer.layers[n].data, np.diag([*SCALE, 1.0])) for n in ("candidate", "recon")
+    )
+    direct = register_pair(moving, fixed, preset="fast")
+    assert widget.result.mean_displacement_mm == pytest.approx(
+        direct.mean_displacement_mm, rel=1e-5
+    )
+    assert f"{direct.mean_displacement_mm:.2f} mm" in widget.result_label.text()
+    assert widget.legend.range[0] == 0.0 and widget.legend.range[1] > 0.0
+    # screenshot: the magnitude map over the candidate is drawn and follows its opacity
+    qtbot.wait(100)
+    before = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    assert before.std() > 5.0
+    layer.opacity = 0.1
+    qtbot.wait(100)
+    after = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    assert after.shape == before.shape and np.abs(before - after).mean() > 1.0
+
+
+def test_cancel_leaves_the_layers_unchanged(pair_viewer, qtbot):
+    viewer, widget = pair_viewer
+    names = [layer.name for layer in viewer.layers]
+    job = widget.run()
+    widget.panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
+    assert job.cancelled and job.error is None
+    assert [layer.name for layer in viewer.layers] == names
+
+
+def test_stored_study_result_opens_without_a_worker(make_napari_viewer, qtbot, tmp_path):
+    study = make_fake_study(tmp_path / "study", n_subjects=4, deformation_top_k=2)
+    viewer = make_napari_viewer()
+    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    index = opener.open_study(study.root)
+    entry = index.search("sub-001")[0]
+    opener.select(entry)
+    qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
+    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    row = next(
+        r
+        for r in table.rows
+        if r.candidate.candidate_id != "sub-001"
+        and r.candidate.deformation == r.candidate.deformation
+    )
+    cid = row.candidate.candidate_id
+    table.select_row(table.rows.index(row))
+    qtbot.waitUntil(lambda: table.state.candidate_id == cid, timeout=15000)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    assert widget.fixed_combo.currentText() == table.state.candidate_layer
+    start = time.perf_counter()
+    view = widget.run()
+    assert time.perf_counter() - start < 2.0 and view.cached  # no registration, no worker
+    stored = read_volume(index.deformation_file(entry.run, "sub-001", cid)).array
+    magnitude = [layer for layer in viewer.layers if layer.name.endswith("displacement (mm)")]
+    assert len(magnitude) == 1
+    np.testing.assert_array_equal(magnitude[0].data, stored)
+    np.testing.assert_allclose(magnitude[0].scale, viewer.layers[table.state.candidate_layer].scale)
+    assert view.mean_displacement_mm == pytest.approx(
+        study.scores[(entry.run, "sub-001", cid, "deformation")], rel=1e-5
+    )
+    assert "stored in the study" in widget.result_label.text()
