@@ -64,7 +64,9 @@ def test_training_is_seeded_and_optional_terms_are_reported(tiny_volumes):
     from inversion_audit.checkpoints import state_hash
 
     images, _ = tiny_volumes
-    config = InversionConfig(epochs=1, batch_size=2, ssim_weight=0.5, gradient_weight=1.0, flip_augment=True)
+    config = InversionConfig(
+        epochs=1, batch_size=2, ssim_weight=0.5, gradient_weight=1.0, flip_augment=True
+    )
     a, history = train_inversion(_target(), images[:2], config, device="cpu")
     b, _ = train_inversion(_target(), images[:2], config, device="cpu")
     assert state_hash(a) == state_hash(b)
@@ -86,7 +88,9 @@ def test_reconstruct_and_write_back_to_the_source_grid(tiny_cohort, tmp_path):
     assert rec.shape == pre.shape and rec.dtype == np.float32
     assert 0.0 <= rec.min() and rec.max() <= 1.0
     src = write_reconstruction(tmp_path / "sub00_recon.nii.gz", rec, pre, grid="source")
-    on_pre = write_reconstruction(tmp_path / "sub00_recon_pre.nii.gz", rec, pre, grid="preprocessed")
+    on_pre = write_reconstruction(
+        tmp_path / "sub00_recon_pre.nii.gz", rec, pre, grid="preprocessed"
+    )
     original = nib.load(subject.image)
     written = nib.load(src)
     assert written.shape == original.shape
@@ -102,3 +106,25 @@ def test_reconstruct_refuses_a_decoder_of_another_target():
     other = build_target_network("unet", n_classes=4, depth=2, base_filters=4)
     with pytest.raises(ValueError, match="built for unet"):
         reconstruct(other, decoder, np.zeros((32, 32, 32), np.float32), device="cpu")
+
+
+def test_a_cancelling_progress_callback_stops_training(tiny_volumes):
+    from inversion_audit.attack import train_inversion
+    from inversion_audit.errors import JobCancelled
+    from inversion_audit.training import TargetConfig, train_target
+
+    images, labels = tiny_volumes
+    stages = []
+
+    def cancel(done, total, stage):
+        stages.append(stage)
+        if done >= 1:
+            raise JobCancelled(stage)
+
+    with pytest.raises(JobCancelled):
+        train_target(
+            images[:2], labels[:2], TargetConfig(depth=2, epochs=5), "cpu", progress=cancel
+        )
+    assert stages == ["train-target", "train-target"]
+    with pytest.raises(JobCancelled, match="encode"):
+        train_inversion(_target(), images[:3], InversionConfig(epochs=5), "cpu", progress=cancel)

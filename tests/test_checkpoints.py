@@ -33,7 +33,11 @@ def test_target_round_trip_is_bit_for_bit(tmp_path, arch):
     model = _target(arch)
     model.label_map = {4: 1, 11: 2}
     pre = PreprocessConfig(shape=(32, 32, 32), intensity="nyul", nyul_landmarks=tuple(range(11)))
-    meta = {"preprocess": pre.to_dict(), "seed": 3, "train_ids_hash": ids_hash(["secret01", "secret02"])}
+    meta = {
+        "preprocess": pre.to_dict(),
+        "seed": 3,
+        "train_ids_hash": ids_hash(["secret01", "secret02"]),
+    }
     weights, sidecar = save_checkpoint(tmp_path / "fold0" / "target", model, meta)
     assert weights.name == "target.safetensors" and sidecar.name == "target.json"
     loaded = load_target(weights)
@@ -171,7 +175,9 @@ def test_cuda_round_trip_and_amp_training(tmp_path, tiny_volumes):
 
     images, labels = tiny_volumes
     target, _ = train_target(images[:2], labels[:2], TargetConfig(depth=2, epochs=1), device="cuda")
-    decoder, history = train_inversion(target, images[2:4], InversionConfig(epochs=2), device="cuda")
+    decoder, history = train_inversion(
+        target, images[2:4], InversionConfig(epochs=2), device="cuda"
+    )
     assert history.device.startswith("cuda") and all(v == v for v in history.step_loss)
     save_checkpoint(tmp_path / "target", target)
     save_checkpoint(tmp_path / "inversion", decoder)

@@ -136,3 +136,20 @@ def test_bad_study_folder_notifies_and_keeps_state(make_napari_viewer, tmp_path,
     before = widget.state.study
     assert widget.open_study(tmp_path / "nowhere") is None
     assert widget.state.study is before
+
+
+def test_checkpoints_load_one_by_one_and_bad_ones_leave_the_state(make_napari_viewer, qtbot, tmp_path):
+    from gui_fakes import Notifications, make_tiny_checkpoints
+
+    viewer = make_napari_viewer()
+    widget = _open_widget(viewer)
+    target, inversion = make_tiny_checkpoints(tmp_path / "good")
+    job = widget.load_checkpoints(target, inversion)
+    qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
+    assert (widget.state.target_checkpoint, widget.state.inversion_checkpoint) == (target, inversion)
+    _, segnet_inversion = make_tiny_checkpoints(tmp_path / "segnet", arch="segnet")
+    with Notifications() as notes:
+        job = widget.load_checkpoints(target, segnet_inversion)
+        qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
+    assert any(str(segnet_inversion) in e for e in notes.errors()), notes.messages()
+    assert widget.state.inversion_checkpoint == inversion  # unchanged

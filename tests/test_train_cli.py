@@ -10,7 +10,12 @@ import pytest
 
 from inversion_audit.cli.main import main
 
-COMMON = ["--device", "cpu", "--threads", "1", "--quiet"]
+COMMON = "--device cpu --threads 1 --quiet"
+
+
+def run(command: str) -> int:
+    """Run the CLI on a command line (test paths hold no spaces)."""
+    return main(f"{command} {COMMON}".split())
 
 
 @pytest.mark.slow
@@ -22,21 +27,22 @@ def test_train_target_inversion_and_reconstruct(tiny_cohort, tmp_path, capsys):
         "[inversion]\nepochs = 1\nbatch_size = 2\n"
         "[preprocess]\nshape = [32, 32, 32]\n"
     )
-    code = main(
-        ["train-target", "--arch", "segnet", "--cohort", str(tiny_cohort), "--subjects", "sub00,sub01"]
-        + ["--out", str(out), "--config", str(config), "--seed", "5", "--skull-strip", "labels", *COMMON]
+    code = run(
+        f"train-target --arch segnet --cohort {tiny_cohort} --subjects sub00,sub01 --out {out} "
+        f"--config {config} --seed 5 --skull-strip labels"
     )
     assert code == 0
     record = json.loads((out / "target.json").read_text())
     assert record["architecture"] == "segnet" and record["seed"] == 5
-    assert record["arch_args"]["n_classes"] == 3 and record["label_map"] == {"1": 1, "2": 2, "3": 2, "4": 2}
-    assert record["preprocess"]["skull_strip"] == "labels" and record["preprocess"]["shape"] == [32, 32, 32]
+    assert record["arch_args"]["n_classes"] == 3
+    assert record["label_map"] == {"1": 1, "2": 2, "3": 2, "4": 2}
+    assert record["preprocess"]["skull_strip"] == "labels"
+    assert record["preprocess"]["shape"] == [32, 32, 32]
     assert "sub00" not in (out / "target.json").read_text()
 
-    code = main(
-        ["train-inversion", "--target", str(out / "target.safetensors"), "--cohort", str(tiny_cohort)]
-        + ["--subjects", "sub02", "sub03", "--out", str(out), "--config", str(config)]
-        + ["--threat-model", "bottleneck+skips", *COMMON]
+    code = run(
+        f"train-inversion --target {out / 'target.safetensors'} --cohort {tiny_cohort} "
+        f"--subjects sub02 sub03 --out {out} --config {config} --threat-model bottleneck+skips"
     )
     assert code == 0
     inv = json.loads((out / "inversion.json").read_text())
@@ -44,9 +50,9 @@ def test_train_target_inversion_and_reconstruct(tiny_cohort, tmp_path, capsys):
     assert inv["preprocess"] == record["preprocess"] and inv["n_train"] == 2
 
     recon = tmp_path / "recon"
-    code = main(
-        ["reconstruct", "--target", str(out / "target.safetensors"), "--inversion", str(out / "inversion")]
-        + ["--cohort", str(tiny_cohort), "--subjects", "sub00", "--out", str(recon), *COMMON]
+    code = run(
+        f"reconstruct --target {out / 'target.safetensors'} --inversion {out / 'inversion'} "
+        f"--cohort {tiny_cohort} --subjects sub00 --out {recon}"
     )
     assert code == 0
     source = nib.load(tiny_cohort / "sub00_T1.nii.gz")
@@ -59,15 +65,11 @@ def test_train_target_inversion_and_reconstruct(tiny_cohort, tmp_path, capsys):
 
 def test_bad_inputs_fail_with_messages_naming_them(tiny_cohort, tmp_path, capsys):
     missing = tmp_path / "nope.safetensors"
-    code = main(
-        ["train-inversion", "--target", str(missing), "--cohort", str(tiny_cohort), "--out", str(tmp_path), *COMMON]
-    )
+    code = run(f"train-inversion --target {missing} --cohort {tiny_cohort} --out {tmp_path}")
     assert code == 1
     assert "nope.json is missing" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("[target]\nfilterz = 8\n")
-    code = main(
-        ["train-target", "--cohort", str(tiny_cohort), "--out", str(tmp_path), "--config", str(bad), *COMMON]
-    )
+    code = run(f"train-target --cohort {tiny_cohort} --out {tmp_path} --config {bad}")
     assert code == 1
     assert "filterz" in capsys.readouterr().err

@@ -35,15 +35,18 @@ log = logging.getLogger(__name__)
 def apply_label_map(
     labels: np.ndarray, label_map: dict[int, int] | None, name: str = "labels"
 ) -> np.ndarray:
-    """Map source labels to classes (int64); a non-zero label missing from the map is an error naming ``name``."""
+    """Map source labels to classes (int64) through ``label_map`` (``None``: unchanged).
+
+    A non-zero label missing from the map is a ``ValueError`` naming ``name``.
+    """
     labels = np.asarray(labels)
-    if label_map is None:
-        if labels.min() < 0:
-            raise ValueError(f"{name}: negative labels")
-        return labels.astype(np.int64)
     present = np.unique(labels)
+    if present.size and present.min() < 0:
+        raise ValueError(f"{name}: negative labels")
+    if label_map is None:
+        return labels.astype(np.int64)
     missing = [int(v) for v in present if v != 0 and int(v) not in label_map]
-    if missing or present.min() < 0:
+    if missing:
         raise ValueError(f"{name}: labels {missing[:10]} are not in the label map")
     lut = np.zeros(int(present.max()) + 1, np.int64)
     for src, cls in label_map.items():

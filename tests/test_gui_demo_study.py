@@ -1,0 +1,53 @@
+"""Sample data "Inversion Audit: demo study".
+
+Run under Xvfb: ``xvfb-run -a .venv/bin/pytest tests/test_gui_demo_study.py -q``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from gui_fakes import make_fake_study
+
+from inversion_audit.errors import CohortError
+from inversion_audit.gui import demo_study as demo
+
+PLUGIN = "napari-inversion-audit"
+
+
+def test_missing_demo_study_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "demo_study_dir", lambda: tmp_path / "absent")
+    with pytest.raises(CohortError, match="demo study is not bundled"):
+        demo.demo_study()
+
+
+def test_demo_sample_opens_the_study_in_the_widgets(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    study = make_fake_study(tmp_path / "demo", n_subjects=3)
+    monkeypatch.setattr(demo, "demo_study_dir", lambda: study.root)
+    viewer = make_napari_viewer()
+    start = time.perf_counter()
+    viewer.open_sample(PLUGIN, "demo_study")
+    assert time.perf_counter() - start < 10.0
+    from inversion_audit.gui._state import state_for
+
+    state = state_for(viewer)
+    assert state.study is not None and state.study.root == study.root
+    entry = state.entry
+    assert entry == state.study.entries[0]
+    original = viewer.layers[state.original_layer]
+    recon = viewer.layers[state.reconstruction_layer]
+    np.testing.assert_allclose(original.scale, study.spacing)
+    np.testing.assert_allclose(recon.translate, original.translate)
+    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    assert table.table.rowCount() == len(study.subjects)
+
+
+@pytest.mark.skipif(not (demo.demo_study_dir() / "scores" / "scores.csv").is_file(), reason="demo study not bundled yet")
+def test_bundled_demo_study_opens_in_seconds(make_napari_viewer):
+    viewer = make_napari_viewer()
+    start = time.perf_counter()
+    viewer.open_sample(PLUGIN, "demo_study")
+    assert time.perf_counter() - start < 15.0
+    assert len(viewer.layers) >= 2
