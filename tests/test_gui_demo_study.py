@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-from gui_fakes import make_fake_study
 
+from gui_fakes import make_fake_study
 from inversion_audit.errors import CohortError
 from inversion_audit.gui import demo_study as demo
 
@@ -23,7 +23,9 @@ def test_missing_demo_study_is_a_clear_error(tmp_path, monkeypatch):
         demo.demo_study()
 
 
-def test_demo_sample_opens_the_study_in_the_widgets(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+def test_demo_sample_opens_the_study_in_the_widgets(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
     study = make_fake_study(tmp_path / "demo", n_subjects=3)
     monkeypatch.setattr(demo, "demo_study_dir", lambda: study.root)
     viewer = make_napari_viewer()
@@ -44,7 +46,10 @@ def test_demo_sample_opens_the_study_in_the_widgets(make_napari_viewer, qtbot, t
     assert table.table.rowCount() == len(study.subjects)
 
 
-@pytest.mark.skipif(not (demo.demo_study_dir() / "scores" / "scores.csv").is_file(), reason="demo study not bundled yet")
+@pytest.mark.skipif(
+    not (demo.demo_study_dir() / "scores" / "scores.csv").is_file(),
+    reason="demo study not bundled yet",
+)
 def test_bundled_demo_study_opens_in_seconds(make_napari_viewer):
     viewer = make_napari_viewer()
     start = time.perf_counter()

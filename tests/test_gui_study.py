@@ -138,7 +138,9 @@ def test_bad_study_folder_notifies_and_keeps_state(make_napari_viewer, tmp_path,
     assert widget.state.study is before
 
 
-def test_checkpoints_load_one_by_one_and_bad_ones_leave_the_state(make_napari_viewer, qtbot, tmp_path):
+def test_checkpoints_load_one_by_one_and_bad_ones_leave_the_state(
+    make_napari_viewer, qtbot, tmp_path
+):
     from gui_fakes import Notifications, make_tiny_checkpoints
 
     viewer = make_napari_viewer()
@@ -146,7 +148,10 @@ def test_checkpoints_load_one_by_one_and_bad_ones_leave_the_state(make_napari_vi
     target, inversion = make_tiny_checkpoints(tmp_path / "good")
     job = widget.load_checkpoints(target, inversion)
     qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
-    assert (widget.state.target_checkpoint, widget.state.inversion_checkpoint) == (target, inversion)
+    assert (widget.state.target_checkpoint, widget.state.inversion_checkpoint) == (
+        target,
+        inversion,
+    )
     _, segnet_inversion = make_tiny_checkpoints(tmp_path / "segnet", arch="segnet")
     with Notifications() as notes:
         job = widget.load_checkpoints(target, segnet_inversion)
