@@ -108,6 +108,9 @@ class CompareWidget(QWidget):
     def _follow_state(self, *_: Any) -> None:
         self.original_combo.choose(self.state.original_layer)
         self.reconstruction_combo.choose(self.state.reconstruction_layer)
+        recorded = self.recorded_scores()
+        if recorded:
+            self.metrics_label.setText(f"study scores.csv: {recorded}\n(Compute for the maps)")
 
     def _forget(self, *_: Any) -> None:
         self.comparison = None
@@ -242,20 +245,21 @@ class CompareWidget(QWidget):
         )
         return self.panel.start(job, replace=True)
 
+    def recorded_scores(self) -> str:
+        """The selected study reconstruction's own scores from ``scores.csv`` ("" when none)."""
+        s, entry = self.state, self.state.entry
+        if s.study is None or entry is None:
+            return ""
+        sid = entry.reconstruction_id
+        recorded = [
+            (m, s.study.score(entry.run, sid, sid, m)) for m in ("ssim", "correlation", "psnr")
+        ]
+        return ", ".join(f"{m} {v:.3f}" for m, v in recorded if not math.isnan(v))
+
     def metrics_text(self, result: Comparison) -> str:
         """The global scores, with the study's recorded ones when a study reconstruction is shown."""
         text = f"SSIM {result.ssim:.3f}  ·  correlation {result.correlation:.3f}  ·  PSNR {result.psnr:.1f} dB"
-        s, entry = self.state, self.state.entry
-        if (
-            s.study is not None
-            and entry is not None
-            and self.reconstruction_combo.currentText() == s.reconstruction_layer
-        ):
-            sid = entry.reconstruction_id
-            recorded = [
-                (m, s.study.score(entry.run, sid, sid, m)) for m in ("ssim", "correlation", "psnr")
-            ]
-            shown = [f"{m} {v:.3f}" for m, v in recorded if not math.isnan(v)]
-            if shown:
-                text += f"\n(study scores.csv: {', '.join(shown)})"
+        recorded = self.recorded_scores()
+        if recorded and self.reconstruction_combo.currentText() == self.state.reconstruction_layer:
+            text += f"\n(study scores.csv: {recorded})"
         return text

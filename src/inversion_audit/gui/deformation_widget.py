@@ -17,6 +17,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QWidget
 
+from ..errors import InversionAuditError
 from ._compute import (
     META_KEY,
     DeformationView,
@@ -105,7 +106,10 @@ class DeformationWidget(QWidget):
         ):
             return None
         if study is None or str(study.root) != m["study"]:
-            study = StudyIndex.open(m["study"])
+            try:
+                study = StudyIndex.open(m["study"])
+            except InversionAuditError:  # the study moved: register instead
+                return None
         run = m.get("run")
         if run is None or not f.get("subject"):
             return None
