@@ -10,6 +10,8 @@ scikit-image's SSIM with Gaussian weights), but much faster:
   1-channel convolution.
 - Local means and variances are computed once per volume; each pair costs one
   filtered product ``G * (x y)`` (the cross term) plus a few element-wise ops.
+- The constants are folded in (``2 G*(x y) + C2 = 2 G*(x y + C2/2)``), and on the
+  CPU the element-wise part runs in cache-sized slabs.
 - Pairs are processed in chunks sized to a memory budget.
 """
 
@@ -140,7 +142,8 @@ def _mean_ssim(
 
     c, n_vox = cross.shape
     step = n_vox if slab_elements is None else max(256, slab_elements // c)
-    total = torch.zeros(c, dtype=torch.float64, device=cross.device)
+    acc = torch.float32 if cross.device.type == "mps" else torch.float64  # MPS has no float64
+    total = torch.zeros(c, dtype=acc, device=cross.device)
     for a in range(0, n_vox, step):
         v = slice(a, min(n_vox, a + step))
         mx, my = xs.mu[i : i + 1, v], ys.mu[sl, v]
@@ -152,8 +155,8 @@ def _mean_ssim(
         smap = num.div_(den)
         if w is not None:
             smap.mul_(w[..., v])
-        total += smap.sum(dim=1, dtype=torch.float64)
-    return total
+        total += smap.sum(dim=1, dtype=acc)
+    return total.cpu().double()
 
 
 def ssim_matrix(
@@ -268,7 +271,7 @@ def ssim_matrix(
                         if weights is None:
                             val = val / n_vox
                         else:
-                            val = val / w.sum(dim=-1, dtype=torch.float64)
+                            val = val / w.sum(dim=-1).cpu().double()
                         out[r0 + i, c0 + j0 : c0 + j1] = val.cpu().numpy()
                         done += j1 - j0
                         report(progress, done, total, _STAGE)
