@@ -218,7 +218,8 @@ def plain_summary(summary: dict) -> list[str]:
         best = max(e["table3"].items(), key=lambda kv: kv[1]["top1"])
         out.append(
             f"- **{name}**: an attacker holding only the encoder's latent codes re-identified **{k} of {n}** private "
-            f"subjects as the best SSIM match (chance: about {chance:.1f}); the true subject was among the top 5 for "
+            f"subjects as the best SSIM match (chance: {chance:.2g} of {n}, one in {n_cand} candidates); "
+            f"the true subject was among the top 5 for "
             f"{t['top5']} of {n}. Identifiability risk: **{level}**. The most identifying metric was {best[0]} "
             f"({best[1]['top1']} of {n})."
         )
