@@ -21,6 +21,7 @@ __all__ = [
     "same_geometry",
     "set_layer",
     "find_layer",
+    "axial_view",
 ]
 
 _GEOMETRY_KEYS = ("scale", "translate", "affine", "rotate", "shear")
@@ -92,3 +93,14 @@ def set_layer(viewer: Any, data: Any, kwargs: dict[str, Any], kind: str = "image
     if kind == "image" and "contrast_limits" not in kwargs:
         layer.reset_contrast_limits()
     return layer
+
+
+def axial_view(viewer: Any) -> None:
+    """Show RAS volumes as axial slices in the radiological convention.
+
+    Slices along the superior axis (2), anterior at the top, the patient's right on the
+    screen's left; then fits the camera to the layers.
+    """
+    viewer.dims.order = (2, 1, 0)
+    viewer.camera.orientation2d = ("up", "left")
+    viewer.reset_view()

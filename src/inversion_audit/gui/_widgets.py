@@ -6,9 +6,8 @@ import sys
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 __all__ = ["LayerCombo", "DeviceCombo", "ColorLegend"]
 
@@ -106,7 +105,10 @@ class ColorLegend(QWidget):
         self.high = QLabel("")
         self.bar = QLabel()
         self.bar.setFixedHeight(14)
-        self.bar.setMinimumWidth(120)
+        self.bar.setMinimumWidth(80)
+        self.bar.setScaledContents(True)
+        # the gradient stretches to the space left by the numbers, never the other way round
+        self.bar.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.low)
@@ -120,12 +122,7 @@ class ColorLegend(QWidget):
         row = np.ascontiguousarray((rgba[:, :3] * 255).astype(np.uint8))
         strip = np.ascontiguousarray(np.repeat(row[None], 14, axis=0))
         image = QImage(strip.data, 256, 14, 256 * 3, QImage.Format.Format_RGB888).copy()
-        self.bar.setPixmap(
-            QPixmap.fromImage(image).scaled(
-                self.bar.width(), 14, Qt.AspectRatioMode.IgnoreAspectRatio
-            )
-        )
-        self.bar.setScaledContents(True)
+        self.bar.setPixmap(QPixmap.fromImage(image))
         self.low.setText(f"{low:.2f}")
         self.high.setText(f"{high:.2f} {self.unit}".strip())
         self.range = (float(low), float(high))

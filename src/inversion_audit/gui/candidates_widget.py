@@ -211,7 +211,9 @@ class CandidatesWidget(QWidget):
             i, j = self.viewer.layers.index(recon.name), self.viewer.layers.index(layer.name)
             if j != i + 1:  # the candidate's grid cell right beside the reconstruction's
                 self.viewer.layers.move(j, i + 1 if j > i else i)
-            self.viewer.canvas.grid.enabled = True
+            if not self.viewer.canvas.grid.enabled:
+                self.viewer.canvas.grid.enabled = True
+                self.viewer.reset_view()
             self.state.candidate_id = candidate_id
             self.state.candidate_layer = name
 

@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSlider, QWidget
@@ -37,7 +38,11 @@ __all__ = ["CompareWidget", "VIEW_MODES"]
 
 VIEW_MODES = ("overlay", "side by side", "checkerboard", "curtain")
 BLENDINGS = ("translucent", "additive", "minimum", "opaque")
-DIFFERENCE_COLORMAP = "bwr"
+#: blue where the reconstruction is darker, black where equal, red where brighter (dark canvas)
+DIFFERENCE_COLORMAP = Colormap(
+    [[0.2, 0.5, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.25, 0.15, 1.0]],
+    name="difference (blue-black-red)",
+)
 SSIM_COLORMAP = "magma"
 
 
@@ -161,7 +166,9 @@ class CompareWidget(QWidget):
             if mode == "side by side":
                 for layer in self.viewer.layers:
                     layer.visible = layer.name in (original.name, recon.name)
-            grid.enabled = mode == "side by side"
+            if grid.enabled != (mode == "side by side"):
+                grid.enabled = mode == "side by side"
+                self.viewer.reset_view()
             i, j = self.viewer.layers.index(original.name), self.viewer.layers.index(recon.name)
             if j < i:  # the reconstruction is drawn over the original
                 self.viewer.layers.move(j, i)
@@ -207,7 +214,12 @@ class CompareWidget(QWidget):
 
         def show(result: Comparison) -> None:
             self.comparison = result
-            limit = float(np.abs(result.difference).max()) or 1.0
+            # symmetric limits at the 99.5th percentile of |difference|: a few outliers do not wash it out
+            limit = (
+                float(np.percentile(np.abs(result.difference), 99.5))
+                or float(np.abs(result.difference).max())
+                or 1.0
+            )
             diff = set_layer(
                 self.viewer,
                 result.difference,

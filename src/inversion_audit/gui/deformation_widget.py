@@ -182,7 +182,9 @@ class DeformationWidget(QWidget):
             )
         elif (old := find_layer(self.viewer, vectors_name)) is not None:
             self.viewer.layers.remove(old.name)
-        self.viewer.canvas.grid.enabled = False  # the map lies over the candidate
+        if self.viewer.canvas.grid.enabled:  # the map lies over the candidate
+            self.viewer.canvas.grid.enabled = False
+            self.viewer.reset_view()
         fixed.visible = True
         moving.visible = False
         self.legend.set_colormap(layer.colormap, 0.0, high)

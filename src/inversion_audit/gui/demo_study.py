@@ -65,3 +65,9 @@ def _show_in_viewer(study: StudyIndex, entry, layers: list[LayerData]) -> None:
     state.reconstruction_layer = roles.get("reconstruction")
     state.entry = entry
     viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    if len(viewer.layers) == 0:  # napari adds the sample's layers after this returns
+        from qtpy.QtCore import QTimer
+
+        from ._layers import axial_view
+
+        QTimer.singleShot(0, lambda: axial_view(viewer))

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import InversionAuditError
 from ._compute import META_KEY, LayerData, check_checkpoints, load_entry_layers
-from ._layers import set_layer
+from ._layers import axial_view, set_layer
 from ._state import state_for
 from ._study_index import ReconstructionEntry, StudyIndex
 from ._workers import Job, JobPanel
@@ -198,6 +198,7 @@ class StudyWidget(QWidget):
         self, study: StudyIndex, entry: ReconstructionEntry, layers: list[LayerData]
     ) -> None:
         names = [kwargs["name"] for _, kwargs, _ in layers]
+        first = len(self.viewer.layers) == 0
         for layer in list(self.viewer.layers):  # the previous selection's layers of this study
             info = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
             if info.get("study") == str(study.root) and layer.name not in names:
@@ -205,6 +206,8 @@ class StudyWidget(QWidget):
                     self.viewer.layers.remove(layer.name)
         for data, kwargs, kind in layers:
             set_layer(self.viewer, data, kwargs, kind)
+        if first:  # an empty viewer: start with axial slices, anterior up
+            axial_view(self.viewer)
         roles = {
             kwargs["metadata"][META_KEY]["role"]: kwargs["name"]
             for _, kwargs, _ in reversed(layers)

@@ -1,0 +1,75 @@
+"""Make the user guide's screenshots of the widgets on a study folder.
+
+Usage (the demo study by default)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py [STUDY]
+
+Writes ``docs/images/compare.png`` and ``docs/images/candidates.png``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+from inversion_audit.gui.demo_study import demo_study_dir
+
+PLUGIN = "napari-inversion-audit"
+OUT = Path(__file__).resolve().parent
+
+
+def wait(condition, timeout: float = 600.0) -> None:
+    """Process Qt events until ``condition()`` holds (a script, so no qtbot)."""
+    end = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > end:
+            raise TimeoutError("timed out waiting for the GUI")
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def settle(seconds: float = 1.0) -> None:
+    """Let pending layout and paint events run."""
+    end = time.perf_counter() + seconds
+    wait(lambda: time.perf_counter() > end)
+
+
+def main(study: Path) -> None:
+    viewer = napari.Viewer(title="Inversion Audit")
+    viewer.window.resize(1500, 950)
+    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    index = opener.open_study(study)
+    entry = index.entries[0]
+    opener.select(entry)
+    wait(lambda: opener.state.entry == entry and viewer.layers)
+
+    _, compare = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare", tabify=True)
+    job = compare.compute()
+    wait(lambda: not job.is_running)
+    names = {
+        opener.state.original_layer,
+        opener.state.reconstruction_layer,
+        f"{opener.state.reconstruction_layer} difference",
+    }
+    for layer in viewer.layers:
+        layer.visible = layer.name in names
+    viewer.canvas.grid.enabled = True
+    viewer.reset_view()
+    settle()
+    viewer.screenshot(str(OUT / "compare.png"), canvas_only=False, flash=False)
+
+    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches", tabify=True)
+    other = next(r for r in table.rows if r.candidate.candidate_id != entry.reconstruction_id)
+    table.select_row(table.rows.index(other))
+    wait(lambda: table.state.candidate_id == other.candidate.candidate_id)
+    settle()
+    viewer.screenshot(str(OUT / "candidates.png"), canvas_only=False, flash=False)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else demo_study_dir())
