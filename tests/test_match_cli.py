@@ -45,7 +45,7 @@ def test_match_all_metrics_top_k_on_a_scheduler(tiny_cohort, tmp_path):
     _stand_ins(tiny_cohort, recon_dir, ids)
     out = tmp_path / "match"
     with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         code = main(
             [

@@ -92,7 +92,7 @@ def dask_client(
     """A Dask client: on ``scheduler_address`` if given, else on a new LocalCluster.
 
     The LocalCluster has ``n_workers`` workers (default: cores // threads_per_worker),
-    each with ``threads_per_worker`` threads, and no dashboard. Worker processes
+    each with ``threads_per_worker`` threads, and its dashboard on a free port. Worker processes
     start with the thread variables of :func:`configure_worker_threads` set.
     """
     from distributed import Client, LocalCluster
@@ -114,7 +114,7 @@ def dask_client(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
             processes=processes,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never collide with another cluster
             **kwargs,
         ) as cluster,
         Client(cluster) as client,
