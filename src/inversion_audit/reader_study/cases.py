@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CohortError
-from ..study.config import run_name
+from ..study.layout import SCORE_COLUMNS, StudyPaths, run_name
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -26,17 +26,6 @@ __all__ = [
     "reconstruction_file",
     "candidate_file",
 ]
-
-SCORE_COLUMNS = (
-    "fold",
-    "arch",
-    "variant",
-    "threat_model",
-    "reconstruction_id",
-    "candidate_id",
-    "metric",
-    "value",
-)
 
 
 @dataclass
@@ -119,9 +108,9 @@ def reconstruction_file(
     study_dir: str | os.PathLike[str], run: str, reconstruction_id: str
 ) -> Path:
     """``STUDY/reconstructions/<run>/<id>_recon_pre.nii.gz`` (preprocessed grid)."""
-    return Path(study_dir) / "reconstructions" / run / f"{reconstruction_id}_recon_pre.nii.gz"
+    return StudyPaths(study_dir).reconstruction(run, reconstruction_id, "preprocessed")
 
 
 def candidate_file(study_dir: str | os.PathLike[str], variant: str, candidate_id: str) -> Path:
     """``STUDY/preprocessed/<variant>/<id>.nii.gz`` (what reconstructions are compared with)."""
-    return Path(study_dir) / "preprocessed" / variant / f"{candidate_id}.nii.gz"
+    return StudyPaths(study_dir).preprocessed(variant, candidate_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .layout import run_name
 
 __all__ = [
     "StudyConfig",
@@ -26,11 +27,6 @@ VARIANTS = ("skull-stripped", "with-skull")
 ARCHS = ("unet", "segnet")
 THREAT_MODELS = ("bottleneck", "bottleneck+skips")
 METRICS = ("ssim", "correlation", "psnr", "deformation", "dice")
-
-
-def run_name(arch: str, variant: str, threat_model: str) -> str:
-    """Folder-safe name of one (architecture, variant, threat model) run."""
-    return f"{arch}_{variant}_{threat_model.replace('+', '-')}"
 
 
 def _section(cls, data: Any, name: str):

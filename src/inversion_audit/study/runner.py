@@ -13,7 +13,6 @@ import csv
 import io
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,56 +22,14 @@ from ..data.preprocess import PreprocessConfig, Preprocessed, config_with_nyul, 
 from ..errors import CohortError
 from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash, write_volume
 from ..progress import ProgressCallback, report
-from .config import StudyConfig, dump_study_config, run_name
+from .config import StudyConfig, dump_study_config
+from .layout import SCORE_COLUMNS, StudyPaths, run_name
 from .provenance import Provenance
 from .stages import StageStore
 
 __all__ = ["run_study", "StudyPaths", "SCORE_COLUMNS"]
 
 log = logging.getLogger(__name__)
-
-SCORE_COLUMNS = (
-    "fold",
-    "arch",
-    "variant",
-    "threat_model",
-    "reconstruction_id",
-    "candidate_id",
-    "metric",
-    "value",
-)
-
-
-@dataclass(frozen=True)
-class StudyPaths:
-    """Paths of the study folder layout (see README, "Study folder")."""
-
-    root: Path
-
-    def target(self, arch: str, variant: str, fold: int) -> Path:
-        return (
-            self.root / "checkpoints" / f"{arch}_{variant}" / f"fold{fold}" / "target.safetensors"
-        )
-
-    def inversion(self, run: str, fold: int) -> Path:
-        return self.root / "checkpoints" / run / f"fold{fold}" / "inversion.safetensors"
-
-    def preprocessed(self, variant: str, subject: str) -> Path:
-        return self.root / "preprocessed" / variant / f"{subject}.nii.gz"
-
-    def reconstruction(self, run: str, subject: str, grid: str = "original") -> Path:
-        suffix = "_recon.nii.gz" if grid == "original" else "_recon_pre.nii.gz"
-        return self.root / "reconstructions" / run / f"{subject}{suffix}"
-
-    def score_part(self, run: str, fold: int) -> Path:
-        return self.root / "scores" / "parts" / f"{run}_fold{fold}.csv"
-
-    def deformation(self, run: str, subject: str, candidate: str) -> Path:
-        return self.root / "deformation" / run / f"{subject}__{candidate}_magnitude.nii.gz"
-
-    @property
-    def scores(self) -> Path:
-        return self.root / "scores" / "scores.csv"
 
 
 def _resolve_cohort(path: str, config: StudyConfig) -> Cohort:
@@ -364,7 +321,7 @@ class _Study:
             for metric, t in entry["table3"].items():
                 for rid, rank in t["ranks"].items():
                     w.writerow([rid, metric, rank, t["top1_candidates"][rid]])
-            atomic_write_text(self.paths.root / "rankings" / f"{run}.csv", buf.getvalue())
+            atomic_write_text(self.paths.rankings(run), buf.getvalue())
 
     def _read_recon(self, run: str, sid: str) -> np.ndarray:
         from ..io import read_volume

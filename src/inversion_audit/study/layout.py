@@ -1,0 +1,80 @@
+"""The study folder layout, shared by the runner, the reader study and the napari widgets.
+
+Only standard-library imports: the GUI reads studies without importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SCORE_COLUMNS", "StudyPaths", "run_name", "parse_run_name"]
+
+#: columns of the long-format ``scores/scores.csv``
+SCORE_COLUMNS = (
+    "fold",
+    "arch",
+    "variant",
+    "threat_model",
+    "reconstruction_id",
+    "candidate_id",
+    "metric",
+    "value",
+)
+
+
+def run_name(arch: str, variant: str, threat_model: str) -> str:
+    """Folder-safe name of one (architecture, variant, threat model) run."""
+    return f"{arch}_{variant}_{threat_model.replace('+', '-')}"
+
+
+def parse_run_name(run: str) -> tuple[str, str, str]:
+    """``"unet_skull-stripped_bottleneck-skips"`` -> ``("unet", "skull-stripped", "bottleneck+skips")``."""
+    parts = run.split("_")
+    if len(parts) != 3:
+        raise ValueError(f"{run!r} is not a run name <arch>_<variant>_<threat_model>")
+    threat = "bottleneck+skips" if parts[2] == "bottleneck-skips" else parts[2]
+    return parts[0], parts[1], threat
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Paths of the study folder layout (see README, "Study folder")."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    def target(self, arch: str, variant: str, fold: int) -> Path:
+        return (
+            self.root / "checkpoints" / f"{arch}_{variant}" / f"fold{fold}" / "target.safetensors"
+        )
+
+    def inversion(self, run: str, fold: int) -> Path:
+        return self.root / "checkpoints" / run / f"fold{fold}" / "inversion.safetensors"
+
+    def preprocessed(self, variant: str, subject: str) -> Path:
+        """A candidate original as compared (preprocessed grid)."""
+        return self.root / "preprocessed" / variant / f"{subject}.nii.gz"
+
+    def reconstruction(self, run: str, subject: str, grid: str = "original") -> Path:
+        """``_recon.nii.gz`` on the subject's original grid, ``_recon_pre.nii.gz`` on the preprocessed grid."""
+        if grid not in ("original", "preprocessed"):
+            raise ValueError(f"grid must be 'original' or 'preprocessed', got {grid!r}")
+        suffix = "_recon.nii.gz" if grid == "original" else "_recon_pre.nii.gz"
+        return self.root / "reconstructions" / run / f"{subject}{suffix}"
+
+    def score_part(self, run: str, fold: int) -> Path:
+        return self.root / "scores" / "parts" / f"{run}_fold{fold}.csv"
+
+    def deformation(self, run: str, subject: str, candidate: str) -> Path:
+        return self.root / "deformation" / run / f"{subject}__{candidate}_magnitude.nii.gz"
+
+    def rankings(self, run: str) -> Path:
+        return self.root / "rankings" / f"{run}.csv"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores" / "scores.csv"
