@@ -18,7 +18,11 @@ compares anatomy rather than the subjects' positions in their scanners.
 Writes to ``--out``: ``scores_<metric>.csv`` (matrices), ``scores.csv`` (long
 format), ``rankings.csv``, ``summary.json`` and
 ``deformation/<reconstruction>__<candidate>_magnitude.nii.gz`` for each
-reconstruction's best ``--maps`` candidates by deformation.
+reconstruction's best ``--maps`` candidates by deformation. The maps are read from
+the deformation cache that the workers filled; workers of a remote ``--scheduler``
+must share the cache folder (``$INVERSION_AUDIT_CACHE``), else those few pairs are
+registered again here. Exit code 1 if a deformation pair failed after its retry
+(the other results are still written).
 """
 
 from __future__ import annotations
