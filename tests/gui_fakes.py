@@ -186,3 +186,28 @@ class Notifications:
 
     def messages(self) -> list[str]:
         return [str(n.message) for n in self.records]
+
+
+def ticks_while_running(qtbot, start_job, interval_ms: int = 50, timeout_ms: int = 180000):
+    """Start a widget job while a ``QTimer`` ticks every ``interval_ms`` on the UI thread.
+
+    Returns ``(job, ticks, seconds)``: the tick times and the duration up to the worker's last
+    progress report (handled on the UI thread), so that adding the result layers, which is
+    UI work by design, is not counted as the worker blocking the UI.
+    """
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    start = time.perf_counter()
+    job = start_job()
+    last = [start]
+    job.progressed.connect(lambda *_: last.__setitem__(0, time.perf_counter()))
+    qtbot.waitUntil(lambda: not job.is_running, timeout=timeout_ms)
+    timer.stop()
+    return job, [t for t in ticks if t <= last[0]], last[0] - start

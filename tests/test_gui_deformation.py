@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from gui_fakes import blob_image, make_fake_study
+from gui_fakes import blob_image, make_fake_study, ticks_while_running
 from inversion_audit.gui._compute import displacement_vectors, register_pair
 from inversion_audit.io import Volume, read_volume
 
@@ -48,22 +48,11 @@ def pair_viewer(make_napari_viewer):
 
 @pytest.mark.slow
 def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, qtbot):
-    from qtpy.QtCore import QTimer
-
     viewer, widget = pair_viewer
-    ticks = []
-    timer = QTimer()
-    timer.setInterval(50)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-    start = time.perf_counter()
-    job = widget.run()
-    qtbot.waitUntil(lambda: not job.is_running, timeout=180000)
-    elapsed = time.perf_counter() - start
-    timer.stop()
+    job, ticks, seconds = ticks_while_running(qtbot, widget.run)
     assert job.error is None, job.error
-    assert elapsed > 1.0  # a real job, long enough to measure
-    assert len(ticks) >= 0.5 * elapsed / 0.05, (len(ticks), elapsed)  # the event loop kept running
+    assert seconds > 1.0  # a real job, long enough to measure
+    assert len(ticks) >= 0.5 * seconds / 0.05, (len(ticks), seconds)  # the event loop kept running
     layer = viewer.layers["recon → candidate displacement (mm)"]
     np.testing.assert_allclose(layer.scale, SCALE)
     np.testing.assert_allclose(layer.translate, TRANSLATE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gui_fakes import Notifications, blob_image, make_tiny_checkpoints
+from gui_fakes import Notifications, blob_image, make_tiny_checkpoints, ticks_while_running
 
 PLUGIN = "napari-inversion-audit"
 
@@ -128,3 +128,13 @@ def test_bad_checkpoint_is_an_error_naming_the_file(
     assert errors and any(str(inversion) in e or inversion.name in e for e in errors), errors
     assert [layer.name for layer in viewer.layers] == [name for name, _ in before]
     np.testing.assert_array_equal(viewer.layers["T1"].data, before[0][1])
+
+
+def test_ui_keeps_processing_events_while_reconstructing(make_napari_viewer, qtbot, checkpoints):
+    viewer = make_napari_viewer()
+    viewer.add_image(blob_image((40, 44, 36), seed=4) * 900.0, name="T1", scale=(1.0, 1.0, 1.0))
+    widget = _widget(viewer, *checkpoints)
+    job, ticks, seconds = ticks_while_running(qtbot, widget.run)
+    assert job.error is None and "T1 reconstruction" in [layer.name for layer in viewer.layers]
+    assert seconds > 0.1
+    assert len(ticks) >= 0.5 * seconds / 0.05 - 1, (len(ticks), seconds)
