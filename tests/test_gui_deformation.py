@@ -68,7 +68,7 @@ def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, 
     assert f"{direct.mean_displacement_mm:.2f} mm" in widget.result_label.text()
     assert widget.legend.range[0] == 0.0 and widget.legend.range[1] > 0.0
     # screenshot: the magnitude map over the candidate is drawn and follows its opacity
-    qtbot.wait(100)
+    qtbot.wait(300)  # let the dock layout settle after the result text
     before = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
     assert before.std() > 5.0
     layer.opacity = 0.1

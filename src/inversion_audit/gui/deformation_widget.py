@@ -71,6 +71,7 @@ class DeformationWidget(QWidget):
         self.cache_check.setChecked(True)
         self.panel = JobPanel("Register")
         self.result_label = QLabel("mean displacement –")
+        self.result_label.setWordWrap(True)
         self.legend = ColorLegend(unit="mm")
 
         form = QFormLayout(self)
