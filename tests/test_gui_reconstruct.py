@@ -138,3 +138,13 @@ def test_ui_keeps_processing_events_while_reconstructing(make_napari_viewer, qtb
     assert job.error is None and "T1 reconstruction" in [layer.name for layer in viewer.layers]
     assert seconds > 0.1
     assert len(ticks) >= 0.5 * seconds / 0.05 - 1, (len(ticks), seconds)
+
+
+def test_device_dropdown_lists_auto_and_the_devices_that_exist(make_napari_viewer, checkpoints):
+    from inversion_audit.devices import available_devices
+
+    viewer = make_napari_viewer()
+    widget = _widget(viewer, *checkpoints)  # torch is imported by the fixture: listed at once
+    combo = widget.device_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == available_devices()
+    assert combo.itemText(0) == "auto" and combo.currentText() == "cpu"
