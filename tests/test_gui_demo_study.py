@@ -42,6 +42,7 @@ def test_demo_sample_opens_the_study_in_the_widgets(
     recon = viewer.layers[state.reconstruction_layer]
     np.testing.assert_allclose(original.scale, study.spacing)
     np.testing.assert_allclose(recon.translate, original.translate)
+    qtbot.waitUntil(lambda: tuple(viewer.dims.order) == (2, 1, 0), timeout=5000)  # axial slices
     _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
     assert table.table.rowCount() == len(study.subjects)
 
