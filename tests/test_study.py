@@ -68,6 +68,7 @@ def test_tiny_study_writes_every_file(tiny_cohort, tmp_path):
         )  # top-1 per reconstruction
     for sid in ids:
         assert (out / "preprocessed" / "skull-stripped" / f"{sid}.nii.gz").is_file()
+        assert (out / "preprocessed" / "skull-stripped" / f"{sid}_seg.nii.gz").is_file()
     rows = _read_csv(out / "scores" / "scores.csv")
     assert set(rows[0]) == {
         "fold",

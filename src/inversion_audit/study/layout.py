@@ -59,6 +59,10 @@ class StudyPaths:
         """A candidate original as compared (preprocessed grid)."""
         return self.root / "preprocessed" / variant / f"{subject}.nii.gz"
 
+    def preprocessed_labels(self, variant: str, subject: str) -> Path:
+        """The subject's label map on the preprocessed grid (for display)."""
+        return self.root / "preprocessed" / variant / f"{subject}_seg.nii.gz"
+
     def reconstruction(self, run: str, subject: str, grid: str = "original") -> Path:
         """``_recon.nii.gz`` on the subject's original grid, ``_recon_pre.nii.gz`` on the preprocessed grid."""
         if grid not in ("original", "preprocessed"):

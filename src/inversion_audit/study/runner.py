@@ -163,7 +163,7 @@ class _Study:
 
     def write_preprocessed(self, variant: str) -> None:
         cfg = self.pre_configs[variant]
-        key = config_hash({"cfg": cfg.to_dict(), "files": self.files_key(self.cohort.ids)})
+        key = config_hash({"cfg": cfg.to_dict(), "files": self.files_key(self.cohort.ids), "v": 2})
 
         def work() -> list[Path]:
             outs = []
@@ -172,6 +172,14 @@ class _Study:
                 outs.append(
                     write_volume(self.paths.preprocessed(variant, s.id), pre.image, pre.affine)
                 )
+                if pre.labels is not None:
+                    outs.append(
+                        write_volume(
+                            self.paths.preprocessed_labels(variant, s.id),
+                            pre.labels.astype(np.int16),
+                            pre.affine,
+                        )
+                    )
                 report(self.progress, k + 1, len(self.cohort), f"preprocess {variant}")
             return outs
 
