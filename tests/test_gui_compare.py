@@ -31,7 +31,7 @@ def test_checkerboard_and_curtain_take_each_tile_from_one_image():
 def screenshot(viewer, qtbot) -> np.ndarray:
     """The rendered canvas (RGB) once pending layout and paint events are processed."""
     qtbot.wait(100)
-    return viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    return viewer.screenshot(canvas_only=True, flash=False, size=(300, 300))[..., :3].astype(int)
 
 
 @pytest.fixture

@@ -69,11 +69,11 @@ def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, 
     assert widget.legend.range[0] == 0.0 and widget.legend.range[1] > 0.0
     # screenshot: the magnitude map over the candidate is drawn and follows its opacity
     qtbot.wait(300)  # let the dock layout settle after the result text
-    before = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    before = viewer.screenshot(canvas_only=True, flash=False, size=(300, 300))[..., :3].astype(int)
     assert before.std() > 5.0
     layer.opacity = 0.1
     qtbot.wait(100)
-    after = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+    after = viewer.screenshot(canvas_only=True, flash=False, size=(300, 300))[..., :3].astype(int)
     assert after.shape == before.shape and np.abs(before - after).mean() > 1.0
 
 
