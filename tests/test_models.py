@@ -147,3 +147,31 @@ def test_train_target_rejects_mismatched_shapes(tiny_volumes):
         train_target(
             [images[0], images[1][:16]], labels[:2], TargetConfig(depth=2), "cpu", ids=["a", "b"]
         )
+
+
+def test_patch_training_draws_crops_and_checks_sizes(tiny_volumes):
+    from inversion_audit.training import train_target
+
+    images, labels = tiny_volumes
+    config = TargetConfig(
+        depth=2,
+        base_filters=8,
+        epochs=1,
+        batch_size=2,
+        patch_size=(16, 16, 16),
+        patches_per_subject=3,
+    )
+    assert TargetConfig.from_dict(config.to_dict()) == config
+    model, history = train_target(images[:2], labels[:2], config, device="cpu")
+    assert history.steps == 3  # 2 subjects x 3 crops in batches of 2
+    assert segment_shape(model, images[0]) == images[0].shape  # inference on whole volumes
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        TargetConfig(depth=2, patch_size=(16, 18, 16))
+    with pytest.raises(ValueError, match="larger than the image grid"):
+        train_target(images[:1], labels[:1], TargetConfig(depth=2, patch_size=(64, 16, 16)), "cpu")
+
+
+def segment_shape(model, image):
+    from inversion_audit.training import segment
+
+    return segment(model, image, device="cpu").shape

@@ -90,6 +90,10 @@ class TargetConfig:
     label_map : source label -> class (class 0 is background). Labels not in the map
         are an error, except 0. ``None`` uses the labels as they are.
     n_classes : classes including background; ``None`` infers ``max(class) + 1``.
+    patch_size : train on random crops of this size (centred on a labelled voxel two
+        times in three) instead of whole volumes; more, cheaper steps per CPU second.
+        ``None`` trains on whole volumes. Validation and inference use whole volumes.
+    patches_per_subject : crops drawn from each subject per epoch.
     val_fraction : share of the private set held out for validation (0: none).
     patience : early stopping after this many epochs without a better validation
         loss (0: never; needs ``val_fraction > 0``).
@@ -107,13 +111,22 @@ class TargetConfig:
     seed: int = 0
     label_map: dict[int, int] | None = None
     n_classes: int | None = None
+    patch_size: tuple[int, int, int] | None = None
+    patches_per_subject: int = 1
     val_fraction: float = 0.0
     patience: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ("unet", "segnet"):
             raise ConfigError(f"target.arch must be 'unet' or 'segnet', got {self.arch!r}")
-        for name in ("depth", "base_filters", "kernel_size", "epochs", "batch_size"):
+        for name in (
+            "depth",
+            "base_filters",
+            "kernel_size",
+            "epochs",
+            "batch_size",
+            "patches_per_subject",
+        ):
             _positive(f"target.{name}", getattr(self, name))
         if not isinstance(self.pool_size, int) or self.pool_size < 2:
             raise ConfigError(f"target.pool_size must be an integer >= 2, got {self.pool_size!r}")
@@ -121,6 +134,15 @@ class TargetConfig:
             raise ConfigError(f"target.kernel_size must be odd, got {self.kernel_size}")
         if self.norm not in ("batch", "instance", "none"):
             raise ConfigError(f"target.norm must be batch|instance|none, got {self.norm!r}")
+        if self.patch_size is not None:
+            patch = tuple(self.patch_size) if isinstance(self.patch_size, (list, tuple)) else ()
+            if len(patch) != 3 or any(
+                not isinstance(p, int) or p <= 0 or p % self.multiple for p in patch
+            ):
+                raise ConfigError(
+                    f"target.patch_size must be 3 sizes divisible by {self.multiple}, got {self.patch_size!r}"
+                )
+            object.__setattr__(self, "patch_size", patch)
         object.__setattr__(self, "lr", float(self.lr))
         _positive("target.lr", self.lr, float)
         object.__setattr__(self, "val_fraction", float(self.val_fraction))
@@ -162,6 +184,8 @@ class TargetConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON/TOML-safe dict (label map keys as strings)."""
         out = dataclasses.asdict(self)
+        if self.patch_size is not None:
+            out["patch_size"] = list(self.patch_size)
         if self.label_map is not None:
             out["label_map"] = {str(k): v for k, v in sorted(self.label_map.items())}
         return out
