@@ -38,7 +38,10 @@ def test_known_shift_and_identity(pair, preset):
     err_before = np.abs(shifted.array - fixed.array)[mask].mean()
     assert np.abs(res.warped.array - fixed.array)[mask].mean() < 0.5 * err_before
     same = deformation(fixed, fixed, fixed_mask=mask, preset=preset, cache=False)
-    assert same.mean_displacement_mm < 0.2 * res.mean_displacement_mm
+    # identical volumes: ANTs' sampled metrics leave a residual of ~0.1-0.45 voxel (0.2-0.9 mm
+    # here, varying between runs with thread scheduling); well below the 4 mm shift
+    assert same.mean_displacement_mm < 0.25 * res.mean_displacement_mm
+    assert same.mean_displacement_mm < 0.5 * fixed.spacing[0]
 
 
 def test_world_shift_through_affine(pair):
@@ -100,3 +103,46 @@ def test_bad_input(pair):
         deformation(Volume(bad, fixed.affine), fixed)
     with pytest.raises(ValueError, match="fixed_mask"):
         deformation(fixed, fixed, fixed_mask=mask[:-1], preset="fast", cache=False)
+
+
+def test_isolated_registration_frees_the_calling_process(pair):
+    """ANTs in a child process: other threads keep running, and the result is the same metric."""
+    import threading
+    import time
+
+    fixed, mask = pair
+    shifted = Volume(ndimage.shift(fixed.array, (2, 0, 0), order=1), fixed.affine)
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=tick)
+    thread.start()
+    start = time.perf_counter()
+    try:
+        res = deformation(
+            shifted, fixed, fixed_mask=mask, preset="fast", cache=False, isolated=True
+        )
+    finally:
+        stop.set()
+        thread.join()
+    end = time.perf_counter()
+    assert sum(start + 0.5 < t < end - 0.5 for t in ticks) >= 5
+    assert res.mean_displacement_mm == pytest.approx(4.0, rel=0.2)
+
+
+def test_isolated_registration_failure_is_an_error(pair):
+    fixed, _ = pair
+    tiny = np.eye(4)
+    with pytest.raises(RuntimeError, match="failed in a subprocess"):
+        deformation(
+            Volume(np.zeros((3, 3, 3), np.float32), tiny),
+            Volume(np.ones((3, 3, 3), np.float32), tiny),
+            preset="fast",
+            cache=False,
+            isolated=True,
+        )
