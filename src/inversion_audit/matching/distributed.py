@@ -249,8 +249,10 @@ def _deformation_pair(
     from ..metrics.deformation import deformation
 
     fixed_volume, fixed_mask = fixed
+    # isolated: ANTsPy holds the GIL for the whole registration, which would stop the
+    # worker's heartbeats and get it declared dead (and its work lost) on long pairs
     return deformation(
-        moving, fixed_volume, fixed_mask=fixed_mask, preset=preset, cache=cache
+        moving, fixed_volume, fixed_mask=fixed_mask, preset=preset, cache=cache, isolated=True
     ).mean_displacement_mm
 
 

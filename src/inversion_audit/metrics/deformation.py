@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -193,6 +195,36 @@ def _register(moving: Volume, fixed: Volume, preset: str) -> tuple[np.ndarray, n
     return magnitude, np.asarray(warped, dtype=np.float32)
 
 
+def _register_isolated(
+    moving: Volume, fixed: Volume, preset: str
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`_register` in a child Python process; return (magnitude, warped, seconds)."""
+    import inversion_audit
+
+    env = dict(os.environ)
+    package_root = str(Path(inversion_audit.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory(prefix="inversion-audit-ants-") as tmp:
+        src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(
+            src,
+            moving=np.asarray(moving.array, dtype=np.float32),
+            moving_affine=np.asarray(moving.affine, dtype=np.float64),
+            fixed=np.asarray(fixed.array, dtype=np.float32),
+            fixed_affine=np.asarray(fixed.affine, dtype=np.float64),
+        )
+        cmd = [sys.executable, "-m", "inversion_audit.metrics._ants_subprocess", src, dst, preset]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not os.path.exists(dst):
+            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+            raise RuntimeError(
+                f"ANTs registration of {moving.name} to {fixed.name} failed in a subprocess "
+                f"(exit code {proc.returncode}): {tail}"
+            )
+        with np.load(dst) as z:
+            return z["magnitude"], z["warped"], float(z["seconds"])
+
+
 def _save(path: Path, magnitude: np.ndarray, warped: np.ndarray, seconds: float) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, magnitude=magnitude, warped=warped, seconds=np.float64(seconds))
@@ -215,6 +247,7 @@ def deformation(
     cache: bool = True,
     threads: int | None = None,
     seed: int | None = 0,
+    isolated: bool = False,
 ) -> DeformationResult:
     """Register ``moving_volume`` (a reconstruction) to ``fixed_volume`` (a candidate) with ANTs.
 
@@ -229,6 +262,10 @@ def deformation(
     threads : ITK threads (see :func:`set_itk_threads`); ``None`` keeps the environment's setting.
     seed : ANTs random seed (``ANTS_RANDOM_SEED``) for reproducible metric
         sampling; ``None`` keeps the environment's setting.
+    isolated : run ANTs in a child Python process (about 2 s more per call).
+        ANTsPy holds the GIL for the whole registration; isolation keeps the
+        caller's other threads running (Dask heartbeats, a GUI) and turns an
+        ANTs crash into a ``RuntimeError``.
 
     Returns
     -------
@@ -255,9 +292,12 @@ def deformation(
         set_itk_threads(threads)
         if seed is not None:
             os.environ["ANTS_RANDOM_SEED"] = str(int(seed))
-        start = time.perf_counter()
-        magnitude, warped = _register(moving_volume, fixed_volume, preset)
-        seconds = time.perf_counter() - start
+        if isolated:
+            magnitude, warped, seconds = _register_isolated(moving_volume, fixed_volume, preset)
+        else:
+            start = time.perf_counter()
+            magnitude, warped = _register(moving_volume, fixed_volume, preset)
+            seconds = time.perf_counter() - start
         cached = False
         if path is not None:
             _save(path, magnitude, warped, seconds)
