@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import resource
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -187,12 +188,7 @@ def main() -> None:
         write_results(
             args.name,
             {
-                "command": "benchmarks/bench_ixi_fold.py "
-                + " ".join(
-                    f"--{k.replace('_', '-')} {v}"
-                    for k, v in vars(args).items()
-                    if k not in ("reuse",)
-                ),
+                "command": "benchmarks/bench_ixi_fold.py " + " ".join(sys.argv[1:]),
                 "config": settings,
                 "fold": {
                     "index": fold.index,
