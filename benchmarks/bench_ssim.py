@@ -29,7 +29,9 @@ SHAPE = (96, 112, 96)
 
 def stand_in(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A stand-in reconstruction: blurred (sigma 1.5 voxels) with Gaussian noise (sd 0.05)."""
-    return np.clip(gaussian_filter(image, 1.5) + rng.normal(0, 0.05, image.shape), 0, 1).astype(np.float32)
+    return np.clip(gaussian_filter(image, 1.5) + rng.normal(0, 0.05, image.shape), 0, 1).astype(
+        np.float32
+    )
 
 
 def main() -> None:
@@ -55,7 +57,9 @@ def main() -> None:
     for threads in sorted({args.threads, 1}, reverse=True):
         torch.set_num_threads(threads)
         with Timer() as t:
-            matrix = ssim_matrix(rec, cand, data_range=1.0, device="cpu", memory_budget_mb=args.budget_mb)
+            matrix = ssim_matrix(
+                rec, cand, data_range=1.0, device="cpu", memory_budget_mb=args.budget_mb
+            )
         timings[threads] = (t.seconds, matrix)
 
     pairs = [(i, j) for i in range(n) for j in range(n)]
@@ -66,7 +70,12 @@ def main() -> None:
     start = time.perf_counter()
     for i, j in pairs:
         ref[i, j] = structural_similarity(
-            rec[i], cand[j], data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+            rec[i],
+            cand[j],
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
         )
     t_sk = time.perf_counter() - start
     extrapolated = len(pairs) < n * n
@@ -102,7 +111,9 @@ def main() -> None:
     print_table(rows)
     own = np.diag(timings[args.threads][1])
     others = timings[args.threads][1][~np.eye(n, dtype=bool)]
-    print(f"stand-ins: SSIM own {own.mean():.3f}, others {others.mean():.3f}; load average at start {load:.1f}")
+    print(
+        f"stand-ins: SSIM own {own.mean():.3f}, others {others.mean():.3f}; load average at start {load:.1f}"
+    )
     write_results(
         "ssim_matrix",
         {
