@@ -59,6 +59,8 @@ DEFORMATION_PRESETS: dict[str, tuple[dict, ...]] = {
             "aff_iterations": (1000, 500, 0),
             "aff_shrink_factors": (4, 2, 1),
             "aff_smoothing_sigmas": (2, 1, 0),
+            # dense metric sampling: random 20% sampling let the affine drift on small volumes
+            "aff_random_sampling_rate": 1.0,
         },
         {
             "type_of_transform": "SyNOnly",
@@ -69,7 +71,7 @@ DEFORMATION_PRESETS: dict[str, tuple[dict, ...]] = {
     ),
 }
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
