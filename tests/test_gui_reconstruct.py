@@ -130,13 +130,15 @@ def test_bad_checkpoint_is_an_error_naming_the_file(
     np.testing.assert_array_equal(viewer.layers["T1"].data, before[0][1])
 
 
-def test_ui_keeps_processing_events_while_reconstructing(make_napari_viewer, qtbot, checkpoints):
+def test_ui_keeps_processing_events_while_reconstructing(make_napari_viewer, qtbot, tmp_path):
+    # 64^3 at 1 mm: long enough (about a second on CPU) that the UI must tick meanwhile
+    big = make_tiny_checkpoints(tmp_path / "big", shape=(64, 64, 64), spacing=1.0)
     viewer = make_napari_viewer()
-    viewer.add_image(blob_image((40, 44, 36), seed=4) * 900.0, name="T1", scale=(1.0, 1.0, 1.0))
-    widget = _widget(viewer, *checkpoints)
+    viewer.add_image(blob_image((72, 72, 72), seed=4) * 900.0, name="T1", scale=(1.0, 1.0, 1.0))
+    widget = _widget(viewer, *big)
     job, ticks, seconds = ticks_while_running(qtbot, widget.run)
     assert job.error is None and "T1 reconstruction" in [layer.name for layer in viewer.layers]
-    assert seconds > 0.1
+    assert seconds > 0.1, seconds
     assert len(ticks) >= 0.5 * seconds / 0.05 - 1, (len(ticks), seconds)
 
 
