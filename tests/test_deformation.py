@@ -50,9 +50,20 @@ def test_world_shift_through_affine(pair):
     moved = fixed.affine.copy()
     moved[1, 3] += 6.0
     res = deformation(
-        Volume(fixed.array, moved), fixed, fixed_mask=mask, preset="fast", cache=False
+        Volume(fixed.array, moved),
+        fixed,
+        fixed_mask=mask,
+        preset="fast",
+        cache=False,
+        return_displacement=True,
     )
     assert res.mean_displacement_mm == pytest.approx(6.0, rel=0.2)
+    # the field is in RAS mm: a fixed point p is found at p + (0, 6, 0) in the moving volume
+    assert res.displacement.shape == (*fixed.shape, 3)
+    mean_vector = res.displacement[mask].mean(axis=0)
+    np.testing.assert_allclose(mean_vector, [0.0, 6.0, 0.0], atol=1.2)
+    norms = np.linalg.norm(res.displacement, axis=-1)
+    np.testing.assert_allclose(norms, res.magnitude.array, rtol=1e-4, atol=1e-4)
 
 
 def test_to_ants_geometry(pair):
@@ -80,6 +91,13 @@ def test_cache_hit_and_mask_reuse(pair):
     assert second.mean_displacement_mm == pytest.approx(
         float(first.magnitude.array[mask].mean()), rel=1e-6
     )
+    assert first.displacement is None and second.displacement is None  # not asked for
+    # asking for the field recomputes once (the entry lacked it), then it is cached too
+    third = deformation(moving, fixed, preset="fast", return_displacement=True)
+    assert not third.cached and third.displacement.shape == (*fixed.shape, 3)
+    fourth = deformation(moving, fixed, preset="fast", return_displacement=True)
+    assert fourth.cached
+    np.testing.assert_array_equal(fourth.displacement, third.displacement)
     # another preset or another volume is another key
     assert deformation_cache_path(moving, fixed, "paper") != path
     assert deformation_cache_path(fixed, moving, "fast") != path
@@ -125,7 +143,13 @@ def test_isolated_registration_frees_the_calling_process(pair):
     start = time.perf_counter()
     try:
         res = deformation(
-            shifted, fixed, fixed_mask=mask, preset="fast", cache=False, isolated=True
+            shifted,
+            fixed,
+            fixed_mask=mask,
+            preset="fast",
+            cache=False,
+            isolated=True,
+            return_displacement=True,
         )
     finally:
         stop.set()
@@ -133,6 +157,8 @@ def test_isolated_registration_frees_the_calling_process(pair):
     end = time.perf_counter()
     assert sum(start + 0.5 < t < end - 0.5 for t in ticks) >= 5
     assert res.mean_displacement_mm == pytest.approx(4.0, rel=0.2)
+    # content moved +2 voxels along x (R): fixed points are found 4 mm to the right
+    np.testing.assert_allclose(res.displacement[mask].mean(axis=0), [4.0, 0.0, 0.0], atol=0.8)
 
 
 def test_isolated_registration_failure_is_an_error(pair):

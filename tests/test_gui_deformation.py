@@ -77,6 +77,28 @@ def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, 
     assert after.shape == before.shape and np.abs(before - after).mean() > 1.0
 
 
+@pytest.mark.slow
+def test_vectors_layer_shows_the_displacement_field(pair_viewer, qtbot):
+    viewer, widget = pair_viewer
+    widget.vectors_check.setChecked(True)
+    widget.step_spin.setValue(2)
+    job = widget.run()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=180000)
+    assert job.error is None, job.error
+    layer = viewer.layers["recon → candidate vectors"]
+    assert layer._type_string == "vectors"
+    np.testing.assert_allclose(layer.scale, SCALE)
+    np.testing.assert_allclose(layer.translate, TRANSLATE)
+    data = np.asarray(layer.data)
+    assert data.ndim == 3 and data.shape[1:] == (2, 3) and len(data) > 10
+    assert (data[:, 0] % 2 == 0).all()  # positions on the every-2nd-voxel grid
+    # the reconstruction is the candidate rolled +2 voxels along axis 0: inside the head,
+    # fixed points are found about 2 voxels further along axis 0 (vectors are in voxels)
+    inside = viewer.layers["candidate"].data[tuple(data[:, 0].astype(int).T)] > 0.3
+    mean = data[inside, 1].mean(axis=0)
+    assert mean[0] > 1.0 and abs(mean[1]) < 0.5 and abs(mean[2]) < 0.5, mean
+
+
 def test_cancel_leaves_the_layers_unchanged(pair_viewer, qtbot):
     viewer, widget = pair_viewer
     names = [layer.name for layer in viewer.layers]

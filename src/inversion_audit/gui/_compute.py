@@ -419,14 +419,6 @@ def displacement_vectors(
     return np.stack([positions[keep], projections[keep]], axis=1)
 
 
-def core_gives_displacement_field() -> bool:
-    """Whether :class:`~inversion_audit.metrics.DeformationResult` carries the displacement field
-    (needed for the vectors layer)."""
-    from ..metrics.deformation import DeformationResult
-
-    return "displacement" in getattr(DeformationResult, "__dataclass_fields__", {})
-
-
 def register_pair(
     moving: Volume,
     fixed: Volume,
@@ -447,14 +439,16 @@ def register_pair(
     m, f = comparison_pair(moving, fixed)
     mask = np.asarray(fixed.array) > 0
     result = deformation(
-        m, f, fixed_mask=mask if 0 < mask.sum() < mask.size else None, preset=preset
+        m,
+        f,
+        fixed_mask=mask if 0 < mask.sum() < mask.size else None,
+        preset=preset,
+        return_displacement=bool(vectors_step),
     )
     report(progress, 1, 2, "displacement vectors")
     vectors = None
-    field = getattr(result, "displacement", None)
-    if vectors_step and field is not None:
-        field = field.array if isinstance(field, Volume) else field
-        vectors = displacement_vectors(field, fixed.spacing, int(vectors_step))
+    if vectors_step and result.displacement is not None:
+        vectors = displacement_vectors(result.displacement, fixed.spacing, int(vectors_step))
     report(progress, 2, 2, "done")
     return DeformationView(
         np.asarray(result.magnitude.array, np.float32), float(result.mean_displacement_mm), vectors

@@ -22,7 +22,6 @@ from ._compute import (
     META_KEY,
     DeformationView,
     cached_deformation,
-    core_gives_displacement_field,
     register_pair,
 )
 from ._layers import find_layer, layer_volume, same_geometry, set_layer
@@ -62,11 +61,10 @@ class DeformationWidget(QWidget):
         self.step_spin.setRange(1, 32)
         self.step_spin.setValue(4)
         self.step_spin.setSuffix(" voxels")
-        if not core_gives_displacement_field():
-            self.vectors_check.setEnabled(False)
-            self.vectors_check.setToolTip(
-                "needs the displacement field from inversion_audit.metrics.deformation"
-            )
+        self.vectors_check.setToolTip(
+            "a subsampled Vectors layer of the displacement field (registers again when the "
+            "study holds only the magnitude map)"
+        )
         self.cache_check = QCheckBox("use the study's stored result when there is one")
         self.cache_check.setChecked(True)
         self.panel = JobPanel("Register")
@@ -125,12 +123,12 @@ class DeformationWidget(QWidget):
                 "Deformation: choose a reconstruction and a different candidate image layer."
             )
             return None
-        if self.cache_check.isChecked():
+        step = self.step_spin.value() if self.vectors_check.isChecked() else None
+        if self.cache_check.isChecked() and step is None:  # studies store no vector fields
             stored = self.cached(moving, fixed)
             if stored is not None and stored.magnitude.shape == fixed.data.shape:
                 self.show_result(stored, moving, fixed)
                 return stored
-        step = self.step_spin.value() if self.vectors_check.isChecked() else None
         job = Job(
             _register_in_child,
             layer_volume(moving),

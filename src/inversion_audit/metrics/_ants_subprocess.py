@@ -24,9 +24,13 @@ def main(argv: list[str]) -> int:
         moving = Volume(z["moving"], z["moving_affine"])
         fixed = Volume(z["fixed"], z["fixed_affine"])
     start = time.perf_counter()
-    magnitude, warped = _register(moving, fixed, preset)
+    magnitude, warped, displacement = _register(moving, fixed, preset)
     np.savez(
-        dst, magnitude=magnitude, warped=warped, seconds=np.float64(time.perf_counter() - start)
+        dst,
+        magnitude=magnitude,
+        warped=warped,
+        displacement=displacement,
+        seconds=np.float64(time.perf_counter() - start),
     )
     return 0
 

@@ -85,6 +85,9 @@ class DeformationResult:
     magnitude : displacement norm per voxel (mm), a volume on the fixed (candidate) grid.
     warped : the moving volume warped onto the fixed grid.
     preset : ``"paper"`` or ``"fast"``.
+    displacement : the composed forward displacement field on the fixed grid, shape
+        ``(*fixed.shape, 3)``, in RAS world mm (fixed point ``p`` maps to ``p + u(p)``
+        in the moving volume); ``None`` unless requested with ``return_displacement``.
     seconds : wall time of the registration (the original run's time on a cache hit).
     cached : whether the result came from the on-disk cache.
     """
@@ -95,6 +98,7 @@ class DeformationResult:
     preset: str
     seconds: float
     cached: bool = False
+    displacement: np.ndarray | None = None
 
 
 def centred_affine(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
@@ -171,8 +175,9 @@ def _check_mask(fixed_mask: np.ndarray | None, fixed: Volume) -> np.ndarray | No
     return mask
 
 
-def _register(moving: Volume, fixed: Volume, preset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Run the preset's registrations; return (displacement magnitude, warped moving) on the fixed grid."""
+def _register(moving: Volume, fixed: Volume, preset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the preset's registrations; return (displacement magnitude, warped moving,
+    displacement field in RAS mm) on the fixed grid."""
     import ants
 
     fixed_img, moving_img = to_ants(fixed), to_ants(moving)
@@ -193,14 +198,17 @@ def _register(moving: Volume, fixed: Volume, preset: str) -> tuple[np.ndarray, n
         )
         field = ants.image_read(field_file).numpy()
         warped = result["warpedmovout"].numpy()
-    magnitude = np.sqrt((np.asarray(field, dtype=np.float64) ** 2).sum(axis=-1)).astype(np.float32)
-    return magnitude, np.asarray(warped, dtype=np.float32)
+    field = np.asarray(field, dtype=np.float64)
+    magnitude = np.sqrt((field**2).sum(axis=-1)).astype(np.float32)
+    # ANTs' vectors are in LPS physical space; flip x and y for RAS
+    displacement = (field * np.diag(_LPS)).astype(np.float32)
+    return magnitude, np.asarray(warped, dtype=np.float32), displacement
 
 
 def _register_isolated(
     moving: Volume, fixed: Volume, preset: str
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """:func:`_register` in a child Python process; return (magnitude, warped, seconds)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """:func:`_register` in a child Python process; return (magnitude, warped, field, seconds)."""
     import inversion_audit
 
     env = dict(os.environ)
@@ -224,19 +232,35 @@ def _register_isolated(
                 f"(exit code {proc.returncode}): {tail}"
             )
         with np.load(dst) as z:
-            return z["magnitude"], z["warped"], float(z["seconds"])
+            return z["magnitude"], z["warped"], z["displacement"], float(z["seconds"])
 
 
-def _save(path: Path, magnitude: np.ndarray, warped: np.ndarray, seconds: float) -> None:
+def _save(
+    path: Path,
+    magnitude: np.ndarray,
+    warped: np.ndarray,
+    seconds: float,
+    displacement: np.ndarray | None,
+) -> None:
+    """Cache a result; the (large) displacement field only when it was asked for."""
+    arrays = {"magnitude": magnitude, "warped": warped, "seconds": np.float64(seconds)}
+    if displacement is not None:
+        arrays["displacement"] = displacement
     buf = io.BytesIO()
-    np.savez_compressed(buf, magnitude=magnitude, warped=warped, seconds=np.float64(seconds))
+    np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray, float] | None:
+def _load(
+    path: Path, need_displacement: bool
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None] | None:
+    """A cached result, or ``None`` when missing, damaged or lacking a needed field."""
     try:
         with np.load(path) as z:
-            return z["magnitude"], z["warped"], float(z["seconds"])
+            if need_displacement and "displacement" not in z.files:
+                return None
+            field = z["displacement"] if "displacement" in z.files else None
+            return z["magnitude"], z["warped"], float(z["seconds"]), field
     except Exception:  # a damaged cache entry is recomputed
         return None
 
@@ -250,6 +274,7 @@ def deformation(
     threads: int | None = None,
     seed: int | None = 0,
     isolated: bool = False,
+    return_displacement: bool = False,
 ) -> DeformationResult:
     """Register ``moving_volume`` (a reconstruction) to ``fixed_volume`` (a candidate) with ANTs.
 
@@ -268,6 +293,8 @@ def deformation(
         ANTsPy holds the GIL for the whole registration; isolation keeps the
         caller's other threads running (Dask heartbeats, a GUI) and turns an
         ANTs crash into a ``RuntimeError``.
+    return_displacement : also return (and cache) the displacement field, e.g. for a
+        napari Vectors layer; a cached entry without it is recomputed.
 
     Returns
     -------
@@ -286,23 +313,25 @@ def deformation(
             raise ValueError(f"{vol.name}: {role} volume holds NaN or Inf values")
     mask = _check_mask(fixed_mask, fixed_volume)
     path = deformation_cache_path(moving_volume, fixed_volume, preset) if cache else None
-    hit = _load(path) if path is not None and path.exists() else None
+    hit = _load(path, return_displacement) if path is not None and path.exists() else None
     if hit is not None:
-        magnitude, warped, seconds = hit
+        magnitude, warped, seconds, field = hit
         cached = True
     else:
         set_itk_threads(threads)
         if seed is not None:
             os.environ["ANTS_RANDOM_SEED"] = str(int(seed))
         if isolated:
-            magnitude, warped, seconds = _register_isolated(moving_volume, fixed_volume, preset)
+            magnitude, warped, field, seconds = _register_isolated(
+                moving_volume, fixed_volume, preset
+            )
         else:
             start = time.perf_counter()
-            magnitude, warped = _register(moving_volume, fixed_volume, preset)
+            magnitude, warped, field = _register(moving_volume, fixed_volume, preset)
             seconds = time.perf_counter() - start
         cached = False
         if path is not None:
-            _save(path, magnitude, warped, seconds)
+            _save(path, magnitude, warped, seconds, field if return_displacement else None)
     affine = np.asarray(fixed_volume.affine, dtype=np.float64).copy()
     return DeformationResult(
         mean_displacement_mm=float(
@@ -313,4 +342,5 @@ def deformation(
         preset=preset,
         seconds=seconds,
         cached=cached,
+        displacement=field if return_displacement else None,
     )
