@@ -31,7 +31,6 @@ __all__ = [
     "align_to",
     "cached_deformation",
     "comparison_pair",
-    "core_gives_displacement_field",
     "displacement_vectors",
     "register_pair",
     "check_checkpoints",

@@ -175,7 +175,9 @@ def _check_mask(fixed_mask: np.ndarray | None, fixed: Volume) -> np.ndarray | No
     return mask
 
 
-def _register(moving: Volume, fixed: Volume, preset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _register(
+    moving: Volume, fixed: Volume, preset: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run the preset's registrations; return (displacement magnitude, warped moving,
     displacement field in RAS mm) on the fixed grid."""
     import ants
