@@ -8,7 +8,12 @@ on a Dask LocalCluster (one single-threaded worker process per core). The
 all-pairs wall time (400 pairs) is extrapolated from the measured seconds per
 pair; the table says so.
 
+With ``--attack DIR`` (the checkpoints that ``bench_ixi_fold.py --work DIR`` trained, in
+``DIR/unet_bottleneck``) the reconstructions are real: the inversion decoder's
+reconstructions of fold 0's 10 private subjects, preprocessed as its sidecar records.
+
 Usage: .venv/bin/python benchmarks/bench_deformation.py [--workers 2] [--presets fast,paper]
+       [--attack /tmp/ixi-fold/unet_bottleneck]
        [--paper-recon N]   (the slow 'paper' preset on the first N reconstructions only)
        [--cache DIR]   (reuse a cache to resume an interrupted run; wall times then are not valid)
 """
@@ -31,6 +36,19 @@ from inversion_audit.metrics import deformation, ssim_matrix
 from inversion_audit.metrics.deformation import centred_affine
 
 
+def real_reconstructions(folder, cand_ids, pres, decoder) -> tuple[list[str], np.ndarray]:
+    """The decoder's reconstructions of fold 0's private subjects (``kfold_split(ids, 4, seed=0)``)."""
+    from inversion_audit.attack import reconstruct
+    from inversion_audit.checkpoints import load_target
+    from inversion_audit.data import kfold_split
+
+    target = load_target(os.path.join(folder, "target.safetensors"))
+    private = list(kfold_split(cand_ids, 4, seed=0)[0].private_set)
+    by_id = {p.subject_id: p for p in pres}
+    recs = [reconstruct(target, decoder, by_id[s].image, device="cpu") for s in private]
+    return private, np.stack(recs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-recon", type=int, default=10)
@@ -46,11 +64,23 @@ def main() -> None:
         default=None,
         help="run 'paper' on the first N reconstructions only",
     )
+    ap.add_argument(
+        "--attack",
+        default=None,
+        help="folder with target/inversion checkpoints: real reconstructions of fold 0's private set",
+    )
     args = ap.parse_args()
     from inversion_audit.matching.distributed import deformation_matrix
 
     config = PreprocessConfig(skull_strip="labels", shape=tuple(args.shape))
-    subjects = load_cohort(IXI_DEV).subjects[: args.n_cand]
+    cohort = load_cohort(IXI_DEV)
+    if args.attack:
+        from inversion_audit.checkpoints import load_inversion
+
+        decoder = load_inversion(os.path.join(args.attack, "inversion.safetensors"))
+        config = PreprocessConfig.from_dict(decoder.metadata["preprocess"])
+        cohort = cohort.subset(sorted(cohort.ids)[: args.n_cand])
+    subjects = cohort.subjects[: args.n_cand]
     pres = [
         preprocess_subject(s, config) for s in subjects
     ]  # default cache (preprocessing is not timed)
@@ -58,8 +88,11 @@ def main() -> None:
     os.environ["INVERSION_AUDIT_CACHE"] = cache  # set before the cluster starts: workers inherit it
     rng = np.random.default_rng(0)
     cand_ids = [p.subject_id for p in pres]
-    rec_ids = cand_ids[: args.n_recon]
-    rec = np.stack([stand_in(p.image, rng) for p in pres[: args.n_recon]])
+    if args.attack:
+        rec_ids, rec = real_reconstructions(args.attack, cand_ids, pres, decoder)
+    else:
+        rec_ids = cand_ids[: args.n_recon]
+        rec = np.stack([stand_in(p.image, rng) for p in pres[: args.n_recon]])
     cand = np.stack([p.image for p in pres])
     masks = [p.mask for p in pres]
     grid = centred_affine(config.shape, config.spacing)
@@ -148,6 +181,7 @@ def main() -> None:
             "top_k": args.top_k,
             "workers": args.workers,
             "cache_reused": args.cache is not None,
+            "reconstructions": args.attack or "stand-ins (blur + noise)",
             "ssim_seconds": t_ssim.seconds,
             "ssim_top1_correct": int(np.sum(ssim_rank == 1)),
             "top1_agreement_fast_vs_paper": agreement,

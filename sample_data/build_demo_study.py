@@ -3,9 +3,11 @@
     inversion-audit run configs/demo.toml --out /tmp/demo-study
     python sample_data/build_demo_study.py /tmp/demo-study
 
-Copies what the widgets read (scores, rankings, report, preprocessed candidates and labels,
-reconstructions, deformation maps) and the fold-0 checkpoints; leaves out stage records,
-logs and the other folds' checkpoints to keep the package small.
+Copies what the widgets and ``reader-study create`` read (scores, rankings, report,
+preprocessed candidates and labels, reconstructions on the preprocessed grid, deformation
+maps) and the fold-0 checkpoints; leaves out stage records, logs, the reconstructions
+written back to the original grids and the other folds' checkpoints, to keep the package
+small (a few MB).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def build(study: Path, out: Path) -> Path:
     for name in KEEP:
         shutil.copy2(study / name, tmp / name)
     for tree in TREES:
-        shutil.copytree(study / tree, tmp / tree, ignore=shutil.ignore_patterns("parts"))
+        shutil.copytree(
+            study / tree, tmp / tree, ignore=shutil.ignore_patterns("parts", "*_recon.nii.gz")
+        )
     for fold0 in (study / "checkpoints").glob("*/fold0"):
         shutil.copytree(fold0, tmp / "checkpoints" / fold0.parent.name / "fold0")
     shutil.rmtree(out, ignore_errors=True)

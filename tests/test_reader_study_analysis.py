@@ -270,3 +270,26 @@ def test_cli_create_and_analyze(tmp_path, capsys):
     answers = (tmp_path / "out" / "answers.csv").read_text()
     assert not any(sid in answers for sid in subject_ids(6))
     assert any(sid in (tmp_path / "out" / "case_key.csv").read_text() for sid in subject_ids(6))
+
+
+def test_create_and_analyze_on_the_bundled_demo_study(tmp_path, capsys):
+    """The acceptance run: a design on the demo study that ships with the package, one
+    reader who answers with the SSIM matcher's pick, then the analysis."""
+    from inversion_audit.gui.demo_study import demo_study_dir
+
+    db = tmp_path / "demo.sqlite"
+    argv = ["reader-study", "create", "--study", str(demo_study_dir()), "--readers", "alice"]
+    assert main([*argv, "--candidates", "5", "--strategy", "hardest", "--out", str(db)]) == 0
+    assert "12 cases (12 match, 0 quality-only)" in capsys.readouterr().out
+    with ReaderStudyStore(db) as store:
+        for case in store.design.cases:
+            store.record_answer(
+                "alice", case.case_id, match=case.ssim_pick, confidence=3, anatomy=4,
+                time_shown="t", seconds=5,
+            )  # fmt: skip
+    assert main(["reader-study", "analyze", str(db), "--out", str(tmp_path / "out")]) == 0
+    res = json.loads((tmp_path / "out" / "reader_study.json").read_text())
+    alice = res["readers"]["alice"]
+    assert alice["n"] == 12
+    # a reader who always follows SSIM is exactly as accurate as the SSIM matcher
+    assert alice["accuracy"] == pytest.approx(res["ssim_matcher"]["accuracy"])

@@ -4,12 +4,15 @@ Usage (the demo study by default)::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py [STUDY]
 
-Writes ``docs/images/compare.png`` and ``docs/images/candidates.png``.
+Writes ``docs/images/compare.png``, ``docs/images/candidates.png`` and
+``docs/images/reader-case.png`` (a blinded reader-study case grid; the design is created in a
+temporary folder with ``create_design``, as ``inversion-audit reader-study create`` does).
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,5 +74,25 @@ def main(study: Path) -> None:
     viewer.close()
 
 
+def reader_case(study: Path) -> None:
+    """A reader's first case: the reconstruction and candidates A-E on linked cameras."""
+    from inversion_audit.reader_study import create_design, write_design
+
+    with tempfile.TemporaryDirectory() as tmp:
+        design = create_design(study, ["alice", "bob"], n_candidates=5, seed=0)
+        db = write_design(Path(tmp) / "rs.sqlite", design)
+        viewer = napari.Viewer(title="Inversion Audit reader study")
+        viewer.window.resize(1500, 950)
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reader study")
+        widget.open_database(str(db))
+        widget.log_in("alice")
+        wait(lambda: len(viewer.layers) >= 6)
+        settle(1.5)
+        viewer.screenshot(str(OUT / "reader-case.png"), canvas_only=False, flash=False)
+        viewer.close()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else demo_study_dir())
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else demo_study_dir()
+    main(folder)
+    reader_case(folder)
