@@ -87,7 +87,9 @@ def reader_case(study: Path) -> None:
         widget.open_database(str(db))
         widget.log_in("alice")
         wait(lambda: len(viewer.layers) >= 6)
-        settle(1.5)
+        settle(0.5)
+        viewer.reset_view()
+        settle(1.0)
         viewer.screenshot(str(OUT / "reader-case.png"), canvas_only=False, flash=False)
         viewer.close()
 

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import InversionAuditError
 from ..reader_study import LABELS, MATCH_NONE, ReaderSession, ReaderStudyStore
+from ._layers import axial_view
 
 if TYPE_CHECKING:
     import napari
@@ -302,6 +303,8 @@ class ReaderStudyWidget(QWidget):
                 layers = list(self.viewer.layers)
                 if grid.position(layers.index(self._layers[0]), layers) != (0, 0):
                     grid.stride = -grid.stride
+            axial_view(self.viewer)  # axial slices, radiological convention; fits the camera
+            return
         self.viewer.reset_view()
 
     def _refresh(self) -> None:
