@@ -59,8 +59,9 @@ DEFORMATION_PRESETS: dict[str, tuple[dict, ...]] = {
             "aff_iterations": (1000, 500, 0),
             "aff_shrink_factors": (4, 2, 1),
             "aff_smoothing_sigmas": (2, 1, 0),
-            # dense metric sampling: random 20% sampling let the affine drift on small volumes
-            "aff_random_sampling_rate": 1.0,
+            # "auto": dense metric sampling on small volumes (random 20% sampling let the
+            # affine drift on 32^3 test volumes), ANTs' 20% on real ones (dense is ~5x slower)
+            "aff_random_sampling_rate": "auto",
         },
         {
             "type_of_transform": "SyNOnly",
@@ -71,7 +72,17 @@ DEFORMATION_PRESETS: dict[str, tuple[dict, ...]] = {
     ),
 }
 
-_CACHE_VERSION = 2
+#: Registration grid per preset: ``fast`` registers copies resampled to 4 mm when the
+#: resampled grid keeps at least :data:`MIN_COARSE_EXTENT` voxels per axis (the transforms
+#: are in world mm, so the displacement is still evaluated on the full fixed grid).
+#: At 2 mm (96x112x96) this makes SyN with CC about 3x cheaper.
+REGISTRATION_SPACING_MM: dict[str, float | None] = {"paper": None, "fast": 4.0}
+MIN_COARSE_EXTENT = 40
+
+_CACHE_VERSION = 4
+#: with ``aff_random_sampling_rate = "auto"``, the affine metric uses at least this many
+#: fixed-image voxels (all of them for smaller volumes), else ANTs' default 20%
+MIN_AFFINE_SAMPLES = 65536
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -116,6 +127,25 @@ def centred_affine(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.nda
     return affine
 
 
+def _registration_grid(image: ants.ANTsImage, preset: str) -> ants.ANTsImage:
+    """``image`` resampled (linear) to the preset's registration spacing, or as it is."""
+    import ants
+
+    target = REGISTRATION_SPACING_MM.get(preset)
+    if target is None or min(image.spacing) >= target:
+        return image
+    extent = np.asarray(image.shape) * np.asarray(image.spacing) / target
+    if extent.min() < MIN_COARSE_EXTENT:
+        return image
+    return ants.resample_image(image, (target,) * image.dimension, use_voxels=False, interp_type=0)
+
+
+def affine_sampling_rate(shape: tuple[int, ...]) -> float:
+    """The ``"auto"`` affine sampling rate: dense below :data:`MIN_AFFINE_SAMPLES` voxels,
+    then decreasing to ANTs' default of 0.2."""
+    return float(min(1.0, max(0.2, MIN_AFFINE_SAMPLES / float(np.prod(shape)))))
+
+
 def set_itk_threads(threads: int | None) -> None:
     """Set ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` (``None`` leaves it as is).
 
@@ -156,6 +186,7 @@ def deformation_cache_path(moving: Volume, fixed: Volume, preset: str) -> Path:
             "stages": [
                 sorted((k, str(v)) for k, v in s.items()) for s in DEFORMATION_PRESETS[preset]
             ],
+            "registration_spacing_mm": REGISTRATION_SPACING_MM.get(preset),
             "version": _CACHE_VERSION,
         }
     )
@@ -183,23 +214,29 @@ def _register(
     import ants
 
     fixed_img, moving_img = to_ants(fixed), to_ants(moving)
+    reg_fixed, reg_moving = (
+        _registration_grid(fixed_img, preset),
+        _registration_grid(moving_img, preset),
+    )
     with tempfile.TemporaryDirectory(prefix="inversion-audit-ants-") as tmp:
         transforms: list[str] | None = None
-        result = None
         for k, stage in enumerate(DEFORMATION_PRESETS[preset]):
             kwargs = dict(stage)
+            if kwargs.get("aff_random_sampling_rate") == "auto":
+                kwargs["aff_random_sampling_rate"] = affine_sampling_rate(reg_fixed.shape)
             if transforms is not None:
                 kwargs["initial_transform"] = transforms
             result = ants.registration(
-                fixed_img, moving_img, outprefix=os.path.join(tmp, f"stage{k}_"), **kwargs
+                reg_fixed, reg_moving, outprefix=os.path.join(tmp, f"stage{k}_"), **kwargs
             )
             transforms = list(result["fwdtransforms"])
-        assert result is not None and transforms is not None
+        assert transforms is not None
+        # world-space transforms: evaluate the composed field and the warp on the full grid
         field_file = ants.apply_transforms(
             fixed_img, moving_img, transformlist=transforms, compose=os.path.join(tmp, "composed_")
         )
         field = ants.image_read(field_file).numpy()
-        warped = result["warpedmovout"].numpy()
+        warped = ants.apply_transforms(fixed_img, moving_img, transformlist=transforms).numpy()
     field = np.asarray(field, dtype=np.float64)
     magnitude = np.sqrt((field**2).sum(axis=-1)).astype(np.float32)
     # ANTs' vectors are in LPS physical space; flip x and y for RAS
