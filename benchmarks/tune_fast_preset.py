@@ -25,69 +25,37 @@ from inversion_audit.data import PreprocessConfig, load_cohort, preprocess_subje
 from inversion_audit.io import Volume
 from inversion_audit.matching import ScoreMatrix, top_k_mask
 from inversion_audit.metrics import deformation, ssim_matrix
-from inversion_audit.metrics.deformation import centred_affine
+from inversion_audit.metrics.deformation import (
+    DEFORMATION_PRESETS,
+    REGISTRATION_SPACING_MM,
+    centred_affine,
+)
 
-_AFFINE = {
-    "type_of_transform": "Affine",
-    "aff_metric": "mattes",
-    "aff_iterations": (1000, 500, 0),
-    "aff_shrink_factors": (4, 2, 1),
-    "aff_smoothing_sigmas": (2, 1, 0),
-    "aff_random_sampling_rate": "auto",
-}
+_FAST_AFFINE, _FAST_SYN = DEFORMATION_PRESETS["fast"]
 
-#: name -> (stages, registration spacing in mm or None for the volumes' own grid)
+
+def _variant(affine: dict, syn: dict) -> tuple[tuple[dict, ...], float]:
+    """The shipped `fast` stages with some settings replaced, on 4 mm copies."""
+    return (_FAST_AFFINE | affine, _FAST_SYN | syn), 4.0
+
+
+#: name -> (stages, registration spacing in mm); "current" is the shipped `fast` preset
 VARIANTS: dict[str, tuple[tuple[dict, ...], float | None]] = {
-    "current": ((), None),  # the shipped `fast` preset, unchanged
-    "affine4mm": (
-        (
-            _AFFINE | {"aff_iterations": (1000, 500, 200)},
-            {
-                "type_of_transform": "SyNOnly",
-                "syn_metric": "CC",
-                "syn_sampling": 2,
-                "reg_iterations": (40, 10, 0),
-            },
-        ),
-        4.0,
-    ),  # fmt: skip
-    "syn-8-4mm-cc2": (
-        (
-            _AFFINE | {"aff_iterations": (1000, 500, 200)},
-            {
-                "type_of_transform": "SyNOnly",
-                "syn_metric": "CC",
-                "syn_sampling": 2,
-                "reg_iterations": (40, 20),
-            },
-        ),
-        4.0,
-    ),  # fmt: skip
-    "syn-8-4mm-mattes": (
-        (
-            _AFFINE | {"aff_iterations": (1000, 500, 200)},
-            {
-                "type_of_transform": "SyNOnly",
-                "syn_metric": "mattes",
-                "syn_sampling": 32,
-                "reg_iterations": (40, 20),
-            },
-        ),
-        4.0,
-    ),  # fmt: skip
+    "current": (DEFORMATION_PRESETS["fast"], REGISTRATION_SPACING_MM["fast"]),
+    "affine4mm": _variant({"aff_iterations": (1000, 500, 200)}, {}),
+    "syn-8-4mm-cc2": _variant({"aff_iterations": (1000, 500, 200)}, {"reg_iterations": (40, 20)}),
+    "syn-8-4mm-mattes": _variant(
+        {"aff_iterations": (1000, 500, 200)},
+        {"syn_metric": "mattes", "syn_sampling": 32, "reg_iterations": (40, 20)},
+    ),
 }
 
 
 def install_variant(name: str) -> str:
     """Register a variant as a deformation preset of this process; return the preset name."""
-    import sys
-
-    module = sys.modules["inversion_audit.metrics.deformation"]
     if name == "current":
         return "fast"
-    stages, spacing = VARIANTS[name]
-    module.DEFORMATION_PRESETS[name] = stages
-    module.REGISTRATION_SPACING_MM[name] = spacing
+    DEFORMATION_PRESETS[name], REGISTRATION_SPACING_MM[name] = VARIANTS[name]
     return name
 
 

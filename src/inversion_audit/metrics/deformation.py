@@ -236,7 +236,10 @@ def _register(
             fixed_img, moving_img, transformlist=transforms, compose=os.path.join(tmp, "composed_")
         )
         field = ants.image_read(field_file).numpy()
-        warped = ants.apply_transforms(fixed_img, moving_img, transformlist=transforms).numpy()
+        if reg_fixed is fixed_img and reg_moving is moving_img:
+            warped = result["warpedmovout"].numpy()
+        else:  # registered on coarse copies: warp the full-resolution moving volume
+            warped = ants.apply_transforms(fixed_img, moving_img, transformlist=transforms).numpy()
     field = np.asarray(field, dtype=np.float64)
     magnitude = np.sqrt((field**2).sum(axis=-1)).astype(np.float32)
     # ANTs' vectors are in LPS physical space; flip x and y for RAS
