@@ -42,12 +42,12 @@ def _variant(affine: dict, syn: dict) -> tuple[tuple[dict, ...], float]:
 #: name -> (stages, registration spacing in mm); "current" is the shipped `fast` preset
 VARIANTS: dict[str, tuple[tuple[dict, ...], float | None]] = {
     "current": (DEFORMATION_PRESETS["fast"], REGISTRATION_SPACING_MM["fast"]),
-    "affine4mm": _variant({"aff_iterations": (1000, 500, 200)}, {}),
-    "syn-8-4mm-cc2": _variant({"aff_iterations": (1000, 500, 200)}, {"reg_iterations": (40, 20)}),
-    "syn-8-4mm-mattes": _variant(
-        {"aff_iterations": (1000, 500, 200)},
-        {"syn_metric": "mattes", "syn_sampling": 32, "reg_iterations": (40, 20)},
+    # the `fast` preset before tuning: CC radius 2, 40x10x0 SyN, 1000x500x0 affine
+    "cc2-untuned": _variant(
+        {"aff_iterations": (1000, 500, 0)},
+        {"syn_metric": "CC", "syn_sampling": 2, "reg_iterations": (40, 10, 0)},
     ),
+    "syn-8-4mm-cc2": _variant({}, {"syn_metric": "CC", "syn_sampling": 2}),
 }
 
 
