@@ -14,7 +14,14 @@ import numpy as np
 from ..io import atomic_write_json, atomic_write_text
 from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
-__all__ = ["load_scores", "summarize_study", "write_report", "RANKED_METRICS"]
+__all__ = [
+    "load_scores",
+    "summarize_study",
+    "tables_markdown",
+    "plain_summary",
+    "write_report",
+    "RANKED_METRICS",
+]
 
 #: metric -> higher is better
 RANKED_METRICS = {"ssim": True, "correlation": True, "psnr": True, "deformation": False}
@@ -140,7 +147,8 @@ def _ms(d: dict | None) -> str:
     return f"{d['mean']:.3f} ± {d['sd']:.3f}"
 
 
-def _tables_md(summary: dict) -> list[str]:
+def tables_markdown(summary: dict) -> list[str]:
+    """Tables 1 to 3 and Dice as Markdown lines, each with the paper's figures beside it."""
     lines = ["## Table 1: reconstruction quality (mean ± sd, reconstruction vs own original)", ""]
     lines += [
         "| run | n | correlation | SSIM | PSNR | paper correlation | paper SSIM |",
@@ -385,7 +393,16 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         if config is not None
         else "Model inversion audit"
     )
-    md = [f"# {title}", "", "## Summary", "", *plain_summary(summary), "", *_tables_md(summary), ""]
+    md = [
+        f"# {title}",
+        "",
+        "## Summary",
+        "",
+        *plain_summary(summary),
+        "",
+        *tables_markdown(summary),
+        "",
+    ]
     md += [
         "AUC: same-subject vs different-subject pairs as a verification score. MRR: mean reciprocal rank. "
         "P@1: precision at 1. Paper figures: Subbanna et al., Sensors 2021 (LPBA40, 40 subjects, 4 folds).",
