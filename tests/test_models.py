@@ -171,6 +171,29 @@ def test_patch_training_draws_crops_and_checks_sizes(tiny_volumes):
         train_target(images[:1], labels[:1], TargetConfig(depth=2, patch_size=(64, 16, 16)), "cpu")
 
 
+def test_batchnorm_statistics_are_recomputed_on_the_training_crops(tiny_volumes):
+    """Eval-mode BatchNorm must normalise like training did: with crop statistics, not
+    those of whole, mostly-background volumes (that halved an ixi-dev target's Dice)."""
+    from inversion_audit.training import train_target
+
+    images, labels = tiny_volumes
+    seen = []
+
+    def record(module, args):
+        if hasattr(module, "encode"):  # the target network itself, not its layers
+            seen.append((module.training, tuple(args[0].shape[2:])))
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        config = TargetConfig(depth=2, epochs=1, batch_size=2, patch_size=(16, 16, 16))
+        train_target(images[:2], labels[:2], config, device="cpu")
+    finally:
+        handle.remove()
+    # one optimisation step, then one recalibration pass, all in train mode on 16^3 crops
+    assert len(seen) == 2
+    assert seen == [(True, (16, 16, 16))] * 2
+
+
 def segment_shape(model, image):
     from inversion_audit.training import segment
 

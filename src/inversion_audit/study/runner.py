@@ -188,12 +188,14 @@ class _Study:
     def train_target(self, fold: Fold, variant: str, arch: str) -> str:
         from ..checkpoints import save_checkpoint, training_metadata
         from ..training import train_target
+        from ..training.target import TRAINING_REVISION
 
         tcfg = self.config.target_config(arch)
         pcfg = self.fold_pre_config(variant, fold)
         key = config_hash(
             {
                 "target": tcfg.to_dict(),
+                "training_revision": TRAINING_REVISION,
                 "pre": pcfg.to_dict(),
                 "private": self.files_key(fold.private_set),
                 "fold": fold.index,

@@ -27,7 +27,11 @@ from .loop import (
 )
 from .losses import segmentation_loss
 
-__all__ = ["train_target", "segment", "apply_label_map"]
+__all__ = ["train_target", "segment", "apply_label_map", "TRAINING_REVISION"]
+
+#: bumped when a code change alters what ``train_target`` returns for the same config, so
+#: that resumable studies retrain (2: BatchNorm statistics recomputed on the training crops)
+TRAINING_REVISION = 2
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +209,13 @@ def train_target(
         model.load_state_dict(best_state)
 
     def forward(rows: list[int]) -> None:
+        # the statistics of what the network was trained on: crops when it trained on crops
+        # (whole volumes, mostly background, halved the Dice of a 64^3-crop ixi-dev target)
+        x, _ = sampler.batch(x_all, [train_rows[r % len(train_rows)] for r in rows])
         with autocast(dev):
-            model(to_device(x_all[[train_rows[r] for r in rows]], dev))
+            model(to_device(x, dev))
 
-    recalibrate_batchnorm(model, batches(len(train_rows), config.batch_size, None), forward)
+    recalibrate_batchnorm(model, batches(n_items, config.batch_size, None), forward)
     history.seconds = time.perf_counter() - start
     optimizer.zero_grad(set_to_none=True)
     model.eval()
