@@ -8,7 +8,7 @@ registers the same pairs in this process and reports the fraction of reconstruct
 best candidate (smallest mean displacement) equals `paper`'s.
 
 Usage: .venv/bin/python benchmarks/tune_fast_preset.py --attack /tmp/ixi-fold/unet_bottleneck
-       --cache /tmp/bench-deformation-cnl2868n [--variants current,affine4mm,...] [--n-recon 10]
+       --cache /tmp/bench-deformation-cnl2868n [--variants current,cc2-untuned,syn-8-4mm-cc2] [--n-recon 10]
 """
 
 from __future__ import annotations
