@@ -14,7 +14,15 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test venv system-deps lint clean-venv
 
+# Debian/Ubuntu ship venv's ensurepip separately (python3-venv / python3.X-venv)
 $(BIN)/python:
+	@$(PYTHON) -c "import ensurepip" 2>/dev/null || { \
+		v=$$($(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")'); \
+		echo "installing system packages: python3-venv python$$v-venv"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			python3-venv "python$$v-venv" >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 

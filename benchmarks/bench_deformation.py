@@ -72,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     from inversion_audit.matching.distributed import deformation_matrix
 
-    config = PreprocessConfig(skull_strip="labels", shape=tuple(args.shape))
+    config = PreprocessConfig(skull_strip="labels", shape=tuple(args.shape), bias_correction=False)
     cohort = load_cohort(IXI_DEV)
     if args.attack:
         from inversion_audit.checkpoints import load_inversion

@@ -29,8 +29,12 @@ def main() -> None:
             read_volume(s.image)
             read_labels(s.labels)
     configs = {
-        "skull-stripped": PreprocessConfig(skull_strip="labels", shape=(96, 112, 96)),
-        "with-skull": PreprocessConfig(skull_strip="none", shape=(112, 144, 128)),
+        "skull-stripped": PreprocessConfig(
+            skull_strip="labels", shape=(96, 112, 96), bias_correction=False
+        ),
+        "with-skull": PreprocessConfig(
+            skull_strip="none", shape=(112, 144, 128), bias_correction=False
+        ),
     }
     if args.n4:
         configs["skull-stripped+N4"] = PreprocessConfig(

@@ -44,7 +44,7 @@ def main() -> None:
     import torch
 
     subjects = load_cohort(IXI_DEV).subjects[: args.n]
-    config = PreprocessConfig(skull_strip="labels", shape=SHAPE)
+    config = PreprocessConfig(skull_strip="labels", shape=SHAPE, bias_correction=False)
     cand = np.stack([preprocess_subject(s, config).image for s in subjects])
     rng = np.random.default_rng(0)
     rec = np.stack([stand_in(c, rng) for c in cand])

@@ -158,7 +158,11 @@ def make_tiny_checkpoints(
     target = build_target_network(arch, n_classes=2, depth=2, base_filters=4, norm="none")
     decoder = build_inversion_decoder(target, threat_model)
     pre = PreprocessConfig(
-        spacing=(spacing,) * 3, shape=shape, divisible_by=4, skull_strip=skull_strip
+        spacing=(spacing,) * 3,
+        shape=shape,
+        divisible_by=4,
+        skull_strip=skull_strip,
+        bias_correction=False,
     )
     target_path, _ = save_checkpoint(folder / "target", target, {"preprocess": pre.to_dict()})
     inversion_path, _ = save_checkpoint(

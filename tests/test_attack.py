@@ -81,7 +81,9 @@ def test_reconstruct_and_write_back_to_the_source_grid(tiny_cohort, tmp_path):
     from inversion_audit.data import PreprocessConfig, load_cohort, preprocess_subject
 
     subject = load_cohort(tiny_cohort)["sub00"]
-    pre = preprocess_subject(subject, PreprocessConfig(shape=(32, 32, 32), divisible_by=4))
+    pre = preprocess_subject(
+        subject, PreprocessConfig(shape=(32, 32, 32), divisible_by=4, bias_correction=False)
+    )
     target = _target()
     decoder = build_inversion_decoder(target, "bottleneck")
     rec = reconstruct(target, decoder, pre.image, device="cpu")
@@ -96,6 +98,34 @@ def test_reconstruct_and_write_back_to_the_source_grid(tiny_cohort, tmp_path):
     assert written.shape == original.shape
     np.testing.assert_allclose(written.affine, original.affine, atol=1e-5)
     np.testing.assert_allclose(nib.load(on_pre).affine, pre.affine, atol=1e-5)
+
+
+def test_reconstruct_subject_uses_the_checkpoint_preprocessing(tiny_cohort, tmp_path):
+    import nibabel as nib
+
+    from inversion_audit.attack import build_inversion_decoder, reconstruct, reconstruct_subject
+    from inversion_audit.data import PreprocessConfig, load_cohort, preprocess_subject
+    from inversion_audit.errors import CheckpointError
+
+    subject = load_cohort(tiny_cohort)["sub01"]
+    config = PreprocessConfig(
+        spacing=4.0, shape=(16, 16, 16), divisible_by=4, skull_strip="labels", bias_correction=False
+    )
+    target = _target()
+    decoder = build_inversion_decoder(target, "bottleneck")
+    with pytest.raises(CheckpointError, match="preprocess config"):
+        reconstruct_subject(target, decoder, subject, device="cpu")  # no sidecar config
+    decoder.metadata = {"preprocess": config.to_dict()}  # as load_inversion sets it
+    result = reconstruct_subject(target, decoder, subject, device="cpu", out_dir=tmp_path)
+    pre = preprocess_subject(subject, config)
+    assert result.preprocessed.shape == (16, 16, 16)
+    np.testing.assert_array_equal(result.array, reconstruct(target, decoder, pre.image, "cpu"))
+    source = nib.load(subject.image)
+    written = nib.load(result.files["source"])
+    assert written.shape == source.shape and result.on_source_grid().shape == source.shape
+    np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)
+    assert nib.load(result.files["preprocessed"]).shape == (16, 16, 16)
+    assert result.files["source"].name == "sub01_recon.nii.gz"
 
 
 def test_reconstruct_refuses_a_decoder_of_another_target():

@@ -26,18 +26,17 @@ def _target(arch="unet", filters=8, seed=0):
 
 @pytest.mark.parametrize("arch", ["unet", "segnet"])
 def test_target_round_trip_is_bit_for_bit(tmp_path, arch):
-    from inversion_audit.checkpoints import load_target, save_checkpoint
+    from inversion_audit.checkpoints import load_target, save_checkpoint, training_metadata
     from inversion_audit.data import PreprocessConfig
     from inversion_audit.io import ids_hash
+    from inversion_audit.training import TargetConfig
 
     model = _target(arch)
     model.label_map = {4: 1, 11: 2}
     pre = PreprocessConfig(shape=(32, 32, 32), intensity="nyul", nyul_landmarks=tuple(range(11)))
-    meta = {
-        "preprocess": pre.to_dict(),
-        "seed": 3,
-        "train_ids_hash": ids_hash(["secret01", "secret02"]),
-    }
+    meta = training_metadata(
+        TargetConfig(arch=arch, seed=3), None, pre, train_ids=["secret01", "secret02"]
+    )
     weights, sidecar = save_checkpoint(tmp_path / "fold0" / "target", model, meta)
     assert weights.name == "target.safetensors" and sidecar.name == "target.json"
     loaded = load_target(weights)
@@ -50,6 +49,7 @@ def test_target_round_trip_is_bit_for_bit(tmp_path, arch):
     assert record["arch_args"]["base_filters"] == 8
     assert {"torch", "monai", "inversion_audit"} <= set(record["versions"])
     assert tuple(record["preprocess"]["nyul_landmarks"]) == tuple(float(v) for v in range(11))
+    assert record["seed"] == 3 and record["train_ids_hash"] == ids_hash(["secret02", "secret01"])
     assert "secret01" not in sidecar.read_text()
 
 

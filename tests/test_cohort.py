@@ -97,8 +97,18 @@ def test_duplicate_ids(tiny_cohort, tmp_path):
     manifest.write_text(
         f"id,image\nx,{tiny_cohort / 'sub00_T1.nii.gz'}\nx,{tiny_cohort / 'sub01_T1.nii.gz'}\n"
     )
-    with pytest.raises(CohortError, match=r"dup.*duplicate subject ids: x"):
+    with pytest.raises(CohortError, match=r"duplicate subject ids: x") as err:
         load_cohort(manifest)
+    assert "dup.csv" in str(err.value) and "sub01_T1.nii.gz" in str(err.value)
+
+
+def test_duplicate_ids_across_folders(tiny_cohort):
+    (tiny_cohort / "t1").mkdir()
+    twin = tiny_cohort / "t1" / "sub03_T1.nii.gz"
+    twin.write_bytes((tiny_cohort / "sub03_T1.nii.gz").read_bytes())
+    with pytest.raises(CohortError, match=r"duplicate subject ids: sub03") as err:
+        load_cohort(tiny_cohort)
+    assert str(twin) in str(err.value)
 
 
 def test_missing_subject_is_named(tiny_cohort):

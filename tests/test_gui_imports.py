@@ -17,6 +17,7 @@ WIDGETS = {
     "compare_widget": "CompareWidget",
     "deformation_widget": "DeformationWidget",
     "candidates_widget": "CandidatesWidget",
+    "run_widget": "RunStudyWidget",
 }
 
 CODE = """

@@ -139,6 +139,24 @@ def test_train_target_is_seeded_and_learns(tiny_volumes):
     assert not model.training
 
 
+def test_early_stopping_keeps_the_best_validation_epoch(tiny_volumes):
+    from inversion_audit.training import train_target
+
+    images, labels = tiny_volumes
+    with pytest.raises(ConfigError, match="val_fraction"):
+        TargetConfig(patience=2)  # early stopping without a validation split
+    # a learning rate far too high makes the validation loss stop improving quickly
+    config = TargetConfig(
+        arch="unet", depth=2, base_filters=4, epochs=12, batch_size=2, lr=0.05,
+        val_fraction=0.25, patience=2,
+    )  # fmt: skip
+    _, history = train_target(images[:4], labels[:4], config, device="cpu")
+    assert history.stopped_early and len(history.epoch_loss) < config.epochs
+    # it stopped exactly `patience` epochs after the best validation loss
+    assert len(history.val_loss) == history.best_epoch + 1 + config.patience
+    assert history.val_loss[history.best_epoch] == min(history.val_loss)
+
+
 def test_train_target_rejects_mismatched_shapes(tiny_volumes):
     from inversion_audit.training import train_target
 

@@ -40,10 +40,25 @@ def test_gui_import_does_not_load_torch_or_ants():
     assert out.stdout.strip() == "[]"
 
 
+def _menu_action(menu, *path: str):
+    """The QAction at ``path`` (menu texts without '&') below a QMenu or QMenuBar."""
+    for action in menu.actions():
+        if action.text().replace("&", "") == path[0]:
+            return action if len(path) == 1 else _menu_action(action.menu(), *path[1:])
+    names = [a.text().replace("&", "") for a in menu.actions()]
+    raise AssertionError(f"no menu entry {path[0]!r} among {names}")
+
+
 @pytest.mark.slow
-def test_open_sample_from_napari_menu(make_napari_viewer):
+def test_open_sample_from_napari_menu(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "sample_subject")
+    menu_bar = viewer.window._qt_window.menuBar()
+    # File > Open Sample > Inversion Audit > Inversion Audit: sample subject, as a user clicks it
+    action = _menu_action(
+        menu_bar, "File", "Open Sample", "Inversion Audit", "Inversion Audit: sample subject"
+    )
+    action.trigger()
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=120_000)
     assert [layer.name for layer in viewer.layers] == ["sub-000_T1", "sub-000_seg"]
     image, labels = viewer.layers
     assert type(image).__name__ == "Image" and type(labels).__name__ == "Labels"

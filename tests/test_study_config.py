@@ -59,3 +59,11 @@ def test_bad_values(tmp_path):
         load_study_config(_write(tmp_path, "[study\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_study_config(tmp_path / "missing.toml")
+
+
+def test_grid_multiple_follows_the_network_depth():
+    # depth 4 with 2x pooling needs sizes divisible by 16
+    cfg = study_config_from_dict({"target": {"depth": 4, "pool_size": 2}})
+    assert cfg.preprocess_config("skull-stripped").divisible_by == 16
+    with pytest.raises(ConfigError, match=r"divisible_by = 8 .*pool_size \*\* depth = 16"):
+        study_config_from_dict({"target": {"depth": 4}, "preprocess": {"divisible_by": 8}})

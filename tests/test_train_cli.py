@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from inversion_audit.cli.main import main
+from inversion_audit.io import ids_hash
 
 COMMON = "--device cpu --threads 1 --quiet"
 
@@ -38,6 +39,11 @@ def test_train_target_inversion_and_reconstruct(tiny_cohort, tmp_path, capsys):
     assert record["label_map"] == {"1": 1, "2": 2, "3": 2, "4": 2}
     assert record["preprocess"]["skull_strip"] == "labels"
     assert record["preprocess"]["shape"] == [32, 32, 32]
+    assert record["preprocess"]["bias_correction"] is True  # N4 is on unless turned off
+    # the sidecar: epochs and final losses of this run, a hash of the private ids, never the ids
+    assert record["epochs"] == 1 and record["epochs_run"] == 1
+    assert np.isfinite(record["final_losses"]["train"])
+    assert record["train_ids_hash"] == ids_hash(["sub00", "sub01"])
     assert "sub00" not in (out / "target.json").read_text()
 
     code = run(
@@ -48,6 +54,8 @@ def test_train_target_inversion_and_reconstruct(tiny_cohort, tmp_path, capsys):
     inv = json.loads((out / "inversion.json").read_text())
     assert inv["kind"] == "inversion" and inv["threat_model"] == "bottleneck+skips"
     assert inv["preprocess"] == record["preprocess"] and inv["n_train"] == 2
+    assert inv["train_ids_hash"] == ids_hash(["sub02", "sub03"])
+    assert "sub02" not in (out / "inversion.json").read_text()
 
     recon = tmp_path / "recon"
     code = run(

@@ -13,11 +13,13 @@ from .config import InversionConfig
 __all__ = [
     "InversionConfig",
     "InversionDecoder",
+    "SubjectReconstruction",
     "build_inversion_decoder",
     "encode_images",
     "freeze",
     "reconstruct",
     "reconstruct_many",
+    "reconstruct_subject",
     "train_inversion",
     "write_reconstruction",
 ]
@@ -30,6 +32,8 @@ _LAZY = {
     "train_inversion": "inversion",
     "reconstruct": "reconstruction",
     "reconstruct_many": "reconstruction",
+    "reconstruct_subject": "reconstruction",
+    "SubjectReconstruction": "reconstruction",
     "write_reconstruction": "reconstruction",
 }
 

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..data.preprocess import Preprocessed
-from ..io import write_volume
+from ..data.cohort import Subject
+from ..data.preprocess import PreprocessConfig, Preprocessed, preprocess_subject
+from ..errors import CheckpointError
+from ..io import Volume, write_volume
 from ..progress import ProgressCallback, report
 from ..training.loop import autocast, memory_format, stack_images, to_device
 from ..training.target import model_device
 from .decoder import InversionDecoder, check_decoder_matches
 
-__all__ = ["reconstruct", "reconstruct_many", "write_reconstruction"]
+__all__ = [
+    "SubjectReconstruction",
+    "reconstruct",
+    "reconstruct_many",
+    "reconstruct_subject",
+    "write_reconstruction",
+]
 
 
 @torch.no_grad()
@@ -78,3 +87,48 @@ def write_reconstruction(
             )
         return write_volume(path, np.asarray(reconstruction, np.float32), preprocessed.affine)
     raise ValueError(f"grid must be 'source' or 'preprocessed', got {grid!r}")
+
+
+@dataclass(eq=False)
+class SubjectReconstruction:
+    """A subject's reconstruction on its preprocessed grid, and the files written, if any."""
+
+    preprocessed: Preprocessed
+    array: np.ndarray
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def on_source_grid(self) -> Volume:
+        """The reconstruction resampled onto the subject's original file grid and affine."""
+        return self.preprocessed.to_source(self.array)
+
+
+def reconstruct_subject(
+    target_model: nn.Module,
+    decoder: InversionDecoder,
+    subject: Subject,
+    preprocess: PreprocessConfig | None = None,
+    device: str | None = "auto",
+    out_dir: str | os.PathLike[str] | None = None,
+) -> SubjectReconstruction:
+    """Preprocess ``subject`` as the networks were trained, reconstruct it, optionally write it.
+
+    ``preprocess`` defaults to the config in the decoder's (else the target's) checkpoint
+    sidecar. With ``out_dir``, ``<id>_recon.nii.gz`` (original grid and affine) and
+    ``<id>_recon_pre.nii.gz`` (preprocessed grid) are written atomically.
+    """
+    from ..checkpoints import preprocess_config
+
+    if preprocess is None:
+        preprocess = preprocess_config(getattr(decoder, "metadata", {})) or preprocess_config(
+            getattr(target_model, "metadata", {})
+        )
+    if preprocess is None:
+        raise CheckpointError("no preprocess config given and none in the checkpoint sidecars")
+    pre = preprocess_subject(subject, preprocess)
+    result = SubjectReconstruction(pre, reconstruct(target_model, decoder, pre.image, device))
+    if out_dir is not None:
+        out = Path(out_dir)
+        for grid, name in (("source", "recon"), ("preprocessed", "recon_pre")):
+            path = out / f"{subject.id}_{name}.nii.gz"
+            result.files[grid] = write_reconstruction(path, result.array, pre, grid=grid)
+    return result

@@ -112,7 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--skull-strip", choices=["none", "labels", "mask"], default="none")
     p.add_argument("--intensity", choices=["percentile", "none"], default="percentile")
-    p.add_argument("--bias-correction", action="store_true", help="N4 with ANTs")
+    p.add_argument(
+        "--bias-correction",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="N4 with ANTs (default: on)",
+    )
     add_device_args(p)
     add_quiet_arg(p)
     p.set_defaults(handler=_match)

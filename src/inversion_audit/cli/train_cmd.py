@@ -102,7 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--skull-strip", choices=["none", "labels", "mask"])
     t.add_argument("--intensity", choices=["percentile", "nyul", "none"])
-    t.add_argument("--bias-correction", action="store_true", default=None, help="N4 with ANTs")
+    t.add_argument(
+        "--bias-correction",
+        action=argparse.BooleanOptionalAction,
+        help="N4 with ANTs (default: on)",
+    )
     t.set_defaults(handler=_train_target)
 
     i = sub.add_parser(
@@ -283,7 +287,7 @@ def _train_inversion(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from ..attack import reconstruct, write_reconstruction
+    from ..attack import reconstruct_subject
     from ..checkpoints import load_inversion, load_target, preprocess_config
     from ..devices import set_threads
     from ..progress import report, tqdm_progress
@@ -299,12 +303,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with tqdm_progress(args.quiet) as progress:
         for k, subject in enumerate(subjects):
-            pre = preprocess_subject(subject, pre_config)
-            rec = reconstruct(target, decoder, pre.image, device=args.device)
-            write_reconstruction(out / f"{subject.id}_recon.nii.gz", rec, pre, grid="source")
-            write_reconstruction(
-                out / f"{subject.id}_recon_pre.nii.gz", rec, pre, grid="preprocessed"
-            )
+            reconstruct_subject(target, decoder, subject, pre_config, args.device, out_dir=out)
             report(progress, k + 1, len(subjects), "reconstruct")
     print(f"wrote {2 * len(subjects)} reconstructions to {out}")
     return 0

@@ -61,9 +61,11 @@ class Cohort:
     def __post_init__(self) -> None:
         dup = [i for i, n in Counter(s.id for s in self.subjects).items() if n > 1]
         if dup:
-            raise CohortError(
-                f"{self.root or self.name}: duplicate subject ids: {', '.join(sorted(dup))}"
+            files = "; ".join(
+                f"{i} ({', '.join(str(s.image) for s in self.subjects if s.id == i)})"
+                for i in sorted(dup)
             )
+            raise CohortError(f"{self.root or self.name}: duplicate subject ids: {files}")
         self._by_id = {s.id: s for s in self.subjects}
 
     def __len__(self) -> int:
@@ -120,22 +122,22 @@ def _from_folder(
     root: Path, image_pattern: str, labels_pattern: str | None, mask_pattern: str | None
 ) -> list[Subject]:
     rx = _id_regex(Path(image_pattern).name)
-    images: dict[str, Path] = {}
+    images: list[tuple[str, Path]] = []  # an id found twice is reported by Cohort
     for sub in ("", "t1", "images"):
         folder = root / sub
         if not folder.is_dir():
             continue
         for p in sorted(folder.iterdir()):
             m = rx.match(p.name)
-            if m and m.group("id") not in images:
-                images[m.group("id")] = p
+            if m:
+                images.append((m.group("id"), p))
     if not images:
         raise CohortError(f"{root}: no images matching {image_pattern!r}")
     subjects = []
-    for sid in sorted(images):
+    for sid, image in sorted(images):
         labels = _find(root, labels_pattern, sid, ("seg", "labels")) if labels_pattern else None
         mask = _find(root, mask_pattern, sid, ("mask", "masks")) if mask_pattern else None
-        subjects.append(Subject(sid, images[sid], labels, mask))
+        subjects.append(Subject(sid, image, labels, mask))
     return subjects
 
 

@@ -46,7 +46,8 @@ class PreprocessConfig:
     shape : fixed output shape; ``None`` gives the smallest shape around the head
         that is divisible by ``divisible_by``.
     divisible_by : output shape multiple, normally ``2 ** depth`` of the network.
-    bias_correction : N4 bias-field correction with ANTs.
+    bias_correction : N4 bias-field correction with ANTs; on by default, as real scans
+        need it (configs for the synthetic sample cohort turn it off to save time).
     skull_strip : ``"none"`` keeps the head; ``"labels"`` masks by labels > 0;
         ``"mask"`` uses the subject's mask file.
     intensity : ``"percentile"`` robust scaling to [0, 1]; ``"nyul"`` histogram
@@ -59,7 +60,7 @@ class PreprocessConfig:
     spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
     shape: tuple[int, int, int] | None = None
     divisible_by: int = 16
-    bias_correction: bool = False
+    bias_correction: bool = True
     skull_strip: Literal["none", "labels", "mask"] = "none"
     intensity: Literal["percentile", "nyul", "none"] = "percentile"
     percentiles: tuple[float, float] = (0.5, 99.5)
@@ -259,11 +260,11 @@ def _load(
         raise VolumeError(
             f"{subject.image}: skull_strip='mask' but subject {subject.id!r} has no mask"
         )
-    brain = None
-    if mask_file is not None:
-        brain = mask_file.array > 0
-    elif labels is not None:
-        brain = labels.array > 0
+    # the brain mask named by skull_strip; with "none", whichever exists (it is only stored)
+    sources = {"labels": (labels,), "mask": (mask_file,)}.get(
+        config.skull_strip, (mask_file, labels)
+    )
+    brain = next((v.array > 0 for v in sources if v is not None), None)
     return image, labels, brain
 
 
@@ -313,7 +314,10 @@ def _compute(subject: Subject, config: PreprocessConfig) -> Preprocessed:
 
 def _cache_key(subject: Subject, config: PreprocessConfig) -> str:
     files = [file_hash(p) for p in subject.files().values()]
-    return config_hash({"files": files, "config": config.to_dict(), "version": 1})
+    key = {"files": files, "config": config.to_dict(), "version": 1}
+    if subject.mask is not None and config.skull_strip == "labels":
+        key["brain"] = "labels"  # before 2026-11-22 the mask file was used here by mistake
+    return config_hash(key)
 
 
 def _save_cache(path: Path, pre: Preprocessed) -> None:

@@ -44,7 +44,7 @@ class Volume:
     array: np.ndarray
     affine: np.ndarray
     path: Path | None = None
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict, repr=False)  # may hold header free text
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -103,7 +103,21 @@ def _load_canonical(path: Path) -> nib.Nifti1Image:
         "affine": img.affine.copy(),
         "shape": tuple(int(s) for s in img.shape[:3]),
     }
+    canonical.header_text = _header_text(img.header)
     return canonical
+
+
+def _header_text(header) -> dict[str, bytes]:
+    """The non-empty free-text fields of a NIfTI header (kept in memory, never logged)."""
+    out = {}
+    for key in FREE_TEXT_FIELDS:
+        try:
+            value = bytes(np.asarray(header[key]).tobytes()).rstrip(b"\0")
+        except (KeyError, ValueError):
+            continue
+        if value:
+            out[key] = value
+    return out
 
 
 def _read_data(img: nib.Nifti1Image, path: Path) -> np.ndarray:
@@ -133,7 +147,7 @@ def read_volume(path: str | os.PathLike[str], check_finite: bool = True) -> Volu
         np.ascontiguousarray(data),
         img.affine.astype(np.float64),
         path,
-        {"source_grid": img.source_grid},
+        {"source_grid": img.source_grid, "header_text": img.header_text},
     )
 
 
@@ -152,7 +166,7 @@ def read_labels(path: str | os.PathLike[str]) -> Volume:
         np.ascontiguousarray(data.astype(np.int32)),
         img.affine.astype(np.float64),
         path,
-        {"source_grid": img.source_grid},
+        {"source_grid": img.source_grid, "header_text": img.header_text},
     )
 
 
@@ -166,9 +180,15 @@ def scrub_header(header: nib.Nifti1Header) -> nib.Nifti1Header:
 def to_nifti(
     volume: Volume | np.ndarray, affine: np.ndarray | None = None, scrub: bool = True
 ) -> nib.Nifti1Image:
-    """Build a :class:`nibabel.Nifti1Image` from a volume or an array plus affine."""
+    """Build a :class:`nibabel.Nifti1Image` from a volume or an array plus affine.
+
+    A volume read from disk carries its header's free text (``descrip``, ...) in
+    ``meta["header_text"]``; it is written back only with ``scrub=False``.
+    """
+    text: dict[str, bytes] = {}
     if isinstance(volume, Volume):
         array, affine = volume.array, volume.affine
+        text = volume.meta.get("header_text", {})
     else:
         array = np.asarray(volume)
         if affine is None:
@@ -182,6 +202,9 @@ def to_nifti(
     img.set_sform(img.affine, code=1)
     if scrub:
         scrub_header(img.header)
+    else:
+        for key, value in text.items():
+            img.header[key] = value
     return img
 
 
@@ -193,7 +216,8 @@ def write_volume(
 ) -> Path:
     """Write a volume to ``.nii``/``.nii.gz`` atomically, preserving its affine.
 
-    With ``scrub`` (the default) the free-text header fields are blanked.
+    With ``scrub`` (the default) the free-text header fields are blanked; without it, a
+    volume read from disk keeps its source header's free text.
     """
     path = Path(path)
     if not _is_nifti(path):

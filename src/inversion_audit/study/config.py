@@ -155,9 +155,14 @@ class StudyConfig:
                     f"unknown key 'variant_preprocess.{v}' (allowed: {', '.join(VARIANTS)})"
                 )
         # validate nested configs early so a typo fails before any training
-        for v in {*self.variants, *self.variant_preprocess}:
-            self.preprocess_config(v)
-        self.target_config("unet")
+        multiple = self.target_config("unet").multiple
+        for v in sorted({*self.variants, *self.variant_preprocess}):
+            divisible_by = self.preprocess_config(v).divisible_by
+            if divisible_by % multiple:
+                raise ConfigError(
+                    f"preprocess.divisible_by = {divisible_by} ({v}) is not a multiple of the "
+                    f"target's pool_size ** depth = {multiple}"
+                )
         self.inversion_config("bottleneck")
 
     def preprocess_config(self, variant: str):
@@ -166,6 +171,7 @@ class StudyConfig:
 
         data = {**self.preprocess, **self.variant_preprocess.get(variant, {})}
         data.setdefault("skull_strip", "labels" if variant == "skull-stripped" else "none")
+        data.setdefault("divisible_by", self.target_config("unet").multiple)
         for key in data:
             if key not in {f.name for f in dataclasses.fields(PreprocessConfig)}:
                 where = (

@@ -150,6 +150,10 @@ class TargetConfig:
             raise ConfigError(f"target.val_fraction must be in [0, 1), got {self.val_fraction}")
         if not isinstance(self.patience, int) or self.patience < 0:
             raise ConfigError(f"target.patience must be an integer >= 0, got {self.patience!r}")
+        if self.patience and not self.val_fraction:
+            raise ConfigError(
+                "target.patience (early stopping) needs a validation split: set target.val_fraction > 0"
+            )
         label_map = parse_label_map(self.label_map)
         object.__setattr__(self, "label_map", label_map)
         if label_map is not None and 0 in label_map and label_map[0] != 0:

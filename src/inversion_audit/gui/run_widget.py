@@ -1,0 +1,161 @@
+"""Run study (Plugins > Inversion Audit > Run study).
+
+Run, or resume, an audit study from a TOML config into an output folder, as
+``inversion-audit run CONFIG.toml --out DIR`` does, with a napari progress bar and Cancel.
+The config is checked first: a bad one (an unknown key, a missing file) is an error
+notification naming the problem and nothing starts. The study runs in a child process
+driven by a thread worker (the scoring stage's ANTs registrations hold the GIL and would
+freeze napari in a thread). Cancel kills the child; completed stages are kept, so pressing
+Run again resumes. A finished study is opened in the viewer's shared state, where the
+"Open study" widget lists its reconstructions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from ..errors import InversionAuditError
+from ._state import state_for
+from ._study_index import StudyIndex
+from ._subprocess import call_in_subprocess
+from ._widgets import DeviceCombo
+from ._workers import Job, JobPanel
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..progress import ProgressCallback
+    from ..study.config import StudyConfig
+
+__all__ = ["RunStudyWidget", "run_study_in_child"]
+
+
+def run_study_in_child(
+    config: StudyConfig,
+    out_dir: str | Path,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Run (or resume) a study in a child interpreter, forwarding its progress.
+
+    The child runs :func:`inversion_audit.study.runner.run_study` (a Qt-free module, so it
+    pickles by name) on the validated ``config``. A
+    :class:`~inversion_audit.errors.JobCancelled` raised by ``progress`` kills the child.
+    """
+    from ..study.runner import run_study
+
+    return call_in_subprocess(run_study, config, str(out_dir), device=device, progress=progress)
+
+
+class RunStudyWidget(QWidget):
+    """Run or resume a study from a TOML config, then open it for the other widgets."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.state = state_for(napari_viewer)
+
+        self.config_edit = QLineEdit()
+        self.config_edit.setPlaceholderText("study config (TOML)")
+        self.out_edit = QLineEdit()
+        self.out_edit.setPlaceholderText("study folder (created; an existing one resumes)")
+        config_browse, out_browse = QPushButton("Browse…"), QPushButton("Browse…")
+        config_row, out_row = QHBoxLayout(), QHBoxLayout()
+        config_row.addWidget(self.config_edit)
+        config_row.addWidget(config_browse)
+        out_row.addWidget(self.out_edit)
+        out_row.addWidget(out_browse)
+        self.device_combo = DeviceCombo()
+        self.panel = JobPanel("Run")
+        self.status = QLabel("No study run yet.")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout(self)
+        form.addRow("config", config_row)
+        form.addRow("output folder", out_row)
+        form.addRow("device", self.device_combo)
+        form.addRow(self.panel)
+        form.addRow(self.status)
+
+        config_browse.clicked.connect(self._browse_config)
+        out_browse.clicked.connect(self._browse_out)
+        self.panel.run_button.clicked.connect(
+            lambda: self.run(
+                self.config_edit.text(), self.out_edit.text(), self.device_combo.currentText()
+            )
+        )
+
+    def run(self, config_path: str | Path, out_dir: str | Path, device: str = "cpu") -> Job | None:
+        """Check the config and start the study in a worker; ``None`` (and an error) if invalid."""
+        from ..study.config import load_study_config
+
+        if not str(config_path).strip() or not str(out_dir).strip():
+            show_error("Run study: choose a config file and an output folder first.")
+            return None
+        job = self.panel.job
+        if job is not None and job.is_running:
+            show_error(f"Run study: {job.title} is still running.")
+            return None
+        config_path = Path(str(config_path)).expanduser()
+        out = Path(str(out_dir)).expanduser()
+        if out.exists() and not out.is_dir():
+            show_error(f"Run study: {out} is a file, not a folder.")
+            return None
+        try:
+            config = load_study_config(config_path)
+        except InversionAuditError as exc:
+            show_error(f"Run study: {exc}")
+            return None
+        self.config_edit.setText(str(config_path))
+        self.out_edit.setText(str(out))
+        resume = (out / "stages").is_dir()
+        self.status.setText(f"{'Resuming' if resume else 'Running'} {config.study.name} in {out}…")
+        job = Job(
+            run_study_in_child,
+            config,
+            out,
+            device or None,
+            title=f"Run study {config.study.name}",
+            on_returned=self._show_study,
+        )
+        job.worker.finished.connect(lambda: self._finished(job, out))
+        return self.panel.start(job)
+
+    def _show_study(self, out: str | Path) -> None:
+        study = StudyIndex.open(Path(out))  # a problem is reported as the job's error
+        self.state.study = study
+        report = study.root / "report.html"
+        self.status.setText(f"Done: {len(study.entries)} reconstructions; report: {report}")
+        show_info(f"Study finished: {report}")
+
+    def _finished(self, job: Job, out: Path) -> None:
+        if job.cancelled:
+            self.status.setText(f"Cancelled; press Run to resume the study in {out}.")
+        elif job.error is not None:
+            self.status.setText(f"Failed: {job.error}")
+
+    def _browse_config(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Study config", self.config_edit.text(), "TOML (*.toml)"
+        )
+        if path:
+            self.config_edit.setText(path)
+            if not self.out_edit.text().strip():
+                self.out_edit.setText(str(Path(path).with_suffix("")) + "-study")
+
+    def _browse_out(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Study folder", self.out_edit.text())
+        if folder:
+            self.out_edit.setText(folder)
