@@ -67,3 +67,62 @@ def test_grid_multiple_follows_the_network_depth():
     assert cfg.preprocess_config("skull-stripped").divisible_by == 16
     with pytest.raises(ConfigError, match=r"divisible_by = 8 .*pool_size \*\* depth = 16"):
         study_config_from_dict({"target": {"depth": 4}, "preprocess": {"divisible_by": 8}})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"study": {"seed": "x"}}, "study.seed must be an integer, got 'x'"),
+        ({"study": {"seed": True}}, "study.seed must be an integer, got True"),
+        ({"study": {"threads": "two"}}, "study.threads must be an integer, got 'two'"),
+        ({"study": {"name": 3}}, "study.name must be a string, got 3"),
+        ({"cohort": {"n_subjects": "40"}}, "cohort.n_subjects must be an integer, got '40'"),
+        ({"cohort": {"subjects": ["a", 1]}}, "cohort.subjects must be a list of strings"),
+        ({"cohort": {"attack_path": 3}}, "cohort.attack_path must be a string, got 3"),
+        ({"folds": {"n_folds": "4"}}, "folds.n_folds must be an integer, got '4'"),
+        ({"folds": {"run_folds": 0}}, "folds.run_folds must be a list of integers, got 0"),
+        ({"matching": {"metrics": "ssim"}}, "matching.metrics must be a list of strings"),
+        ({"matching": {"top_k": 1.5}}, "matching.top_k must be an integer, got 1.5"),
+        (
+            {"variants": "skull-stripped"},
+            "variants must be a list of strings, got 'skull-stripped'",
+        ),
+        ({"archs": ["unet", 2]}, "archs must be a list of strings"),
+        ({"threat_models": "bottleneck"}, "threat_models must be a list of strings"),
+        ({"preprocess": [1]}, "preprocess must be a table, got [1]"),
+        (
+            {"variant_preprocess": {"with-skull": 3}},
+            "variant_preprocess.with-skull must be a table",
+        ),
+        ({"target": "unet"}, "target must be a table"),
+    ],
+)
+def test_value_types_are_checked(data, message):
+    import re
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        study_config_from_dict(data)
+
+
+def test_value_type_error_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"study\.toml: folds\.n_folds must be an integer"):
+        load_study_config(_write(tmp_path, '[folds]\nn_folds = "4"\n'))
+
+
+@pytest.mark.parametrize(
+    ("value", "tp", "ok"),
+    [
+        (1, float, True),
+        (1.5, float, True),
+        (True, float, False),
+        (True, bool, True),
+        (1, bool, False),
+        (None, int | None, True),
+        ([1, 2], list[int], True),
+        ([True], list[int], False),
+    ],
+)
+def test_type_rules(value, tp, ok):
+    from inversion_audit.study.config import _type_ok
+
+    assert _type_ok(value, tp) is ok

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +31,64 @@ THREAT_MODELS = ("bottleneck", "bottleneck+skips")
 METRICS = ("ssim", "correlation", "psnr", "deformation", "dice")
 
 
-def _section(cls, data: Any, name: str):
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    """Whether a TOML value fits a field annotation (ints are not bools; floats accept ints)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if tp is dict or origin is dict:
+        return isinstance(value, dict)
+    if tp is Any:
+        return True
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    """Readable name of a field annotation (``None`` left out: TOML has no null)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is list:
+        args = typing.get_args(tp)
+        item = _type_name(args[0]) if args else "a value"
+        plural = {"a boolean": "booleans", "an integer": "integers", "a number": "numbers"}
+        return f"a list of {plural.get(item, item.split(' ', 1)[-1] + 's')}"
+    if tp is dict or origin is dict:
+        return "a table"
+    return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _check_type(value: Any, tp: Any, where: str) -> None:
+    """Raise :class:`ConfigError` ``<where> must be <type>, got <value!r>`` on a mismatch."""
+    if not _type_ok(value, tp):
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+
+
+def _section(cls: type, data: Any, name: str) -> Any:
+    """Build section dataclass ``cls`` from a TOML table, checking keys and value types."""
     if not isinstance(data, dict):
         raise ConfigError(f"[{name}] must be a table, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
             raise ConfigError(f"unknown key '{name}.{key}' (allowed: {', '.join(sorted(names))})")
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        _check_type(value, hints[key], f"{name}.{key}")
     try:
         return cls(**data)
     except TypeError as exc:
@@ -243,6 +296,9 @@ _PLAIN = {
 }
 
 
+_PLAIN_TYPES = typing.get_type_hints(StudyConfig)
+
+
 def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig:
     """Build and validate a :class:`StudyConfig`; unknown keys raise :class:`ConfigError`."""
     kwargs: dict[str, Any] = {}
@@ -251,6 +307,10 @@ def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig
             if key in _SECTIONS:
                 kwargs[key] = _section(_SECTIONS[key], value, key)
             elif key in _PLAIN:
+                _check_type(value, _PLAIN_TYPES[key], key)
+                if key == "variant_preprocess":
+                    for variant, table in value.items():
+                        _check_type(table, dict, f"variant_preprocess.{variant}")
                 kwargs[key] = value
             else:
                 raise ConfigError(

@@ -10,6 +10,7 @@ its inputs are unchanged.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import logging
 import time
@@ -19,12 +20,12 @@ import numpy as np
 
 from ..data import Cohort, Fold, kfold_split, load_cohort
 from ..data.preprocess import PreprocessConfig, Preprocessed, config_with_nyul, preprocess_subject
-from ..errors import CohortError
+from ..errors import CohortError, JobCancelled
 from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash, write_volume
 from ..progress import ProgressCallback, report
 from .config import StudyConfig, dump_study_config
 from .layout import SCORE_COLUMNS, StudyPaths, run_name
-from .provenance import Provenance
+from .provenance import Provenance, read_provenance
 from .stages import StageStore
 
 __all__ = ["run_study", "StudyPaths", "SCORE_COLUMNS"]
@@ -108,7 +109,15 @@ class _Study:
         self.input_hashes = {
             s.id: {k: file_hash(p) for k, p in s.files().items()} for s in self.cohort
         }
-        self._pre_cache: dict[tuple[str, str], Preprocessed] = {}
+        self.attack_hashes = (
+            {s.id: {k: file_hash(p) for k, p in s.files().items()} for s in self.attack_cohort}
+            if self.attack_cohort is not None
+            else None
+        )
+        if self.attack_hashes is not None:
+            self._warn_attack_overlap()
+        # keyed by the subject's files, not its id: the attack cohort may reuse private ids
+        self._pre_cache: dict[tuple[tuple[str, ...], str], Preprocessed] = {}
         self.provenance = Provenance(config.to_dict(), self.device)
         self.provenance.data["seeds"] = {
             "study": config.study.seed,
@@ -120,6 +129,22 @@ class _Study:
             "cohort": str(self.cohort.root),
             "files": self.input_hashes,
         }
+        if self.attack_cohort is not None:
+            self.provenance.data["inputs"].update(
+                attack_cohort=str(self.attack_cohort.root), attack_files=self.attack_hashes
+            )
+
+    def _warn_attack_overlap(self) -> None:
+        """Log attack images that are byte-identical to a private cohort image."""
+        private = {h["image"]: sid for sid, h in self.input_hashes.items()}
+        for sid, h in (self.attack_hashes or {}).items():
+            if h["image"] in private:
+                log.warning(
+                    "attack subject %s has the same image as cohort subject %s: the attack "
+                    "set is not independent of the private sets",
+                    sid,
+                    private[h["image"]],
+                )
 
     # -- helpers ---------------------------------------------------------------------------------
     def fold_pre_config(self, variant: str, fold: Fold) -> PreprocessConfig:
@@ -131,13 +156,27 @@ class _Study:
     def pre(
         self, subject_id: str, config: PreprocessConfig, cohort: Cohort | None = None
     ) -> Preprocessed:
-        key = (subject_id, config_hash(config.to_dict()))
+        """``subject_id`` of ``cohort`` (default: the study cohort) preprocessed with ``config``."""
+        subject = (cohort or self.cohort)[subject_id]
+        key = (tuple(str(p) for p in subject.files().values()), config_hash(config.to_dict()))
         if key not in self._pre_cache:
-            self._pre_cache[key] = preprocess_subject((cohort or self.cohort)[subject_id], config)
+            self._pre_cache[key] = preprocess_subject(subject, config)
         return self._pre_cache[key]
 
     def files_key(self, ids) -> str:
         return config_hash({i: self.input_hashes[i] for i in sorted(ids)})
+
+    def attack_key(self, fold: Fold) -> dict:
+        """What the inversion stage key holds about the attack set.
+
+        The attack ids, plus the attack files' hashes when a separate attack cohort
+        is configured (studies without one keep their keys).
+        """
+        ids, _ = self.attack_ids(fold)
+        key: dict = {"attack": ids}
+        if self.attack_hashes is not None:
+            key["attack_files"] = config_hash({i: self.attack_hashes[i] for i in ids})
+        return key
 
     def stage_progress(self, label: str) -> ProgressCallback:
         def cb(done: int, total: int, stage: str) -> None:
@@ -146,10 +185,28 @@ class _Study:
         return cb
 
     # -- stages ----------------------------------------------------------------------------------
+    def write_provenance(self) -> None:
+        atomic_write_json(
+            self.paths.root / "provenance.json",
+            self.provenance.to_dict(self.stages.timings, self.stages.resumed),
+        )
+
     def run(self) -> Path:
         out = self.paths.root
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", dump_study_config(self.config))
+        self.provenance.merge_previous(read_provenance(out / "provenance.json"))
+        self.write_provenance()  # the start is kept even if this invocation is interrupted
+        try:
+            self._run_stages()
+        except BaseException as exc:
+            cancelled = isinstance(exc, JobCancelled | KeyboardInterrupt)
+            self.provenance.finish("cancelled" if cancelled else "failed")
+            self.write_provenance()
+            raise
+        return out
+
+    def _run_stages(self) -> None:
         for variant in self.config.variants:
             self.write_preprocessed(variant)
         for fold in self.folds:
@@ -159,7 +216,6 @@ class _Study:
                     for threat in self.config.threat_models:
                         self.attack(fold, variant, arch, threat, target_key)
         self.collect()
-        return out
 
     def write_preprocessed(self, variant: str) -> None:
         cfg = self.pre_configs[variant]
@@ -238,7 +294,7 @@ class _Study:
         pcfg = self.fold_pre_config(variant, fold)
         attack_ids, attack_cohort = self.attack_ids(fold)
         inv_key = config_hash(
-            {"target": target_key, "inversion": icfg.to_dict(), "attack": attack_ids}
+            {"target": target_key, "inversion": icfg.to_dict(), **self.attack_key(fold)}
         )
         label = f"fold {fold.index} {run}"
         tpath, ipath = (
@@ -310,6 +366,11 @@ class _Study:
                 device=self.device,
                 progress=self.stage_progress(label),
             )
+            # maps of a superseded run of this stage must not outlive its scores
+            folder = self.paths.deformation(run, "x", "x").parent
+            for sid in fold.private_set:
+                for old in folder.glob(glob.escape(f"{sid}__") + "*_magnitude.nii.gz"):
+                    old.unlink()
             outs = []
             for (sid, cid), magnitude in maps.items():
                 pre = cands[cid]
@@ -363,9 +424,7 @@ class _Study:
         self.write_rankings(summary)
         self.stages.timings["report"] = time.perf_counter() - start
         self.provenance.finish()
-        atomic_write_json(
-            self.paths.root / "provenance.json", self.provenance.to_dict(self.stages.timings)
-        )
+        self.write_provenance()
 
 
 def run_study(

@@ -35,6 +35,8 @@ class StageStore:
         self.root = Path(study_dir)
         self.dir = self.root / "stages"
         self.timings: dict[str, float] = {}
+        #: stages skipped by :meth:`run` because already done (in order)
+        self.resumed: list[str] = []
 
     def _path(self, name: str) -> Path:
         return self.dir / (name.replace("/", "__") + ".json")
@@ -70,6 +72,8 @@ class StageStore:
     def run(self, name: str, key: str, fn: Callable[[], list[Path]]) -> bool:
         """Run ``fn`` unless the stage is done; return True when it ran."""
         if self.is_done(name, key):
+            if name not in self.resumed:
+                self.resumed.append(name)
             return False
         start = time.perf_counter()
         outputs = fn()
