@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 
+from conftest import make_blob_volume
 from inversion_audit.errors import JobCancelled
 from inversion_audit.study.config import study_config_from_dict
-from inversion_audit.study.report import load_scores, summarize_study
+from inversion_audit.study.paper import (
+    PAPER_DICE,
+    PAPER_MEAN_RANK,
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    PAPER_TABLE3,
+)
+from inversion_audit.study.report import load_scores, summarize_study, write_report
 from inversion_audit.study.runner import run_study
 
 pytestmark = pytest.mark.slow
@@ -36,9 +46,32 @@ def _read_csv(path):
         return list(csv.DictReader(fh))
 
 
-def test_tiny_study_writes_every_file(tiny_cohort, tmp_path):
-    out = tmp_path / "study"
-    run_study(study_config_from_dict(tiny_config(tiny_cohort)), out)
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The tiny study with every metric (deformation on the SSIM top-1, Dice), run once per module."""
+    import nibabel as nib
+
+    root = tmp_path_factory.mktemp("tiny_study")
+    cohort = root / "cohort"
+    cohort.mkdir()
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -32
+    for i in range(6):  # the same six subjects as the ``tiny_cohort`` fixture
+        img, lab = make_blob_volume(seed=i)
+        nib.save(
+            nib.Nifti1Image((img * 1000).astype(np.float32), affine),
+            cohort / f"sub{i:02d}_T1.nii.gz",
+        )
+        nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), cohort / f"sub{i:02d}_seg.nii.gz")
+    out = root / "study"
+    with pytest.MonkeyPatch.context() as mp:  # module scope: isolate the cache by hand
+        mp.setenv("INVERSION_AUDIT_CACHE", str(root / "cache"))
+        run_study(study_config_from_dict(tiny_config(cohort)), out)
+    return out
+
+
+def test_tiny_study_writes_every_file(tiny_study):
+    out = tiny_study
     for rel in (
         "config.toml",
         "provenance.json",
@@ -92,8 +125,6 @@ def test_tiny_study_writes_every_file(tiny_cohort, tmp_path):
     # every reconstruction is scored against every candidate of the cohort
     ssim_rows = [r for r in rows if r["metric"] == "ssim" and r["arch"] == "unet"]
     assert len(ssim_rows) == 36
-    import json
-
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["versions"]["torch"] and prov["seeds"]["study"] == 1 and prov["finished"]
     assert prov["inputs"]["files"]["sub00"]["image"] and prov["stage_seconds"]
@@ -101,50 +132,351 @@ def test_tiny_study_writes_every_file(tiny_cohort, tmp_path):
     assert "data:image/png;base64," in html and "Table 3" in html
 
 
-def _md_table(md: str, heading: str) -> list[list[str]]:
+def _md_table(md: str, heading: str) -> tuple[list[str], list[list[str]]]:
+    """Header and body cells of the Markdown table under ``heading``."""
     block = md.split(heading, 1)[1].split("\n## ", 1)[0]
     lines = [ln for ln in block.splitlines() if ln.startswith("|")]
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    return cells[0], cells[2:]
 
 
-def test_report_tables_parse_back_to_scores(tiny_cohort, tmp_path):
-    out = tmp_path / "study"
-    run_study(
-        study_config_from_dict(tiny_config(tiny_cohort, metrics=["ssim", "correlation", "psnr"])),
-        out,
-    )
-    rows = load_scores(out / "scores" / "scores.csv")
-    md = (out / "report.md").read_text()
-    table1 = _md_table(md, "## Table 1")
-    for row in table1:
-        arch = row[0].split("_")[0]
-        own = [
-            r["value"]
-            for r in rows
-            if r["arch"] == arch
-            and r["metric"] == "ssim"
-            and r["reconstruction_id"] == r["candidate_id"]
-        ]
-        mean, sd = (float(x) for x in re.findall(r"-?\d+\.\d+", row[3])[:2])
-        assert mean == pytest.approx(np.mean(own), abs=6e-4)
-        assert sd == pytest.approx(np.std(own, ddof=1), abs=6e-4)
-    table3 = _md_table(md, "## Table 3")
-    for row in table3:
-        arch, metric, top1 = row[0].split("_")[0], row[1], int(row[2])
-        sel = [r for r in rows if r["arch"] == arch and r["metric"] == metric]
-        by_rec: dict[str, list] = {}
-        for r in sel:
-            by_rec.setdefault(r["reconstruction_id"], []).append(r)
-        sign = 1 if metric != "deformation" else -1
-        expected = sum(
-            max(v, key=lambda r: sign * r["value"])["candidate_id"] == k for k, v in by_rec.items()
-        )
-        assert top1 == expected
-    summary = summarize_study(rows)
-    assert set(summary["runs"]) == {
-        "unet_skull-stripped_bottleneck",
-        "segnet_skull-stripped_bottleneck",
+# -- expected values, recomputed from scores.csv without the package's ranking code --------------
+def _run_name(r: dict) -> str:
+    return f"{r['arch']}_{r['variant']}_{r['threat_model'].replace('+', '-')}"
+
+
+def _msd(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _row_ranks(row: dict[str, float], higher: bool) -> dict[str, float]:
+    """Average-tie rank (1 = best) of every scored candidate of one reconstruction."""
+    sign = 1 if higher else -1
+    out = {}
+    for c, v in row.items():
+        better = sum(sign * w > sign * v for w in row.values())
+        ties = sum(w == v for w in row.values()) - 1
+        out[c] = 1 + better + ties / 2
+    return out
+
+
+def _by_rec(vals: dict[tuple[str, str], float]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for (a, c), v in vals.items():
+        out.setdefault(a, {})[c] = v
+    return out
+
+
+def _retrieval(vals: dict[tuple[str, str], float], higher: bool, auc: bool = True) -> dict:
+    ranks = [
+        _row_ranks(row, higher)[rec] for rec, row in sorted(_by_rec(vals).items()) if rec in row
+    ]
+    n = len(ranks)
+    top1 = sum(k == 1 for k in ranks)
+    pos = [v for (a, c), v in vals.items() if a == c]
+    neg = [v for (a, c), v in vals.items() if a != c]
+    sign = 1 if higher else -1
+    pairs = [1.0 if sign * p > sign * q else 0.5 if p == q else 0.0 for p in pos for q in neg]
+    return {
+        "top1": top1,
+        "top5": sum(k <= 5 for k in ranks),
+        "n": n,
+        "mean_rank": float(np.mean(ranks)) if n else None,
+        "mrr": float(np.mean([1 / k for k in ranks])) if n else None,
+        "precision_at_1": top1 / n if n else None,
+        "auc": float(np.mean(pairs)) if auc and pairs else None,
     }
+
+
+def _fused(ssim: dict, deform: dict) -> dict[tuple[str, str], float]:
+    """Mean of the SSIM rank and (where computed) the deformation rank of every candidate."""
+    out = {}
+    d_rows = _by_rec(deform)
+    for rec, row in _by_rec(ssim).items():
+        s_rank = _row_ranks(row, True)
+        d_rank = _row_ranks(d_rows.get(rec, {}), False)
+        for c in row:
+            out[(rec, c)] = float(np.mean([s_rank[c]] + ([d_rank[c]] if c in d_rank else [])))
+    return out
+
+
+def _expected(rows: list[dict]) -> dict[str, dict]:
+    runs: dict[str, list[dict]] = {}
+    for r in rows:
+        runs.setdefault(_run_name(r), []).append(r)
+    out = {}
+    for run, rr in runs.items():
+        vals: dict[str, dict[tuple[str, str], float]] = {}
+        for r in rr:
+            vals.setdefault(r["metric"], {})[(r["reconstruction_id"], r["candidate_id"])] = float(
+                r["value"]
+            )
+
+        def own(metric: str, vals: dict = vals) -> list[float]:
+            return [v for (a, c), v in vals.get(metric, {}).items() if a == c]
+
+        table3 = {
+            m: _retrieval(vals[m], higher)
+            for m, higher in (
+                ("ssim", True),
+                ("correlation", True),
+                ("psnr", True),
+                ("deformation", False),
+            )
+            if m in vals
+        }
+        if "ssim" in vals and "deformation" in vals:
+            table3["fused"] = _retrieval(
+                _fused(vals["ssim"], vals["deformation"]), False, auc=False
+            )
+        by_ssim = sorted(
+            ((a, v) for (a, c), v in vals["ssim"].items() if a == c), key=lambda x: (-x[1], x[0])
+        )
+        out[run] = {
+            "arch": rr[0]["arch"],
+            "variant": rr[0]["variant"],
+            "n": len(own("ssim")),
+            "table1": {m: _msd(own(m)) for m in ("correlation", "ssim", "psnr")},
+            "table2": (
+                float(np.mean(own("ssim"))),
+                float(np.mean([v for (a, c), v in vals["ssim"].items() if a != c])),
+            ),
+            "table3": table3,
+            "dice": {k: _msd(own(f"dice_{k}")) for k in ("original", "reconstruction")}
+            if "dice_original" in vals
+            else None,
+            "cases": {
+                "best": by_ssim[0],
+                "median": by_ssim[len(by_ssim) // 2],
+                "worst": by_ssim[-1],
+            },
+            "own_deformation": {a for (a, c) in vals.get("deformation", {}) if a == c},
+        }
+    return out
+
+
+def _check_pm(cell: str, expected: tuple[float, float] | None, digits: int = 3) -> None:
+    """A ``mean ± sd`` cell against the expected pair (``–`` when there is none)."""
+    if expected is None:
+        assert cell == "–"
+        return
+    m = re.fullmatch(r"(-?\d+\.\d+) ± (-?\d+\.\d+)", cell)
+    assert m, cell
+    assert len(m[1].split(".")[1]) == digits
+    tol = 0.5 * 10**-digits + 1e-9
+    assert float(m[1]) == pytest.approx(expected[0], abs=tol)
+    assert float(m[2]) == pytest.approx(expected[1], abs=tol)
+
+
+def _check_num(cell: str, expected: float | None, digits: int) -> None:
+    """A number cell with ``digits`` decimals (0: an integer) against ``expected``."""
+    if expected is None:
+        assert cell == "–"
+        return
+    assert re.fullmatch(r"-?\d+" + (rf"\.\d{{{digits}}}" if digits else ""), cell), cell
+    assert float(cell) == pytest.approx(expected, abs=0.5 * 10**-digits + 1e-9)
+
+
+def _paper_pair(d: dict | None) -> tuple[float, float] | None:
+    return None if d is None else (d["mean"], d["sd"])
+
+
+def test_report_tables_parse_back_to_scores(tiny_study):
+    """Every number of Tables 1-3 and Dice in report.md and report.json matches scores.csv."""
+    out = tiny_study
+    rows = _read_csv(out / "scores" / "scores.csv")
+    exp = _expected(rows)
+    assert set(exp) == {"unet_skull-stripped_bottleneck", "segnet_skull-stripped_bottleneck"}
+    md = (out / "report.md").read_text()
+    doc = json.loads(
+        (out / "report.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"report.json holds {c}"),
+    )
+    runs = doc["runs"]
+    assert set(runs) == set(exp)
+    tables = {}
+    for key, heading in (
+        ("table1", "## Table 1"),
+        ("table2", "## Table 2"),
+        ("table3", "## Table 3"),
+        ("dice", "## Dice"),
+    ):
+        header, body = _md_table(md, heading)
+        assert doc["tables"][key]["columns"] == header
+        assert doc["tables"][key]["rows"] == body  # the JSON holds the very same cells
+        tables[key] = body
+
+    # Table 1: n, correlation, SSIM, PSNR (mean ± sd over reconstructions), paper columns
+    assert sorted(r[0] for r in tables["table1"]) == sorted(exp)
+    for row in tables["table1"]:
+        e, j = exp[row[0]], runs[row[0]]
+        assert len(row) == 7
+        _check_num(row[1], e["n"], 0)
+        assert j["table1"]["ssim"]["n"] == e["n"]
+        for cell, metric in zip(row[2:5], ("correlation", "ssim", "psnr"), strict=True):
+            _check_pm(cell, e["table1"][metric])
+            assert (j["table1"][metric]["mean"], j["table1"][metric]["sd"]) == pytest.approx(
+                e["table1"][metric], rel=1e-9, abs=1e-12
+            )
+        paper = PAPER_TABLE1.get((e["arch"], e["variant"]))
+        _check_pm(row[5], paper and paper["correlation"], 2)
+        _check_pm(row[6], paper and paper["ssim"], 2)
+        assert _paper_pair(j["paper"]["table1"]["ssim"]) == paper["ssim"]
+
+    # Table 2: SSIM with own original vs with all other subjects
+    assert sorted(r[0] for r in tables["table2"]) == sorted(exp)
+    for row in tables["table2"]:
+        e, j = exp[row[0]], runs[row[0]]
+        assert len(row) == 5
+        _check_num(row[1], e["table2"][0], 3)
+        _check_num(row[2], e["table2"][1], 3)
+        assert (j["table2"]["own"], j["table2"]["others"]) == pytest.approx(e["table2"], rel=1e-9)
+        paper = PAPER_TABLE2[e["arch"]]
+        _check_num(row[3], paper[0], 2)
+        _check_num(row[4], paper[1], 2)
+        assert (j["paper"]["table2"]["own"], j["paper"]["table2"]["others"]) == paper
+
+    # Table 3: per metric (deformation and fused included) top-1, top-5, n, mean rank, MRR, P@1, AUC
+    seen = {(r[0], r[1]) for r in tables["table3"]}
+    assert seen == {(run, m) for run, e in exp.items() for m in e["table3"]}
+    assert {m for _, m in seen} == {"ssim", "correlation", "psnr", "deformation", "fused"}
+    assert len(tables["table3"]) == len(seen)
+    for row in tables["table3"]:
+        e, metric = exp[row[0]], row[1]
+        t, j = e["table3"][metric], runs[row[0]]["table3"][metric]
+        assert len(row) == 11
+        for cell, key, digits in (
+            (row[2], "top1", 0),
+            (row[3], "top5", 0),
+            (row[4], "n", 0),
+            (row[5], "mean_rank", 2),
+            (row[6], "mrr", 3),
+            (row[7], "precision_at_1", 3),
+            (row[8], "auc", 3),
+        ):
+            _check_num(cell, t[key], digits)
+            expected = None if t[key] is None else pytest.approx(t[key], rel=1e-9)
+            assert j[key] == expected, (row[0], metric, key)
+        paper_top1 = PAPER_TABLE3[e["arch"]].get(metric)
+        paper_rank = PAPER_MEAN_RANK[e["arch"]].get(metric)
+        assert row[9] == ("–" if paper_top1 is None else str(paper_top1))
+        assert row[10] == ("–" if paper_rank is None else str(paper_rank))
+        assert j["n"] == t["n"]
+
+    # Dice of the target network on originals and on reconstructions
+    assert sorted(r[0] for r in tables["dice"]) == sorted(exp)
+    for row in tables["dice"]:
+        e, j = exp[row[0]], runs[row[0]]
+        assert len(row) == 5
+        for cell, kind in zip(row[1:3], ("original", "reconstruction"), strict=True):
+            _check_pm(cell, e["dice"][kind])
+            assert (j["dice"][kind]["mean"], j["dice"][kind]["sd"]) == pytest.approx(
+                e["dice"][kind], rel=1e-9, abs=1e-12
+            )
+        paper = PAPER_DICE[e["arch"]]
+        _check_num(row[3], paper[0], 2)
+        _check_num(row[4], paper[1], 2)
+        assert (j["paper"]["dice"]["original"], j["paper"]["dice"]["reconstruction"]) == paper
+
+    # best/median/worst cases and the plain-language summary are in the JSON too
+    for run, e in exp.items():
+        for label, (sid, value) in e["cases"].items():
+            case = runs[run]["cases"][label]
+            assert case["id"] == sid and case["ssim"] == pytest.approx(value, rel=1e-9)
+    summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    items = [ln[2:].replace("**", "") for ln in summary.splitlines() if ln.startswith("- ")]
+    assert len(items) == len(exp) and doc["summary_text"] == items
+    assert doc["paper_source"] in md
+    assert summarize_study(load_scores(out / "scores" / "scores.csv"))["runs"].keys() == set(exp)
+
+
+def test_report_html_is_self_contained_with_case_figures(tiny_study):
+    """report.html loads nothing from outside; best/median/worst figures exist per run."""
+    out = tiny_study
+    page = (out / "report.html").read_text()
+    doc = json.loads((out / "report.json").read_text())
+    links = re.findall(r"""\b(?:src|href)\s*=\s*['"]?([^'"\s>]*)""", page)
+    assert links and all(u.startswith("data:image/png;base64,") for u in links), links[:3]
+    assert not re.search(r"https?://", page)
+    assert not re.search(r"<(?:link|script|iframe)\b", page)
+    exp = _expected(_read_csv(out / "scores" / "scores.csv"))
+    for run, e in exp.items():
+        for label, (sid, _) in e["cases"].items():
+            key = f"case_{label}_{run}"
+            assert f"alt='{key}' src='data:image/png;base64," in page, key
+            assert key in doc["figures"] and sid in doc["figures"][key]
+            case = doc["runs"][run]["cases"][label]
+            assert case["figure"] == key
+            source = case["deformation_display"]["source"]
+            if sid in e["own_deformation"]:  # the scoring stage stored the own-pair map
+                assert source == "scores"
+            else:  # registered at report time for display only
+                assert source == "computed for display"
+                assert "computed for display" in doc["figures"][key]
+            assert "Deformation magnitude" in doc["figures"][key]
+
+
+def test_report_deformation_panel_for_display_only(tiny_study, tmp_path, monkeypatch):
+    """Without stored own-pair maps the report registers for display only, or says why not."""
+    import inversion_audit.metrics as metrics
+
+    study = tmp_path / "study"
+    shutil.copytree(tiny_study, study, ignore=shutil.ignore_patterns("deformation"))
+    scores = (study / "scores" / "scores.csv").read_bytes()
+    before = (study / "report.json").read_text()
+    write_report(study)
+    doc = json.loads((study / "report.json").read_text())
+    assert doc["runs"].keys() == json.loads(before)["runs"].keys()
+    for run, entry in doc["runs"].items():
+        for label, case in entry["cases"].items():
+            shown = case["deformation_display"]
+            assert shown["source"] == "computed for display", (run, label, shown)
+            assert shown["mean_mm"] > 0 and shown["preset"] == "fast"
+            assert "computed for display" in doc["figures"][f"case_{label}_{run}"]
+    # scores, ranks and study folders are untouched
+    assert (study / "scores" / "scores.csv").read_bytes() == scores
+    assert not (study / "deformation").exists()
+    assert doc["tables"] == json.loads(before)["tables"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("registration exploded")
+
+    monkeypatch.setattr(metrics, "deformation", broken)
+    write_report(study)
+    doc = json.loads((study / "report.json").read_text())
+    for run, entry in doc["runs"].items():
+        for label, case in entry["cases"].items():
+            shown = case["deformation_display"]
+            assert shown["source"] == "not available"
+            assert "registration exploded" in shown["note"]
+            assert "not available" in doc["figures"][f"case_{label}_{run}"]
+    assert "registration exploded" in (study / "report.html").read_text()
+
+
+def test_case_slices_use_radiological_orientation():
+    """RAS arrays: patient's right and anterior/superior land where a radiologist expects them."""
+    from inversion_audit.study.figures import ORIENTATIONS, display_slice
+
+    vol = np.zeros((5, 6, 7))
+    vol[4, :, :] += 1  # patient's right (axis 0 runs left -> right)
+    vol[:, 5, :] += 2  # anterior
+    vol[:, :, 6] += 4  # superior
+    planes = {name: display_slice(vol, axis, 2) for name, axis, _ in ORIENTATIONS}
+    assert planes["axial"].shape == (6, 5) and planes["coronal"].shape == (7, 5)
+    assert planes["sagittal"].shape == (7, 6)
+    # axial: right on the viewer's left, anterior at the top
+    assert planes["axial"][3, 0] == 1 and planes["axial"][0, 2] == 2
+    # coronal: right on the left, superior at the top
+    assert planes["coronal"][3, 0] == 1 and planes["coronal"][0, 2] == 4
+    # sagittal: anterior on the left, superior at the top
+    assert planes["sagittal"][3, 0] == 2 and planes["sagittal"][0, 3] == 4
+    assert [letters for *_, letters in ORIENTATIONS] == [
+        ("A", "P", "S", "I"),
+        ("R", "L", "S", "I"),
+        ("R", "L", "A", "P"),
+    ]
 
 
 def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
+import logging
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from ..io import atomic_write_json, atomic_write_text
+from .figures import Figure, case_figure, own_vs_others_figure, rank_histogram_figure
 from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
 __all__ = [
     "load_scores",
     "summarize_study",
+    "report_tables",
     "tables_markdown",
     "plain_summary",
     "write_report",
     "RANKED_METRICS",
+    "PAPER_SOURCE",
 ]
+
+log = logging.getLogger(__name__)
+
+PAPER_SOURCE = "Subbanna et al., Sensors 2021 (LPBA40, 40 subjects, 4 folds)"
 
 #: metric -> higher is better
 RANKED_METRICS = {"ssim": True, "correlation": True, "psnr": True, "deformation": False}
@@ -62,6 +68,22 @@ def _matrix(rows: list[dict], metric: str):
     return ScoreMatrix(metric, values, rec, cand, higher_is_better=RANKED_METRICS[metric])
 
 
+def _num(x) -> float | None:
+    """A finite float, else ``None`` (JSON has no NaN)."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _json_clean(obj):
+    """``obj`` with every non-finite float replaced by ``None``, so the JSON is strict."""
+    if isinstance(obj, dict):
+        return {k: _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def _mean_sd(values) -> dict:
     v = np.asarray([x for x in values if np.isfinite(x)], float)
     if v.size == 0:
@@ -73,8 +95,54 @@ def _mean_sd(values) -> dict:
     }
 
 
+def _paper(arch: str, variant: str) -> dict:
+    """The paper's figures for one run (``None`` where the paper has none), as shown in the tables."""
+    stripped = variant == "skull-stripped"
+    t1 = PAPER_TABLE1.get((arch, variant))
+    t2 = PAPER_TABLE2.get(arch) if stripped else None
+    dice = PAPER_DICE.get(arch)
+    return {
+        "table1": {m: {"mean": a, "sd": b} for m, (a, b) in t1.items()} if t1 else None,
+        "table2": {"own": t2[0], "others": t2[1]} if t2 else None,
+        "table3_top1": dict(PAPER_TABLE3[arch]) if stripped and arch in PAPER_TABLE3 else None,
+        "mean_rank": dict(PAPER_MEAN_RANK[arch]) if stripped and arch in PAPER_MEAN_RANK else None,
+        "dice": {"original": dice[0], "reconstruction": dice[1]} if dice else None,
+        "n_subjects": 40,
+    }
+
+
+def _cases(rows: list[dict]) -> dict[str, dict]:
+    """Best, median and worst reconstruction of one run by SSIM with the own original."""
+    own = sorted(
+        (r for r in rows if r["metric"] == "ssim" and r["reconstruction_id"] == r["candidate_id"]),
+        key=lambda r: (-r["value"], r["reconstruction_id"]),
+    )
+    if not own:
+        return {}
+    deform = {
+        r["reconstruction_id"]: r["value"]
+        for r in rows
+        if r["metric"] == "deformation" and r["reconstruction_id"] == r["candidate_id"]
+    }
+    picks = {"best": own[0], "median": own[len(own) // 2], "worst": own[-1]}
+    return {
+        label: {
+            "id": r["reconstruction_id"],
+            "fold": r["fold"],
+            "ssim": r["value"],
+            "deformation_mm": deform.get(r["reconstruction_id"]),
+        }
+        for label, r in picks.items()
+    }
+
+
 def summarize_study(rows: list[dict]) -> dict:
-    """All report numbers per run, as JSON-serialisable dicts (computed from ``scores.csv`` rows)."""
+    """All report numbers per run, as JSON-serialisable dicts (computed from ``scores.csv`` rows).
+
+    Per run: ``table1`` (own-original mean/sd per metric), ``table2`` (own vs others SSIM),
+    ``table3`` (per metric and ``fused``: top-1/5, mean rank, MRR, P@1, AUC, ranks),
+    ``dice``, ``cases`` (best/median/worst by own SSIM) and ``paper`` (the paper's figures).
+    """
     from ..matching import fuse_rankings, rank_candidates, summarize
 
     def ranking(m, s) -> dict:
@@ -83,10 +151,10 @@ def summarize_study(rows: list[dict]) -> dict:
             "top1": int(s.top1),
             "top5": int(s.top5),
             "n": int(s.n),
-            "mean_rank": float(s.mean_rank),
-            "mrr": float(s.mrr),
-            "precision_at_1": float(s.precision_at_1),
-            "auc": None if s.auc is None or not np.isfinite(s.auc) else float(s.auc),
+            "mean_rank": _num(s.mean_rank),
+            "mrr": _num(s.mrr),
+            "precision_at_1": _num(s.precision_at_1),
+            "auc": _num(s.auc),
             "own_mean": float(s.own_mean),
             "others_mean": float(s.others_mean),
             "rank_histogram": [int(x) for x in s.rank_histogram],
@@ -132,88 +200,155 @@ def summarize_study(rows: list[dict]) -> dict:
         }
         if dice["original"]["n"]:
             entry["dice"] = dice
+        entry["cases"] = _cases(rr)
+        entry["paper"] = _paper(arch, variant)
         runs[name] = entry
     return {"runs": runs}
 
 
-# -- formatting ------------------------------------------------------------------------------------
+# -- tables --------------------------------------------------------------------------------------
 def _f(x, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def _ms(d: dict | None) -> str:
+def _ms(d: dict | None, digits: int = 3) -> str:
     if not d or d.get("mean") is None:
         return "–"
-    return f"{d['mean']:.3f} ± {d['sd']:.3f}"
+    return f"{d['mean']:.{digits}f} ± {d['sd']:.{digits}f}"
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> dict:
+    return {"title": title, "columns": columns, "rows": rows}
+
+
+def report_tables(summary: dict) -> dict[str, dict]:
+    """Tables 1 to 3 and Dice as ``{"title", "columns", "rows"}`` of the cells shown in the report.
+
+    The paper's figures sit beside each study figure; ``"–"`` marks a cell without a value.
+    The Dice table is present only when some run scored Dice.
+    """
+    runs = summary["runs"]
+    t1 = []
+    for name, e in runs.items():
+        t, paper = e["table1"], (e.get("paper") or _paper(e["arch"], e["variant"]))["table1"]
+        t1.append(
+            [
+                name,
+                str(t.get("ssim", {}).get("n", 0)),
+                _ms(t.get("correlation")),
+                _ms(t.get("ssim")),
+                _ms(t.get("psnr")),
+                _ms(paper and paper.get("correlation"), 2),
+                _ms(paper and paper.get("ssim"), 2),
+            ]
+        )
+    t2 = []
+    for name, e in runs.items():
+        t, paper = e.get("table2", {}), (e.get("paper") or _paper(e["arch"], e["variant"]))
+        p = paper["table2"] or {}
+        t2.append(
+            [
+                name,
+                _f(t.get("own")),
+                _f(t.get("others")),
+                _f(p.get("own"), 2),
+                _f(p.get("others"), 2),
+            ]
+        )
+    t3 = []
+    for name, e in runs.items():
+        paper = e.get("paper") or _paper(e["arch"], e["variant"])
+        p_top1, p_rank = paper["table3_top1"] or {}, paper["mean_rank"] or {}
+        for metric, t in e["table3"].items():
+            p, pr = p_top1.get(metric), p_rank.get(metric)
+            t3.append(
+                [
+                    name,
+                    metric,
+                    str(t["top1"]),
+                    str(t["top5"]),
+                    str(t["n"]),
+                    _f(t["mean_rank"], 2),
+                    _f(t["mrr"]),
+                    _f(t["precision_at_1"]),
+                    _f(t["auc"]),
+                    "–" if p is None else str(p),
+                    "–" if pr is None else str(pr),
+                ]
+            )
+    tables = {
+        "table1": _table(
+            "Table 1: reconstruction quality (mean ± sd, reconstruction vs own original)",
+            ["run", "n", "correlation", "SSIM", "PSNR", "paper correlation", "paper SSIM"],
+            t1,
+        ),
+        "table2": _table(
+            "Table 2: SSIM with own original vs with other subjects",
+            ["run", "own", "others", "paper own", "paper others"],
+            t2,
+        ),
+        "table3": _table(
+            "Table 3: identification (top-1 matches, top-5, mean rank of the true original)",
+            [
+                "run",
+                "metric",
+                "top-1",
+                "top-5",
+                "n",
+                "mean rank",
+                "MRR",
+                "P@1",
+                "AUC",
+                "paper top-1 (of 40)",
+                "paper mean rank",
+            ],
+            t3,
+        ),
+    }
+    dice = []
+    for name, e in runs.items():
+        if "dice" not in e:
+            continue
+        p = (e.get("paper") or _paper(e["arch"], e["variant"]))["dice"] or {}
+        dice.append(
+            [
+                name,
+                _ms(e["dice"]["original"]),
+                _ms(e["dice"]["reconstruction"]),
+                _f(p.get("original"), 2),
+                _f(p.get("reconstruction"), 2),
+            ]
+        )
+    if dice:
+        tables["dice"] = _table(
+            "Dice of the target network: originals vs reconstructions",
+            [
+                "run",
+                "Dice original",
+                "Dice reconstruction",
+                "paper original",
+                "paper reconstruction",
+            ],
+            dice,
+        )
+    return tables
 
 
 def tables_markdown(summary: dict) -> list[str]:
     """Tables 1 to 3 and Dice as Markdown lines, each with the paper's figures beside it."""
-    lines = ["## Table 1: reconstruction quality (mean ± sd, reconstruction vs own original)", ""]
-    lines += [
-        "| run | n | correlation | SSIM | PSNR | paper correlation | paper SSIM |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, e in summary["runs"].items():
-        t1 = e["table1"]
-        paper = PAPER_TABLE1.get((e["arch"], e["variant"]), {})
-        pc = "{:.2f} ± {:.2f}".format(*paper["correlation"]) if paper else "–"
-        ps = "{:.2f} ± {:.2f}".format(*paper["ssim"]) if paper else "–"
-        n = t1.get("ssim", {}).get("n", 0)
-        lines.append(
-            f"| {name} | {n} | {_ms(t1.get('correlation'))} | {_ms(t1.get('ssim'))} | {_ms(t1.get('psnr'))} | {pc} | {ps} |"
-        )
-    lines += ["", "## Table 2: SSIM with own original vs with other subjects", ""]
-    lines += ["| run | own | others | paper own | paper others |", "|---|---|---|---|---|"]
-    for name, e in summary["runs"].items():
-        t2 = e.get("table2", {})
-        p = PAPER_TABLE2.get(e["arch"]) if e["variant"] == "skull-stripped" else None
-        lines.append(
-            f"| {name} | {_f(t2.get('own'))} | {_f(t2.get('others'))} | {_f(p[0], 2) if p else '–'} | {_f(p[1], 2) if p else '–'} |"
-        )
-    lines += [
-        "",
-        "## Table 3: identification (top-1 matches, top-5, mean rank of the true original)",
-        "",
-    ]
-    lines += [
-        "| run | metric | top-1 | top-5 | n | mean rank | MRR | P@1 | AUC | paper top-1 (of 40) | paper mean rank |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, e in summary["runs"].items():
-        for metric, t in e["table3"].items():
-            p = (
-                PAPER_TABLE3.get(e["arch"], {}).get(metric)
-                if e["variant"] == "skull-stripped"
-                else None
-            )
-            pr = (
-                PAPER_MEAN_RANK.get(e["arch"], {}).get(metric)
-                if e["variant"] == "skull-stripped"
-                else None
-            )
-            lines.append(
-                f"| {name} | {metric} | {t['top1']} | {t['top5']} | {t['n']} | {_f(t['mean_rank'], 2)} | {_f(t['mrr'])} | "
-                f"{_f(t['precision_at_1'])} | {_f(t['auc'])} | {p if p is not None else '–'} | {pr if pr is not None else '–'} |"
-            )
-    if any("dice" in e for e in summary["runs"].values()):
-        lines += ["", "## Dice of the target network: originals vs reconstructions", ""]
-        lines += [
-            "| run | Dice original | Dice reconstruction | paper original | paper reconstruction |",
-            "|---|---|---|---|---|",
-        ]
-        for name, e in summary["runs"].items():
-            if "dice" not in e:
-                continue
-            p = PAPER_DICE.get(e["arch"])
-            lines.append(
-                f"| {name} | {_ms(e['dice']['original'])} | {_ms(e['dice']['reconstruction'])} | {_f(p[0], 2)} | {_f(p[1], 2)} |"
-            )
+    lines: list[str] = []
+    for table in report_tables(summary).values():
+        if lines:
+            lines.append("")
+        lines += [f"## {table['title']}", ""]
+        lines.append("| " + " | ".join(table["columns"]) + " |")
+        lines.append("|" + "---|" * len(table["columns"]))
+        lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
     return lines
 
 
 def plain_summary(summary: dict) -> list[str]:
-    """A few sentences a data officer can read."""
+    """A few sentences a data officer can read (Markdown list items)."""
     out = []
     for name, e in summary["runs"].items():
         t = e["table3"].get("ssim")
@@ -234,108 +369,61 @@ def plain_summary(summary: dict) -> list[str]:
     return out
 
 
+def _plain_text(line: str) -> str:
+    """A Markdown list item as plain text."""
+    text = line[2:] if line.startswith("- ") else line
+    return text.replace("**", "")
+
+
 # -- figures ---------------------------------------------------------------------------------------
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+def _deformation_preset(study_dir: Path, config) -> str:
+    """The study's ``matching.deformation_preset`` (from ``config`` or ``config.toml``; else "fast")."""
+    if config is not None:
+        return config.matching.deformation_preset
+    try:
+        from .config import load_study_config
 
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+        return load_study_config(study_dir / "config.toml").matching.deformation_preset
+    except Exception:
+        return "fast"
 
 
-def _figures(study_dir: Path, rows: list[dict], summary: dict) -> dict[str, str]:
+def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> dict[str, Figure]:
+    """Every figure of the report, keyed ``ranks_<run>``, ``box_<run>``, ``case_<label>_<run>``."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figs: dict[str, str] = {}
+    figs: dict[str, Figure] = {}
     for name, e in summary["runs"].items():
-        metrics = [m for m in e["table3"]]
-        fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.6), squeeze=False)
-        for ax, m in zip(axes[0], metrics, strict=True):
-            h = e["table3"][m]["rank_histogram"]
-            ax.bar(np.arange(1, len(h) + 1), h, color="#4477aa")
-            ax.set_title(f"{m}: rank of true original", fontsize=9)
-            ax.set_xlabel("rank")
-            ax.set_xlim(0.5, min(len(h), 15) + 0.5)
-        figs[f"ranks_{name}"] = _png(fig)
+        figs[f"ranks_{name}"] = rank_histogram_figure(name, e)
         run_rows = [
             r
             for r in rows
             if (r["arch"], r["variant"], r["threat_model"])
             == (e["arch"], e["variant"], e["threat_model"])
-            and r["metric"] == "ssim"
         ]
-        own = [r["value"] for r in run_rows if r["reconstruction_id"] == r["candidate_id"]]
-        others = [r["value"] for r in run_rows if r["reconstruction_id"] != r["candidate_id"]]
+        ssim_rows = [r for r in run_rows if r["metric"] == "ssim"]
+        own = [r["value"] for r in ssim_rows if r["reconstruction_id"] == r["candidate_id"]]
+        others = [r["value"] for r in ssim_rows if r["reconstruction_id"] != r["candidate_id"]]
         if own and others:
-            fig, ax = plt.subplots(figsize=(3.2, 2.6))
-            ax.boxplot([own, others])
-            ax.set_xticks([1, 2], ["own original", "other subjects"])
-            ax.set_ylabel("SSIM")
-            ax.set_title(name, fontsize=8)
-            figs[f"box_{name}"] = _png(fig)
-        slices = _slice_figure(study_dir, name, e)
-        if slices:
-            figs[f"slices_{name}"] = slices
-    return figs
-
-
-def _slice_figure(study_dir: Path, name: str, entry: dict) -> str | None:
-    """Orthogonal slices (original, reconstruction, SSIM map, deformation) of best/median/worst."""
-    import matplotlib.pyplot as plt
-
-    from ..io import read_volume
-    from ..metrics import ssim
-
-    t = entry["table3"].get("ssim")
-    own = entry["table1"].get("ssim")
-    if not t or not own or not own["n"]:
-        return None
-    scores_path = study_dir / "scores" / "scores.csv"
-    rows = [
-        r
-        for r in load_scores(scores_path)
-        if r["metric"] == "ssim"
-        and r["reconstruction_id"] == r["candidate_id"]
-        and (r["arch"], r["variant"], r["threat_model"])
-        == (entry["arch"], entry["variant"], entry["threat_model"])
-    ]
-    rows.sort(key=lambda r: -r["value"])
-    picks = {"best": rows[0], "median": rows[len(rows) // 2], "worst": rows[-1]}
-    fig, axes = plt.subplots(3, 4, figsize=(10, 7.2))
-    for row_ax, (label, r) in zip(axes, picks.items(), strict=True):
-        sid = r["reconstruction_id"]
-        orig_p = study_dir / "preprocessed" / entry["variant"] / f"{sid}.nii.gz"
-        rec_p = study_dir / "reconstructions" / name / f"{sid}_recon_pre.nii.gz"
-        if not (orig_p.exists() and rec_p.exists()):
-            return None
-        orig, rec = read_volume(orig_p).array, read_volume(rec_p).array
-        _, smap = ssim(rec, orig, data_range=1.0, return_map=True)
-        dpath = study_dir / "deformation" / name / f"{sid}__{sid}_magnitude.nii.gz"
-        panels = [
-            ("original", orig, "gray"),
-            ("reconstruction", rec, "gray"),
-            ("SSIM map", smap, "viridis"),
-        ]
-        panels.append(
-            ("deformation (mm)", read_volume(dpath).array if dpath.exists() else None, "magma")
-        )
-        for ax, (title, vol, cmap) in zip(row_ax, panels, strict=True):
-            ax.axis("off")
-            if vol is None:
-                ax.set_title(f"{title}: not in top-k", fontsize=8)
+            figs[f"box_{name}"] = own_vs_others_figure(name, own, others)
+        scored = any(r["metric"] == "deformation" for r in run_rows)
+        for label, case in e.get("cases", {}).items():
+            try:
+                fig = case_figure(study_dir, name, e, label, case, preset, scored)
+            except Exception as exc:  # a figure must never stop the report
+                log.warning("case figure %s %s: %s", name, label, exc)
+                case["figure"] = f"not available: {type(exc).__name__}: {exc}"
                 continue
-            z = vol.shape[2] // 2
-            ax.imshow(np.rot90(vol[:, :, z]), cmap=cmap)
-            ax.set_title(
-                f"{label}: {title}"
-                + (f" (SSIM {r['value']:.2f})" if title == "reconstruction" else ""),
-                fontsize=8,
-            )
-    return _png(fig)
+            if fig is None:
+                case["figure"] = "not available: original or reconstruction missing"
+                continue
+            figs[f"case_{label}_{name}"] = fig
+            case["figure"] = f"case_{label}_{name}"
+            case["deformation_display"] = fig.info["deformation"]
+            case["slice_voxel"] = fig.info["slice_voxel"]
+    return figs
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -383,6 +471,9 @@ def _inline(text: str) -> str:
 def write_report(study_dir: str | Path, config=None) -> dict:
     """Write ``report.md``, ``report.html`` (self-contained) and ``report.json`` into the study folder.
 
+    ``report.json`` holds the per-run summary (``runs``: tables' numbers, retrieval and
+    verification figures, Dice, the paper's figures, best/median/worst cases), the
+    plain-language summary, the tables' cells and the figure captions.
     Returns the paths (keys ``md``, ``html``, ``json``) and the ``summary`` dict.
     """
     study_dir = Path(study_dir)
@@ -393,33 +484,46 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         if config is not None
         else "Model inversion audit"
     )
+    summary_lines = plain_summary(summary)
     md = [
         f"# {title}",
         "",
         "## Summary",
         "",
-        *plain_summary(summary),
+        *summary_lines,
         "",
         *tables_markdown(summary),
         "",
     ]
     md += [
         "AUC: same-subject vs different-subject pairs as a verification score. MRR: mean reciprocal rank. "
-        "P@1: precision at 1. Paper figures: Subbanna et al., Sensors 2021 (LPBA40, 40 subjects, 4 folds).",
+        f"P@1: precision at 1. Paper figures: {PAPER_SOURCE}.",
     ]
     extra = study_dir / "reader_study" / "reader_study.md"
     if extra.exists():
         md += ["", *extra.read_text().splitlines()]
-    figs = _figures(study_dir, rows, summary)
+    figs = _figures(study_dir, rows, summary, _deformation_preset(study_dir, config))
     html_body = _md_to_html(md)
+    md += ["", "## Figures (embedded in report.html)", ""]
+    md += [f"- {k}: {f.caption}" for k, f in figs.items()]
     imgs = "\n".join(
-        f"<h3>{html.escape(k.replace('_', ' ', 1))}</h3><img alt='{html.escape(k)}' src='data:image/png;base64,{v}'>"
-        for k, v in figs.items()
+        f"<figure><h3>{html.escape(k.replace('_', ' ', 1))}</h3>"
+        f"<img alt='{html.escape(k)}' src='data:image/png;base64,{f.png}'>"
+        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+        for k, f in figs.items()
     )
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{html_body}<h2>Figures</h2>{imgs}</body></html>"
+    document = {
+        **summary,
+        "title": title,
+        "summary_text": [_plain_text(line) for line in summary_lines],
+        "tables": report_tables(summary),
+        "figures": {k: f.caption for k, f in figs.items()},
+        "paper_source": PAPER_SOURCE,
+    }
     paths = {
         "md": atomic_write_text(study_dir / "report.md", "\n".join(md) + "\n"),
         "html": atomic_write_text(study_dir / "report.html", page),
-        "json": atomic_write_json(study_dir / "report.json", summary),
+        "json": atomic_write_json(study_dir / "report.json", _json_clean(document)),
     }
     return {**paths, "summary": summary}
