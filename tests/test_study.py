@@ -511,3 +511,21 @@ def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):
     again = []
     run_study(changed, out, progress=lambda d, t, s: again.append(s))
     assert again and not any("train" in s or "reconstruct" in s for s in again)
+
+
+def test_summary_survives_a_reconstruction_without_deformation_rows():
+    # a constant reconstruction is skipped by deformation: it has SSIM rows but none of deformation
+    ids = ["a", "b", "c"]
+    rows = []
+    for i, rid in enumerate(ids):
+        for j, cid in enumerate(ids):
+            base = {"fold": 0, "arch": "unet", "variant": "skull-stripped"}
+            base |= {"threat_model": "bottleneck", "reconstruction_id": rid, "candidate_id": cid}
+            rows.append({**base, "metric": "ssim", "value": 0.9 if i == j else 0.5 + 0.1 * j})
+            if rid != "c":
+                rows.append({**base, "metric": "deformation", "value": 1.0 if i == j else 3.0})
+    summary = summarize_study(rows)
+    t3 = summary["runs"]["unet_skull-stripped_bottleneck"]["table3"]
+    assert t3["ssim"]["top1"] == 3
+    assert t3["deformation"]["top1"] == 2  # "c" has no deformation rank
+    assert t3["fused"]["top1"] == 3  # SSIM alone ranks "c" first

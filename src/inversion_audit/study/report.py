@@ -56,7 +56,12 @@ def _matrix(rows: list[dict], metric: str):
     sel = [r for r in rows if r["metric"] == metric]
     if not sel:
         return None
-    rec = sorted({r["reconstruction_id"] for r in sel})
+    # every scored reconstruction, also one without rows of this metric (e.g. a constant
+    # reconstruction skipped by deformation): its row stays NaN, so matrices can be fused
+    rec = sorted(
+        {r["reconstruction_id"] for r in rows if r["metric"] == "ssim"}
+        | {r["reconstruction_id"] for r in sel}
+    )
     cand = sorted(
         {r["candidate_id"] for r in rows if r["metric"] == "ssim"}
         | {r["candidate_id"] for r in sel}
