@@ -21,7 +21,7 @@ from inversion_audit.study.paper import (
     PAPER_TABLE3,
 )
 from inversion_audit.study.report import load_scores, summarize_study, write_report
-from inversion_audit.study.runner import run_study
+from inversion_audit.study.runner import plan_study, run_study
 
 pytestmark = pytest.mark.slow
 
@@ -496,8 +496,12 @@ def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):
     assert not (out / "scores" / "scores.csv").exists()
     done_before = {p.name for p in (out / "stages").iterdir()}
     assert any("fold0" in n and "score" in n for n in done_before)
+    # the dry-run plan agrees: fold 0 and preprocessing done, every fold-1 stage to run
+    plan = plan_study(cfg, out)
+    assert plan and all(done == (not name.startswith("fold1")) for name, done in plan)
     resumed = []
     run_study(cfg, out, progress=lambda d, t, s: resumed.append(s))
+    assert all(done for _, done in plan_study(cfg, out))
     assert not any(s.startswith("fold 0") for s in resumed)  # fold 0 was not redone
     fresh = tmp_path / "fresh"
     run_study(cfg, fresh)
@@ -508,6 +512,9 @@ def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):
     changed = type(cfg)(
         **{**cfg.__dict__, "matching": type(cfg.matching)(metrics=["ssim"], top_k=1)}
     )
+    assert {n for n, done in plan_study(changed, out) if not done} == {
+        n for n, _ in plan if n.endswith("/score")
+    }
     again = []
     run_study(changed, out, progress=lambda d, t, s: again.append(s))
     assert again and not any("train" in s or "reconstruct" in s for s in again)
@@ -529,3 +536,29 @@ def test_summary_survives_a_reconstruction_without_deformation_rows():
     assert t3["ssim"]["top1"] == 3
     assert t3["deformation"]["top1"] == 2  # "c" has no deformation rank
     assert t3["fused"]["top1"] == 3  # SSIM alone ranks "c" first
+
+
+def test_run_command_plan_quiet_and_bad_config(tiny_cohort, tmp_path, capsys):
+    from inversion_audit.cli.main import main
+    from inversion_audit.study.config import dump_study_config
+
+    data = tiny_config(tiny_cohort, metrics=["ssim", "correlation"])
+    data.update(archs=["segnet"], target={**data["target"], "epochs": 1})
+    data["inversion"]["epochs"] = 1
+    config = tmp_path / "tiny.toml"
+    config.write_text(dump_study_config(study_config_from_dict(data)))
+    out = tmp_path / "study"
+    assert main(["run", str(config), "--out", str(out), "--plan"]) == 0
+    printed = capsys.readouterr().out
+    assert "0 of 9 stages done" in printed and not out.joinpath("stages").exists()
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert f"report: {(out / 'report.html').resolve()}" in captured.out
+    assert "Plugins > Inversion Audit > Open study" in captured.out
+    assert "train-target" not in captured.err and "it/s" not in captured.err  # --quiet: no bars
+    assert main(["run", str(config), "--out", str(out), "--plan"]) == 0
+    assert "9 of 9 stages done" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("[matching]", "[matching]\ntop_kk = 2"))
+    assert main(["run", str(bad), "--out", str(tmp_path / "other")]) == 1
+    assert "matching.top_kk" in capsys.readouterr().err

@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override study.device",
     )
     p.add_argument("--threads", type=int, default=None, help="override study.threads")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="list every stage as done or to run, and run nothing",
+    )
     add_quiet_arg(p)
     p.set_defaults(handler=_run)
 
@@ -33,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..study.runner import run_study
 
     config = load_study_config(args.config)
+    if args.plan:
+        return _print_plan(config, args.out)
     if args.threads:
         config = dataclasses.replace(
             config, study=dataclasses.replace(config.study, threads=args.threads)
@@ -44,4 +51,15 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"open the study in napari: napari, then Plugins > Inversion Audit > Open study, and choose {Path(out).resolve()}"
     )
+    return 0
+
+
+def _print_plan(config, out: str) -> int:
+    from ..study.runner import plan_study
+
+    plan = plan_study(config, out)
+    for name, done in plan:
+        print(f"{'done  ' if done else 'to run'}  {name}")
+    n_done = sum(done for _, done in plan)
+    print(f"{n_done} of {len(plan)} stages done in {out}; {len(plan) - n_done} to run")
     return 0

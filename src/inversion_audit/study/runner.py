@@ -28,7 +28,7 @@ from .layout import SCORE_COLUMNS, StudyPaths, run_name
 from .provenance import Provenance, read_provenance
 from .stages import StageStore
 
-__all__ = ["run_study", "StudyPaths", "SCORE_COLUMNS"]
+__all__ = ["run_study", "plan_study", "StudyPaths", "SCORE_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,18 @@ class _Study:
     """State of one study run (one instance per ``run_study`` call)."""
 
     def __init__(
-        self, config: StudyConfig, out: Path, device: str | None, progress: ProgressCallback | None
+        self,
+        config: StudyConfig,
+        out: Path,
+        device: str | None,
+        progress: ProgressCallback | None,
+        dry_run: bool = False,
     ):
         from ..devices import get_device
 
         self.config = config
         self.paths = StudyPaths(out)
-        self.stages = StageStore(out)
+        self.stages = StageStore(out, dry_run=dry_run)
         self.progress = progress
         self.device = str(get_device(device or config.study.device))
         self.cohort = _select(_resolve_cohort(config.cohort.path, config), config)
@@ -207,6 +212,11 @@ class _Study:
         return out
 
     def _run_stages(self) -> None:
+        self.stages_in_order()
+        self.collect()
+
+    def stages_in_order(self) -> None:
+        """Every stage of the protocol: preprocessing, then each fold's attacks."""
         for variant in self.config.variants:
             self.write_preprocessed(variant)
         for fold in self.folds:
@@ -215,7 +225,6 @@ class _Study:
                     target_key = self.train_target(fold, variant, arch)
                     for threat in self.config.threat_models:
                         self.attack(fold, variant, arch, threat, target_key)
-        self.collect()
 
     def write_preprocessed(self, variant: str) -> None:
         cfg = self.pre_configs[variant]
@@ -425,6 +434,18 @@ class _Study:
         self.stages.timings["report"] = time.perf_counter() - start
         self.provenance.finish()
         self.write_provenance()
+
+
+def plan_study(config: StudyConfig, out_dir: str | Path) -> list[tuple[str, bool]]:
+    """Every stage of the study in run order, with whether it is already done in ``out_dir``.
+
+    Nothing is run or written: the stage keys are computed from the config and the input
+    files, as a real run would, so a stage listed as not done is exactly one that
+    ``run_study`` would (re)compute.
+    """
+    study = _Study(config, Path(out_dir), "cpu", None, dry_run=True)
+    study.stages_in_order()
+    return study.stages.plan
 
 
 def run_study(

@@ -31,12 +31,15 @@ class StageStore:
     any moment leaves either a complete stage or none.
     """
 
-    def __init__(self, study_dir: Path) -> None:
+    def __init__(self, study_dir: Path, dry_run: bool = False) -> None:
         self.root = Path(study_dir)
         self.dir = self.root / "stages"
         self.timings: dict[str, float] = {}
         #: stages skipped by :meth:`run` because already done (in order)
         self.resumed: list[str] = []
+        #: with ``dry_run``, :meth:`run` runs nothing and lists ``(name, done)`` here
+        self.dry_run = dry_run
+        self.plan: list[tuple[str, bool]] = []
 
     def _path(self, name: str) -> Path:
         return self.dir / (name.replace("/", "__") + ".json")
@@ -71,6 +74,9 @@ class StageStore:
 
     def run(self, name: str, key: str, fn: Callable[[], list[Path]]) -> bool:
         """Run ``fn`` unless the stage is done; return True when it ran."""
+        if self.dry_run:
+            self.plan.append((name, self.is_done(name, key)))
+            return False
         if self.is_done(name, key):
             if name not in self.resumed:
                 self.resumed.append(name)
