@@ -562,3 +562,21 @@ def test_run_command_plan_quiet_and_bad_config(tiny_cohort, tmp_path, capsys):
     bad.write_text(config.read_text().replace("[matching]", "[matching]\ntop_kk = 2"))
     assert main(["run", str(bad), "--out", str(tmp_path / "other")]) == 1
     assert "matching.top_kk" in capsys.readouterr().err
+
+
+def test_verification_roc_matches_the_pairwise_auc(tiny_study):
+    import json
+
+    from inversion_audit.study.figures import roc_curve
+
+    rng = np.random.default_rng(3)
+    own, others = rng.normal(1, 1, 12), rng.normal(0, 1, 40)
+    for higher, sign in ((True, 1), (False, -1)):
+        fpr, tpr = roc_curve(list(sign * own), list(sign * others), higher)
+        area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+        pairwise = np.mean([(a > b) + 0.5 * (a == b) for a in own for b in others])
+        assert area == pytest.approx(pairwise)
+        assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
+    report = json.loads((tiny_study / "report.json").read_text())
+    for run in report["runs"]:
+        assert "verification ROC" in report["figures"][f"roc_{run}"]

@@ -20,7 +20,15 @@ import numpy as np
 
 from .layout import StudyPaths
 
-__all__ = ["Figure", "ORIENTATIONS", "display_slice", "case_figure", "display_deformation"]
+__all__ = [
+    "Figure",
+    "ORIENTATIONS",
+    "display_slice",
+    "case_figure",
+    "display_deformation",
+    "roc_curve",
+    "verification_figure",
+]
 
 log = logging.getLogger(__name__)
 
@@ -298,4 +306,47 @@ def own_vs_others_figure(run: str, own: list[float], others: list[float]) -> Fig
     return Figure(
         png_base64(fig, dpi=80),
         f"{run}: SSIM of each reconstruction with its own original and with every other subject.",
+    )
+
+
+def roc_curve(
+    own: list[float], others: list[float], higher_is_better: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates of "same subject" decisions at every score threshold.
+
+    Positives are reconstruction/own-original pairs, negatives pairs with other subjects.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    pos, neg = sign * np.asarray(own, float), sign * np.asarray(others, float)
+    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]
+    tpr = [0.0] + [float((pos >= t).mean()) for t in thresholds]
+    fpr = [0.0] + [float((neg >= t).mean()) for t in thresholds]
+    return np.asarray(fpr), np.asarray(tpr)
+
+
+def verification_figure(
+    run: str, pairs: dict[str, tuple[list[float], list[float], bool]]
+) -> Figure:
+    """ROC curves of verification ("is this candidate the reconstruction's subject?") per metric.
+
+    ``pairs`` maps a metric to (own-pair scores, other-pair scores, higher is better).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    aucs = {}
+    for metric, (own, others, higher) in pairs.items():
+        fpr, tpr = roc_curve(own, others, higher)
+        aucs[metric] = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+        ax.plot(fpr, tpr, label=f"{metric} (AUC {aucs[metric]:.3f})")
+    ax.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
+    ax.set_xlabel("false positive rate (other subjects)")
+    ax.set_ylabel("true positive rate (own original)")
+    ax.set_title(run, fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    return Figure(
+        png_base64(fig, dpi=80),
+        f"{run}: verification ROC. Each curve thresholds one metric to decide whether a candidate "
+        "is the reconstruction's own subject; the diagonal is chance.",
+        {"auc": aucs},
     )

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_json, atomic_write_text
-from .figures import Figure, case_figure, own_vs_others_figure, rank_histogram_figure
+from .figures import (
+    Figure,
+    case_figure,
+    own_vs_others_figure,
+    rank_histogram_figure,
+    verification_figure,
+)
 from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
 __all__ = [
@@ -394,7 +400,7 @@ def _deformation_preset(study_dir: Path, config) -> str:
 
 
 def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> dict[str, Figure]:
-    """Every figure of the report, keyed ``ranks_<run>``, ``box_<run>``, ``case_<label>_<run>``."""
+    """Every figure of the report, keyed ``ranks_<run>``, ``box_<run>``, ``roc_<run>``, ``case_<label>_<run>``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -413,6 +419,15 @@ def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> d
         others = [r["value"] for r in ssim_rows if r["reconstruction_id"] != r["candidate_id"]]
         if own and others:
             figs[f"box_{name}"] = own_vs_others_figure(name, own, others)
+        pairs = {}
+        for metric in ("ssim", "correlation", "psnr"):  # deformation: only the top-k pairs
+            sel = [r for r in run_rows if r["metric"] == metric]
+            same = [r["value"] for r in sel if r["reconstruction_id"] == r["candidate_id"]]
+            diff = [r["value"] for r in sel if r["reconstruction_id"] != r["candidate_id"]]
+            if same and diff:
+                pairs[metric] = (same, diff, RANKED_METRICS[metric])
+        if pairs:
+            figs[f"roc_{name}"] = verification_figure(name, pairs)
         scored = any(r["metric"] == "deformation" for r in run_rows)
         for label, case in e.get("cases", {}).items():
             try:
