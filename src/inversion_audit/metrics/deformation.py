@@ -331,8 +331,10 @@ def deformation(
         (fewer iterations, coarser levels); see :data:`DEFORMATION_PRESETS`.
     cache : read and write the on-disk cache (``cache_dir()/deformation``).
     threads : ITK threads (see :func:`set_itk_threads`); ``None`` keeps the environment's setting.
-    seed : ANTs random seed (``ANTS_RANDOM_SEED``) for reproducible metric
-        sampling; ``None`` keeps the environment's setting.
+    seed : random seed of ANTs' metric sampling, passed as ``ANTS_RANDOM_SEED = seed + 1``
+        (ANTs reads 0 as "seed from the clock"); ``None`` keeps the environment's setting.
+        With one ITK thread a registration is then bit-reproducible; with more, the
+        affine stage's multi-threaded metric still varies slightly between calls.
     isolated : run ANTs in a child Python process (about 2 s more per call).
         ANTsPy holds the GIL for the whole registration; isolation keeps the
         caller's other threads running (Dask heartbeats, a GUI) and turns an
@@ -363,8 +365,8 @@ def deformation(
         cached = True
     else:
         set_itk_threads(threads)
-        if seed is not None:
-            os.environ["ANTS_RANDOM_SEED"] = str(int(seed))
+        if seed is not None:  # ANTs takes 0 as "seed from the clock": never pass it
+            os.environ["ANTS_RANDOM_SEED"] = str(int(seed) + 1)
         if isolated:
             magnitude, warped, field, seconds = _register_isolated(
                 moving_volume, fixed_volume, preset
