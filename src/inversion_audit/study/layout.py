@@ -73,8 +73,11 @@ class StudyPaths:
     def score_part(self, run: str, fold: int) -> Path:
         return self.root / "scores" / "parts" / f"{run}_fold{fold}.csv"
 
+    def deformation_dir(self, run: str) -> Path:
+        return self.root / "deformation" / run
+
     def deformation(self, run: str, subject: str, candidate: str) -> Path:
-        return self.root / "deformation" / run / f"{subject}__{candidate}_magnitude.nii.gz"
+        return self.deformation_dir(run) / f"{subject}__{candidate}_magnitude.nii.gz"
 
     def rankings(self, run: str) -> Path:
         return self.root / "rankings" / f"{run}.csv"

@@ -376,7 +376,7 @@ class _Study:
                 progress=self.stage_progress(label),
             )
             # maps of a superseded run of this stage must not outlive its scores
-            folder = self.paths.deformation(run, "x", "x").parent
+            folder = self.paths.deformation_dir(run)
             for sid in fold.private_set:
                 for old in folder.glob(glob.escape(f"{sid}__") + "*_magnitude.nii.gz"):
                     old.unlink()
