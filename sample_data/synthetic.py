@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: bump when the generated data change, so that cached cohorts are regenerated
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 MARKER = "sample_cohort.json"
 
 #: label value -> name; lobes are grey matter split by template coordinates
@@ -58,6 +58,10 @@ _OCCIPITAL_Y = -72.0
 # coarse grids: velocity field and head-shell distance map
 _VELOCITY_SPACING = 8.0
 _SHELL_SPACING = 2.0
+# anatomical variability: peak of the smooth deformation (mm), per-axis scaling, rotation (deg)
+_WARP_MM = (8.0, 12.0)
+_SCALE = (0.92, 1.08)
+_ROTATION_DEG = 6.0
 
 
 @dataclass(frozen=True)
@@ -252,14 +256,14 @@ def synthesize_subject(
     # world coordinates (mm) of the output voxels along each axis (the grid is axis-aligned)
     axes = [affine[i, i] * np.arange(n) + affine[i, 3] for i, n in enumerate(shape)]
     # diffeomorphic displacement on the coarse grid, upsampled separably to the output voxels
-    u_coarse = _velocity_displacement(rng, amplitude_mm=rng.uniform(4.0, 6.0))
+    u_coarse = _velocity_displacement(rng, amplitude_mm=rng.uniform(*_WARP_MM))
     wx, wy, wz = (
         _linear_weights(u_coarse.shape[i + 1], (axes[i] - _FOV_LOW[i]) / _VELOCITY_SPACING)
         for i in range(3)
     )
     u = np.einsum("xa,yb,zc,kabc->kxyz", wx, wy, wz, u_coarse, optimize=True).astype(np.float32)
     # affine jitter around the brain centre: q = A (p + u - c) + c + t, A = rotation x scaling
-    rot = _random_rotation(rng, 4.0) @ np.diag(rng.uniform(0.95, 1.05, 3))
+    rot = _random_rotation(rng, _ROTATION_DEG) @ np.diag(rng.uniform(*_SCALE, 3))
     offset = _BRAIN_CENTRE + rng.uniform(-3.0, 3.0, 3) - rot @ _BRAIN_CENTRE
     px, py, pz = np.meshgrid(*axes, indexing="ij", sparse=True)
     q = np.empty((3, *shape), dtype=np.float32)
