@@ -170,9 +170,12 @@ def _by_rec(vals: dict[tuple[str, str], float]) -> dict[str, dict[str, float]]:
 
 
 def _retrieval(vals: dict[tuple[str, str], float], higher: bool, auc: bool = True) -> dict:
-    ranks = [
-        _row_ranks(row, higher)[rec] for rec, row in sorted(_by_rec(vals).items()) if rec in row
-    ]
+    rank_of = {
+        rec: _row_ranks(row, higher)[rec]
+        for rec, row in sorted(_by_rec(vals).items())
+        if rec in row
+    }
+    ranks = list(rank_of.values())
     n = len(ranks)
     top1 = sum(k == 1 for k in ranks)
     pos = [v for (a, c), v in vals.items() if a == c]
@@ -187,7 +190,16 @@ def _retrieval(vals: dict[tuple[str, str], float], higher: bool, auc: bool = Tru
         "mrr": float(np.mean([1 / k for k in ranks])) if n else None,
         "precision_at_1": top1 / n if n else None,
         "auc": float(np.mean(pairs)) if auc and pairs else None,
+        "rank_of": rank_of,
     }
+
+
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval by its formula."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
 
 
 def _fused(ssim: dict, deform: dict) -> dict[tuple[str, str], float]:
@@ -253,6 +265,7 @@ def _expected(rows: list[dict]) -> dict[str, dict]:
                 "worst": by_ssim[-1],
             },
             "own_deformation": {a for (a, c) in vals.get("deformation", {}) if a == c},
+            "fold_of": {r["reconstruction_id"]: int(r["fold"]) for r in rr},
         }
     return out
 
@@ -301,6 +314,7 @@ def test_report_tables_parse_back_to_scores(tiny_study):
         ("table1", "## Table 1"),
         ("table2", "## Table 2"),
         ("table3", "## Table 3"),
+        ("per_fold", "## Identification per fold"),
         ("dice", "## Dice"),
     ):
         header, body = _md_table(md, heading)
@@ -346,24 +360,49 @@ def test_report_tables_parse_back_to_scores(tiny_study):
     for row in tables["table3"]:
         e, metric = exp[row[0]], row[1]
         t, j = e["table3"][metric], runs[row[0]]["table3"][metric]
-        assert len(row) == 11
+        assert len(row) == 12
+        lo, hi = _wilson(t["top1"], t["n"])
+        assert row[3] == f"{100 * lo:.0f}–{100 * hi:.0f}%"
+        assert j["top1_ci95"] == pytest.approx([lo, hi], abs=1e-9)
         for cell, key, digits in (
             (row[2], "top1", 0),
-            (row[3], "top5", 0),
-            (row[4], "n", 0),
-            (row[5], "mean_rank", 2),
-            (row[6], "mrr", 3),
-            (row[7], "precision_at_1", 3),
-            (row[8], "auc", 3),
+            (row[4], "top5", 0),
+            (row[5], "n", 0),
+            (row[6], "mean_rank", 2),
+            (row[7], "mrr", 3),
+            (row[8], "precision_at_1", 3),
+            (row[9], "auc", 3),
         ):
             _check_num(cell, t[key], digits)
             expected = None if t[key] is None else pytest.approx(t[key], rel=1e-9)
             assert j[key] == expected, (row[0], metric, key)
         paper_top1 = PAPER_TABLE3[e["arch"]].get(metric)
         paper_rank = PAPER_MEAN_RANK[e["arch"]].get(metric)
-        assert row[9] == ("–" if paper_top1 is None else str(paper_top1))
-        assert row[10] == ("–" if paper_rank is None else str(paper_rank))
+        assert row[10] == ("–" if paper_top1 is None else str(paper_top1))
+        assert row[11] == ("–" if paper_rank is None else str(paper_rank))
         assert j["n"] == t["n"]
+
+    # per fold: top-1 of n for every ranked metric, from the reconstructions of that fold
+    header = doc["tables"]["per_fold"]["columns"]
+    assert header[:2] == ["run", "fold"]
+    assert header[2:] == ["ssim", "correlation", "psnr", "deformation", "fused"]
+    expected_rows = {
+        (run, str(fold)) for run, e in exp.items() for fold in set(e["fold_of"].values())
+    }
+    assert {(r[0], r[1]) for r in tables["per_fold"]} == expected_rows
+    assert len(tables["per_fold"]) == len(expected_rows) >= 4  # 2 folds x 2 runs
+    for row in tables["per_fold"]:
+        e = exp[row[0]]
+        for cell, metric in zip(row[2:], header[2:], strict=True):
+            ranks = [
+                k for rec, k in e["table3"][metric]["rank_of"].items()
+                if str(e["fold_of"][rec]) == row[1]
+            ]  # fmt: skip
+            assert cell == f"{sum(k == 1 for k in ranks)} of {len(ranks)}", (row, metric)
+            assert runs[row[0]]["folds"][row[1]][metric] == {
+                "top1": sum(k == 1 for k in ranks),
+                "n": len(ranks),
+            }
 
     # Dice of the target network on originals and on reconstructions
     assert sorted(r[0] for r in tables["dice"]) == sorted(exp)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_json, atomic_write_text
+from ..stats import wilson_interval
 from .design import Case, Design
 from .store import Answer, ReaderStudyStore
 
@@ -41,16 +42,6 @@ LEVELS = (1, 2, 3, 4, 5)
 
 def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
-
-
-def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
-    """Wilson score interval of a proportion ``correct / n`` (``None`` when ``n == 0``)."""
-    if n == 0:
-        return None
-    from statsmodels.stats.proportion import proportion_confint
-
-    lo, hi = proportion_confint(correct, n, alpha=1 - confidence, method="wilson")
-    return float(lo), float(hi)
 
 
 def binomial_p_greater(correct: int, n: int, chance: float) -> float | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_json, atomic_write_text
+from ..stats import wilson_interval
 from .figures import (
     Figure,
     case_figure,
@@ -147,12 +148,25 @@ def _cases(rows: list[dict]) -> dict[str, dict]:
     }
 
 
+def _per_fold(table3: dict, fold_of: dict[str, int]) -> dict[str, dict[str, dict]]:
+    """Top-1 count and ranked reconstructions per fold and metric (``{fold: {metric: {top1, n}}}``)."""
+    out: dict[int, dict[str, dict]] = {}
+    for metric, t in table3.items():
+        for rid, rank in t["ranks"].items():
+            if rank != rank:  # NaN: not ranked (true match missing or not computed)
+                continue
+            cell = out.setdefault(fold_of[rid], {}).setdefault(metric, {"top1": 0, "n": 0})
+            cell["top1"] += int(rank == 1)
+            cell["n"] += 1
+    return {str(fold): out[fold] for fold in sorted(out)}
+
+
 def summarize_study(rows: list[dict]) -> dict:
     """All report numbers per run, as JSON-serialisable dicts (computed from ``scores.csv`` rows).
 
     Per run: ``table1`` (own-original mean/sd per metric), ``table2`` (own vs others SSIM),
-    ``table3`` (per metric and ``fused``: top-1/5, mean rank, MRR, P@1, AUC, ranks),
-    ``dice``, ``cases`` (best/median/worst by own SSIM) and ``paper`` (the paper's figures).
+    ``table3`` (per metric and ``fused``: top-1 with its Wilson 95% interval, top-5, mean
+    rank, MRR, P@1, AUC, ranks), ``folds`` (top-1 of n per fold and metric), ``dice``, ``cases`` (best/median/worst by own SSIM) and ``paper`` (the paper's figures).
     """
     from ..matching import fuse_rankings, rank_candidates, summarize
 
@@ -160,6 +174,7 @@ def summarize_study(rows: list[dict]) -> dict:
         top1 = [ranked[0] if ranked else "" for ranked in rank_candidates(m)]
         return {
             "top1": int(s.top1),
+            "top1_ci95": list(wilson_interval(int(s.top1), int(s.n)) or []) or None,
             "top5": int(s.top5),
             "n": int(s.n),
             "mean_rank": _num(s.mean_rank),
@@ -211,6 +226,7 @@ def summarize_study(rows: list[dict]) -> dict:
         }
         if dice["original"]["n"]:
             entry["dice"] = dice
+        entry["folds"] = _per_fold(entry["table3"], {r["reconstruction_id"]: r["fold"] for r in rr})
         entry["cases"] = _cases(rr)
         entry["paper"] = _paper(arch, variant)
         runs[name] = entry
@@ -226,6 +242,13 @@ def _ms(d: dict | None, digits: int = 3) -> str:
     if not d or d.get("mean") is None:
         return "–"
     return f"{d['mean']:.{digits}f} ± {d['sd']:.{digits}f}"
+
+
+def _ci(interval: list[float] | None) -> str:
+    """A proportion's interval in percent, e.g. ``60–86%``."""
+    if not interval:
+        return "–"
+    return f"{100 * interval[0]:.0f}–{100 * interval[1]:.0f}%"
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> dict:
@@ -277,6 +300,7 @@ def report_tables(summary: dict) -> dict[str, dict]:
                     name,
                     metric,
                     str(t["top1"]),
+                    _ci(t.get("top1_ci95")),
                     str(t["top5"]),
                     str(t["n"]),
                     _f(t["mean_rank"], 2),
@@ -304,6 +328,7 @@ def report_tables(summary: dict) -> dict[str, dict]:
                 "run",
                 "metric",
                 "top-1",
+                "top-1 95% CI",
                 "top-5",
                 "n",
                 "mean rank",
@@ -316,6 +341,22 @@ def report_tables(summary: dict) -> dict[str, dict]:
             t3,
         ),
     }
+    fold_metrics = [
+        m
+        for m in (*RANKED_METRICS, "fused")
+        if any(m in f for e in runs.values() for f in e.get("folds", {}).values())
+    ]
+    per_fold = [
+        [name, fold] + [f"{c[m]['top1']} of {c[m]['n']}" if m in c else "–" for m in fold_metrics]
+        for name, e in runs.items()
+        for fold, c in e.get("folds", {}).items()
+    ]
+    if per_fold:
+        tables["per_fold"] = _table(
+            "Identification per fold (top-1 matches of the fold's private subjects)",
+            ["run", "fold", *fold_metrics],
+            per_fold,
+        )
     dice = []
     for name, e in runs.items():
         if "dice" not in e:
