@@ -66,7 +66,9 @@ def tiny_study(tmp_path_factory):
     out = root / "study"
     with pytest.MonkeyPatch.context() as mp:  # module scope: isolate the cache by hand
         mp.setenv("INVERSION_AUDIT_CACHE", str(root / "cache"))
-        run_study(study_config_from_dict(tiny_config(cohort)), out)
+        metrics = ["ssim", "correlation", "psnr", "deformation", "dice"]
+        metrics += ["ssim_brain", "correlation_brain"]  # the opt-in brain-masked metrics too
+        run_study(study_config_from_dict(tiny_config(cohort, metrics=metrics)), out)
     return out
 
 
@@ -121,7 +123,34 @@ def test_tiny_study_writes_every_file(tiny_study):
         "deformation",
         "dice_reconstruction",
         "dice_original",
+        "ssim_brain",
+        "correlation_brain",
     } <= metrics
+    # the brain-masked metrics are SSIM and correlation inside the candidate's labels > 0
+    from inversion_audit.io import read_labels, read_volume
+    from inversion_audit.metrics import correlation, ssim
+
+    run = "unet_skull-stripped_bottleneck"
+    a, b = ids[0], ids[1]
+    rec = read_volume(out / "reconstructions" / run / f"{a}_recon_pre.nii.gz").array
+    cand = read_volume(out / "preprocessed" / "skull-stripped" / f"{b}.nii.gz").array
+    brain = read_labels(out / "preprocessed" / "skull-stripped" / f"{b}_seg.nii.gz").array > 0
+    assert 0 < brain.mean() < 0.9
+
+    def value(metric: str) -> float:
+        (v,) = [
+            float(r["value"])
+            for r in rows
+            if r["arch"] == "unet" and r["metric"] == metric
+            and (r["reconstruction_id"], r["candidate_id"]) == (a, b)
+        ]  # fmt: skip
+        return v
+
+    assert value("ssim_brain") == pytest.approx(
+        ssim(rec, cand, data_range=1.0, mask=brain), abs=1e-4
+    )
+    assert value("correlation_brain") == pytest.approx(correlation(rec, cand, brain), abs=1e-4)
+    assert value("ssim_brain") != pytest.approx(value("ssim"), abs=1e-3)
     # every reconstruction is scored against every candidate of the cohort
     ssim_rows = [r for r in rows if r["metric"] == "ssim" and r["arch"] == "unet"]
     assert len(ssim_rows) == 36
@@ -236,6 +265,8 @@ def _expected(rows: list[dict]) -> dict[str, dict]:
                 ("correlation", True),
                 ("psnr", True),
                 ("deformation", False),
+                ("ssim_brain", True),
+                ("correlation_brain", True),
             )
             if m in vals
         }
@@ -355,7 +386,15 @@ def test_report_tables_parse_back_to_scores(tiny_study):
     # Table 3: per metric (deformation and fused included) top-1, top-5, n, mean rank, MRR, P@1, AUC
     seen = {(r[0], r[1]) for r in tables["table3"]}
     assert seen == {(run, m) for run, e in exp.items() for m in e["table3"]}
-    assert {m for _, m in seen} == {"ssim", "correlation", "psnr", "deformation", "fused"}
+    assert {m for _, m in seen} == {
+        "ssim",
+        "correlation",
+        "psnr",
+        "deformation",
+        "ssim_brain",
+        "correlation_brain",
+        "fused",
+    }
     assert len(tables["table3"]) == len(seen)
     for row in tables["table3"]:
         e, metric = exp[row[0]], row[1]
@@ -385,7 +424,15 @@ def test_report_tables_parse_back_to_scores(tiny_study):
     # per fold: top-1 of n for every ranked metric, from the reconstructions of that fold
     header = doc["tables"]["per_fold"]["columns"]
     assert header[:2] == ["run", "fold"]
-    assert header[2:] == ["ssim", "correlation", "psnr", "deformation", "fused"]
+    assert header[2:] == [
+        "ssim",
+        "correlation",
+        "psnr",
+        "deformation",
+        "ssim_brain",
+        "correlation_brain",
+        "fused",
+    ]
     expected_rows = {
         (run, str(fold)) for run, e in exp.items() for fold in set(e["fold_of"].values())
     }

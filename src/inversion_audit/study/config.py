@@ -28,7 +28,9 @@ __all__ = [
 VARIANTS = ("skull-stripped", "with-skull")
 ARCHS = ("unet", "segnet")
 THREAT_MODELS = ("bottleneck", "bottleneck+skips")
-METRICS = ("ssim", "correlation", "psnr", "deformation", "dice")
+#: the paper's metrics, then opt-in ones: SSIM and correlation inside each candidate's brain
+#: (its labels > 0), which the whole-grid background does not dominate
+METRICS = ("ssim", "correlation", "psnr", "deformation", "dice", "ssim_brain", "correlation_brain")
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}

@@ -37,7 +37,14 @@ log = logging.getLogger(__name__)
 PAPER_SOURCE = "Subbanna et al., Sensors 2021 (LPBA40, 40 subjects, 4 folds)"
 
 #: metric -> higher is better
-RANKED_METRICS = {"ssim": True, "correlation": True, "psnr": True, "deformation": False}
+RANKED_METRICS = {
+    "ssim": True,
+    "correlation": True,
+    "psnr": True,
+    "deformation": False,
+    "ssim_brain": True,
+    "correlation_brain": True,
+}
 
 
 def load_scores(path: str | Path) -> list[dict]:
@@ -461,7 +468,8 @@ def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> d
         if own and others:
             figs[f"box_{name}"] = own_vs_others_figure(name, own, others)
         pairs = {}
-        for metric in ("ssim", "correlation", "psnr"):  # deformation: only the top-k pairs
+        for metric in ("ssim", "correlation", "psnr", "ssim_brain", "correlation_brain"):
+            # not deformation: only the top-k pairs have it
             sel = [r for r in run_rows if r["metric"] == metric]
             same = [r["value"] for r in sel if r["reconstruction_id"] == r["candidate_id"]]
             diff = [r["value"] for r in sel if r["reconstruction_id"] != r["candidate_id"]]

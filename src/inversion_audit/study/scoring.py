@@ -1,4 +1,5 @@
-"""Score a fold's reconstructions against every candidate: SSIM, correlation, PSNR, deformation, Dice."""
+"""Score a fold's reconstructions against every candidate: SSIM, correlation, PSNR, deformation, Dice
+(and, opt-in, SSIM and correlation inside each candidate's brain)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..data.preprocess import Preprocessed
 from ..io import Volume
 from ..progress import ProgressCallback, report
 
-__all__ = ["score_fold", "common_affine"]
+__all__ = ["brain_mask", "common_affine", "score_fold"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,13 @@ def common_affine(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndar
     affine[:3, :3] = np.diag(spacing)
     affine[:3, 3] = -(np.asarray(shape) - 1) / 2 * np.asarray(spacing)
     return affine
+
+
+def brain_mask(candidate: Preprocessed) -> np.ndarray:
+    """The candidate's brain on its preprocessed grid: labels > 0, else its foreground mask."""
+    if candidate.labels is not None and (candidate.labels > 0).any():
+        return candidate.labels > 0
+    return np.asarray(candidate.mask, dtype=bool)
 
 
 def score_fold(
@@ -69,6 +77,22 @@ def score_fold(
     add("ssim", S)
     if "correlation" in metrics:
         add("correlation", correlation_matrix(R, C))
+    if "ssim_brain" in metrics or "correlation_brain" in metrics:
+        brain = np.stack([brain_mask(candidates[j]) for j in cand_ids])
+        if "ssim_brain" in metrics:
+            add(
+                "ssim_brain",
+                ssim_matrix(
+                    R,
+                    C,
+                    data_range=1.0,
+                    mask=brain,
+                    device=device,
+                    progress=lambda d, t, s: report(progress, d, t, "ssim matrix (brain)"),
+                ),
+            )
+        if "correlation_brain" in metrics:
+            add("correlation_brain", correlation_matrix(R, C, mask=brain))
     if "psnr" in metrics:
         add("psnr", np.array([[psnr(r, c, data_range=1.0) for c in C] for r in R]))
     maps: dict[tuple[str, str], np.ndarray] = {}
