@@ -1,0 +1,206 @@
+"""A study's numbers per run, computed from ``scores.csv``: Tables 1-3, retrieval, Dice, cases."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..stats import wilson_interval
+from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
+
+__all__ = ["RANKED_METRICS", "load_scores", "paper_figures", "summarize_study"]
+
+#: metric -> higher is better
+RANKED_METRICS = {
+    "ssim": True,
+    "correlation": True,
+    "psnr": True,
+    "deformation": False,
+    "ssim_brain": True,
+    "correlation_brain": True,
+}
+
+
+def load_scores(path: str | Path) -> list[dict]:
+    """Read the long-format ``scores.csv``."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["value"] = float(r["value"])
+        r["fold"] = int(r["fold"])
+    return rows
+
+
+def _runs(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    out: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        out[(r["arch"], r["variant"], r["threat_model"])].append(r)
+    return dict(sorted(out.items()))
+
+
+def _matrix(rows: list[dict], metric: str):
+    from ..matching import ScoreMatrix
+
+    sel = [r for r in rows if r["metric"] == metric]
+    if not sel:
+        return None
+    # every scored reconstruction, also one without rows of this metric (e.g. a constant
+    # reconstruction skipped by deformation): its row stays NaN, so matrices can be fused
+    rec = sorted(
+        {r["reconstruction_id"] for r in rows if r["metric"] == "ssim"}
+        | {r["reconstruction_id"] for r in sel}
+    )
+    cand = sorted(
+        {r["candidate_id"] for r in rows if r["metric"] == "ssim"}
+        | {r["candidate_id"] for r in sel}
+    )
+    values = np.full((len(rec), len(cand)), np.nan)
+    ri, ci = {k: i for i, k in enumerate(rec)}, {k: i for i, k in enumerate(cand)}
+    for r in sel:
+        values[ri[r["reconstruction_id"]], ci[r["candidate_id"]]] = r["value"]
+    return ScoreMatrix(metric, values, rec, cand, higher_is_better=RANKED_METRICS[metric])
+
+
+def _num(x) -> float | None:
+    """A finite float, else ``None`` (JSON has no NaN)."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _mean_sd(values) -> dict:
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if v.size == 0:
+        return {"mean": None, "sd": None, "n": 0}
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+        "n": int(v.size),
+    }
+
+
+def paper_figures(arch: str, variant: str) -> dict:
+    """The paper's figures for one run (``None`` where the paper has none), as shown in the tables."""
+    stripped = variant == "skull-stripped"
+    t1 = PAPER_TABLE1.get((arch, variant))
+    t2 = PAPER_TABLE2.get(arch) if stripped else None
+    dice = PAPER_DICE.get(arch)
+    return {
+        "table1": {m: {"mean": a, "sd": b} for m, (a, b) in t1.items()} if t1 else None,
+        "table2": {"own": t2[0], "others": t2[1]} if t2 else None,
+        "table3_top1": dict(PAPER_TABLE3[arch]) if stripped and arch in PAPER_TABLE3 else None,
+        "mean_rank": dict(PAPER_MEAN_RANK[arch]) if stripped and arch in PAPER_MEAN_RANK else None,
+        "dice": {"original": dice[0], "reconstruction": dice[1]} if dice else None,
+        "n_subjects": 40,
+    }
+
+
+def _cases(rows: list[dict]) -> dict[str, dict]:
+    """Best, median and worst reconstruction of one run by SSIM with the own original."""
+    own = sorted(
+        (r for r in rows if r["metric"] == "ssim" and r["reconstruction_id"] == r["candidate_id"]),
+        key=lambda r: (-r["value"], r["reconstruction_id"]),
+    )
+    if not own:
+        return {}
+    deform = {
+        r["reconstruction_id"]: r["value"]
+        for r in rows
+        if r["metric"] == "deformation" and r["reconstruction_id"] == r["candidate_id"]
+    }
+    picks = {"best": own[0], "median": own[len(own) // 2], "worst": own[-1]}
+    return {
+        label: {
+            "id": r["reconstruction_id"],
+            "fold": r["fold"],
+            "ssim": r["value"],
+            "deformation_mm": deform.get(r["reconstruction_id"]),
+        }
+        for label, r in picks.items()
+    }
+
+
+def _per_fold(table3: dict, fold_of: dict[str, int]) -> dict[str, dict[str, dict]]:
+    """Top-1 count and ranked reconstructions per fold and metric (``{fold: {metric: {top1, n}}}``)."""
+    out: dict[int, dict[str, dict]] = {}
+    for metric, t in table3.items():
+        for rid, rank in t["ranks"].items():
+            if rank != rank:  # NaN: not ranked (true match missing or not computed)
+                continue
+            cell = out.setdefault(fold_of[rid], {}).setdefault(metric, {"top1": 0, "n": 0})
+            cell["top1"] += int(rank == 1)
+            cell["n"] += 1
+    return {str(fold): out[fold] for fold in sorted(out)}
+
+
+def summarize_study(rows: list[dict]) -> dict:
+    """All report numbers per run, as JSON-serialisable dicts (computed from ``scores.csv`` rows).
+
+    Per run: ``table1`` (own-original mean/sd per metric), ``table2`` (own vs others SSIM),
+    ``table3`` (per metric and ``fused``: top-1 with its Wilson 95% interval, top-5, mean
+    rank, MRR, P@1, AUC, ranks), ``folds`` (top-1 of n per fold and metric), ``dice``, ``cases`` (best/median/worst by own SSIM) and ``paper`` (the paper's figures).
+    """
+    from ..matching import fuse_rankings, rank_candidates, summarize
+
+    def ranking(m, s) -> dict:
+        top1 = [ranked[0] if ranked else "" for ranked in rank_candidates(m)]
+        return {
+            "top1": int(s.top1),
+            "top1_ci95": list(wilson_interval(int(s.top1), int(s.n)) or []) or None,
+            "top5": int(s.top5),
+            "n": int(s.n),
+            "mean_rank": _num(s.mean_rank),
+            "mrr": _num(s.mrr),
+            "precision_at_1": _num(s.precision_at_1),
+            "auc": _num(s.auc),
+            "own_mean": float(s.own_mean),
+            "others_mean": float(s.others_mean),
+            "rank_histogram": [int(x) for x in s.rank_histogram],
+            "ranks": {k: float(v) for k, v in zip(m.reconstruction_ids, s.ranks, strict=True)},
+            "top1_candidates": dict(zip(m.reconstruction_ids, top1, strict=True)),
+            "notes": list(s.notes),
+        }
+
+    runs = {}
+    for (arch, variant, threat), rr in _runs(rows).items():
+        name = f"{arch}_{variant}_{threat.replace('+', '-')}"
+        entry: dict = {
+            "arch": arch,
+            "variant": variant,
+            "threat_model": threat,
+            "table1": {},
+            "table3": {},
+        }
+        matrices = {}
+        for metric in RANKED_METRICS:
+            m = _matrix(rr, metric)
+            if m is None:
+                continue
+            matrices[metric] = m
+            s = summarize(m)
+            own = [
+                r["value"]
+                for r in rr
+                if r["metric"] == metric and r["reconstruction_id"] == r["candidate_id"]
+            ]
+            entry["table1"][metric] = _mean_sd(own)
+            entry["table3"][metric] = ranking(m, s)
+        if "ssim" in matrices and "deformation" in matrices:
+            fused = fuse_rankings([matrices["ssim"], matrices["deformation"]])
+            entry["table3"]["fused"] = ranking(fused, summarize(fused))
+            entry["table3"]["fused"]["auc"] = None
+        if "ssim" in entry["table3"]:
+            t = entry["table3"]["ssim"]
+            entry["table2"] = {"own": t["own_mean"], "others": t["others_mean"]}
+        dice = {
+            kind: _mean_sd([r["value"] for r in rr if r["metric"] == f"dice_{kind}"])
+            for kind in ("original", "reconstruction")
+        }
+        if dice["original"]["n"]:
+            entry["dice"] = dice
+        entry["folds"] = _per_fold(entry["table3"], {r["reconstruction_id"]: r["fold"] for r in rr})
+        entry["cases"] = _cases(rr)
+        entry["paper"] = paper_figures(arch, variant)
+        runs[name] = entry
+    return {"runs": runs}
