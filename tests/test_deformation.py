@@ -184,3 +184,40 @@ def test_seeded_single_thread_registration_is_reproducible(pair):
     ]
     np.testing.assert_array_equal(runs[0].magnitude.array, runs[1].magnitude.array)
     assert runs[0].mean_displacement_mm == runs[1].mean_displacement_mm
+
+
+@pytest.mark.slow
+def test_register_pairs_in_parallel_equals_sequential(pair):
+    """One ITK thread per registration: two child processes at once give the very same
+    results as one after the other."""
+    from inversion_audit.metrics import register_pairs
+
+    fixed, mask = pair
+    moving = [
+        Volume(ndimage.shift(fixed.array, shift, order=1), fixed.affine)
+        for shift in ((1.5, -1.0, 0.5), (-1.0, 0.5, 1.0))
+    ]
+    other = Volume(ndimage.shift(fixed.array, (0.5, 0.5, -1.5), order=1), fixed.affine)
+    pairs = [(0, 0), (1, 0), (0, 1)]
+    calls = []
+    runs = [
+        register_pairs(
+            moving,
+            [fixed, other],
+            pairs,
+            [mask, None],
+            workers=workers,
+            cache=False,
+            progress=lambda done, total, stage: calls.append((done, total, stage)),
+            isolated=True,  # fresh processes: this one's ITK may already run more threads
+        )
+        for workers in (1, 2)
+    ]
+    assert [c[:2] for c in calls] == [(k, 3) for k in (1, 2, 3)] * 2
+    for results, failed in runs:
+        assert set(results) == set(pairs) and not failed
+    (seq, _), (par, _) = runs
+    for key in pairs:
+        assert seq[key].mean_displacement_mm == par[key].mean_displacement_mm
+        np.testing.assert_array_equal(seq[key].magnitude.array, par[key].magnitude.array)
+    assert len({round(seq[key].mean_displacement_mm, 6) for key in pairs}) == 3

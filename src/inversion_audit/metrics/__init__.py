@@ -6,6 +6,7 @@ need them.
 """
 
 from .deformation import DEFORMATION_PRESETS, DeformationResult, deformation
+from .deformation_pairs import register_pairs
 from .dice import dice, dice_baseline, segmentation_dice
 from .similarity import correlation, correlation_matrix, mse, psnr
 from .ssim import K1, K2, TRUNCATE, ssim, window_radius
@@ -24,6 +25,7 @@ __all__ = [
     "dice_baseline",
     "mse",
     "psnr",
+    "register_pairs",
     "segmentation_dice",
     "ssim",
     "ssim_matrix",

@@ -13,6 +13,7 @@ import csv
 import glob
 import io
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -374,6 +375,7 @@ class _Study:
                 label_map=self.config.target_config(arch).label_map,
                 device=self.device,
                 progress=self.stage_progress(label),
+                registration_workers=self.config.study.threads or os.cpu_count() or 1,
             )
             # maps of a superseded run of this stage must not outlive its scores
             folder = self.paths.deformation_dir(run)

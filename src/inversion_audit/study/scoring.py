@@ -45,15 +45,18 @@ def score_fold(
     label_map: dict | None = None,
     device: str = "auto",
     progress: ProgressCallback | None = None,
+    registration_workers: int = 1,
 ) -> tuple[list[tuple[str, str, str, float]], dict[tuple[str, str], np.ndarray]]:
     """Score reconstructions (preprocessed space) against candidates.
 
     Returns long-format rows ``(reconstruction_id, candidate_id, metric, value)``
     and the deformation magnitude maps keyed by ``(reconstruction_id, candidate_id)``.
-    Deformation runs only on each reconstruction's SSIM top-k candidates.
+    Deformation runs only on each reconstruction's SSIM top-k candidates, one ITK thread
+    per registration and ``registration_workers`` registrations at once (reproducible
+    whatever the count), or on Dask when ``matching.scheduler``/``n_workers`` is set.
     """
     from ..matching import ScoreMatrix, top_k_mask
-    from ..metrics import correlation_matrix, deformation, dice, psnr, ssim_matrix
+    from ..metrics import correlation_matrix, dice, psnr, register_pairs, ssim_matrix
 
     rec_ids, cand_ids = list(reconstructions), list(candidates)
     R = np.stack([reconstructions[i] for i in rec_ids]).astype(np.float32)
@@ -123,25 +126,31 @@ def score_fold(
                 progress=lambda d, t, s: report(progress, d, t, s),
             )
         D = np.full(S.shape, np.nan)
-        todo = list(zip(*np.nonzero(pairs), strict=True))
-        for n, (a, b) in enumerate(todo):
+        todo = []
+        for a, b in zip(*np.nonzero(pairs), strict=True):
             if float(R[a].max()) == float(R[a].min()):
                 log.warning(
                     "deformation %s -> %s skipped: the reconstruction is constant",
                     rec_ids[a],
                     cand_ids[b],
                 )
-                continue
-            try:
-                res = deformation(
-                    moving[a], fixed[b], fixed_mask=masks[b], preset=matching.deformation_preset
-                )
-            except RuntimeError as exc:  # one failed registration must not lose the others
-                log.warning("deformation %s -> %s failed: %s", rec_ids[a], cand_ids[b], exc)
-                continue
+            else:
+                todo.append((int(a), int(b)))
+        results, failed = register_pairs(
+            moving,
+            fixed,
+            todo,
+            masks,
+            preset=matching.deformation_preset,
+            workers=registration_workers,
+            progress=progress,
+            stage=f"deformation (SSIM top-{matching.top_k})",
+        )
+        for (a, b), message in failed.items():
+            log.warning("deformation %s -> %s failed: %s", rec_ids[a], cand_ids[b], message)
+        for (a, b), res in results.items():
             D[a, b] = res.mean_displacement_mm
             maps[(rec_ids[a], cand_ids[b])] = res.magnitude.array
-            report(progress, n + 1, len(todo), f"deformation (SSIM top-{matching.top_k})")
         add("deformation", D)
     if "dice" in metrics and segment_fn is not None:
         from ..training import apply_label_map
