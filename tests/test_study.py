@@ -631,11 +631,11 @@ def test_run_command_plan_quiet_and_bad_config(tiny_cohort, tmp_path, capsys):
     assert "Plugins > Inversion Audit > Open study" in captured.out
     assert "train-target" not in captured.err and "it/s" not in captured.err  # --quiet: no bars
     assert main(["run", str(config), "--out", str(out), "--plan"]) == 0
-    assert "9 of 9 stages done" in capsys.readouterr().out
-    bad = tmp_path / "bad.toml"
-    bad.write_text(config.read_text().replace("[matching]", "[matching]\ntop_kk = 2"))
-    assert main(["run", str(bad), "--out", str(tmp_path / "other")]) == 1
-    assert "matching.top_kk" in capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "9 of 9 stages done" in printed and "left at the pace" not in printed
+    # every finished stage shows its recorded time
+    timed = [ln for ln in printed.splitlines() if re.match(r"done\s+\d+\.\d min  \S", ln)]
+    assert len(timed) == 9
 
 
 def test_verification_roc_matches_the_pairwise_auc(tiny_study):

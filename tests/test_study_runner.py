@@ -162,3 +162,29 @@ def test_provenance_merge_keeps_the_first_start():
     assert again["started"] == "2026-01-01T00:00:00"
     assert [i["status"] for i in again["invocations"]] == ["unknown", "finished", "cancelled"]
     assert again["finished"] is None
+
+
+def test_remaining_time_is_estimated_from_the_same_stage_of_other_folds():
+    from inversion_audit.study.stages import estimate_seconds
+
+    plan = [
+        ("preprocess/skull-stripped", True),
+        ("fold0/unet_skull-stripped/target", True),
+        ("fold1/unet_skull-stripped/target", True),
+        ("fold2/unet_skull-stripped/target", False),
+        ("fold2/segnet_skull-stripped/target", False),
+        ("report", False),
+    ]
+    timings = {
+        "preprocess/skull-stripped": 50.0,
+        "fold0/unet_skull-stripped/target": 100.0,
+        "fold1/unet_skull-stripped/target": 200.0,
+    }
+    assert estimate_seconds(plan, timings) == [
+        ("preprocess/skull-stripped", True, 50.0),
+        ("fold0/unet_skull-stripped/target", True, 100.0),
+        ("fold1/unet_skull-stripped/target", True, 200.0),
+        ("fold2/unet_skull-stripped/target", False, 150.0),  # the mean of folds 0 and 1
+        ("fold2/segnet_skull-stripped/target", False, None),  # no fold has run it yet
+        ("report", False, None),
+    ]

@@ -55,11 +55,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_plan(config, out: str) -> int:
-    from ..study.runner import plan_study
+    from ..study.runner import plan_study_seconds
 
-    plan = plan_study(config, out)
-    for name, done in plan:
-        print(f"{'done  ' if done else 'to run'}  {name}")
-    n_done = sum(done for _, done in plan)
-    print(f"{n_done} of {len(plan)} stages done in {out}; {len(plan) - n_done} to run")
+    plan = plan_study_seconds(config, out)
+    for name, done, seconds in plan:
+        when = "" if seconds is None else f"{'' if done else '~'}{seconds / 60:.1f} min"
+        print(f"{'done  ' if done else 'to run'}  {when:>10}  {name}")
+    todo = [seconds for _, done, seconds in plan if not done]
+    known = [s for s in todo if s is not None]
+    print(f"{len(plan) - len(todo)} of {len(plan)} stages done in {out}; {len(todo)} to run")
+    if todo:
+        unknown = len(todo) - len(known)
+        print(
+            f"about {sum(known) / 3600:.1f} h of stage time left at the pace recorded so far"
+            + (f", plus {unknown} stage(s) with no earlier fold to go by" if unknown else "")
+        )
     return 0

@@ -29,7 +29,7 @@ from .layout import SCORE_COLUMNS, StudyPaths, run_name
 from .provenance import Provenance, read_provenance
 from .stages import StageStore
 
-__all__ = ["run_study", "plan_study", "StudyPaths", "SCORE_COLUMNS"]
+__all__ = ["run_study", "plan_study", "plan_study_seconds", "StudyPaths", "SCORE_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -445,9 +445,19 @@ def plan_study(config: StudyConfig, out_dir: str | Path) -> list[tuple[str, bool
     files, as a real run would, so a stage listed as not done is exactly one that
     ``run_study`` would (re)compute.
     """
+    return [(name, done) for name, done, _ in plan_study_seconds(config, out_dir)]
+
+
+def plan_study_seconds(
+    config: StudyConfig, out_dir: str | Path
+) -> list[tuple[str, bool, float | None]]:
+    """:func:`plan_study` with each stage's wall seconds: recorded when done, else estimated
+    from the same stage of the folds already run (see :func:`.stages.estimate_seconds`)."""
+    from .stages import estimate_seconds
+
     study = _Study(config, Path(out_dir), "cpu", None, dry_run=True)
     study.stages_in_order()
-    return study.stages.plan
+    return estimate_seconds(study.stages.plan, study.stages.timings)
 
 
 def run_study(

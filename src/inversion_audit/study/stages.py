@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..io import atomic_write_json, file_hash
 
-__all__ = ["StageStore", "StageRecord"]
+__all__ = ["StageStore", "StageRecord", "estimate_seconds"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,28 @@ class StageStore:
         outputs = fn()
         self.record(name, key, outputs, time.perf_counter() - start)
         return True
+
+
+def _same_stage_other_fold(name: str) -> str:
+    """``fold1/unet_with-skull/target`` -> ``unet_with-skull/target`` (names without a fold stay)."""
+    head, _, rest = name.partition("/")
+    return rest if head.startswith("fold") and rest else name
+
+
+def estimate_seconds(
+    plan: list[tuple[str, bool]], timings: dict[str, float]
+) -> list[tuple[str, bool, float | None]]:
+    """Each planned stage with its wall seconds: recorded when done, else the mean recorded
+    time of the same stage in the other folds (``None`` when no fold has run it yet)."""
+    by_kind: dict[str, list[float]] = {}
+    for name, done in plan:
+        if done and name in timings:
+            by_kind.setdefault(_same_stage_other_fold(name), []).append(timings[name])
+    out = []
+    for name, done in plan:
+        if done:
+            out.append((name, True, timings.get(name)))
+        else:
+            seen = by_kind.get(_same_stage_other_fold(name))
+            out.append((name, False, sum(seen) / len(seen) if seen else None))
+    return out
