@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def register_pairs(
 
     if workers <= 1:
         for pair in pairs:
-            collect(pair, lambda p=pair: one(p))
+            collect(pair, partial(one, pair))
         return results, failed
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="registration")
     try:

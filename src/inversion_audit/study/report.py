@@ -86,8 +86,8 @@ def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> d
         if own and others:
             figs[f"box_{name}"] = own_vs_others_figure(name, own, others)
         pairs = {}
-        for metric in ("ssim", "correlation", "psnr", "ssim_brain", "correlation_brain"):
-            # not deformation: only the top-k pairs have it
+        # every ranked metric but deformation, which only the SSIM top-k pairs have
+        for metric in (m for m in RANKED_METRICS if m != "deformation"):
             sel = [r for r in run_rows if r["metric"] == metric]
             same = [r["value"] for r in sel if r["reconstruction_id"] == r["candidate_id"]]
             diff = [r["value"] for r in sel if r["reconstruction_id"] != r["candidate_id"]]
