@@ -183,12 +183,12 @@ def plain_summary(summary: dict) -> list[str]:
         n_cand = len(t["rank_histogram"]) or 1
         chance = n / max(n_cand, 1)
         level = "high" if k >= 0.5 * n else "moderate" if k >= max(2 * chance, 0.2 * n) else "low"
-        best = max(e["table3"].items(), key=lambda kv: kv[1]["top1"])
+        metric, b = max(e["table3"].items(), key=lambda kv: kv[1]["top1"])
+        of = f"{b['n']}" if b["n"] == n else f"the {b['n']} it ranked"
         out.append(
             f"- **{name}**: an attacker holding only the encoder's latent codes re-identified **{k} of {n}** private "
-            f"subjects as the best SSIM match (chance: {chance:.2g} of {n}, one in {n_cand} candidates); "
-            f"the true subject was among the top 5 for "
-            f"{t['top5']} of {n}. Identifiability risk: **{level}**. The most identifying metric was {best[0]} "
-            f"({best[1]['top1']} of {n})."
+            f"subjects as the best SSIM match (guessing among {n_cand} candidates would find about "
+            f"{chance:.2g}); the true subject was among the top 5 for {t['top5']} of {n}. "
+            f"Identifiability risk: **{level}**. The most identifying metric was {metric} ({b['top1']} of {of})."
         )
     return out
