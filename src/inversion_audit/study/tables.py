@@ -181,7 +181,7 @@ def plain_summary(summary: dict) -> list[str]:
             continue
         n, k = t["n"], t["top1"]
         n_cand = len(t["rank_histogram"]) or 1
-        chance = n / max(n_cand, 1)
+        chance = n / n_cand
         level = "high" if k >= 0.5 * n else "moderate" if k >= max(2 * chance, 0.2 * n) else "low"
         metric, b = max(e["table3"].items(), key=lambda kv: kv[1]["top1"])
         of = f"{b['n']}" if b["n"] == n else f"the {b['n']} it ranked"
