@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 SYSTEM_PACKAGES := xvfb xauth libgl1 libegl1 libdbus-1-3 libfontconfig1 libxkbcommon0 \
 	libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 \
 	libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
@@ -26,9 +26,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# torch first, pinned, so that pip takes the local CPU build instead of a CUDA one.
+# torch first, pinned, so that pip takes the builds on this machine's disk instead of downloading.
+# torchvision (needed by nnunetv2 -> dynamic-network-architectures -> timm) must match torch: 2.14.1/0.29.1.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)" || $(BIN)/pip install --quiet "torch>=2.2,<2.15"
+	$(BIN)/pip install --quiet $(TORCH_SPEC) || $(BIN)/pip install --quiet "torch>=2.2,<2.15" torchvision
 	$(BIN)/pip install --quiet -e ".[test]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
