@@ -6,6 +6,8 @@ R = 1: mAP@R and R-Precision both equal Precision@1 and are not computed apart.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,7 +15,17 @@ import numpy as np
 if TYPE_CHECKING:
     from .ranking import ScoreMatrix
 
-__all__ = ["mean_reciprocal_rank", "precision_at_k", "pair_auc", "roc_auc"]
+__all__ = [
+    "mean_reciprocal_rank",
+    "precision_at_k",
+    "pair_auc",
+    "roc_auc",
+    "roc_points",
+    "tpr_at_fpr",
+    "OpenSetVerification",
+    "open_set_verification",
+    "same_subject_mask",
+]
 
 
 def mean_reciprocal_rank(ranks: np.ndarray) -> float:
@@ -47,15 +59,111 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def same_subject_mask(matrix: ScoreMatrix) -> np.ndarray:
+    """Boolean ``[N, M]`` marking each reconstruction's own original among the candidates."""
+    idx = matrix.true_match_index()
+    same = np.zeros(matrix.shape, dtype=bool)
+    rows = np.flatnonzero(idx >= 0)
+    same[rows, idx[rows]] = True
+    return same
+
+
 def pair_auc(matrix: ScoreMatrix) -> float:
     """Verification AUC: same-subject pairs vs different-subject pairs, over computed scores.
 
     The score is oriented by the metric's direction (lower-is-better metrics are negated).
     """
-    idx = matrix.true_match_index()
-    same = np.zeros(matrix.shape, dtype=bool)
-    rows = np.flatnonzero(idx >= 0)
-    same[rows, idx[rows]] = True
+    same = same_subject_mask(matrix)
     scores = matrix.values if matrix.higher_is_better else -matrix.values
     ok = np.isfinite(scores)
     return roc_auc(scores[same & ok], scores[~same & ok])
+
+
+def roc_points(
+    positive_scores: np.ndarray, negative_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve ``(fpr, tpr)`` where higher scores mean "positive", from (0, 0) to (1, 1).
+
+    One point per distinct score: a threshold ``t`` calls every score ``>= t`` positive,
+    so tied scores enter together. NaN scores are dropped.
+    """
+    pos = np.asarray(positive_scores, dtype=np.float64).ravel()
+    neg = np.asarray(negative_scores, dtype=np.float64).ravel()
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    if pos.size == 0 or neg.size == 0:
+        raise ValueError("an ROC curve needs at least one positive and one negative score")
+    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]
+    pos_sorted, neg_sorted = np.sort(pos), np.sort(neg)
+    tp = pos.size - np.searchsorted(pos_sorted, thresholds, side="left")
+    fp = neg.size - np.searchsorted(neg_sorted, thresholds, side="left")
+    fpr = np.concatenate([[0.0], fp / neg.size])
+    tpr = np.concatenate([[0.0], tp / pos.size])
+    return fpr, tpr
+
+
+def tpr_at_fpr(positive_scores: np.ndarray, negative_scores: np.ndarray, fpr: float) -> float:
+    """Highest true-positive rate whose false-positive rate is at most ``fpr`` (LiRA's low-FPR figure).
+
+    With ``n`` negatives the FPR moves in steps of ``1 / n``: below ``1 / n`` this is the
+    TPR at zero false positives. NaN when either class is empty.
+    """
+    if not 0.0 <= fpr <= 1.0:
+        raise ValueError(f"fpr must be in [0, 1], got {fpr}")
+    try:
+        f, t = roc_points(positive_scores, negative_scores)
+    except ValueError:
+        return float("nan")
+    return float(t[f <= fpr + 1e-12].max())
+
+
+@dataclass(frozen=True)
+class OpenSetVerification:
+    """Verification over all (reconstruction, candidate) pairs: is this candidate the same subject?
+
+    ``n_positive`` same-subject pairs, ``n_negative`` different-subject pairs (computed scores only).
+    """
+
+    metric: str
+    n_positive: int
+    n_negative: int
+    auc: float
+    tpr_at_1pct_fpr: float
+    tpr_at_10pct_fpr: float
+
+    def to_dict(self) -> dict:
+        """JSON-safe form (NaN becomes None)."""
+        return {
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
+
+
+def open_set_verification(
+    matrix: ScoreMatrix, rows: np.ndarray | list[str] | None = None
+) -> OpenSetVerification:
+    """Open-set verification ROC of one metric over every (reconstruction, candidate) pair.
+
+    ``rows`` restricts the reconstructions (a boolean mask or a list of ids), e.g. to the
+    members or to the non-members; the gallery stays whole. Scores are oriented by the
+    metric's direction.
+    """
+    keep = np.ones(matrix.shape[0], dtype=bool)
+    if rows is not None:
+        rows_arr = np.asarray(rows)
+        if rows_arr.dtype == bool:
+            keep = rows_arr
+        else:
+            wanted = {str(r) for r in rows_arr}
+            keep = np.array([r in wanted for r in matrix.reconstruction_ids], dtype=bool)
+    same = same_subject_mask(matrix)[keep]
+    scores = (matrix.values if matrix.higher_is_better else -matrix.values)[keep]
+    ok = np.isfinite(scores)
+    pos, neg = scores[same & ok], scores[~same & ok]
+    return OpenSetVerification(
+        metric=matrix.metric,
+        n_positive=int(pos.size),
+        n_negative=int(neg.size),
+        auc=roc_auc(pos, neg),
+        tpr_at_1pct_fpr=tpr_at_fpr(pos, neg, 0.01),
+        tpr_at_10pct_fpr=tpr_at_fpr(pos, neg, 0.10),
+    )
