@@ -8,7 +8,15 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.latent import THREAT_MODELS
-from ..training.config import config_from_dict
+from ..training.config import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_SEED,
+    check_int,
+    check_number,
+    config_from_dict,
+    short_repr,
+)
 
 __all__ = ["InversionConfig"]
 
@@ -36,24 +44,23 @@ class InversionConfig:
     flip_augment: bool = False
 
     def __post_init__(self) -> None:
-        if self.threat_model not in THREAT_MODELS:
+        if not isinstance(self.threat_model, str) or self.threat_model not in THREAT_MODELS:
             raise ConfigError(
-                f"inversion.threat_model must be one of {', '.join(THREAT_MODELS)}, got {self.threat_model!r}"
+                f"inversion.threat_model must be one of {', '.join(THREAT_MODELS)}, "
+                f"got {short_repr(self.threat_model)}"
             )
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"inversion.{name} must be a positive integer, got {value!r}")
+        check_int("inversion.epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int("inversion.batch_size", self.batch_size, 1, MAX_BATCH)
+        check_int("inversion.seed", self.seed, 0, MAX_SEED)
         for name in ("lr", "ssim_weight", "gradient_weight"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"inversion.{name} must be a number, got {value!r}")
+            check_number(f"inversion.{name}", value)
             object.__setattr__(self, name, float(value))
         if self.lr <= 0 or self.ssim_weight < 0 or self.gradient_weight < 0:
             raise ConfigError("inversion.lr must be > 0 and the loss weights >= 0")
         if not isinstance(self.flip_augment, bool):
             raise ConfigError(
-                f"inversion.flip_augment must be true or false, got {self.flip_augment!r}"
+                f"inversion.flip_augment must be true or false, got {short_repr(self.flip_augment)}"
             )
 
     def to_dict(self) -> dict[str, Any]:

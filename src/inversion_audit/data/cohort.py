@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CohortError, VolumeError
-from ..io import read_labels, read_volume
+from ..io import Volume, read_labels, read_volume
+from ..io.paths import check_subject_id
 
 __all__ = [
     "Subject",
@@ -21,6 +22,9 @@ __all__ = [
     "CohortIssue",
     "load_cohort",
     "validate_cohort",
+    "require_valid",
+    "label_problem",
+    "check_labels",
     "DEFAULT_IMAGE_PATTERN",
     "DEFAULT_LABELS_PATTERN",
 ]
@@ -29,6 +33,8 @@ __all__ = [
 DEFAULT_IMAGE_PATTERN = "{id}_T1.nii.gz"
 DEFAULT_LABELS_PATTERN = "{id}_seg.nii.gz"
 DEFAULT_MASK_PATTERN = "{id}_mask.nii.gz"
+#: a CSV manifest larger than this is refused before it is parsed
+MAX_MANIFEST_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class Cohort:
     name: str = "cohort"
 
     def __post_init__(self) -> None:
+        for s in self.subjects:
+            check_subject_id(s.id, self.root or self.name)
         dup = [i for i, n in Counter(s.id for s in self.subjects).items() if n > 1]
         if dup:
             files = "; ".join(
@@ -129,8 +137,8 @@ def _from_folder(
             continue
         for p in sorted(folder.iterdir()):
             m = rx.match(p.name)
-            if m:
-                images.append((m.group("id"), p))
+            if m and not p.name.startswith("."):  # hidden files (e.g. macOS ._x) are no subjects
+                images.append((check_subject_id(m.group("id"), p), p))
     if not images:
         raise CohortError(f"{root}: no images matching {image_pattern!r}")
     subjects = []
@@ -143,14 +151,19 @@ def _from_folder(
 
 def _from_csv(path: Path) -> list[Subject]:
     base = path.parent
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = set(reader.fieldnames or ())
-        if not {"id", "image"} <= cols:
-            raise CohortError(
-                f"{path}: manifest needs columns 'id' and 'image', has {sorted(cols)}"
-            )
-        rows = list(reader)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise CohortError(f"{path}: manifest larger than {MAX_MANIFEST_BYTES // 2**20} MiB")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            cols = set(reader.fieldnames or ())
+            if not {"id", "image"} <= cols:
+                raise CohortError(
+                    f"{path}: manifest needs columns 'id' and 'image', has {sorted(cols)}"
+                )
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CohortError(f"{path}: unreadable CSV manifest ({exc})") from exc
 
     def resolve(value: str | None) -> Path | None:
         if not value:
@@ -158,12 +171,15 @@ def _from_csv(path: Path) -> list[Subject]:
         p = Path(value)
         return p if p.is_absolute() else base / p
 
-    return [
-        Subject(
-            r["id"].strip(), resolve(r["image"]), resolve(r.get("labels")), resolve(r.get("mask"))
+    subjects = []
+    for line, r in enumerate(rows, start=2):
+        sid = check_subject_id((r["id"] or "").strip(), f"{path}, line {line}")
+        if not r["image"]:
+            raise CohortError(f"{path}, line {line}: subject {sid!r} has no image")
+        subjects.append(
+            Subject(sid, resolve(r["image"]), resolve(r.get("labels")), resolve(r.get("mask")))
         )
-        for r in rows
-    ]
+    return subjects
 
 
 def load_cohort(
@@ -205,6 +221,29 @@ def _check_grid(sid: str, ref, other, role: str) -> list[CohortIssue]:
     return issues
 
 
+def label_problem(labels: np.ndarray) -> str | None:
+    """What is wrong with a label map, or ``None``: labels must be integers >= 0.
+
+    The one label rule of every command (``cohort check``, ``train-target``,
+    ``reconstruct``, ``match``, studies); :func:`~inversion_audit.io.read_labels`
+    already refuses non-integer values.
+    """
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        return f"label map must hold integers, got {labels.dtype}"
+    if labels.size and labels.min() < 0:
+        return f"negative labels (smallest {int(labels.min())}): labels must be integers >= 0"
+    return None
+
+
+def check_labels(volume: Volume) -> Volume:
+    """Return ``volume`` (read with :func:`read_labels`) or raise :class:`VolumeError` naming its file."""
+    problem = label_problem(volume.array)
+    if problem:
+        raise VolumeError(f"{volume.path or '<labels>'}: {problem}")
+    return volume
+
+
 def validate_subject(subject: Subject) -> list[CohortIssue]:
     """Open every file of a subject and report each problem found."""
     issues: list[CohortIssue] = []
@@ -230,12 +269,17 @@ def validate_subject(subject: Subject) -> list[CohortIssue]:
             issues.append(CohortIssue(subject.id, str(path), str(exc).removeprefix(f"{path}: ")))
             continue
         issues.extend(_check_grid(subject.id, image, vol, role))
-        if role == "labels" and vol.array.max() == 0:
+        problem = label_problem(vol.array) if role == "labels" else None
+        if problem:
+            issues.append(CohortIssue(subject.id, str(path), problem))
+        elif role == "labels" and vol.array.max() == 0:
             issues.append(CohortIssue(subject.id, str(path), "empty label map: no voxel > 0"))
     return issues
 
 
-def validate_cohort(cohort: Cohort, require_labels: bool = False) -> list[CohortIssue]:
+def validate_cohort(
+    cohort: Cohort | list[Subject], require_labels: bool = False
+) -> list[CohortIssue]:
     """Validate all subjects; return the list of issues (empty when the cohort is valid)."""
     issues: list[CohortIssue] = []
     for subject in cohort:
@@ -243,3 +287,18 @@ def validate_cohort(cohort: Cohort, require_labels: bool = False) -> list[Cohort
             issues.append(CohortIssue(subject.id, "labels", "missing labels file"))
         issues.extend(validate_subject(subject))
     return issues
+
+
+def require_valid(
+    subjects: Cohort | list[Subject], require_labels: bool = False, where: object = "cohort"
+) -> None:
+    """Open every file of ``subjects`` and raise :class:`CohortError` listing every problem.
+
+    Commands call this before their first write, so that a bad subject late in the
+    list cannot leave the outputs of the earlier ones behind.
+    """
+    issues = validate_cohort(subjects, require_labels=require_labels)
+    if issues:
+        shown = "; ".join(str(i) for i in issues[:10])
+        more = f" (and {len(issues) - 10} more)" if len(issues) > 10 else ""
+        raise CohortError(f"{where}: {len(issues)} problem(s), nothing written: {shown}{more}")

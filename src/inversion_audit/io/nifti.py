@@ -71,6 +71,14 @@ class Volume:
         return Volume(array, self.affine.copy(), self.path, dict(self.meta))
 
 
+#: what reading a cut-off or damaged (gzip) file raises
+_TRUNCATED = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _truncated(path: Path, exc: BaseException) -> VolumeError:
+    return VolumeError(f"{path}: truncated or corrupt file ({type(exc).__name__}: {exc})")
+
+
 def _is_nifti(path: Path) -> bool:
     return path.name.endswith(NIFTI_SUFFIXES)
 
@@ -89,6 +97,8 @@ def _load_canonical(path: Path) -> nib.Nifti1Image:
         gzip.BadGzipFile,
         nib.filebasedimages.ImageFileError,
     ) as exc:
+        if isinstance(exc, _TRUNCATED):
+            raise _truncated(path, exc) from exc
         raise VolumeError(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # nibabel raises many kinds on corrupt headers
         raise VolumeError(f"{path}: corrupt NIfTI header ({type(exc).__name__}: {exc})") from exc
@@ -96,6 +106,8 @@ def _load_canonical(path: Path) -> nib.Nifti1Image:
         raise VolumeError(f"{path}: expected a 3D volume, got shape {img.shape}")
     try:
         canonical = nib.as_closest_canonical(img)
+    except _TRUNCATED as exc:  # reorienting reads the voxels, which may end early
+        raise _truncated(path, exc) from exc
     except Exception as exc:
         raise VolumeError(f"{path}: invalid affine ({exc})") from exc
     # the on-disk grid before reorientation, to write results back onto it
@@ -124,9 +136,7 @@ def _read_data(img: nib.Nifti1Image, path: Path) -> np.ndarray:
     try:
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise VolumeError(
-            f"{path}: truncated or corrupt image data ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise _truncated(path, exc) from exc
     return data.reshape(data.shape[:3])
 
 

@@ -1,0 +1,167 @@
+"""Checking a checkpoint sidecar: untrusted JSON, every field typed and bounded before use.
+
+A sidecar says which network to build (architecture, depth, filters, ...), how to
+preprocess, which labels map to which classes. It may come from someone else, so each
+field the package reads is checked here, before anything is built or allocated;
+fields it does not read are kept as they are (the file's size and nesting were bounded
+when it was read). Errors are :class:`~inversion_audit.errors.CheckpointError` naming the
+file and the key. Torch-free.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError, ConfigError
+
+__all__ = ["check_sidecar", "check_target_args"]
+
+_HEX = re.compile(r"[0-9a-f]{1,64}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+MAX_TENSORS = 10_000
+
+
+def check_target_args(arch: Any, args: Any, where: str) -> None:
+    """Check a target network's ``arch_args`` (as the models record them); :class:`ConfigError` naming ``where``."""
+    from .models import ARCHITECTURES
+    from .training.config import MAX_CLASSES, check_int, check_layout_args, short_repr
+
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        raise ConfigError(
+            f"architecture must be one of {', '.join(ARCHITECTURES)}, got {short_repr(arch)}"
+        )
+    if not isinstance(args, dict):
+        raise ConfigError(f"{where} must be a table, got {type(args).__name__}")
+    if arch not in ("unet", "segnet"):  # another registered family: scalars of bounded size
+        for key, value in args.items():
+            ok = isinstance(value, (str, bool, float, type(None))) or (
+                isinstance(value, int) and abs(value) <= 4096
+            )
+            if not ok or (isinstance(value, str) and len(value) > 64):
+                raise ConfigError(
+                    f"{where}.{short_repr(key)}: unexpected value {short_repr(value)}"
+                )
+        return
+    known = {
+        "in_channels",
+        "n_classes",
+        "depth",
+        "base_filters",
+        "kernel_size",
+        "pool_size",
+        "norm",
+    }
+    unknown = sorted(str(k) for k in set(args) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(short_repr(k) for k in unknown[:5])}"
+        )
+    missing = sorted(known - {"in_channels", "norm"} - set(args))
+    if missing:
+        raise ConfigError(f"{where} lacks {', '.join(missing)}")
+    check_layout_args(
+        args["depth"], args["base_filters"], args["kernel_size"], args["pool_size"], where
+    )
+    check_int(f"{where}.n_classes", args["n_classes"], 2, MAX_CLASSES)
+    check_int(f"{where}.in_channels", args.get("in_channels", 1), 1, 16)
+    norm = args.get("norm", "batch")
+    if not isinstance(norm, str) or norm not in ("batch", "instance", "none"):
+        raise ConfigError(f"{where}.norm must be batch|instance|none, got {short_repr(norm)}")
+
+
+def _arch(meta: dict[str, Any]) -> None:
+    from .models import THREAT_MODELS
+    from .training.config import short_repr
+
+    kind, arch, args = meta["kind"], meta["architecture"], meta["arch_args"]
+    if kind not in ("target", "inversion"):
+        raise ConfigError(f"kind must be 'target' or 'inversion', got {short_repr(kind)}")
+    if kind == "target":
+        check_target_args(arch, args, "arch_args")
+        return
+    if arch != "inversion":
+        raise ConfigError(
+            f"architecture of an inversion checkpoint must be 'inversion', got {short_repr(arch)}"
+        )
+    if not isinstance(args, dict):
+        raise ConfigError(f"arch_args must be a table, got {type(args).__name__}")
+    for key in ("target_arch", "target_args", "threat_model"):
+        if key not in args:
+            raise ConfigError(f"arch_args lacks {key!r}")
+    check_target_args(args["target_arch"], args["target_args"], "arch_args.target_args")
+    if not isinstance(args["threat_model"], str) or args["threat_model"] not in THREAT_MODELS:
+        raise ConfigError(
+            f"arch_args.threat_model must be one of {', '.join(THREAT_MODELS)}, "
+            f"got {short_repr(args['threat_model'])}"
+        )
+
+
+def _fields(meta: dict[str, Any]) -> None:
+    from .models import THREAT_MODELS
+    from .training.config import MAX_EPOCHS, MAX_SEED, check_int, parse_label_map, short_repr
+
+    for key in ("weights_sha256", "target_weights_sha256", "train_ids_hash"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, str) and _HEX.fullmatch(value)):
+            raise ConfigError(f"{key} must be a hexadecimal hash, got {short_repr(value)}")
+    name = meta.get("weights_file")
+    if name is not None and not (isinstance(name, str) and _FILE_NAME.fullmatch(name)):
+        raise ConfigError(f"weights_file must be a plain file name, got {short_repr(name)}")
+    if meta.get("seed") is not None:
+        check_int("seed", meta["seed"], 0, MAX_SEED)
+    for key in ("epochs", "epochs_run", "n_train", "fold"):
+        if meta.get(key) is not None:
+            check_int(key, meta[key], 0, MAX_EPOCHS if key.startswith("epochs") else 10**7)
+    threat = meta.get("threat_model")
+    if threat is not None and (not isinstance(threat, str) or threat not in THREAT_MODELS):
+        raise ConfigError(
+            f"threat_model must be one of {', '.join(THREAT_MODELS)}, got {short_repr(threat)}"
+        )
+    for key in ("config", "final_losses", "history", "versions", "tensors"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise ConfigError(f"{key} must be a table, got {type(meta[key]).__name__}")
+    tensors = meta.get("tensors") or {}
+    if len(tensors) > MAX_TENSORS:
+        raise ConfigError(f"tensors lists more than {MAX_TENSORS} tensors")
+    for tname, shape in tensors.items():
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 8
+            or not all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in shape
+            )
+        ):
+            raise ConfigError(f"tensors.{short_repr(tname)} must be a list of sizes")
+    if "label_map" in meta:
+        try:
+            parse_label_map(meta["label_map"])
+        except ConfigError as exc:
+            raise ConfigError(f"label_map: {exc}") from None
+    if meta.get("preprocess") is not None:
+        from .data.preprocess import PreprocessConfig
+
+        PreprocessConfig.from_dict(meta["preprocess"])
+
+
+def check_sidecar(meta: Any, sidecar: str | Path) -> dict[str, Any]:
+    """Return ``meta`` if every field the package reads is well typed and in range.
+
+    Raises :class:`CheckpointError` ``<sidecar>: <key> ...`` otherwise.
+    """
+    from .checkpoints import SIDECAR_FORMAT
+
+    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
+        raise CheckpointError(
+            f"{sidecar}: not an inversion-audit checkpoint sidecar (format {SIDECAR_FORMAT})"
+        )
+    for key in ("kind", "architecture", "arch_args"):
+        if key not in meta:
+            raise CheckpointError(f"{sidecar}: sidecar lacks {key!r}")
+    try:
+        _arch(meta)
+        _fields(meta)
+    except ConfigError as exc:
+        raise CheckpointError(f"{sidecar}: {exc}") from None
+    return meta

@@ -1,0 +1,98 @@
+"""Reading small untrusted text files (sidecars, configs): size and nesting bounded before parsing.
+
+A checkpoint sidecar or a study config may come from someone else. Before a parser
+sees it, the file's size is checked (no runaway memory) and the nesting depth of its
+brackets is counted in one linear pass (no runaway recursion: JSON nested 100,000 deep
+is refused here, not by a ``RecursionError`` deep inside the parser).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import InversionAuditError
+
+__all__ = ["MAX_TEXT_BYTES", "MAX_NESTING", "nesting_depth", "read_json", "read_toml"]
+
+#: a sidecar or config larger than this is refused unread
+MAX_TEXT_BYTES = 4 * 2**20
+#: deepest accepted nesting of arrays/tables/objects
+MAX_NESTING = 32
+
+
+def nesting_depth(text: str, comments: bool = False) -> int:
+    """The deepest nesting of ``[]``/``{}`` outside strings (and ``#`` comments for TOML)."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'":
+            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else ch
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if text[i] == "\\" and quote[0] == '"' else 1
+            i += len(quote)
+            continue
+        if comments and ch == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
+def _read_text(
+    path: Path, error: type[InversionAuditError], max_bytes: int, kind: str, comments: bool
+) -> str:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path}: {kind} is {size} bytes, more than the {max_bytes} allowed")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: unreadable {kind} ({exc})") from None
+    depth = nesting_depth(text, comments=comments)
+    if depth > MAX_NESTING:
+        raise error(f"{path}: {kind} is nested {depth} levels deep (at most {MAX_NESTING})")
+    return text
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    error: type[InversionAuditError],
+    kind: str = "JSON file",
+    max_bytes: int = MAX_TEXT_BYTES,
+) -> Any:
+    """Parse a JSON file after the size and nesting checks; every failure raises ``error`` naming it."""
+    path = Path(path)
+    text = _read_text(path, error, max_bytes, kind, comments=False)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{path}: invalid JSON in {kind} ({exc})") from None
+
+
+def read_toml(
+    path: str | os.PathLike[str],
+    error: type[InversionAuditError],
+    kind: str = "TOML file",
+    max_bytes: int = MAX_TEXT_BYTES,
+) -> dict[str, Any]:
+    """Parse a TOML file after the size and nesting checks; every failure raises ``error`` naming it."""
+    path = Path(path)
+    text = _read_text(path, error, max_bytes, kind, comments=True)
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+        raise error(f"{path}: invalid TOML in {kind} ({exc})") from None
