@@ -328,8 +328,8 @@ def synthesize_subject(
 def sample_cohort_dir(
     n_subjects: int = 40, seed: int = 0, spacing: float = 2.0, with_skull: bool = True
 ) -> Path:
-    """The cache folder of a sample cohort (under :func:`inversion_audit.data.preprocess.cache_dir`)."""
-    from ..data.preprocess import cache_dir
+    """The cache folder of a sample cohort (under :func:`inversion_audit.io.cache_dir`)."""
+    from ..io import cache_dir
 
     variant = "skull" if with_skull else "brain"
     return (

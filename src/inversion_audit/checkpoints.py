@@ -21,8 +21,9 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .data.sidecar import preprocess_config
 from .errors import CheckpointError
-from .io import atomic_write_bytes, atomic_write_json, file_hash, ids_hash
+from .io import atomic_write_bytes, atomic_write_json, file_hash, ids_hash, state_hash
 
 if TYPE_CHECKING:
     import torch
@@ -64,16 +65,6 @@ def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
         if Path(f"{stem}{suffix}").exists():
             return Path(f"{stem}{suffix}"), sidecar
     return Path(f"{stem}.safetensors"), sidecar
-
-
-def state_hash(model: nn.Module) -> str:
-    """SHA-256 (16 hex) of a model's tensors: identifies the exact weights."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _versions() -> dict[str, str]:
@@ -332,18 +323,3 @@ def load_inversion(
     decoder.metadata = meta
     decoder.target_weights_sha256 = meta.get("target_weights_sha256")
     return decoder.eval().to(get_device(device))
-
-
-def preprocess_config(meta: dict[str, Any]) -> PreprocessConfig | None:
-    """The :class:`PreprocessConfig` recorded in a sidecar (with Nyul landmarks), or ``None``."""
-    from .data import PreprocessConfig
-    from .errors import ConfigError
-
-    if not meta.get("preprocess"):
-        return None
-    try:
-        return PreprocessConfig.from_dict(meta["preprocess"])
-    except ConfigError as exc:
-        raise CheckpointError(
-            f"checkpoint sidecar holds an invalid preprocess config: {exc}"
-        ) from exc

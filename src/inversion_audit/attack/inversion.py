@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import state_hash
 from ..devices import get_device
+from ..io import state_hash
 from ..models.latent import Latent
 from ..progress import ProgressCallback, report
 from ..training.loop import (

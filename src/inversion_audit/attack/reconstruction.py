@@ -12,6 +12,7 @@ from torch import nn
 
 from ..data.cohort import Subject
 from ..data.preprocess import PreprocessConfig, Preprocessed, preprocess_subject
+from ..data.sidecar import preprocess_config
 from ..errors import CheckpointError
 from ..io import Volume, write_volume
 from ..progress import ProgressCallback, report
@@ -116,8 +117,6 @@ def reconstruct_subject(
     sidecar. With ``out_dir``, ``<id>_recon.nii.gz`` (original grid and affine) and
     ``<id>_recon_pre.nii.gz`` (preprocessed grid) are written atomically.
     """
-    from ..checkpoints import preprocess_config
-
     if preprocess is None:
         preprocess = preprocess_config(getattr(decoder, "metadata", {})) or preprocess_config(
             getattr(target_model, "metadata", {})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,7 +19,15 @@ import numpy as np
 from nibabel.processing import resample_from_to
 
 from ..errors import ConfigError, VolumeError
-from ..io import Volume, atomic_write_bytes, config_hash, file_hash, read_labels, read_volume
+from ..io import (
+    Volume,
+    atomic_write_bytes,
+    cache_dir,
+    config_hash,
+    file_hash,
+    read_labels,
+    read_volume,
+)
 from .cohort import Subject
 
 __all__ = [
@@ -133,16 +140,6 @@ class Preprocessed:
         img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), self.affine)
         out = resample_from_to(img, (self.source_shape, self.source_affine), order=order, cval=0.0)
         return Volume(np.asarray(out.dataobj, dtype=np.float32), self.source_affine.copy())
-
-
-def cache_dir() -> Path:
-    """Cache folder: ``$INVERSION_AUDIT_CACHE`` or the platform's user cache folder."""
-    env = os.environ.get("INVERSION_AUDIT_CACHE")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("inversion-audit"))
 
 
 def _n4(array: np.ndarray, spacing: tuple[float, ...], mask: np.ndarray | None) -> np.ndarray:

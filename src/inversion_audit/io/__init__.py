@@ -1,7 +1,8 @@
 """Volume I/O: NIfTI reading in canonical RAS, atomic writing, header scrubbing, hashes."""
 
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
-from .hashing import array_hash, config_hash, file_hash, ids_hash, path_key
+from .cache import cache_dir
+from .hashing import array_hash, config_hash, file_hash, ids_hash, path_key, state_hash
 from .nifti import (
     FREE_TEXT_FIELDS,
     NIFTI_SUFFIXES,
@@ -22,6 +23,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "cache_dir",
     "config_hash",
     "file_hash",
     "ids_hash",
@@ -29,6 +31,7 @@ __all__ = [
     "read_labels",
     "read_volume",
     "scrub_header",
+    "state_hash",
     "to_nifti",
     "write_volume",
 ]

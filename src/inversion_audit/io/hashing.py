@@ -6,11 +6,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["file_hash", "array_hash", "config_hash", "ids_hash", "path_key"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["file_hash", "array_hash", "config_hash", "ids_hash", "path_key", "state_hash"]
 
 
 def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -50,3 +53,13 @@ def path_key(path: str | os.PathLike[str]) -> str:
     p = Path(path).resolve()
     st = p.stat()
     return config_hash([str(p), st.st_size, st.st_mtime_ns])
+
+
+def state_hash(model: nn.Module) -> str:
+    """SHA-256 (16 hex) of a model's tensors: identifies the exact weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

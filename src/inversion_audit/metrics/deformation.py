@@ -178,7 +178,7 @@ def to_ants(volume: Volume) -> ants.ANTsImage:
 
 def deformation_cache_path(moving: Volume, fixed: Volume, preset: str) -> Path:
     """Where the result for this pair and preset is cached."""
-    from ..data.preprocess import cache_dir
+    from ..io import cache_dir
 
     key = config_hash(
         {
