@@ -289,8 +289,9 @@ def test_session_times_only_on_screen_and_resumes(study_db):
         clock.t += 100
         s.resume()
         clock.t += 5
+        order = store.case_order("alice")
         a = s.submit(**_answer_kw(s))
-        assert a.case_id == first.case_id and a.seconds == pytest.approx(15)
+        assert first.number == 1 and a.case_id == order[0] and a.seconds == pytest.approx(15)
         assert s.progress_text() == "case 2 of 8"
         second = s.case
         clock.t += 7
@@ -298,11 +299,11 @@ def test_session_times_only_on_screen_and_resumes(study_db):
         assert s.current_answer().answer_id == a.answer_id
         clock.t += 2
         b = s.submit(**_answer_kw(s))
-        assert (b.case_id, b.revision, b.seconds) == (first.case_id, 2, pytest.approx(2))
+        assert (b.case_id, b.revision, b.seconds) == (order[0], 2, pytest.approx(2))
         assert s.case == second
         clock.t += 3
         c = s.submit(**_answer_kw(s))
-        assert c.case_id == second.case_id and c.seconds == pytest.approx(10)
+        assert c.case_id == order[1] and c.seconds == pytest.approx(10)
         # a new session (after a crash) resumes at the first unanswered case
         s2 = ReaderSession(store, "alice", clock=clock)
         assert s2.position == 2 and s2.progress_text() == "case 3 of 8"
@@ -328,12 +329,16 @@ def test_session_images_are_blinded_with_geometry(study_db):
         for im in images:
             assert im.data.shape == (16, 16, 16)
             assert im.scale == pytest.approx((2.0, 2.0, 2.0))
-            assert im.translate == pytest.approx((-10.0, -12.0, -14.0))
-            assert im.contrast_limits[0] < im.contrast_limits[1]
-        case = s.case
-        (store.study_dir / case.candidates[1].path).unlink()
+            # centred: voxel (15, 15, 15) / 2 sits at the world origin, not at the file's
+            assert im.translate == pytest.approx((-15.0, -15.0, -15.0))
+            assert im.contrast_limits == (0.0, 1.0)
+        case_id = store.case_order("bob")[s.position]
+        case = store.design.case(case_id)
+        shown_b = store.design.shown_labels("bob", case_id)[1]
+        path = next(c.path for c in case.candidates if c.label == shown_b)
+        (store.study_dir / path).unlink()
         with pytest.raises(ReaderStudyError) as err:
             s.images()
         msg = str(err.value)
-        assert case.case_id in msg and "image B" in msg
+        assert f"case {s.position + 1}" in msg and "image B" in msg
         assert not any(sid in msg for sid in subject_ids(6)) and ".nii" not in msg

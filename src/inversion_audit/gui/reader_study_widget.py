@@ -5,7 +5,8 @@ reconstruction and candidates A, B, C... side by side in napari's grid (one shar
 Keys: A-H pick a candidate, 0 picks "none", Enter commits and shows the next case. Each
 answer is committed to the database when given; the clock runs only while the case is on
 screen. State lives in :class:`~inversion_audit.reader_study.ReaderSession`; this widget only
-displays it. Layers are added from arrays under blinded names, never from file paths.
+displays it. Layers are added from arrays under blinded names, never from file paths, in
+a fixed order, all on one grid with one intensity window (see :mod:`..reader_study.session`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InversionAuditError
-from ..reader_study import LABELS, MATCH_NONE, ReaderSession, ReaderStudyStore
+from ..reader_study import DISPLAY_WINDOW, LABELS, MATCH_NONE, ReaderSession, ReaderStudyStore
 from ._layers import axial_view
 
 if TYPE_CHECKING:
@@ -278,12 +279,12 @@ class ReaderStudyWidget(QWidget):
                 layer.data = im.data
                 layer.scale = im.scale
                 layer.translate = im.translate
-                layer.contrast_limits_range = (float(im.data.min()), float(im.data.max()))
+                layer.contrast_limits_range = DISPLAY_WINDOW
                 layer.contrast_limits = im.contrast_limits
         else:
             grid.enabled = False  # napari rebuilds the grid on every layer change otherwise
             self._remove_layers()
-            for im in images:
+            for im in images:  # in a fixed role order: Reconstruction, A, B, ...
                 layer = self.viewer.add_image(
                     im.data,
                     name=im.name,
@@ -291,7 +292,9 @@ class ReaderStudyWidget(QWidget):
                     translate=im.translate,
                     contrast_limits=im.contrast_limits,
                     colormap="gray",
+                    metadata={},
                 )
+                layer.contrast_limits_range = DISPLAY_WINDOW
                 overlay = getattr(layer, "name_overlay", None)  # napari >= 0.6: name in each cell
                 if overlay is not None:
                     overlay.visible = True

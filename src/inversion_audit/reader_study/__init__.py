@@ -5,10 +5,18 @@ No napari or Qt here; the reader widget lives in :mod:`inversion_audit.gui`.
 
 from .analysis import analyze, cohen_kappa, fleiss_kappa, wilson_interval, write_analysis
 from .design import LABELS, MATCH_NONE, QUESTIONS, Candidate, Case, Design, create_design
-from .session import RECONSTRUCTION_LAYER, CaseImage, CaseTimer, ReaderSession
+from .session import (
+    DISPLAY_WINDOW,
+    RECONSTRUCTION_LAYER,
+    CaseImage,
+    CaseTimer,
+    ReaderCase,
+    ReaderSession,
+)
 from .store import Answer, ReaderStudyError, ReaderStudyStore, write_design
 
 __all__ = [
+    "DISPLAY_WINDOW",
     "LABELS",
     "MATCH_NONE",
     "QUESTIONS",
@@ -19,6 +27,7 @@ __all__ = [
     "CaseImage",
     "CaseTimer",
     "Design",
+    "ReaderCase",
     "ReaderSession",
     "ReaderStudyError",
     "ReaderStudyStore",

@@ -3,7 +3,9 @@
 Each match case shows one reconstruction and ``n_candidates`` candidate originals: the true
 original plus K-1 others, drawn at random or as the hardest by SSIM, in shuffled order and
 labelled A, B, C... Optional quality-only cases show a reconstruction alone (seed 002).
-Cases carry random anonymised ids; each reader gets their own seeded case order.
+Cases carry random anonymised ids; each reader gets their own seeded case order and, for
+each case, their own seeded order of its candidates (:attr:`Design.candidate_orders`), so
+no position on screen is tied to the answer across readers.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ class Design:
     readers: tuple[str, ...]
     cases: tuple[Case, ...]
     orders: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: reader -> case id -> the case's candidate labels in the order that reader sees them;
+    #: the reader's n-th panel (shown as the n-th letter) holds candidate ``labels[n]``
+    candidate_orders: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def case(self, case_id: str) -> Case:
         """The case with anonymised id ``case_id``."""
@@ -97,6 +102,12 @@ class Design:
             if c.case_id == case_id:
                 return c
         raise KeyError(case_id)
+
+    def shown_labels(self, reader: str, case_id: str) -> tuple[str, ...]:
+        """The labels of ``case_id``'s candidates in the order ``reader`` sees them."""
+        case = self.case(case_id)
+        order = self.candidate_orders.get(reader, {}).get(case_id)
+        return tuple(order) if order else case.labels
 
     def questions_for(self, case: Case) -> tuple[str, ...]:
         """The questions asked for ``case``: quality cases ask no match or confidence."""
@@ -120,6 +131,17 @@ def _reader_rng(seed: int, reader: str) -> np.random.Generator:
     # keyed on the name, so adding a reader leaves the others' orders unchanged
     key = int.from_bytes(hashlib.sha256(reader.encode("utf-8")).digest()[:8], "little")
     return np.random.default_rng([seed, key])
+
+
+def _candidate_orders(seed: int, reader: str, cases: Sequence[Case]) -> dict[str, tuple[str, ...]]:
+    """Each match case's labels in a random order of its own for ``reader`` (seeded by name)."""
+    key = int.from_bytes(hashlib.sha256(reader.encode("utf-8")).digest()[:8], "little")
+    rng = np.random.default_rng([seed, key, 1])  # a stream apart from the case order's
+    return {
+        c.case_id: tuple(c.labels[i] for i in rng.permutation(len(c.labels)))
+        for c in cases
+        if c.candidates
+    }
 
 
 def _case_ids(rng: np.random.Generator, n: int) -> list[str]:
@@ -271,6 +293,7 @@ def create_design(
     orders = {
         name: tuple(ids[i] for i in _reader_rng(seed, name).permutation(len(ids))) for name in names
     }
+    candidate_orders = {name: _candidate_orders(seed, name, cases) for name in names}
     return Design(
         study_dir=str(study),
         run=rs.run,
@@ -282,4 +305,5 @@ def create_design(
         readers=names,
         cases=cases,
         orders=orders,
+        candidate_orders=candidate_orders,
     )

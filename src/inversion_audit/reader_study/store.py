@@ -31,7 +31,9 @@ __all__ = [
     "utc_now",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: versions this code reads; version 1 has no per-reader candidate order (case order is used)
+READABLE_SCHEMA_VERSIONS = (1, 2)
 BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
@@ -61,6 +63,7 @@ CREATE TABLE reader_cases (
     reader TEXT NOT NULL REFERENCES readers(reader),
     position INTEGER NOT NULL,
     case_id TEXT NOT NULL REFERENCES cases(case_id),
+    labels TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (reader, position),
     UNIQUE (reader, case_id)
 );
@@ -217,9 +220,13 @@ def write_design(db_path: str | os.PathLike[str], design: Design) -> Path:
                 )
             for rpos, reader in enumerate(design.readers):
                 conn.execute("INSERT INTO readers VALUES (?, ?)", (reader, rpos))
+                shown = design.candidate_orders.get(reader, {})
                 conn.executemany(
-                    "INSERT INTO reader_cases VALUES (?, ?, ?)",
-                    [(reader, i, cid) for i, cid in enumerate(design.orders[reader])],
+                    "INSERT INTO reader_cases VALUES (?, ?, ?, ?)",
+                    [
+                        (reader, i, cid, "".join(shown.get(cid, ())))
+                        for i, cid in enumerate(design.orders[reader])
+                    ],
                 )
             for stmt in _freeze_sql().split("\n"):
                 conn.execute(stmt)
@@ -259,9 +266,10 @@ class ReaderStudyStore:
     def _load_design(self) -> Design:
         c = self._conn
         meta = {k: json.loads(v) for k, v in c.execute("SELECT key, value FROM design")}
-        if meta.get("schema_version") != SCHEMA_VERSION:
+        version = meta.get("schema_version")
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise ReaderStudyError(
-                f"{self.path}: schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}"
+                f"{self.path}: schema version {version} is not one of {READABLE_SCHEMA_VERSIONS}"
             )
         self._meta = meta
         cands: dict[str, list[Candidate]] = {}
@@ -287,15 +295,17 @@ class ReaderStudyStore:
             )
         )
         readers = tuple(r for (r,) in c.execute("SELECT reader FROM readers ORDER BY position"))
-        orders = {
-            r: tuple(
-                cid
-                for (cid,) in c.execute(
-                    "SELECT case_id FROM reader_cases WHERE reader = ? ORDER BY position", (r,)
-                )
-            )
-            for r in readers
-        }
+        labels_column = "labels" if version >= 2 else "''"
+        orders: dict[str, tuple[str, ...]] = {}
+        candidate_orders: dict[str, dict[str, tuple[str, ...]]] = {}
+        for r in readers:
+            rows = c.execute(
+                f"SELECT case_id, {labels_column} FROM reader_cases WHERE reader = ? "
+                "ORDER BY position",
+                (r,),
+            ).fetchall()
+            orders[r] = tuple(cid for cid, _ in rows)
+            candidate_orders[r] = {cid: tuple(shown) for cid, shown in rows if shown}
         return Design(
             study_dir=meta["study_dir"],
             run=meta["run"],
@@ -307,6 +317,7 @@ class ReaderStudyStore:
             readers=readers,
             cases=cases,
             orders=orders,
+            candidate_orders=candidate_orders,
         )
 
     @property
