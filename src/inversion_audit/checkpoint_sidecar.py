@@ -67,8 +67,8 @@ def check_target_args(arch: Any, args: Any, where: str) -> None:
     check_int(f"{where}.n_classes", args["n_classes"], 2, MAX_CLASSES)
     check_int(f"{where}.in_channels", args.get("in_channels", 1), 1, 16)
     norm = args.get("norm", "batch")
-    if not isinstance(norm, str) or norm not in ("batch", "instance", "none"):
-        raise ConfigError(f"{where}.norm must be batch|instance|none, got {short_repr(norm)}")
+    if not isinstance(norm, str) or norm not in ("batch", "instance", "group", "none"):
+        raise ConfigError(f"{where}.norm must be batch|instance|group|none, got {short_repr(norm)}")
 
 
 def _arch(meta: dict[str, Any]) -> None:

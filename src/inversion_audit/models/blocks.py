@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 __all__ = ["NORMS", "conv_block", "check_layout"]
 
 #: normalisation after each convolution (MONAI layer names)
-NORMS = {"batch": "BATCH", "instance": "INSTANCE", "none": None}
+NORMS = {"batch": "BATCH", "instance": "INSTANCE", "group": "GROUP", "none": None}
+
+
+def norm_layer(norm: str, channels: int) -> str | tuple | None:
+    """MONAI norm spec; ``group`` uses gcd(32, channels) groups, as Opacus's BatchNorm fix does."""
+    if norm == "group":
+        return ("GROUP", {"num_groups": math.gcd(32, channels)})
+    return NORMS[norm]
 
 
 def check_layout(
@@ -44,7 +53,7 @@ def conv_block(
             out_channels=out_channels,
             kernel_size=kernel_size,
             act="RELU",
-            norm=NORMS[norm],
+            norm=norm_layer(norm, out_channels),
             adn_ordering="NA",
         )
         for k in range(n_convs)

@@ -37,6 +37,7 @@ class TrainingHistory:
     val_loss : validation loss per epoch (empty without a validation split).
     step_loss : training loss per optimiser step.
     best_epoch : epoch (0-based) whose weights were kept.
+    privacy : the DP-SGD record (ε, δ, sampling; see ``training.dp``); empty without DP.
     """
 
     kind: str
@@ -50,6 +51,7 @@ class TrainingHistory:
     loss_terms: dict[str, float] = field(default_factory=dict)
     best_epoch: int | None = None
     stopped_early: bool = False
+    privacy: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
 

@@ -156,8 +156,19 @@ def train_target(
     model = build_target_network(**config.network_args(n_classes)).to(
         dev, memory_format=memory_format(dev)
     )
+    private = None
+    dp_config = getattr(config, "dp", None)
+    if dp_config is not None:
+        # DP-SGD: GroupNorm copy, optimizer built after it, no AMP (per-sample clipping in fp32)
+        from .dp import PrivateTraining, make_dp_compatible
+
+        model = make_dp_compatible(model)
+        private = PrivateTraining(dp_config, len(train_rows), config.batch_size, config.seed)
+    amp_dev = dev if private is None else torch.device("cpu")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scaler = grad_scaler(dev)
+    if private is not None:
+        optimizer = private.attach(model, optimizer)
+    scaler = grad_scaler(amp_dev)
     loss_fn = segmentation_loss()
     resolved = {**config.to_dict(), "n_classes": n_classes}
     history = TrainingHistory("target", resolved, str(dev), len(train_rows), len(val_rows))
@@ -171,11 +182,14 @@ def train_target(
     for epoch in range(config.epochs):
         model.train()
         losses = []
-        for rows in batches(n_items, config.batch_size, rng):
+        passes = config.patches_per_subject if config.patch_size else 1
+        for rows in (
+            batches(n_items, config.batch_size, rng) if private is None else private.epoch(passes)
+        ):
             x, y = sampler.batch(x_all, [train_rows[r % len(train_rows)] for r in rows])
             x, y = to_device(x, dev), to_device(y, dev)
             optimizer.zero_grad(set_to_none=True)
-            with autocast(dev):
+            with autocast(amp_dev):
                 loss = loss_fn(model(x), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -207,6 +221,9 @@ def train_target(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if private is not None:
+        history.privacy = private.detach()
+        log.info("target %s DP-SGD: %s", config.arch, history.privacy)
 
     def forward(rows: list[int]) -> None:
         # the statistics of what the network was trained on: crops when it trained on crops
