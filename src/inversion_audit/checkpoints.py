@@ -13,7 +13,6 @@ naming the file. ``.pt``/``.pth`` weights are read only with
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import platform
@@ -21,9 +20,11 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checkpoint_sidecar import check_sidecar
 from .data.sidecar import preprocess_config
 from .errors import CheckpointError
 from .io import atomic_write_bytes, atomic_write_json, file_hash, ids_hash, state_hash
+from .io.untrusted import read_json
 
 if TYPE_CHECKING:
     import torch
@@ -177,18 +178,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(
             f"{weights}: sidecar {sidecar.name} is missing; it records the architecture needed to load the weights"
         )
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{sidecar}: unreadable checkpoint sidecar ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-        raise CheckpointError(
-            f"{sidecar}: not an inversion-audit checkpoint sidecar (format {SIDECAR_FORMAT})"
-        )
-    for key in ("kind", "architecture", "arch_args"):
-        if key not in meta:
-            raise CheckpointError(f"{sidecar}: sidecar lacks {key!r}")
-    return meta
+    # untrusted: size and nesting bounded before parsing, every field checked before use
+    meta = read_json(sidecar, CheckpointError, "checkpoint sidecar")
+    return check_sidecar(meta, sidecar)
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

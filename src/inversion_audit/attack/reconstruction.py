@@ -15,6 +15,7 @@ from ..data.preprocess import PreprocessConfig, Preprocessed, preprocess_subject
 from ..data.sidecar import preprocess_config
 from ..errors import CheckpointError
 from ..io import Volume, write_volume
+from ..io.paths import output_path
 from ..progress import ProgressCallback, report
 from ..training.loop import autocast, memory_format, stack_images, to_device
 from ..training.target import model_device
@@ -128,6 +129,6 @@ def reconstruct_subject(
     if out_dir is not None:
         out = Path(out_dir)
         for grid, name in (("source", "recon"), ("preprocessed", "recon_pre")):
-            path = out / f"{subject.id}_{name}.nii.gz"
+            path = output_path(out, f"{subject.id}_{name}.nii.gz")
             result.files[grid] = write_reconstruction(path, result.array, pre, grid=grid)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import VolumeError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -17,11 +20,24 @@ __all__ = ["file_hash", "array_hash", "config_hash", "ids_hash", "path_key", "st
 
 
 def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (hex, first 16 characters)."""
+    """SHA-256 of a file's bytes (hex, first 16 characters).
+
+    A missing or unreadable file (a symbolic link loop, a folder, no permission) raises
+    :class:`~inversion_audit.errors.VolumeError` naming it.
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        reason = {
+            errno.ELOOP: "symbolic link loop",
+            errno.ENOENT: "file not found",
+            errno.EISDIR: "is a folder, not a file",
+            errno.EACCES: "permission denied",
+        }.get(exc.errno, exc.strerror or type(exc).__name__)
+        raise VolumeError(f"{path}: cannot read file to hash it ({reason})") from None
     return h.hexdigest()[:16]
 
 
@@ -50,8 +66,11 @@ def ids_hash(ids: list[str] | tuple[str, ...]) -> str:
 
 def path_key(path: str | os.PathLike[str]) -> str:
     """Cheap cache key for a file: resolved path, size and modification time."""
-    p = Path(path).resolve()
-    st = p.stat()
+    try:
+        p = Path(path).resolve()
+        st = p.stat()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop in resolve()
+        raise VolumeError(f"{path}: cannot read file ({exc})") from None
     return config_hash([str(p), st.st_size, st.st_mtime_ns])
 
 

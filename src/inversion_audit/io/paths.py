@@ -13,9 +13,15 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import CohortError
+from ..errors import CohortError, ConfigError
 
-__all__ = ["MAX_ID_LENGTH", "SUBJECT_ID_PATTERN", "check_subject_id", "output_path"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "SUBJECT_ID_PATTERN",
+    "check_output_folder",
+    "check_subject_id",
+    "output_path",
+]
 
 #: longest accepted subject id (file names stay well under the usual 255-byte limit)
 MAX_ID_LENGTH = 128
@@ -78,3 +84,31 @@ def output_path(folder: str | os.PathLike[str], *parts: str) -> Path:
     if not path.resolve().is_relative_to(root):
         raise CohortError(f"{folder}: output {'/'.join(parts)!r} resolves outside the folder")
     return path
+
+
+def check_output_folder(
+    folder: str | os.PathLike[str], names: tuple[str, ...] = (), option: str = "--out"
+) -> Path:
+    """Check, before any work, that ``folder`` can hold outputs ``names``; create nothing.
+
+    ``folder`` must be a folder or not exist yet, below a writable existing folder; each
+    of ``names`` must not be an existing folder. Raises :class:`ConfigError` naming
+    ``option`` and the path.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder}: exists and is not a folder")
+    parent = folder
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {folder}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: {parent} is not writable")
+    for name in names:
+        target = output_path(folder, name)
+        if target.is_dir():
+            raise ConfigError(f"{option} {folder}: {target} exists and is a folder")
+    return folder

@@ -4,7 +4,8 @@ ANTsPy holds the GIL for the whole registration, which starves Dask heartbeats a
 GUI threads of the calling process; running it here keeps the caller responsive
 and turns an ANTs crash into an error instead of a dead process.
 
-Usage: ``python -m inversion_audit.metrics._ants_subprocess IN.npz OUT.npz PRESET``.
+Usage: ``python -m inversion_audit.metrics._ants_subprocess IN.npz OUT.npz PRESET``. The
+child ends when its parent dies (:func:`~inversion_audit.children.die_with_parent`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import time
 
 import numpy as np
 
+from ..children import die_with_parent
 from ..io import Volume
 from .deformation import _register
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()  # a killed study must not leave registrations running
     src, dst, preset = argv
     with np.load(src) as z:
         moving = Volume(z["moving"], z["moving_affine"])

@@ -16,7 +16,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ..children import child_env, scratch_dir
 from ..io import Volume, array_hash, atomic_write_bytes, config_hash
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def _register(
         _registration_grid(fixed_img, preset),
         _registration_grid(moving_img, preset),
     )
-    with tempfile.TemporaryDirectory(prefix="inversion-audit-ants-") as tmp:
+    with scratch_dir("ants") as tmp:  # patients' images: in the cache, cleaned if we are killed
         transforms: list[str] | None = None
         for k, stage in enumerate(DEFORMATION_PRESETS[preset]):
             kwargs = dict(stage)
@@ -255,10 +255,10 @@ def _register_isolated(
     """:func:`_register` in a child Python process; return (magnitude, warped, field, seconds)."""
     import inversion_audit
 
-    env = dict(os.environ)
+    env = child_env()  # the child dies with this process (see inversion_audit.children)
     package_root = str(Path(inversion_audit.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with tempfile.TemporaryDirectory(prefix="inversion-audit-ants-") as tmp:
+    with scratch_dir("ants") as tmp:
         src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
         np.savez(
             src,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import CohortError, ConfigError
+from ..io.paths import check_subject_id
+from ..io.untrusted import read_toml
+from ..training.config import MAX_SEED
 from .layout import run_name
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "MatchingSection",
     "load_study_config",
     "dump_study_config",
+    "check_folds",
+    "missing_cohort",
     "VARIANTS",
     "run_name",
 ]
@@ -80,6 +84,13 @@ def _check_type(value: Any, tp: Any, where: str) -> None:
         raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
 
 
+def _bounded(name: str, value: int | None, low: int, high: int) -> None:
+    """``None`` or an integer in ``low..high`` (types were checked against the annotations)."""
+    if value is not None and not low <= value <= high:
+        shown = value if abs(value) < 10**30 else "a huge integer"
+        raise ConfigError(f"{name} must be in {low}..{high}, got {shown}")
+
+
 def _section(cls: type, data: Any, name: str) -> Any:
     """Build section dataclass ``cls`` from a TOML table, checking keys and value types."""
     if not isinstance(data, dict):
@@ -107,6 +118,10 @@ class StudySection:
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"study.device must be auto|cpu|cuda|mps, got {self.device!r}")
+        _bounded("study.seed", self.seed, 0, MAX_SEED)
+        _bounded("study.threads", self.threads, 1, 4096)
+        if not 0 < len(self.name) <= 200:
+            raise ConfigError("study.name must be 1 to 200 characters")
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,28 @@ class CohortSection:
     sample_n: int = 40
     sample_seed: int = 0
 
+    def __post_init__(self) -> None:
+        _bounded("cohort.n_subjects", self.n_subjects, 1, 10**6)
+        _bounded("cohort.sample_n", self.sample_n, 1, 10**4)
+        _bounded("cohort.sample_seed", self.sample_seed, 0, MAX_SEED)
+        for key in ("path", "attack_path", "image_pattern", "labels_pattern"):
+            value = getattr(self, key)
+            if value is not None and not 0 < len(value) <= 4096:
+                raise ConfigError(f"cohort.{key} must be 1 to 4096 characters")
+        for key in ("image_pattern", "labels_pattern"):
+            if getattr(self, key).count("{id}") != 1:
+                raise ConfigError(
+                    f"cohort.{key} must contain {{id}} once, got {getattr(self, key)!r}"
+                )
+        if self.subjects is not None:
+            if len(self.subjects) > 10**6:
+                raise ConfigError("cohort.subjects lists more than 1,000,000 ids")
+            try:
+                for sid in self.subjects:
+                    check_subject_id(sid, "cohort.subjects")
+            except CohortError as exc:
+                raise ConfigError(str(exc)) from None
+
 
 @dataclass(frozen=True)
 class FoldsSection:
@@ -130,8 +167,10 @@ class FoldsSection:
     run_folds: list[int] | None = None
 
     def __post_init__(self) -> None:
+        _bounded("folds.seed", self.seed, 0, MAX_SEED)
         if self.n_folds < 2:
             raise ConfigError(f"folds.n_folds must be >= 2, got {self.n_folds}")
+        _bounded("folds.n_folds", self.n_folds, 2, 10**4)
         for k in self.run_folds or ():
             if not 0 <= k < self.n_folds:
                 raise ConfigError(f"folds.run_folds: fold {k} is not in 0..{self.n_folds - 1}")
@@ -163,6 +202,8 @@ class MatchingSection:
             )
         if self.top_k < 1:
             raise ConfigError(f"matching.top_k must be >= 1, got {self.top_k}")
+        _bounded("matching.top_k", self.top_k, 1, 10**6)
+        _bounded("matching.n_workers", self.n_workers, 1, 4096)
 
 
 @dataclass(frozen=True)
@@ -238,7 +279,15 @@ class StudyConfig:
         for key in ("spacing", "shape", "percentiles"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
-        return PreprocessConfig(**data)
+        try:
+            return PreprocessConfig(**data)
+        except ConfigError as exc:  # name the table the bad value came from
+            message = str(exc)
+            own = self.variant_preprocess.get(variant, {})
+            for key in own:
+                if message.startswith(f"preprocess.{key} "):
+                    message = f"variant_preprocess.{variant}.{message.removeprefix('preprocess.')}"
+            raise ConfigError(message) from None
 
     def target_config(self, arch: str):
         from ..training import TargetConfig
@@ -328,11 +377,25 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    data = read_toml(path, ConfigError, "study config")  # size and nesting bounded first
     return study_config_from_dict(data, source=str(path))
+
+
+def check_folds(config: StudyConfig, n_subjects: int) -> None:
+    """At run start: ``folds.n_folds`` must not exceed the subjects (each fold needs one private subject)."""
+    n = config.folds.n_folds
+    if n > n_subjects:
+        where = f"{config.source}: " if config.source else ""
+        raise ConfigError(
+            f"{where}folds.n_folds = {n} but the cohort has {n_subjects} subjects: "
+            f"each fold needs at least one private subject (use n_folds <= {n_subjects})"
+        )
+
+
+def missing_cohort(config: StudyConfig, key: str, value: str, location: Path) -> ConfigError:
+    """The error for a ``cohort.path`` (or ``cohort.attack_path``) that names no cohort."""
+    where = f"{config.source}: " if config.source else ""
+    return ConfigError(f"{where}{key} = {value!r}: no cohort folder or CSV manifest at {location}")
 
 
 def dump_study_config(config: StudyConfig) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["package_versions", "Provenance", "read_provenance"]
+__all__ = ["package_versions", "Provenance", "read_provenance", "mark_interrupted"]
 
 _PACKAGES = (
     "napari-inversion-audit",
@@ -43,13 +44,44 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def _ended(invocation: dict) -> bool:
+    """Whether a ``running`` invocation's process is gone (a kill, a crash, a power cut).
+
+    An invocation of another host, or one recorded without its pid, is taken as ended
+    too: only a live process on this host is still running.
+    """
+    pid = invocation.get("pid")
+    if invocation.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return True
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def mark_interrupted(data: dict) -> dict:
+    """Set ``status = "interrupted"`` on each invocation recorded as running whose process is gone."""
+    for inv in data.get("invocations") or ():
+        if isinstance(inv, dict) and inv.get("status") == "running" and _ended(inv):
+            inv["status"] = "interrupted"
+    return data
+
+
 def read_provenance(path: str | os.PathLike[str]) -> dict | None:
-    """The ``provenance.json`` at ``path``, or None when missing or unreadable."""
+    """The ``provenance.json`` at ``path``, or None when missing or unreadable.
+
+    An invocation that never ended (its process was killed) reads as ``interrupted``.
+    """
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) else None
+    return mark_interrupted(data) if isinstance(data, dict) else None
 
 
 class Provenance:
@@ -68,6 +100,8 @@ class Provenance:
             "started": now,
             "finished": None,
             "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
             "device": device,
             "versions": versions,
         }
@@ -101,6 +135,7 @@ class Provenance:
                 }
             ]
         earlier = [inv for inv in earlier if inv is not self.invocation]
+        mark_interrupted({"invocations": earlier})
         self.data["invocations"] = [*earlier, self.invocation]
         first = previous.get("started") or (earlier[0].get("started") if earlier else None)
         if first:
@@ -117,7 +152,11 @@ class Provenance:
         return self.data
 
     def finish(self, status: str = "finished") -> None:
-        """Mark this invocation as ended (``finished``, ``cancelled`` or ``failed``)."""
+        """Mark this invocation as ended (``finished``, ``cancelled`` or ``failed``).
+
+        One killed before it could call this stays ``running`` in the file until read:
+        :func:`read_provenance` and the next invocation report it as ``interrupted``.
+        """
         now = _now()
         self.invocation.update(finished=now, status=status)
         if status == "finished":

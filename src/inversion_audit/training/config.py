@@ -33,8 +33,8 @@ MAX_LABEL_MAP_ENTRIES = 65536
 MAX_EPOCHS = 100_000
 MAX_BATCH = 4096
 MAX_SEED = 2**63 - 1
-#: rough upper bound of a network's weights (4 * x^3 * sum of squared channels); 2e8 is 800 MB
-MAX_PARAMETERS = 2 * 10**8
+#: rough upper bound of a network's weights (4 * x^3 * sum of squared channels); 1e8 is 400 MB of float32
+MAX_PARAMETERS = 10**8
 #: largest grid multiple ``pool_size ** depth`` (the preprocessed grid's side limit)
 MAX_MULTIPLE = 1024
 
