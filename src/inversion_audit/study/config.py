@@ -136,12 +136,36 @@ class CohortSection:
     attack_path: str | None = None
     sample_n: int = 40
     sample_seed: int = 0
+    #: the non-member control (issue 18): ids outside the protocol, a count, or a folder
+    holdout: list[str] | None = None
+    holdout_n: int | None = None
+    holdout_path: str | None = None
 
     def __post_init__(self) -> None:
         _bounded("cohort.n_subjects", self.n_subjects, 1, 10**6)
+        _bounded("cohort.holdout_n", self.holdout_n, 1, 10**6)
+        given = [
+            k for k in ("holdout", "holdout_n", "holdout_path") if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            raise ConfigError(f"cohort: give one of {', '.join(given)}, not several")
+        if self.holdout is not None:
+            if not 0 < len(self.holdout) <= 10**6 or len(set(self.holdout)) != len(self.holdout):
+                raise ConfigError("cohort.holdout must list 1 to 1,000,000 distinct ids")
+            try:
+                for sid in self.holdout:
+                    check_subject_id(sid, "cohort.holdout")
+            except CohortError as exc:
+                raise ConfigError(str(exc)) from None
+            if self.subjects is not None and set(self.holdout) & set(self.subjects):
+                clash = sorted(set(self.holdout) & set(self.subjects))[0]
+                raise ConfigError(
+                    f"cohort.holdout: {clash!r} is also in cohort.subjects; a holdout subject "
+                    "must train neither the target nor the decoder"
+                )
         _bounded("cohort.sample_n", self.sample_n, 1, 10**4)
         _bounded("cohort.sample_seed", self.sample_seed, 0, MAX_SEED)
-        for key in ("path", "attack_path", "image_pattern", "labels_pattern"):
+        for key in ("path", "attack_path", "image_pattern", "labels_pattern", "holdout_path"):
             value = getattr(self, key)
             if value is not None and not 0 < len(value) <= 4096:
                 raise ConfigError(f"cohort.{key} must be 1 to 4096 characters")
