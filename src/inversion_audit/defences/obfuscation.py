@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ObfuscationConfig",
     "Obfuscator",
+    "obfuscate_inputs",
     "build_vae",
     "intensity_mapping",
     "apply_mapping",
@@ -175,19 +176,74 @@ def train_vae(
 
 
 class Obfuscator:
-    """What leaves the hospital: ``mapping(VAE(x))`` of a preprocessed scan in [0, 1]."""
+    """What leaves the hospital: ``mapping(VAE(x))`` of a preprocessed scan in [0, 1].
+
+    ``obfuscator(image)`` takes and returns numpy arrays; :meth:`tensor` does the same on
+    a batch (B, 1, X, Y, Z) on any device.
+    """
 
     def __init__(self, vae: nn.Module, config: ObfuscationConfig) -> None:
         self.vae = vae.eval()
         self.config = config
         self.lut = intensity_mapping(config.seed, config.bins, config.levels)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def tensor(self, x: Any) -> Any:
         import torch
-
-        from ..training.loop import stack_images
 
         device = next(self.vae.parameters()).device
         with torch.no_grad():
-            recon, _, _ = self.vae(stack_images([image]).to(device))
-        return apply_mapping(recon[0, 0].cpu().numpy(), self.lut)
+            recon, _, _ = self.vae(x.float().to(device))
+            idx = (recon * self.config.bins).floor().clamp(0, self.config.bins - 1).long()
+            out = torch.from_numpy(self.lut).to(device)[idx]
+        return out.to(x.device, x.dtype)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from ..training.loop import stack_images
+
+        return self.tensor(stack_images([image]))[0, 0].cpu().numpy()
+
+
+class _ObfuscatedEncode:
+    """``model.encode`` replaced: obfuscate the input batch, then the model's own encoder."""
+
+    def __init__(self, model: nn.Module, obfuscator: Obfuscator) -> None:
+        self.model = model
+        self.obfuscator = obfuscator
+
+    def __call__(self, x: Any) -> Any:
+        return type(self.model).encode(self.model, self.obfuscator.tensor(x))
+
+
+def obfuscate_inputs(model: nn.Module, obfuscator: Obfuscator) -> nn.Module:
+    """Attach the obfuscation to ``model`` (in place): ``encode`` and ``model(x)`` see
+    ``obfuscator(x)``. Weights are untouched."""
+    model.encode = _ObfuscatedEncode(model, obfuscator)
+    model.obfuscation = obfuscator.config
+    return model
+
+
+def save_vae(path: Any, vae: nn.Module, config: ObfuscationConfig) -> list[Any]:
+    """``<path>.safetensors`` + ``<path>.json`` (the config), atomically; returns both paths."""
+    import dataclasses
+    from pathlib import Path
+
+    from safetensors.torch import save
+
+    from ..io import atomic_write_bytes, atomic_write_json
+
+    stem = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
+    weights = atomic_write_bytes(stem.with_suffix(".safetensors"), save(state))
+    sidecar = atomic_write_json(stem.with_suffix(".json"), dataclasses.asdict(config))
+    return [weights, sidecar]
+
+
+def load_vae(path: Any, config: ObfuscationConfig, device: str = "cpu") -> nn.Module:
+    """The VAE saved by :func:`save_vae` (safetensors only), in eval mode on ``device``."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    vae = build_vae(config)
+    vae.load_state_dict(load_file(str(Path(path).with_suffix(".safetensors"))))
+    return vae.eval().to(device)
