@@ -14,7 +14,6 @@ from inversion_audit.io import Volume
 from inversion_audit.matching.distributed import (
     dask_client,
     deformation_matrix,
-    distributed_ssim_matrix,
     run_pairs,
 )
 from inversion_audit.metrics import deformation, ssim, ssim_matrix
@@ -45,7 +44,7 @@ def always_fails_for_first(a: np.ndarray, b: np.ndarray, bad_sum: float) -> floa
 
 
 def test_local_cluster_processes_equals_serial():
-    """Worker processes (the default) compute the same SSIM matrix as the serial code."""
+    """Worker processes (the default) compute the same SSIM values as the serial matrix code."""
     rec, cand = _stacks()
     serial = ssim_matrix(rec, cand, device="cpu")
     with dask_client(n_workers=2, threads_per_worker=1, processes=True) as client:
@@ -61,12 +60,10 @@ def test_local_cluster_processes_equals_serial():
             ["c0", "c1", "c2", "c3"],
             client=client,
         )
-        blocks = distributed_ssim_matrix(rec, cand, block=3, client=client)
     assert not pairs.failures
-    np.testing.assert_allclose(pairs.values, serial, atol=1e-5)
-    # SSIM is computed in float32: sums reduced in another order (1 thread per worker vs all
-    # cores serially) differ in the last bits, so compare at a float32 tolerance (eps 1.2e-7)
-    np.testing.assert_allclose(blocks, serial, rtol=0, atol=4 * np.finfo(np.float32).eps)
+    # SSIM is computed in float32 (the pairwise and the batched implementation reduce their
+    # sums in another order), so the two agree to float32 precision, not to the last bit
+    np.testing.assert_allclose(pairs.values, serial, rtol=0, atol=1e-5)
 
 
 def test_retry_once_then_succeed(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from scipy.ndimage import gaussian_filter
 from inversion_audit.cli.main import main
 from inversion_audit.data import PreprocessConfig, load_cohort, preprocess_subject
 from inversion_audit.io import read_volume, write_volume
+from inversion_audit.study.layout import SCORE_COLUMNS, StudyPaths
 
 CONFIG = PreprocessConfig(spacing=(2.0, 2.0, 2.0), shape=(32, 32, 32))
 
@@ -36,6 +38,14 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+RUN = "unknown_with-skull_unknown"  # no run name given: what match calls its run
+DEMO = Path(__file__).resolve().parents[1] / "sample_data" / "demo_study"
+
+
+def _scores(out):
+    return _rows(StudyPaths(out).scores)
+
+
 @pytest.mark.slow
 def test_match_all_metrics_top_k_on_a_scheduler(tiny_cohort, tmp_path):
     from distributed import LocalCluster
@@ -58,30 +68,41 @@ def test_match_all_metrics_top_k_on_a_scheduler(tiny_cohort, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["top_k"] == 2 and summary["preprocess"]["shape"] == [32, 32, 32]
     metrics = summary["metrics"]
-    assert set(metrics) == {"ssim", "correlation", "deformation", "fused(ssim+deformation)"}
+    assert set(metrics) == {"ssim", "correlation", "deformation", "fused"}
     # stand-ins are easy: SSIM finds every true original
     assert (
         metrics["ssim"]["top1"] == 3
         and metrics["ssim"]["own_mean"] > metrics["ssim"]["others_mean"]
     )
-    assert any("SSIM top-2" in n and "not computed" in n for n in metrics["deformation"]["notes"])
-    # deformation computed on exactly the top-2 pairs per reconstruction
-    deform = _rows(out / "scores_deformation.csv")
-    assert [sum(v != "" for k, v in r.items() if k != "reconstruction_id") for r in deform] == [
-        2,
-        2,
-        2,
-    ]
-    ranks = {(r["reconstruction_id"], r["metric"]): r for r in _rows(out / "rankings.csv")}
-    assert ranks[("sub02", "ssim")]["top1_candidate"] == "sub02"
-    assert ranks[("sub02", "deformation")]["rank_of_true_match"] in {"1", "2"}
-    maps = sorted(p.name for p in (out / "deformation").iterdir())
-    assert len(maps) == 3 and all(p.endswith("_magnitude.nii.gz") for p in maps)
-    mag = read_volume(out / "deformation" / maps[0])
-    assert mag.shape == (32, 32, 32) and mag.array.min() >= 0
-    long = _rows(out / "scores.csv")
-    assert {r["metric"] for r in long} >= {"ssim", "correlation", "deformation"}
+    long = _scores(out)
+    assert list(long[0]) == list(SCORE_COLUMNS)
+    assert {(r["arch"], r["variant"], r["threat_model"], r["fold"]) for r in long} == {
+        ("unknown", "with-skull", "unknown", "")
+    }
+    # deformation computed on exactly each reconstruction's SSIM top-2 pairs
+    ssim = {
+        (r["reconstruction_id"], r["candidate_id"]): float(r["value"])
+        for r in long
+        if r["metric"] == "ssim"
+    }
+    deform = {
+        (r["reconstruction_id"], r["candidate_id"]) for r in long if r["metric"] == "deformation"
+    }
+    top2 = {
+        (rid, cid)
+        for rid in ids
+        for cid in sorted((c for r, c in ssim if r == rid), key=lambda c: -ssim[(rid, c)])[:2]
+    }
+    assert deform == top2
     assert sum(r["metric"] == "ssim" for r in long) == 3 * 6
+    ranks = {(r["reconstruction_id"], r["metric"]): r for r in _rows(StudyPaths(out).rankings(RUN))}
+    assert ranks[("sub02", "ssim")]["top1_candidate"] == "sub02"
+    assert ranks[("sub02", "deformation")]["rank_of_true_match"] in {"1.0", "2.0"}
+    assert ("sub02", "fused") in ranks
+    maps = sorted(StudyPaths(out).deformation_dir(RUN).iterdir())
+    assert {tuple(p.name[: -len("_magnitude.nii.gz")].split("__")) for p in maps} == top2
+    mag = read_volume(maps[0])
+    assert mag.shape == (32, 32, 32) and mag.array.min() >= 0
 
 
 def test_match_source_grid_reconstructions(tiny_cohort, tmp_path, capsys):
@@ -91,8 +112,8 @@ def test_match_source_grid_reconstructions(tiny_cohort, tmp_path, capsys):
     code = main(
         [
             "match", "--reconstructions", str(recon_dir), "--candidates", str(tiny_cohort), "--out", str(out),
-            "--metrics", "ssim,correlation,psnr", "--shape", "32", "32", "32", "--quiet", "--device", "cpu",
-            "--mask", "candidate",
+            "--metrics", "ssim,correlation,psnr,ssim_brain", "--shape", "32", "32", "32", "--quiet",
+            "--device", "cpu", "--arch", "unet", "--threat-model", "bottleneck", "--fold", "3",
         ]
     )  # fmt: skip
     assert code == 0
@@ -100,9 +121,51 @@ def test_match_source_grid_reconstructions(tiny_cohort, tmp_path, capsys):
     assert summary["reconstruction_pattern"] == "{id}_recon.nii.gz"
     for metric in ("ssim", "correlation", "psnr"):
         assert summary["metrics"][metric]["top1"] == 2
-    ssim = _rows(out / "scores_ssim.csv")
-    assert [r["reconstruction_id"] for r in ssim] == ["sub01", "sub03"] and len(ssim[0]) == 7
+    long = _scores(out)
+    assert {r["fold"] for r in long} == {"3"}
+    assert sorted({r["reconstruction_id"] for r in long}) == ["sub01", "sub03"]
+    assert sum(r["metric"] == "ssim_brain" for r in long) == 2 * 6
+    paths = StudyPaths(out)
+    assert paths.reconstruction("unet_with-skull_bottleneck", "sub01", "preprocessed").is_file()
     assert "| ssim | 2 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_match_scores_the_demo_study_as_the_study_did(tmp_path, capsys):
+    """The demo study's own reconstructions, against the sample cohort it used: the grid comes
+    from the reconstructions (the demo's preprocessing has no divisible_by), the scores equal
+    the study's, and the output opens as a study and in ``reader-study create``."""
+    from inversion_audit.study.index import StudyIndex
+
+    run = "unet_skull-stripped_bottleneck"
+    out = tmp_path / "M"
+    code = main(
+        [
+            "match", "--reconstructions", str(DEMO / "reconstructions" / run), "--candidates", "sample:8",
+            "--out", str(out), "--spacing", "6", "--skull-strip", "labels", "--no-bias-correction",
+            "--metrics", "ssim,correlation,psnr,ssim_brain", "--quiet", "--device", "cpu",
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    key = ("arch", "variant", "threat_model", "reconstruction_id", "candidate_id", "metric")
+    study = {tuple(r[k] for k in key): r["value"] for r in _rows(DEMO / "scores" / "scores.csv")}
+    mine = {tuple(r[k] for k in key): r["value"] for r in _scores(out)}
+    assert len(mine) == 8 * 8 * 4
+    assert {k: study.get(k) for k in mine} == mine  # byte-identical values
+    index = StudyIndex.open(out)
+    assert index.runs() == [run] and len(index.entries) == 8
+    entry = index.entries[0]
+    assert index.candidate_file(entry.variant, entry.reconstruction_id).is_file()
+    assert index.reconstruction_file(entry).is_file()
+    db = tmp_path / "readers.sqlite"
+    code = main(
+        [
+            "reader-study", "create", "--study", str(out), "--readers", "alice", "--candidates", "3",
+            "--out", str(db),
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert db.is_file()
 
 
 def test_match_errors_name_the_file(tiny_cohort, tmp_path, capsys):

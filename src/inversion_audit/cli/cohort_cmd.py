@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import load_cohort, validate_cohort
+from ..data import validate_cohort
+from .common import load_cohort_arg
 
 __all__ = ["register"]
 
@@ -23,9 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..sample_data import resolve_cohort_path
-
-    cohort = load_cohort(resolve_cohort_path(args.path), args.image_pattern, args.labels_pattern)
+    cohort = load_cohort_arg(args.path, args.image_pattern, args.labels_pattern)
     issues = validate_cohort(cohort, require_labels=args.require_labels)
     bad = {i.subject for i in issues}
     width = max(len(s.id) for s in cohort)

@@ -5,8 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-__all__ = ["add_device_args", "add_quiet_arg", "fail", "split_ids", "setup_logging"]
+if TYPE_CHECKING:
+    from ..data import Cohort
+
+__all__ = [
+    "add_device_args",
+    "add_quiet_arg",
+    "fail",
+    "load_cohort_arg",
+    "split_ids",
+    "setup_logging",
+]
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:
@@ -44,3 +55,14 @@ def setup_logging(quiet: bool = False) -> None:
         level=logging.WARNING if quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+
+
+def load_cohort_arg(path: str, image_pattern: str, labels_pattern: str) -> Cohort:
+    """The cohort a command-line argument names: a folder, a CSV manifest, ``sample`` or
+    ``sample:N`` (the synthetic sample cohort, see
+    :func:`~inversion_audit.sample_data.resolve_cohort_path`). Every command's cohort
+    argument goes through here."""
+    from ..data import load_cohort
+    from ..sample_data import resolve_cohort_path
+
+    return load_cohort(resolve_cohort_path(path), image_pattern, labels_pattern)

@@ -23,11 +23,17 @@ from ..data import (
     DEFAULT_LABELS_PATTERN,
     PreprocessConfig,
     config_with_nyul,
-    load_cohort,
     preprocess_subject,
 )
 from ..errors import CohortError, ConfigError
-from .common import add_device_args, add_quiet_arg, fail, setup_logging, split_ids
+from .common import (
+    add_device_args,
+    add_quiet_arg,
+    fail,
+    load_cohort_arg,
+    setup_logging,
+    split_ids,
+)
 
 __all__ = ["register"]
 
@@ -172,7 +178,7 @@ def _preprocess_config(args: argparse.Namespace, table: dict[str, Any]) -> dict[
 
 
 def _cohort_subjects(args: argparse.Namespace):
-    cohort = load_cohort(args.cohort, args.image_pattern, args.labels_pattern)
+    cohort = load_cohort_arg(args.cohort, args.image_pattern, args.labels_pattern)
     ids = split_ids(args.subjects) or cohort.ids
     return [cohort[i] for i in ids]
 

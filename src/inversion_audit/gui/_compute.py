@@ -396,9 +396,9 @@ def comparison_pair(moving: Volume, fixed: Volume) -> tuple[Volume, Volume]:
     scorer does, so registration starts from the voxel-for-voxel alignment; volumes on
     different grids keep their world positions."""
     if moving.shape == fixed.shape and np.allclose(moving.spacing, fixed.spacing, atol=1e-4):
-        from ..study.scoring import common_affine
+        from ..matching.pipeline import comparison_grid
 
-        affine = common_affine(fixed.shape, fixed.spacing)
+        affine = comparison_grid(fixed.shape, fixed.spacing)
         return Volume(moving.array, affine), Volume(fixed.array, affine)
     return moving, fixed
 

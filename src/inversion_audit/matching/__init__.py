@@ -4,8 +4,9 @@
 runs on a cluster.
 """
 
-from .fusion import fuse_rankings
+from .fusion import FUSED_METRICS, fuse_rankings, fused_rank
 from .ranking import (
+    METRIC_DIRECTIONS,
     MatchSummary,
     ScoreMatrix,
     rank_candidates,
@@ -17,9 +18,12 @@ from .ranking import (
 from .retrieval import mean_reciprocal_rank, pair_auc, precision_at_k, roc_auc
 
 __all__ = [
+    "FUSED_METRICS",
+    "METRIC_DIRECTIONS",
     "MatchSummary",
     "ScoreMatrix",
     "fuse_rankings",
+    "fused_rank",
     "mean_reciprocal_rank",
     "pair_auc",
     "precision_at_k",

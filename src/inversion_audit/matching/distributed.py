@@ -1,4 +1,4 @@
-"""Pairwise work on a Dask cluster: deformation pairs and SSIM blocks.
+"""Pairwise work on a Dask cluster (deformation pairs).
 
 By default a :class:`dask.distributed.LocalCluster` with one single-threaded
 worker process per core is started; ``scheduler_address`` uses an existing
@@ -33,7 +33,6 @@ __all__ = [
     "configure_worker_threads",
     "run_pairs",
     "deformation_matrix",
-    "distributed_ssim_matrix",
 ]
 
 _THREAD_VARS = (
@@ -251,8 +250,16 @@ def _deformation_pair(
     fixed_volume, fixed_mask = fixed
     # isolated: ANTsPy holds the GIL for the whole registration, which would stop the
     # worker's heartbeats and get it declared dead (and its work lost) on long pairs
+    # one ITK thread and a fixed seed: the same result as the study's local registrations
     return deformation(
-        moving, fixed_volume, fixed_mask=fixed_mask, preset=preset, cache=cache, isolated=True
+        moving,
+        fixed_volume,
+        fixed_mask=fixed_mask,
+        preset=preset,
+        cache=cache,
+        threads=1,
+        seed=0,
+        isolated=True,
     ).mean_displacement_mm
 
 
@@ -303,79 +310,3 @@ def deformation_matrix(
         "deformation", result.values, list(reconstruction_ids), list(candidate_ids), False, notes
     )
     return matrix, result.failures
-
-
-def distributed_ssim_matrix(
-    reconstructions: np.ndarray,
-    candidates: np.ndarray,
-    data_range: float = 1.0,
-    mask: np.ndarray | None = None,
-    block: int = 8,
-    memory_budget_mb: float = 512.0,
-    client: Client | None = None,
-    threads_per_worker: int = 1,
-    progress: ProgressCallback | None = None,
-    **client_kwargs: Any,
-) -> np.ndarray:
-    """:func:`~inversion_audit.metrics.ssim_matrix` split into candidate blocks run on Dask workers (CPU).
-
-    For large N x M on several machines; on one machine the plain function with
-    all cores is usually as fast. Equal to the serial result.
-    """
-    rec = np.asarray(reconstructions)
-    cand = np.asarray(candidates)
-    m = len(cand)
-    if client is None:
-        with dask_client(threads_per_worker=threads_per_worker, **client_kwargs) as own:
-            return distributed_ssim_matrix(
-                rec,
-                cand,
-                data_range,
-                mask,
-                block,
-                memory_budget_mb,
-                own,
-                threads_per_worker,
-                progress,
-            )
-    per_candidate = mask is not None and np.asarray(mask).shape == cand.shape
-    rec_f = client.scatter(rec)
-    futures = {}
-    for j0 in range(0, m, block):
-        j1 = min(m, j0 + block)
-        blk_mask = np.asarray(mask)[j0:j1] if per_candidate else mask
-        fut = client.submit(
-            _ssim_in_worker,
-            threads_per_worker,
-            rec_f,
-            cand[j0:j1],
-            data_range,
-            blk_mask,
-            memory_budget_mb,
-            retries=1,
-            pure=False,
-        )
-        futures[fut] = (j0, j1)
-    out = np.empty((len(rec), m))
-    from distributed import as_completed
-
-    done = 0
-    report(progress, 0, len(rec) * m, "ssim matrix")
-    for fut in as_completed(list(futures)):
-        j0, j1 = futures[fut]
-        out[:, j0:j1] = fut.result()
-        done += len(rec) * (j1 - j0)
-        report(progress, done, len(rec) * m, "ssim matrix")
-    return out
-
-
-def _ssim_in_worker(
-    threads: int, rec: np.ndarray, cand: np.ndarray, data_range: float, mask, budget: float
-) -> np.ndarray:
-    from ..metrics.ssim_matrix import ssim_matrix
-
-    if threads:
-        configure_worker_threads(threads)
-    return ssim_matrix(
-        rec, cand, data_range=data_range, mask=mask, device="cpu", memory_budget_mb=budget
-    )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from .ranking import ScoreMatrix, Ties, rank_matrix
 
-__all__ = ["fuse_rankings"]
+__all__ = ["FUSED_METRICS", "fuse_rankings", "fused_rank"]
+
+#: the metrics whose ranks the study's "fused" ranking averages
+FUSED_METRICS = ("ssim", "deformation")
 
 
 def fuse_rankings(
@@ -50,3 +53,11 @@ def fuse_rankings(
         higher_is_better=False,
         notes=notes,
     )
+
+
+def fused_rank(matrices: Mapping[str, ScoreMatrix]) -> ScoreMatrix | None:
+    """The study's ``fused`` ranking: the mean of the :data:`FUSED_METRICS` ranks (lower is
+    better), named ``"fused"``; ``None`` unless every one of them was scored."""
+    if not all(m in matrices for m in FUSED_METRICS):
+        return None
+    return fuse_rankings([matrices[m] for m in FUSED_METRICS], name="fused")

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
+    "METRIC_DIRECTIONS",
     "ScoreMatrix",
     "MatchSummary",
     "Ties",
@@ -28,6 +29,16 @@ __all__ = [
 ]
 
 Ties = Literal["average", "min", "max"]
+
+#: every ranked metric of ``scores.csv`` -> whether higher is better (the one definition)
+METRIC_DIRECTIONS: dict[str, bool] = {
+    "ssim": True,
+    "correlation": True,
+    "psnr": True,
+    "deformation": False,
+    "ssim_brain": True,
+    "correlation_brain": True,
+}
 
 
 @dataclass(eq=False)

@@ -39,8 +39,6 @@ ORIENTATIONS = (
     ("axial", 2, ("R", "L", "A", "P")),
 )
 
-CASE_LABELS = ("best", "median", "worst")
-
 
 @dataclass
 class Figure:
@@ -93,7 +91,7 @@ def display_deformation(
     try:
         from ..io import Volume
         from ..metrics import deformation
-        from .scoring import common_affine
+        from ..metrics.deformation import centred_affine
 
         orig = np.asarray(original.array, np.float32)
         rec = np.asarray(reconstruction, np.float32)
@@ -101,7 +99,7 @@ def display_deformation(
             return None, None, f"shape {rec.shape} differs from the original's {orig.shape}"
         if float(rec.max()) == float(rec.min()):
             return None, None, "the reconstruction is constant"
-        aff = common_affine(orig.shape, original.spacing)
+        aff = centred_affine(orig.shape, original.spacing)
         mask = orig > 0
         res = deformation(
             Volume(rec, aff),
