@@ -251,6 +251,8 @@ class StudyConfig:
     target: dict = field(default_factory=dict)
     inversion: dict = field(default_factory=dict)
     matching: MatchingSection = field(default_factory=MatchingSection)
+    #: ``[[defences]]``: each defence and its strengths (``study.defences_config``)
+    defences: list[dict] = field(default_factory=list)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -284,6 +286,9 @@ class StudyConfig:
                     f"target's pool_size ** depth = {multiple}"
                 )
         self.inversion_config("bottleneck")
+        from .defences_config import parse_defences
+
+        parse_defences(self.defences)
 
     def preprocess_config(self, variant: str):
         """The :class:`PreprocessConfig` of a variant (skull stripping set by the variant)."""
@@ -335,6 +340,8 @@ class StudyConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("source", None)
+        if not d["defences"]:
+            d.pop("defences")
         return _drop_none(d)
 
 
@@ -368,6 +375,7 @@ _PLAIN = {
     "variant_preprocess",
     "target",
     "inversion",
+    "defences",
 }
 
 
