@@ -9,22 +9,19 @@ its inputs are unchanged.
 
 from __future__ import annotations
 
-import csv
-import glob
-import io
 import logging
-import os
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ..data import Cohort, Fold, kfold_split, load_cohort
+from ..data import Cohort, Fold, kfold_split
 from ..data.preprocess import PreprocessConfig, Preprocessed, config_with_nyul, preprocess_subject
-from ..errors import CohortError, JobCancelled
-from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash, write_volume
+from ..errors import JobCancelled
+from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash
 from ..progress import ProgressCallback, report
-from .config import StudyConfig, dump_study_config
+from . import protocol
+from .collect import concatenate_scores, write_rankings
+from .config import StudyConfig, check_folds, dump_study_config
+from .inputs import common_shape, resolve_cohort, select_subjects
 from .layout import SCORE_COLUMNS, StudyPaths, run_name
 from .provenance import Provenance, read_provenance
 from .stages import StageStore
@@ -32,52 +29,6 @@ from .stages import StageStore
 __all__ = ["run_study", "plan_study", "plan_study_seconds", "StudyPaths", "SCORE_COLUMNS"]
 
 log = logging.getLogger(__name__)
-
-
-def _resolve_cohort(path: str, config: StudyConfig) -> Cohort:
-    from ..sample_data import SAMPLE_KEYWORD, generate_sample_cohort
-
-    if path == SAMPLE_KEYWORD and not Path(path).exists():
-        root = generate_sample_cohort(
-            n_subjects=config.cohort.sample_n, seed=config.cohort.sample_seed
-        )
-    else:
-        root = Path(path)
-        if not root.is_absolute() and config.source:
-            cand = Path(config.source).parent / root
-            root = cand if cand.exists() else root
-    return load_cohort(root, config.cohort.image_pattern, config.cohort.labels_pattern)
-
-
-def _select(cohort: Cohort, config: StudyConfig) -> Cohort:
-    ids = config.cohort.subjects or sorted(cohort.ids)
-    if config.cohort.n_subjects is not None:
-        if config.cohort.n_subjects > len(ids):
-            raise CohortError(
-                f"{cohort.root}: cohort.n_subjects={config.cohort.n_subjects} but only {len(ids)} subjects"
-            )
-        ids = ids[: config.cohort.n_subjects]
-    return cohort.subset(ids)
-
-
-def _common_shape(cohort: Cohort, base: PreprocessConfig) -> PreprocessConfig:
-    """Fix ``shape`` to the largest per-subject shape so that all subjects share one grid."""
-    import dataclasses
-
-    if base.shape is not None:
-        return base
-    loose = dataclasses.replace(base, intensity="none", nyul_landmarks=None)
-    shapes = np.array([preprocess_subject(s, loose).shape for s in cohort])
-    return dataclasses.replace(base, shape=tuple(int(v) for v in shapes.max(0)))
-
-
-def _write_scores(path: Path, rows: list[tuple]) -> Path:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(SCORE_COLUMNS)
-    for r in rows:
-        w.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in r])
-    return atomic_write_text(path, buf.getvalue())
 
 
 class _Study:
@@ -98,19 +49,18 @@ class _Study:
         self.stages = StageStore(out, dry_run=dry_run)
         self.progress = progress
         self.device = str(get_device(device or config.study.device))
-        self.cohort = _select(_resolve_cohort(config.cohort.path, config), config)
+        self.cohort = select_subjects(resolve_cohort(config.cohort.path, config), config)
         self.attack_cohort = (
-            _resolve_cohort(config.cohort.attack_path, config)
-            if config.cohort.attack_path
-            else None
+            resolve_cohort(config.cohort.attack_path, config) if config.cohort.attack_path else None
         )
+        check_folds(config, len(self.cohort))
         self.folds: list[Fold] = kfold_split(
             self.cohort.ids, config.folds.n_folds, config.folds.seed
         )
         if config.folds.run_folds is not None:
             self.folds = [f for f in self.folds if f.index in config.folds.run_folds]
         self.pre_configs = {
-            v: _common_shape(self.cohort, config.preprocess_config(v)) for v in config.variants
+            v: common_shape(self.cohort, config.preprocess_config(v)) for v in config.variants
         }
         self.input_hashes = {
             s.id: {k: file_hash(p) for k, p in s.files().items()} for s in self.cohort
@@ -219,202 +169,23 @@ class _Study:
     def stages_in_order(self) -> None:
         """Every stage of the protocol: preprocessing, then each fold's attacks."""
         for variant in self.config.variants:
-            self.write_preprocessed(variant)
+            protocol.write_preprocessed(self, variant)
         for fold in self.folds:
             for variant in self.config.variants:
                 for arch in self.config.archs:
-                    target_key = self.train_target(fold, variant, arch)
+                    target_key = protocol.train_target(self, fold, variant, arch)
                     for threat in self.config.threat_models:
-                        self.attack(fold, variant, arch, threat, target_key)
-
-    def write_preprocessed(self, variant: str) -> None:
-        cfg = self.pre_configs[variant]
-        key = config_hash({"cfg": cfg.to_dict(), "files": self.files_key(self.cohort.ids), "v": 2})
-
-        def work() -> list[Path]:
-            outs = []
-            for k, s in enumerate(self.cohort):
-                pre = self.pre(s.id, cfg)
-                outs.append(
-                    write_volume(self.paths.preprocessed(variant, s.id), pre.image, pre.affine)
-                )
-                if pre.labels is not None:
-                    outs.append(
-                        write_volume(
-                            self.paths.preprocessed_labels(variant, s.id),
-                            pre.labels.astype(np.int16),
-                            pre.affine,
-                        )
-                    )
-                report(self.progress, k + 1, len(self.cohort), f"preprocess {variant}")
-            return outs
-
-        self.stages.run(f"preprocess/{variant}", key, work)
-
-    def train_target(self, fold: Fold, variant: str, arch: str) -> str:
-        from ..checkpoints import save_checkpoint, training_metadata
-        from ..training import train_target
-        from ..training.target import TRAINING_REVISION
-
-        tcfg = self.config.target_config(arch)
-        pcfg = self.fold_pre_config(variant, fold)
-        key = config_hash(
-            {
-                "target": tcfg.to_dict(),
-                "training_revision": TRAINING_REVISION,
-                "pre": pcfg.to_dict(),
-                "private": self.files_key(fold.private_set),
-                "fold": fold.index,
-            }
-        )
-        path = self.paths.target(arch, variant, fold.index)
-
-        def work() -> list[Path]:
-            pres = [self.pre(i, pcfg) for i in fold.private_set]
-            if any(p.labels is None for p in pres):
-                raise CohortError(
-                    f"{self.cohort.root}: training a target network needs labels for every private subject"
-                )
-            model, history = train_target(
-                [p.image for p in pres],
-                [p.labels for p in pres],
-                tcfg,
-                device=self.device,
-                progress=self.stage_progress(f"fold {fold.index} {arch} {variant}"),
-            )
-            meta = training_metadata(tcfg, history, pcfg, list(fold.private_set))
-            meta.update(fold=fold.index, variant=variant)
-            return list(save_checkpoint(path, model, meta))
-
-        self.stages.run(f"fold{fold.index}/{arch}_{variant}/target", key, work)
-        return key
+                        protocol.attack(self, fold, variant, arch, threat, target_key)
 
     def attack_ids(self, fold: Fold) -> tuple[list[str], Cohort]:
         if self.attack_cohort is not None:
             return sorted(self.attack_cohort.ids), self.attack_cohort
         return list(fold.attack_set), self.cohort
 
-    def attack(self, fold: Fold, variant: str, arch: str, threat: str, target_key: str) -> None:
-        from ..attack import reconstruct, train_inversion
-        from ..checkpoints import load_inversion, load_target, save_checkpoint, training_metadata
-        from ..training import segment
-
-        run = run_name(arch, variant, threat)
-        icfg = self.config.inversion_config(threat)
-        pcfg = self.fold_pre_config(variant, fold)
-        attack_ids, attack_cohort = self.attack_ids(fold)
-        inv_key = config_hash(
-            {"target": target_key, "inversion": icfg.to_dict(), **self.attack_key(fold)}
-        )
-        label = f"fold {fold.index} {run}"
-        tpath, ipath = (
-            self.paths.target(arch, variant, fold.index),
-            self.paths.inversion(run, fold.index),
-        )
-
-        def train() -> list[Path]:
-            target = load_target(tpath, device=self.device)
-            pres = [self.pre(i, pcfg, attack_cohort) for i in attack_ids]
-            decoder, history = train_inversion(
-                target,
-                [p.image for p in pres],
-                icfg,
-                device=self.device,
-                progress=self.stage_progress(label),
-            )
-            meta = training_metadata(icfg, history, pcfg, attack_ids)
-            meta.update(fold=fold.index, variant=variant)
-            return list(save_checkpoint(ipath, decoder, meta))
-
-        self.stages.run(f"fold{fold.index}/{run}/inversion", inv_key, train)
-
-        rec_key = config_hash({"inversion": inv_key, "private": self.files_key(fold.private_set)})
-
-        def recon() -> list[Path]:
-            target = load_target(tpath, device=self.device)
-            decoder = load_inversion(ipath, target=target, device=self.device)
-            outs = []
-            for k, sid in enumerate(fold.private_set):
-                pre = self.pre(sid, pcfg)
-                rec = reconstruct(target, decoder, pre.image, device=self.device)
-                outs.append(
-                    write_volume(
-                        self.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine
-                    )
-                )
-                outs.append(
-                    write_volume(
-                        self.paths.reconstruction(run, sid, "original"), pre.to_source(rec)
-                    )
-                )
-                report(self.progress, k + 1, len(fold.private_set), f"{label}: reconstruct")
-            return outs
-
-        self.stages.run(f"fold{fold.index}/{run}/reconstruct", rec_key, recon)
-
-        m = self.config.matching
-        score_key = config_hash(
-            {
-                "recon": rec_key,
-                "matching": m.__dict__,
-                "candidates": self.files_key(self.cohort.ids),
-            }
-        )
-
-        def score() -> list[Path]:
-            from .scoring import score_fold
-
-            target = load_target(tpath, device=self.device)
-            recs = {sid: self._read_recon(run, sid) for sid in fold.private_set}
-            cands = {s.id: self.pre(s.id, pcfg) for s in self.cohort}
-            rows, maps = score_fold(
-                recs,
-                cands,
-                m,
-                segment_fn=lambda img: segment(target, img, device=self.device),
-                label_map=self.config.target_config(arch).label_map,
-                device=self.device,
-                progress=self.stage_progress(label),
-                registration_workers=self.config.study.threads or os.cpu_count() or 1,
-            )
-            # maps of a superseded run of this stage must not outlive its scores
-            folder = self.paths.deformation_dir(run)
-            for sid in fold.private_set:
-                for old in folder.glob(glob.escape(f"{sid}__") + "*_magnitude.nii.gz"):
-                    old.unlink()
-            outs = []
-            for (sid, cid), magnitude in maps.items():
-                pre = cands[cid]
-                outs.append(
-                    write_volume(self.paths.deformation(run, sid, cid), magnitude, pre.affine)
-                )
-            tagged = [(fold.index, arch, variant, threat, *r) for r in rows]
-            outs.append(_write_scores(self.paths.score_part(run, fold.index), tagged))
-            return outs
-
-        self.stages.run(f"fold{fold.index}/{run}/score", score_key, score)
-
-    def write_rankings(self, summary: dict) -> None:
-        """``rankings/<run>.csv``: rank of the true original and the top-1 candidate per metric."""
-        for run, entry in summary["runs"].items():
-            buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["reconstruction_id", "metric", "rank_of_true_match", "top1_candidate"])
-            for metric, t in entry["table3"].items():
-                for rid, rank in t["ranks"].items():
-                    w.writerow([rid, metric, rank, t["top1_candidates"][rid]])
-            atomic_write_text(self.paths.rankings(run), buf.getvalue())
-
-    def _read_recon(self, run: str, sid: str) -> np.ndarray:
-        from ..io import read_volume
-
-        return read_volume(self.paths.reconstruction(run, sid, "preprocessed")).array
-
     def collect(self) -> None:
         """Concatenate score parts, rank, report, and write provenance."""
         from .report import write_report
 
-        parts = sorted((self.paths.root / "scores" / "parts").glob("*.csv"))
         wanted = {
             self.paths.score_part(run_name(a, v, t), f.index).name
             for f in self.folds
@@ -422,17 +193,10 @@ class _Study:
             for a in self.config.archs
             for t in self.config.threat_models
         }
-        lines = [SCORE_COLUMNS]
-        for p in parts:
-            if p.name in wanted:
-                with open(p, newline="") as fh:
-                    lines.extend(tuple(r) for r in list(csv.reader(fh))[1:])
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(lines)
-        atomic_write_text(self.paths.scores, buf.getvalue())
+        concatenate_scores(self.paths, wanted)
         start = time.perf_counter()
         summary = write_report(self.paths.root, self.config)["summary"]
-        self.write_rankings(summary)
+        write_rankings(self.paths, summary)
         self.stages.timings["report"] = time.perf_counter() - start
         self.provenance.finish()
         self.write_provenance()
@@ -471,10 +235,12 @@ def run_study(
     A :class:`~inversion_audit.errors.JobCancelled` raised by ``progress`` stops the
     run; completed stages are kept and a re-run continues from there.
     """
+    from ..children import clean_stale_scratch
     from ..devices import set_threads
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_scratch()  # temporary images left by a killed earlier run
     set_threads(config.study.threads)
     handler = logging.FileHandler(out / "study.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -1,0 +1,48 @@
+"""The study's tables on disk: score parts, the concatenated ``scores.csv``, rankings."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..io import atomic_write_text
+from .layout import SCORE_COLUMNS, StudyPaths
+
+__all__ = ["write_scores", "concatenate_scores", "write_rankings"]
+
+
+def write_scores(path: Path, rows: Iterable[tuple]) -> Path:
+    """``rows`` (in :data:`SCORE_COLUMNS` order) as a CSV; floats with 6 significant digits."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(SCORE_COLUMNS)
+    for r in rows:
+        w.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in r])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def concatenate_scores(paths: StudyPaths, wanted: set[str]) -> Path:
+    """``scores/scores.csv``: the rows of the score parts named in ``wanted``, in name order."""
+    parts = sorted((paths.root / "scores" / "parts").glob("*.csv"))
+    lines = [SCORE_COLUMNS]
+    for p in parts:
+        if p.name in wanted:
+            with open(p, newline="") as fh:
+                lines.extend(tuple(r) for r in list(csv.reader(fh))[1:])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(lines)
+    return atomic_write_text(paths.scores, buf.getvalue())
+
+
+def write_rankings(paths: StudyPaths, summary: dict) -> None:
+    """``rankings/<run>.csv``: rank of the true original and the top-1 candidate per metric."""
+    for run, entry in summary["runs"].items():
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["reconstruction_id", "metric", "rank_of_true_match", "top1_candidate"])
+        for metric, t in entry["table3"].items():
+            for rid, rank in t["ranks"].items():
+                w.writerow([rid, metric, rank, t["top1_candidates"][rid]])
+        atomic_write_text(paths.rankings(run), buf.getvalue())

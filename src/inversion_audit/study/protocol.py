@@ -1,0 +1,221 @@
+"""The protocol's stages for one study: preprocess, train the target, train the inversion
+decoder, reconstruct, score.
+
+Each function computes its stage key from the config and the input files and hands its
+work to ``study.stages`` (a :class:`~.stages.StageStore`), which skips it when done.
+``study`` is the runner's state of one run (``runner._Study``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..data import Fold
+from ..errors import CohortError
+from ..io import config_hash, write_volume
+from ..progress import report
+from .collect import write_scores
+from .layout import run_name
+
+if TYPE_CHECKING:
+    from .runner import _Study
+
+__all__ = ["write_preprocessed", "train_target", "attack"]
+
+
+def write_preprocessed(study: _Study, variant: str) -> None:
+    """``preprocessed/<variant>/``: every candidate (and its labels) as compared."""
+    cfg = study.pre_configs[variant]
+    key = config_hash({"cfg": cfg.to_dict(), "files": study.files_key(study.cohort.ids), "v": 2})
+
+    def work() -> list[Path]:
+        outs = []
+        for k, s in enumerate(study.cohort):
+            pre = study.pre(s.id, cfg)
+            outs.append(
+                write_volume(study.paths.preprocessed(variant, s.id), pre.image, pre.affine)
+            )
+            if pre.labels is not None:
+                outs.append(
+                    write_volume(
+                        study.paths.preprocessed_labels(variant, s.id),
+                        pre.labels.astype(np.int16),
+                        pre.affine,
+                    )
+                )
+            report(study.progress, k + 1, len(study.cohort), f"preprocess {variant}")
+        return outs
+
+    study.stages.run(f"preprocess/{variant}", key, work)
+
+
+def train_target(study: _Study, fold: Fold, variant: str, arch: str) -> str:
+    """Train the fold's target network on its private set; return the stage key."""
+    from ..checkpoints import save_checkpoint, training_metadata
+    from ..training import train_target as train
+    from ..training.target import TRAINING_REVISION
+
+    tcfg = study.config.target_config(arch)
+    pcfg = study.fold_pre_config(variant, fold)
+    key = config_hash(
+        {
+            "target": tcfg.to_dict(),
+            "training_revision": TRAINING_REVISION,
+            "pre": pcfg.to_dict(),
+            "private": study.files_key(fold.private_set),
+            "fold": fold.index,
+        }
+    )
+    path = study.paths.target(arch, variant, fold.index)
+
+    def work() -> list[Path]:
+        pres = [study.pre(i, pcfg) for i in fold.private_set]
+        if any(p.labels is None for p in pres):
+            raise CohortError(
+                f"{study.cohort.root}: training a target network needs labels for every private subject"
+            )
+        model, history = train(
+            [p.image for p in pres],
+            [p.labels for p in pres],
+            tcfg,
+            device=study.device,
+            progress=study.stage_progress(f"fold {fold.index} {arch} {variant}"),
+        )
+        meta = training_metadata(tcfg, history, pcfg, list(fold.private_set))
+        meta.update(fold=fold.index, variant=variant)
+        return list(save_checkpoint(path, model, meta))
+
+    study.stages.run(f"fold{fold.index}/{arch}_{variant}/target", key, work)
+    return key
+
+
+def attack(
+    study: _Study, fold: Fold, variant: str, arch: str, threat: str, target_key: str
+) -> None:
+    """One run of one fold: train the inversion decoder, reconstruct, score."""
+    run = run_name(arch, variant, threat)
+    inv_key = _train_inversion(study, fold, variant, arch, threat, target_key)
+    rec_key = _reconstruct(study, fold, variant, arch, run, inv_key)
+    _score(study, fold, variant, arch, threat, rec_key)
+
+
+def _train_inversion(
+    study: _Study, fold: Fold, variant: str, arch: str, threat: str, target_key: str
+) -> str:
+    from ..attack import train_inversion
+    from ..checkpoints import load_target, save_checkpoint, training_metadata
+
+    run = run_name(arch, variant, threat)
+    icfg = study.config.inversion_config(threat)
+    pcfg = study.fold_pre_config(variant, fold)
+    attack_ids, attack_cohort = study.attack_ids(fold)
+    inv_key = config_hash(
+        {"target": target_key, "inversion": icfg.to_dict(), **study.attack_key(fold)}
+    )
+    tpath = study.paths.target(arch, variant, fold.index)
+    ipath = study.paths.inversion(run, fold.index)
+
+    def train() -> list[Path]:
+        target = load_target(tpath, device=study.device)
+        pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
+        decoder, history = train_inversion(
+            target,
+            [p.image for p in pres],
+            icfg,
+            device=study.device,
+            progress=study.stage_progress(f"fold {fold.index} {run}"),
+        )
+        meta = training_metadata(icfg, history, pcfg, attack_ids)
+        meta.update(fold=fold.index, variant=variant)
+        return list(save_checkpoint(ipath, decoder, meta))
+
+    study.stages.run(f"fold{fold.index}/{run}/inversion", inv_key, train)
+    return inv_key
+
+
+def _reconstruct(study: _Study, fold: Fold, variant: str, arch: str, run: str, inv_key: str) -> str:
+    from ..attack import reconstruct
+    from ..checkpoints import load_inversion, load_target
+
+    pcfg = study.fold_pre_config(variant, fold)
+    tpath = study.paths.target(arch, variant, fold.index)
+    ipath = study.paths.inversion(run, fold.index)
+    rec_key = config_hash({"inversion": inv_key, "private": study.files_key(fold.private_set)})
+    label = f"fold {fold.index} {run}"
+
+    def recon() -> list[Path]:
+        target = load_target(tpath, device=study.device)
+        decoder = load_inversion(ipath, target=target, device=study.device)
+        outs = []
+        for k, sid in enumerate(fold.private_set):
+            pre = study.pre(sid, pcfg)
+            rec = reconstruct(target, decoder, pre.image, device=study.device)
+            outs.append(
+                write_volume(study.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine)
+            )
+            outs.append(
+                write_volume(study.paths.reconstruction(run, sid, "original"), pre.to_source(rec))
+            )
+            report(study.progress, k + 1, len(fold.private_set), f"{label}: reconstruct")
+        return outs
+
+    study.stages.run(f"fold{fold.index}/{run}/reconstruct", rec_key, recon)
+    return rec_key
+
+
+def _score(study: _Study, fold: Fold, variant: str, arch: str, threat: str, rec_key: str) -> None:
+    from ..checkpoints import load_target
+    from ..io import read_volume
+    from ..training import segment
+
+    run = run_name(arch, variant, threat)
+    pcfg = study.fold_pre_config(variant, fold)
+    tpath = study.paths.target(arch, variant, fold.index)
+    m = study.config.matching
+    score_key = config_hash(
+        {
+            "recon": rec_key,
+            "matching": m.__dict__,
+            "candidates": study.files_key(study.cohort.ids),
+        }
+    )
+
+    def score() -> list[Path]:
+        from .scoring import score_fold
+
+        target = load_target(tpath, device=study.device)
+        recs = {
+            sid: read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
+            for sid in fold.private_set
+        }
+        cands = {s.id: study.pre(s.id, pcfg) for s in study.cohort}
+        rows, maps = score_fold(
+            recs,
+            cands,
+            m,
+            segment_fn=lambda img: segment(target, img, device=study.device),
+            label_map=study.config.target_config(arch).label_map,
+            device=study.device,
+            progress=study.stage_progress(f"fold {fold.index} {run}"),
+            registration_workers=study.config.study.threads or os.cpu_count() or 1,
+        )
+        # maps of a superseded run of this stage must not outlive its scores
+        folder = study.paths.deformation_dir(run)
+        for sid in fold.private_set:
+            for old in folder.glob(glob.escape(f"{sid}__") + "*_magnitude.nii.gz"):
+                old.unlink()
+        outs = []
+        for (sid, cid), magnitude in maps.items():
+            outs.append(
+                write_volume(study.paths.deformation(run, sid, cid), magnitude, cands[cid].affine)
+            )
+        tagged = [(fold.index, arch, variant, threat, *r) for r in rows]
+        outs.append(write_scores(study.paths.score_part(run, fold.index), tagged))
+        return outs
+
+    study.stages.run(f"fold{fold.index}/{run}/score", score_key, score)
