@@ -141,3 +141,35 @@ def test_cross_fit_reconstructs_each_image_with_a_decoder_that_never_saw_it(
     assert all(np.isfinite(o).all() and 0 <= o.min() and o.max() <= 1 for o in out)
     with pytest.raises(ValueError, match="cross-fitting"):
         cross_fit_reconstructions(target, images[:2], InversionConfig(), folds=2, device="cpu")
+
+
+def test_reid_is_a_pipeline_metric_ranked_higher_is_better():
+    from inversion_audit.data.preprocess import Preprocessed
+    from inversion_audit.matching import METRIC_DIRECTIONS
+    from inversion_audit.matching.pipeline import MatchOptions, score_reconstructions
+
+    torch.manual_seed(0)
+    net = build_reid_network(2, 8).eval()
+    imgs = [make_blob_volume((16,) * 3, seed=s)[0] for s in range(3)]
+    eye = np.eye(4)
+    cands = {
+        f"s{i}": Preprocessed(f"s{i}", im, eye, im > 0.1, None, eye, im.shape)
+        for i, im in enumerate(imgs)
+    }
+    recs = {f"s{i}": _blurred(im, i) for i, im in enumerate(imgs)}
+    opts = MatchOptions(metrics=("ssim", "reid"))
+    out = score_reconstructions(
+        recs,
+        cands,
+        opts,
+        device="cpu",
+        reid_fn=lambda r, c: reid_scores(net, list(r), list(c), 16, "cpu"),
+    )
+    got = {(a, b): v for a, b, m, v in out.rows if m == "reid"}
+    want = reid_scores(net, list(recs.values()), imgs, 16, "cpu")
+    for i in range(3):
+        for j in range(3):
+            assert got[(f"s{i}", f"s{j}")] == pytest.approx(want[i, j], rel=1e-5)
+    assert METRIC_DIRECTIONS["reid"] is True
+    with pytest.raises(ConfigError, match="'reid' needs a trained re-identifier"):
+        score_reconstructions(recs, cands, opts, device="cpu")

@@ -22,18 +22,24 @@ from ..progress import ProgressCallback, report
 
 if TYPE_CHECKING:
     from ..data.preprocess import Preprocessed
+    from ..metrics.deformation import DeformationResult
 
 __all__ = [
     "PIPELINE_METRICS",
+    "REGISTRATION_SEED",
+    "MatchOptions",
     "PairScores",
     "ScoringOptions",
     "brain_mask",
     "comparison_grid",
+    "register_candidate",
     "score_reconstructions",
 ]
 
 log = logging.getLogger(__name__)
 
+#: ANTs' sampling seed of every registration (with one ITK thread each: reproducible)
+REGISTRATION_SEED = 0
 #: what the pipeline can compute; ``dice`` needs the target network's ``segment_fn``
 PIPELINE_METRICS = (
     "ssim",
@@ -43,6 +49,7 @@ PIPELINE_METRICS = (
     "dice",
     "ssim_brain",
     "correlation_brain",
+    "reid",
 )
 
 
@@ -110,6 +117,7 @@ def score_reconstructions(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     registration_workers: int = 1,
+    reid_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> PairScores:
     """Score every reconstruction (preprocessed grid) against every candidate.
 
@@ -118,6 +126,9 @@ def score_reconstructions(
     ``options.deformation_preset``, each candidate's foreground mask, one ITK thread and
     ``registration_workers`` child processes at once, or Dask when ``options.scheduler`` or
     ``options.n_workers`` is set. Every array must be on the candidates' common grid.
+    ``reid`` needs ``reid_fn(R, C)``: the learned re-identifier's ``[N, M]`` scores
+    (:func:`~inversion_audit.matching.reid.reid_scores`); asking for ``reid`` without it is a
+    :class:`~inversion_audit.errors.ConfigError`.
     """
     from ..metrics import correlation_matrix, psnr, ssim_matrix
 
@@ -165,6 +176,14 @@ def score_reconstructions(
                 R, C, S, rec_ids, cand_ids, candidates, options, out, registration_workers, progress
             ),
         )
+    if "reid" in metrics:
+        if reid_fn is None:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "metric 'reid' needs a trained re-identifier (matching/reid.py); none was given"
+            )
+        add("reid", np.asarray(reid_fn(R, C), dtype=np.float64))
     if "dice" in metrics and segment_fn is not None:
         out.rows.extend(_dice(R, rec_ids, candidates, segment_fn, label_map, progress))
     return out
@@ -206,6 +225,7 @@ def _deformation(
     moving = [Volume(r, grid) for r in R]
     fixed = [Volume(c, grid) for c in C]
     masks = [np.asarray(candidates[j].mask, dtype=bool) for j in cand_ids]
+    # register_candidate below registers one pair exactly so: keep the two in step
     todo = _deformation_pairs(S, R, rec_ids, cand_ids, options.top_k)
     if options.scheduler or options.n_workers:
         # registrations run on Dask workers; their results land in the shared on-disk cache,
@@ -235,6 +255,7 @@ def _deformation(
         masks,
         preset=options.deformation_preset,  # type: ignore[arg-type]
         workers=workers,
+        seed=REGISTRATION_SEED,
         progress=progress,
         stage=f"deformation (SSIM top-{options.top_k})",
     )
@@ -272,3 +293,46 @@ def _dice(
         rows.append((i, i, "dice_original", float(d_orig)))
         report(progress, a + 1, len(rec_ids), "dice")
     return rows
+
+
+def register_candidate(
+    reconstruction: np.ndarray,
+    candidate: np.ndarray,
+    mask: np.ndarray,
+    spacing: tuple[float, ...],
+    preset: str = "fast",
+    return_displacement: bool = False,
+) -> DeformationResult:
+    """Register one reconstruction to one candidate as the pipeline does: both on the centred
+    comparison grid, the mean displacement over the candidate's preprocessing ``mask``, one ITK
+    thread and :data:`REGISTRATION_SEED` (so the study's stored result is a cache hit).
+
+    Raises ``RuntimeError`` when ANTs fails.
+    """
+    from ..metrics import register_pairs
+    from ..metrics.deformation import deformation
+
+    grid = comparison_grid(np.shape(candidate), spacing)
+    moving = Volume(np.asarray(reconstruction, np.float32), grid)
+    fixed = Volume(np.asarray(candidate, np.float32), grid)
+    if return_displacement:  # the field is not kept by register_pairs
+        return deformation(
+            moving,
+            fixed,
+            fixed_mask=np.asarray(mask, bool),
+            preset=preset,  # type: ignore[arg-type]
+            threads=1,
+            seed=REGISTRATION_SEED,
+            return_displacement=True,
+        )
+    results, failed = register_pairs(
+        [moving],
+        [fixed],
+        [(0, 0)],
+        [np.asarray(mask, bool)],
+        preset=preset,  # type: ignore[arg-type]
+        seed=REGISTRATION_SEED,
+    )
+    if failed:
+        raise RuntimeError(failed[(0, 0)])
+    return results[(0, 0)]

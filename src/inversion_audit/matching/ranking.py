@@ -38,6 +38,7 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "deformation": False,
     "ssim_brain": True,
     "correlation_brain": True,
+    "reid": True,  # the learned re-identifier's verification logit (matching/reid.py)
 }
 
 
