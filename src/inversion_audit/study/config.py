@@ -34,7 +34,17 @@ ARCHS = ("unet", "segnet")
 THREAT_MODELS = ("bottleneck", "bottleneck+skips")
 #: the paper's metrics, then opt-in ones: SSIM and correlation inside each candidate's brain
 #: (its labels > 0), which the whole-grid background does not dominate
-METRICS = ("ssim", "correlation", "psnr", "deformation", "dice", "ssim_brain", "correlation_brain")
+#: and the learned re-identifier "reid", trained per fold and run on the attack set ([reid] table)
+METRICS = (
+    "ssim",
+    "correlation",
+    "psnr",
+    "deformation",
+    "dice",
+    "ssim_brain",
+    "correlation_brain",
+    "reid",
+)
 
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
@@ -251,6 +261,7 @@ class StudyConfig:
     target: dict = field(default_factory=dict)
     inversion: dict = field(default_factory=dict)
     matching: MatchingSection = field(default_factory=MatchingSection)
+    reid: dict = field(default_factory=dict)
     #: ``[[defences]]``: each defence and its strengths (``study.defences_config``)
     defences: list[dict] = field(default_factory=list)
     source: str | None = None
@@ -286,6 +297,7 @@ class StudyConfig:
                     f"target's pool_size ** depth = {multiple}"
                 )
         self.inversion_config("bottleneck")
+        self.reid_config()
         from .defences_config import parse_defences
 
         parse_defences(self.defences)
@@ -337,6 +349,13 @@ class StudyConfig:
         }
         return _nested(InversionConfig, data, "inversion")
 
+    def reid_config(self):
+        """The :class:`~inversion_audit.matching.reid.ReidConfig` of the ``[reid]`` table."""
+        from ..matching.reid import ReidConfig
+
+        data = {**self.reid, "seed": self.reid.get("seed", self.study.seed)}
+        return _nested(ReidConfig, data, "reid")
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("source", None)
@@ -376,6 +395,7 @@ _PLAIN = {
     "target",
     "inversion",
     "defences",
+    "reid",
 }
 
 
