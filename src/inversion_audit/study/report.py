@@ -189,7 +189,13 @@ def write_report(study_dir: str | Path, config=None) -> dict:
     extra = study_dir / "reader_study" / "reader_study.md"
     if extra.exists():
         md += ["", *extra.read_text().splitlines()]
+    from .tradeoff import privacy_utility, tradeoff_figure, tradeoff_markdown
+
+    tradeoff = privacy_utility(study_dir, summary)
+    md += ["", *tradeoff_markdown(tradeoff)] if tradeoff["rows"] else []
     figs = _figures(study_dir, rows, summary, _deformation_preset(study_dir, config))
+    if tradeoff["rows"]:
+        figs["privacy_utility"] = tradeoff_figure(tradeoff)
     html_body = _md_to_html(md)
     md += ["", "## Figures (embedded in report.html)", ""]
     md += [f"- {k}: {f.caption}" for k, f in figs.items()]
@@ -207,6 +213,7 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         "tables": report_tables(summary),
         "figures": {k: f.caption for k, f in figs.items()},
         "paper_source": PAPER_SOURCE,
+        **({"privacy_utility": tradeoff} if tradeoff["rows"] else {}),
     }
     paths = {
         "md": atomic_write_text(study_dir / "report.md", "\n".join(md) + "\n"),

@@ -18,7 +18,7 @@ from ..data.preprocess import PreprocessConfig, Preprocessed, config_with_nyul, 
 from ..errors import JobCancelled
 from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash
 from ..progress import ProgressCallback, report
-from . import protocol
+from . import defended_runs, protocol
 from .collect import concatenate_scores, write_rankings
 from .config import StudyConfig, check_folds, dump_study_config
 from .inputs import common_shape, resolve_cohort, select_subjects
@@ -176,6 +176,7 @@ class _Study:
                     target_key = protocol.train_target(self, fold, variant, arch)
                     for threat in self.config.threat_models:
                         protocol.attack(self, fold, variant, arch, threat, target_key)
+                    defended_runs.run_defences(self, fold, variant, arch, target_key)
 
     def attack_ids(self, fold: Fold) -> tuple[list[str], Cohort]:
         if self.attack_cohort is not None:
@@ -192,6 +193,11 @@ class _Study:
             for v in self.config.variants
             for a in self.config.archs
             for t in self.config.threat_models
+        }
+        wanted |= {
+            self.paths.score_part(run, f.index).name
+            for f in self.folds
+            for run in defended_runs.defended_runs(self.config)
         }
         concatenate_scores(self.paths, wanted)
         start = time.perf_counter()
