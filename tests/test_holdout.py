@@ -97,3 +97,88 @@ def test_membership_summary_and_markdown():
     text = "\n".join(membership_markdown(section))
     assert "| ssim | 6/6 | 1/3 |" in text and "Membership inference" in text
     assert membership_summary(rows, []) == {}
+
+
+def _write_cohort(root, seeds, names=None):
+    import nibabel as nib
+
+    from conftest import make_blob_volume
+
+    root.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -32
+    for k, seed in enumerate(seeds):
+        sid = names[k] if names else f"sub{seed:02d}"
+        img, lab = make_blob_volume(seed=seed)
+        nib.save(
+            nib.Nifti1Image((img * 1000).astype(np.float32), affine), root / f"{sid}_T1.nii.gz"
+        )
+        nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), root / f"{sid}_seg.nii.gz")
+    return root
+
+
+def _study_config(cohort, **extra):
+    return {
+        "study": {"name": "holdout", "seed": 1, "device": "cpu", "threads": 1},
+        "cohort": {"path": str(cohort), "n_subjects": 6, "holdout_n": 2},
+        "folds": {"n_folds": 2, "seed": 0},
+        "variants": ["skull-stripped"],
+        "archs": ["unet"],
+        "threat_models": ["bottleneck"],
+        "preprocess": {"spacing": [2.0, 2.0, 2.0], "shape": [32, 32, 32], "divisible_by": 8},
+        "target": {"depth": 2, "base_filters": 4, "epochs": 2, "batch_size": 1, "lr": 0.01},
+        "inversion": {"epochs": 2, "batch_size": 1, "lr": 0.01},
+        "matching": {"metrics": ["ssim", "psnr", "dice", "reid"], "top_k": 1},
+        "reid": {"epochs": 2, "base_filters": 2, "embed_dim": 8, "input_size": 16},
+        **extra,
+    }
+
+
+@pytest.mark.slow
+def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path):
+    import json
+
+    from inversion_audit.study.index import read_scores
+    from inversion_audit.study.runner import run_study
+
+    cohort = _write_cohort(tmp_path / "cohort", range(8))
+    out = tmp_path / "study"
+    run_study(study_config_from_dict(_study_config(cohort)), out)
+    run = "unet_skull-stripped_bottleneck"
+    holdout = json.loads((out / "holdout.json").read_text())
+    assert holdout["holdout"] == ["sub06", "sub07"]
+    assert sorted(holdout["fold_of"].values()) == [0, 1]  # one per fold
+    for sid in ("sub06", "sub07"):
+        assert (out / "reconstructions" / run / f"{sid}_recon_pre.nii.gz").is_file()
+    rows = read_scores(out / "scores" / "scores.csv")
+    ids = [f"sub{i:02d}" for i in range(8)]
+    ssim = {(r["reconstruction_id"], r["candidate_id"]) for r in rows if r["metric"] == "ssim"}
+    assert ssim == {(a, b) for a in ids for b in ids}  # every reconstruction vs one gallery
+    assert {r["reconstruction_id"] for r in rows if r["metric"] == "reid"} == set(ids)
+    for fold in (0, 1):
+        assert (out / "checkpoints" / run / f"fold{fold}" / "reid.safetensors").is_file()
+    report = json.loads((out / "report.json").read_text())
+    # the paper's tables hold the members; the gallery holds everyone
+    assert report["runs"][run]["table3"]["ssim"]["n"] == 6
+    assert len(report["runs"][run]["table3"]["ssim"]["rank_histogram"]) == 8
+    section = report["membership"][run]
+    assert (section["n_members"], section["n_nonmembers"]) == (6, 2)
+    assert {"ssim", "psnr", "reid"} <= set(section["metrics"])
+    assert section["metrics"]["ssim"]["nonmembers"]["n"] == 2
+    signals = {s["signal"] for s in section["membership_inference"]}
+    assert signals == {"reconstruction_error", "segmentation_loss", "combined"}
+    md = (out / "report.md").read_text()
+    assert "## Who leaks: members vs non-members" in md and "Inconclusive" in md
+
+
+def test_guard_fails_loudly_when_a_holdout_id_is_in_the_attack_set(tmp_path):
+    from inversion_audit.study.runner import run_study
+
+    cohort = _write_cohort(tmp_path / "cohort", range(8))
+    attack = _write_cohort(tmp_path / "attack", [7, 8, 9], ["sub07", "atk08", "atk09"])
+    cfg = _study_config(cohort, matching={"metrics": ["ssim"], "top_k": 1})
+    cfg["cohort"] = {"path": str(cohort), "n_subjects": 6, "holdout": ["sub07"]}
+    cfg["cohort"]["attack_path"] = str(attack)
+    with pytest.raises(CohortError, match="holdout subject 'sub07' is in the fold 0 attack set"):
+        run_study(study_config_from_dict(cfg), tmp_path / "study")
+    assert not (tmp_path / "study" / "checkpoints").exists()  # nothing trained

@@ -8,6 +8,7 @@ work to ``study.stages`` (a :class:`~.stages.StageStore`), which skips it when d
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..errors import CohortError
 from ..io import config_hash, write_volume
 from ..progress import report
 from .collect import write_scores
+from .holdout import check_holdout_unused
 from .layout import run_name
 
 if TYPE_CHECKING:
@@ -74,6 +76,9 @@ def train_target(study: _Study, fold: Fold, variant: str, arch: str) -> str:
     path = study.paths.target(arch, variant, fold.index)
 
     def work() -> list[Path]:
+        check_holdout_unused(
+            study.holdout_ids, {f"fold {fold.index} private set": fold.private_set}
+        )
         pres = [study.pre(i, pcfg) for i in fold.private_set]
         if any(p.labels is None for p in pres):
             raise CohortError(
@@ -101,7 +106,12 @@ def attack(
     run = run_name(arch, variant, threat)
     inv_key = _train_inversion(study, fold, variant, arch, threat, target_key)
     rec_key = _reconstruct(study, fold, variant, arch, run, inv_key)
-    _score(study, fold, variant, arch, threat, rec_key)
+    reid_key = None
+    if "reid" in study.config.matching.metrics:
+        from .reid_stage import train_reid_stage
+
+        reid_key = train_reid_stage(study, fold, variant, arch, threat, target_key)
+    _score(study, fold, variant, arch, threat, rec_key, reid_key)
 
 
 def _train_inversion(
@@ -121,6 +131,7 @@ def _train_inversion(
     ipath = study.paths.inversion(run, fold.index)
 
     def train() -> list[Path]:
+        check_holdout_unused(study.holdout_ids, {f"fold {fold.index} attack set": attack_ids})
         target = load_target(tpath, device=study.device)
         pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
         decoder, history = train_inversion(
@@ -145,14 +156,19 @@ def _reconstruct(study: _Study, fold: Fold, variant: str, arch: str, run: str, i
     pcfg = study.fold_pre_config(variant, fold)
     tpath = study.paths.target(arch, variant, fold.index)
     ipath = study.paths.inversion(run, fold.index)
-    rec_key = config_hash({"inversion": inv_key, "private": study.files_key(fold.private_set)})
+    holdout = study.holdout_of(fold)  # non-members, reconstructed by this fold's networks
+    ids = [*fold.private_set, *holdout]
+    rec_inputs = {"inversion": inv_key, "private": study.files_key(fold.private_set)}
+    if holdout:
+        rec_inputs["holdout"] = study.files_key(holdout)
+    rec_key = config_hash(rec_inputs)
     label = f"fold {fold.index} {run}"
 
     def recon() -> list[Path]:
         target = load_target(tpath, device=study.device)
         decoder = load_inversion(ipath, target=target, device=study.device)
         outs = []
-        for k, sid in enumerate(fold.private_set):
+        for k, sid in enumerate(ids):
             pre = study.pre(sid, pcfg)
             rec = reconstruct(target, decoder, pre.image, device=study.device)
             outs.append(
@@ -161,14 +177,22 @@ def _reconstruct(study: _Study, fold: Fold, variant: str, arch: str, run: str, i
             outs.append(
                 write_volume(study.paths.reconstruction(run, sid, "original"), pre.to_source(rec))
             )
-            report(study.progress, k + 1, len(fold.private_set), f"{label}: reconstruct")
+            report(study.progress, k + 1, len(ids), f"{label}: reconstruct")
         return outs
 
     study.stages.run(f"fold{fold.index}/{run}/reconstruct", rec_key, recon)
     return rec_key
 
 
-def _score(study: _Study, fold: Fold, variant: str, arch: str, threat: str, rec_key: str) -> None:
+def _score(
+    study: _Study,
+    fold: Fold,
+    variant: str,
+    arch: str,
+    threat: str,
+    rec_key: str,
+    reid_key: str | None = None,
+) -> None:
     from ..checkpoints import load_target
     from ..io import read_volume
     from ..training import segment
@@ -182,8 +206,10 @@ def _score(study: _Study, fold: Fold, variant: str, arch: str, threat: str, rec_
             "recon": rec_key,
             "matching": m.__dict__,
             "candidates": study.files_key(study.cohort.ids),
+            **({"reid": reid_key} if reid_key else {}),
         }
     )
+    ids = [*fold.private_set, *study.holdout_of(fold)]
 
     def score() -> list[Path]:
         from .scoring import score_fold
@@ -191,22 +217,26 @@ def _score(study: _Study, fold: Fold, variant: str, arch: str, threat: str, rec_
         target = load_target(tpath, device=study.device)
         recs = {
             sid: read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
-            for sid in fold.private_set
+            for sid in ids
         }
         cands = {s.id: study.pre(s.id, pcfg) for s in study.cohort}
         rows, maps = score_fold(
             recs,
             cands,
-            m,
+            dataclasses.replace(m, metrics=[x for x in m.metrics if x != "reid"]),
             segment_fn=lambda img: segment(target, img, device=study.device),
             label_map=study.config.target_config(arch).label_map,
             device=study.device,
             progress=study.stage_progress(f"fold {fold.index} {run}"),
             registration_workers=study.config.study.threads or os.cpu_count() or 1,
         )
+        if reid_key:  # the learned re-identifier (matching/reid.py), like any pipeline metric
+            from .reid_stage import reid_rows
+
+            rows = [*rows, *reid_rows(study, run, fold, recs, cands)]
         # maps of a superseded run of this stage must not outlive its scores
         folder = study.paths.deformation_dir(run)
-        for sid in fold.private_set:
+        for sid in ids:
             for old in folder.glob(glob.escape(f"{sid}__") + "*_magnitude.nii.gz"):
                 old.unlink()
         outs = []

@@ -21,7 +21,7 @@ from .layout import run_name
 if TYPE_CHECKING:
     from .runner import _Study
 
-__all__ = ["reid_path", "train_reid_stage", "reid_scorer"]
+__all__ = ["reid_path", "train_reid_stage", "reid_scorer", "reid_rows"]
 
 
 def reid_path(study: _Study, run: str, fold: Fold) -> Path:
@@ -86,3 +86,24 @@ def reid_scorer(
     net = load_reid(reid_path(study, run, fold), device=study.device)
     size = int(study.config.reid_config().input_size)
     return lambda R, C: reid_scores(net, list(R), list(C), size, study.device)
+
+
+def reid_rows(
+    study: _Study,
+    run: str,
+    fold: Fold,
+    reconstructions: dict[str, np.ndarray],
+    candidates: dict,
+) -> list[tuple[str, str, str, float]]:
+    """The ``reid`` rows ``(reconstruction_id, candidate_id, "reid", value)`` of one fold,
+    through the one scoring pipeline with the fold's trained re-identifier."""
+    from ..matching.pipeline import MatchOptions, score_reconstructions
+
+    out = score_reconstructions(
+        reconstructions,
+        candidates,
+        MatchOptions(metrics=("ssim", "reid")),
+        device=study.device,
+        reid_fn=reid_scorer(study, run, fold),
+    )
+    return [r for r in out.rows if r[2] == "reid"]

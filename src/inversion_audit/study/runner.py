@@ -21,6 +21,7 @@ from ..progress import ProgressCallback, report
 from . import defended_runs, protocol
 from .collect import concatenate_scores, write_rankings
 from .config import StudyConfig, check_folds, dump_study_config
+from .holdout import assign_holdout, check_holdout_unused, gallery, resolve_holdout
 from .inputs import common_shape, resolve_cohort, select_subjects
 from .layout import SCORE_COLUMNS, StudyPaths, run_name
 from .provenance import Provenance, read_provenance
@@ -49,16 +50,22 @@ class _Study:
         self.stages = StageStore(out, dry_run=dry_run)
         self.progress = progress
         self.device = str(get_device(device or config.study.device))
-        self.cohort = select_subjects(resolve_cohort(config.cohort.path, config), config)
+        full = resolve_cohort(config.cohort.path, config)
+        protocol_cohort = select_subjects(full, config)
+        # the non-member control: scored as candidates and reconstructed, never trained on
+        self.holdout = resolve_holdout(config, full, protocol_cohort)
+        self.holdout_ids = self.holdout.ids if self.holdout is not None else []
+        self.cohort = gallery(protocol_cohort, self.holdout)
         self.attack_cohort = (
             resolve_cohort(config.cohort.attack_path, config) if config.cohort.attack_path else None
         )
-        check_folds(config, len(self.cohort))
+        check_folds(config, len(protocol_cohort))
         self.folds: list[Fold] = kfold_split(
-            self.cohort.ids, config.folds.n_folds, config.folds.seed
+            protocol_cohort.ids, config.folds.n_folds, config.folds.seed
         )
         if config.folds.run_folds is not None:
             self.folds = [f for f in self.folds if f.index in config.folds.run_folds]
+        self.holdout_by_fold = assign_holdout(self.holdout_ids, self.folds)
         self.pre_configs = {
             v: common_shape(self.cohort, config.preprocess_config(v)) for v in config.variants
         }
@@ -72,6 +79,14 @@ class _Study:
         )
         if self.attack_hashes is not None:
             self._warn_attack_overlap()
+        for fold in self.folds:  # fail before any training if a holdout id would train
+            check_holdout_unused(
+                self.holdout_ids,
+                {
+                    f"fold {fold.index} private set": fold.private_set,
+                    f"fold {fold.index} attack set": self.attack_ids(fold)[0],
+                },
+            )
         # keyed by the subject's files, not its id: the attack cohort may reuse private ids
         self._pre_cache: dict[tuple[tuple[str, ...], str], Preprocessed] = {}
         self.provenance = Provenance(config.to_dict(), self.device)
@@ -118,6 +133,10 @@ class _Study:
         if key not in self._pre_cache:
             self._pre_cache[key] = preprocess_subject(subject, config)
         return self._pre_cache[key]
+
+    def holdout_of(self, fold: Fold) -> list[str]:
+        """The holdout ids this fold's target and decoder reconstruct (none without a holdout)."""
+        return self.holdout_by_fold.get(fold.index, [])
 
     def files_key(self, ids) -> str:
         return config_hash({i: self.input_hashes[i] for i in sorted(ids)})
@@ -200,6 +219,10 @@ class _Study:
             for run in defended_runs.defended_runs(self.config)
         }
         concatenate_scores(self.paths, wanted)
+        if self.holdout_ids:
+            from .membership_report import write_holdout_ids
+
+            write_holdout_ids(self.paths.root, self.holdout_ids, self.holdout_by_fold)
         start = time.perf_counter()
         summary = write_report(self.paths.root, self.config)["summary"]
         write_rankings(self.paths, summary)
