@@ -16,6 +16,7 @@ from .figures import (
     rank_histogram_figure,
     verification_figure,
 )
+from .membership_report import membership_markdown, membership_summary, read_holdout_ids
 from .summary import RANKED_METRICS, load_scores, summarize_study
 from .tables import plain_summary, report_tables, tables_markdown
 
@@ -165,7 +166,11 @@ def write_report(study_dir: str | Path, config=None) -> dict:
     """
     study_dir = Path(study_dir)
     rows = load_scores(study_dir / "scores" / "scores.csv")
-    summary = summarize_study(rows)
+    # non-members (the holdout) are candidates in every table but reconstructions only in
+    # their own section, so the tables stay about the target's training patients
+    holdout = read_holdout_ids(study_dir)
+    summary = summarize_study([r for r in rows if r["reconstruction_id"] not in set(holdout)])
+    membership = membership_summary(rows, holdout)
     title = (
         f"Model inversion audit: {config.study.name}"
         if config is not None
@@ -181,6 +186,7 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         "",
         *tables_markdown(summary),
         "",
+        *membership_markdown(membership),
     ]
     md += [
         "AUC: same-subject vs different-subject pairs as a verification score. MRR: mean reciprocal rank. "
@@ -214,6 +220,7 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         "figures": {k: f.caption for k, f in figs.items()},
         "paper_source": PAPER_SOURCE,
         **({"privacy_utility": tradeoff} if tradeoff["rows"] else {}),
+        "membership": membership,
     }
     paths = {
         "md": atomic_write_text(study_dir / "report.md", "\n".join(md) + "\n"),

@@ -21,6 +21,7 @@ RANKED_METRICS = {
     "deformation": False,
     "ssim_brain": True,
     "correlation_brain": True,
+    "reid": True,  # the learned re-identifier (matching/reid.py)
 }
 
 
