@@ -64,6 +64,8 @@ class _Defended:
         self.pcfg = study.fold_pre_config(variant, fold)
         self.vae_path = self.target_path.parent / "vae"
         self.obfuscation = None
+        # non-members reconstructed by this fold's networks (issue 18), where the study has them
+        self.holdout = list(getattr(study, "holdout_of", lambda f: [])(fold))
         if setting is not None and setting.kind == "obfuscation":
             from ..defences.obfuscation import ObfuscationConfig
 
@@ -186,9 +188,11 @@ def _utility(d: _Defended, key: str) -> None:
 
     def work() -> list[Path]:
         target = d.load("release")
-        dice = {}
-        for sid in d.fold.private_set:
+        dice: dict[str, float] = {}
+        for sid in [*d.fold.private_set, *d.holdout]:
             pre = study.pre(sid, d.pcfg)
+            if pre.labels is None:
+                continue
             truth = apply_label_map(pre.labels, label_map, sid)
             _, dice[sid] = dice_baseline(
                 lambda img: segment(target, img, device=study.device), pre.image, truth
@@ -199,14 +203,15 @@ def _utility(d: _Defended, key: str) -> None:
             "variant": d.variant,
             "fold": d.fold.index,
             "defence": tag,
-            "dice": {k: (None if not np.isfinite(v) else float(v)) for k, v in dice.items()},
+            "dice": {k: _num(v) for k, v in dice.items() if k not in d.holdout},
+            "holdout_dice": {k: _num(v) for k, v in dice.items() if k in d.holdout},
             "privacy": privacy,
         }
         return [atomic_write_json(path, record)]
 
     study.stages.run(
         f"fold{d.fold.index}/{d.arch}_{d.variant}{'_' + tag if tag else ''}/utility",
-        config_hash({"target": key, "v": 1}),
+        config_hash({"target": key, "ids": study.files_key([*d.fold.private_set, *d.holdout])}),
         work,
     )
 
@@ -246,13 +251,14 @@ def _attack(d: _Defended, threat: str, key: str) -> None:
         return list(save_checkpoint(ipath, decoder, meta))
 
     study.stages.run(f"fold{d.fold.index}/{run}/inversion", inv_key, train)
-    rec_key = config_hash({"inversion": inv_key, "private": study.files_key(d.fold.private_set)})
+    ids = [*d.fold.private_set, *d.holdout]
+    rec_key = config_hash({"inversion": inv_key, "ids": study.files_key(ids)})
 
     def recon() -> list[Path]:
         target = d.load("release")
         decoder = load_inversion(ipath, target=target, device=study.device)
         outs = []
-        for k, sid in enumerate(d.fold.private_set):
+        for k, sid in enumerate(ids):
             pre = study.pre(sid, d.pcfg)
             rec = reconstruct(target, decoder, pre.image, device=study.device)
             outs.append(
@@ -261,12 +267,16 @@ def _attack(d: _Defended, threat: str, key: str) -> None:
             outs.append(
                 write_volume(study.paths.reconstruction(run, sid, "original"), pre.to_source(rec))
             )
-            report(study.progress, k + 1, len(d.fold.private_set), f"{run}: reconstruct")
+            report(study.progress, k + 1, len(ids), f"{run}: reconstruct")
         return outs
 
     study.stages.run(f"fold{d.fold.index}/{run}/reconstruct", rec_key, recon)
     # scored against the true originals; the matching 'dice' segments with the undefended target
     _score(study, d.fold, d.variant, d.arch, column, rec_key)
+
+
+def _num(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def defended_runs(config) -> list[str]:
