@@ -4,8 +4,12 @@ A table of every candidate original scored against the selected reconstruction: 
 candidate, SSIM, correlation and mean displacement (when computed), ranked by SSIM by
 default or by correlation, deformation or the fused rank. Selecting a row shows that
 candidate beside the reconstruction (napari grid: one camera, so position and zoom are
-linked). The true original is highlighted only outside blinded mode; in blinded mode
-candidates are shown under codes. The table exports to CSV (written atomically).
+linked). The true original is highlighted only outside blinded mode. In blinded mode
+candidates are listed under codes in code order (a seeded shuffle, not by score) with no
+scores; the subject's named layers (original, reconstruction, labels) leave the viewer and
+the reconstruction is shown as "Reconstruction", each candidate as "candidate C03", both
+on the centred preprocessed grid with the 0-1 window, with no subject id in any layer name
+or metadata. The table exports to CSV (written atomically).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor, QFont
@@ -34,7 +39,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import atomic_write_text
-from ._compute import load_candidate_layer
+from ..reader_study.session import DISPLAY_WINDOW, common_grid
+from ._compute import META_KEY, load_candidate_layer, load_entry_layers
 from ._layers import find_layer, same_geometry, set_layer
 from ._ranking import RANK_KEYS, RankedCandidate, blinded_codes, rank_candidates
 from ._state import state_for
@@ -47,6 +53,22 @@ __all__ = ["CandidatesWidget", "COLUMNS"]
 
 COLUMNS = ("rank", "candidate", "SSIM", "correlation", "mean displacement (mm)")
 TRUE_MATCH_COLOR = QColor(255, 200, 0, 110)
+#: the reconstruction's layer name in blinded mode
+BLINDED_RECONSTRUCTION = "Reconstruction"
+#: roles of the layers Open study adds for a selection (named after the subject)
+_ENTRY_ROLES = ("original", "reconstruction", "labels")
+#: columns shown only outside blinded mode (rank and scores)
+_SCORE_COLUMNS = (0, 2, 3, 4)
+
+
+def _blinded_metadata(role: str) -> dict[str, Any]:
+    return {META_KEY: {"role": role, "blinded": True}}
+
+
+def _layer_info(layer: Any) -> dict[str, Any]:
+    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+    info = meta.get(META_KEY)
+    return info if isinstance(info, dict) else {}
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -108,6 +130,8 @@ class CandidatesWidget(QWidget):
         self.state.candidate_id = None
         self.state.candidate_layer = None
         self.refresh()
+        if self.state.blinded:
+            self._blind_layers()
 
     def _set_blinded(self, value: bool) -> None:
         self.state.blinded = bool(value)
@@ -115,6 +139,66 @@ class CandidatesWidget(QWidget):
     def _blinded_changed(self, value: bool) -> None:
         self.blinded_check.setChecked(bool(value))
         self.refresh()
+        self.apply_blinding()
+
+    # -- blinded layers ----------------------------------------------------------------------
+    def apply_blinding(self) -> Job | None:
+        """Swap the selection's named layers for blinded ones, or back (a loading job)."""
+        if self.state.blinded:
+            self._blind_layers()
+            return None
+        return self._unblind_layers()
+
+    def _blind_layers(self) -> None:
+        recon = find_layer(self.viewer, self.state.reconstruction_layer)
+        if self.state.entry is None or recon is None:
+            return
+        if _layer_info(recon).get("blinded"):
+            return
+        (data,), scale, translate = common_grid(
+            [np.clip(np.nan_to_num(np.asarray(recon.data, np.float32)), *DISPLAY_WINDOW)],
+            [tuple(recon.scale)],
+        )
+        for layer in list(self.viewer.layers):
+            info = _layer_info(layer)
+            if info.get("role") in _ENTRY_ROLES and not info.get("blinded"):
+                self.viewer.layers.remove(layer)
+        layer = set_layer(
+            self.viewer,
+            data,
+            {
+                "name": BLINDED_RECONSTRUCTION,
+                "scale": scale,
+                "translate": translate,
+                "contrast_limits": DISPLAY_WINDOW,
+                "colormap": "gray",
+                "metadata": _blinded_metadata("reconstruction"),
+            },
+        )
+        layer.contrast_limits_range = DISPLAY_WINDOW
+        self.state.original_layer = None
+        self.state.reconstruction_layer = BLINDED_RECONSTRUCTION
+
+    def _unblind_layers(self) -> Job | None:
+        blinded = [la for la in self.viewer.layers if _layer_info(la).get("blinded")]
+        if not blinded:
+            return None
+        for layer in blinded:
+            self.viewer.layers.remove(layer)
+        self.state.candidate_id = self.state.candidate_layer = None
+        study, entry = self.state.study, self.state.entry
+        if study is None or entry is None:
+            return None
+
+        def show(layers: list) -> None:
+            for data, kwargs, kind in layers:
+                set_layer(self.viewer, data, kwargs, kind)
+            roles = {kw["metadata"][META_KEY]["role"]: kw["name"] for _, kw, _ in reversed(layers)}
+            self.state.original_layer = roles.get("original")
+            self.state.reconstruction_layer = roles.get("reconstruction")
+
+        job = Job(load_entry_layers, study, entry, title="Show the named layers", on_returned=show)
+        return self.panel.start(job, replace=True)
 
     def _header_clicked(self, column: int) -> None:
         key = {2: "ssim", 3: "correlation", 4: "deformation"}.get(column)
@@ -136,21 +220,35 @@ class CandidatesWidget(QWidget):
         candidates = study.candidates(entry.run, entry.reconstruction_id)
         self._codes = blinded_codes([c.candidate_id for c in candidates], seed=entry.label)
         self.rows = rank_candidates(candidates, self.sort_combo.currentText())
-        who = "a reconstruction" if blinded else entry.reconstruction_id
-        self.title.setText(
-            f"{len(self.rows)} candidates for {who} ({entry.run}), ranked by {self.sort_combo.currentText()}"
-        )
+        self.sort_combo.setEnabled(not blinded)
+        for col in _SCORE_COLUMNS:
+            self.table.setColumnHidden(col, blinded)
+        if blinded:  # code order (a seeded shuffle); scores would point at the answer
+            self.rows.sort(key=lambda row: self._codes[row.candidate.candidate_id])
+            self.title.setText(
+                f"{len(self.rows)} candidates for the reconstruction, in code order "
+                "(scores hidden while blinded)"
+            )
+        else:
+            self.title.setText(
+                f"{len(self.rows)} candidates for {entry.reconstruction_id} ({entry.run}), "
+                f"ranked by {self.sort_combo.currentText()}"
+            )
         self.table.setRowCount(len(self.rows))
         bold = QFont()
         bold.setBold(True)
         for r, row in enumerate(self.rows):
             c = row.candidate
             cells = (
-                str(row.rank),
-                self.display_id(c.candidate_id),
-                _number(c.ssim),
-                _number(c.correlation),
-                _number(c.deformation, 2),
+                ("", self.display_id(c.candidate_id), "", "", "")
+                if blinded
+                else (
+                    str(row.rank),
+                    c.candidate_id,
+                    _number(c.ssim),
+                    _number(c.correlation),
+                    _number(c.deformation, 2),
+                )
             )
             is_true = not blinded and c.candidate_id == entry.reconstruction_id
             if is_true:
@@ -199,13 +297,23 @@ class CandidatesWidget(QWidget):
             return None
         name = f"candidate {self.display_id(candidate_id)}"
         previous = self.state.candidate_layer
+        blinded = self.state.blinded
 
         def show(data: Any) -> None:
             array, kwargs, kind = data
+            if blinded:  # no id in the metadata; the window every blinded image shares
+                array = np.clip(np.nan_to_num(np.asarray(array, np.float32)), *DISPLAY_WINDOW)
+                kwargs = {
+                    **kwargs,
+                    "metadata": _blinded_metadata("candidate"),
+                    "contrast_limits": DISPLAY_WINDOW,
+                }
             old = find_layer(self.viewer, previous)
             if old is not None and previous != name:
                 self.viewer.layers.remove(old.name)
             layer = set_layer(self.viewer, array, kwargs, kind)
+            if blinded:
+                layer.contrast_limits_range = DISPLAY_WINDOW
             for other in self.viewer.layers:
                 other.visible = other.name in (layer.name, recon.name)
             i, j = self.viewer.layers.index(recon.name), self.viewer.layers.index(layer.name)
