@@ -45,7 +45,10 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: $(STAMP)
+# system-deps: the Qt libraries napari needs (libxcb-cursor0...); then this plugin becomes
+# napari's reader of .nii/.nii.gz (napari setting plugins.extension2reader: no reader dialog)
+demo: $(STAMP) system-deps
+	$(BIN)/python -c "from inversion_audit.gui.reader import prefer_this_reader; prefer_this_reader()"
 	$(BIN)/inversion-audit run configs/demo.toml --out demo-study
 
 test: $(STAMP) system-deps

@@ -133,3 +133,94 @@ def test_corrupt_file_error_names_file(tmp_path, name):
     reader = get_reader(str(path))
     with pytest.raises(VolumeError, match=name):
         reader(str(path))
+
+
+# -- in napari: no reader dialog, radiological axial view ---------------------------------------
+PLUGIN = "napari-inversion-audit"
+
+
+def _head(tmp_path, codes) -> tuple[str, np.ndarray]:
+    """A head stored in ``codes`` voxel order; a bright marker at world (+30, +30, 0) mm,
+    i.e. on the subject's right (+x in RAS) and anterior (+y)."""
+    shape = (40, 44, 36)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -(np.asarray(shape) - 1)  # world origin at the grid centre
+    ijk = np.indices(shape).reshape(3, -1).T
+    world = ijk * 2.0 + affine[:3, 3]
+    data = (np.linalg.norm(world / [36, 40, 32], axis=1) < 1).astype(np.float32) * 100
+    near = np.linalg.norm(world - [30, 30, 0], axis=1) < 4
+    data[near] = 1000
+    data = data.reshape(shape)
+    stored, stored_affine = _reorient(data, affine, codes)
+    assert nib.aff2axcodes(stored_affine) == codes
+    path = tmp_path / f"head_{''.join(codes)}.nii.gz"
+    nib.save(nib.Nifti1Image(stored, stored_affine), path)
+    return str(path), np.array([30.0, 30.0, 0.0])
+
+
+def _activate_plugin():
+    """What napari does the first time any of the plugin's contributions is used."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    if pm.get_context(PLUGIN)._activated:
+        pm.deactivate(PLUGIN)
+    pm.activate(PLUGIN)
+
+
+def _canvas_xy(viewer, world) -> np.ndarray:
+    """Canvas pixel (x to the right, y down) of a world point on the displayed slice."""
+    canvas = viewer.window._qt_viewer.canvas
+    view = canvas.view
+    displayed = [world[d] for d in viewer.dims.displayed]
+    return np.asarray((view.transform * view.scene.transform).map(displayed[::-1]))[:2]
+
+
+def test_dropped_nifti_opens_with_this_plugin_without_a_dialog(make_napari_viewer, tmp_path):
+    from napari.errors import MultipleReaderError
+    from napari.settings import get_settings
+
+    viewer = make_napari_viewer()
+    path, _ = _head(tmp_path, ("L", "P", "I"))
+    settings = get_settings().plugins
+    settings.extension2reader = {}
+    # drag-and-drop and File > Open call viewer.open(paths, plugin=None) (the Qt viewer's
+    # _qt_open), which shows the reader dialog when this is raised: a fresh napari asks
+    with pytest.raises(MultipleReaderError):
+        viewer.open(path, plugin=None)
+    _activate_plugin()
+    assert settings.extension2reader["*.nii.gz"] == PLUGIN
+    assert settings.extension2reader["*.nii"] == PLUGIN
+    layers = viewer.open(path, plugin=None)  # no plugin named: the preference decides
+    assert [la.name for la in layers] == ["head_LPI"]
+    # a user's choice of another plugin is kept
+    settings.extension2reader = {"*.nii": "someone-else"}
+    _activate_plugin()
+    assert settings.extension2reader["*.nii"] == "someone-else"
+
+
+@pytest.mark.parametrize("codes", [("L", "P", "I"), ("P", "S", "R")])
+def test_every_file_opens_axial_right_on_left_anterior_up(
+    make_napari_viewer, qtbot, tmp_path, codes
+):
+    viewer = make_napari_viewer(show=True)
+    path, marker = _head(tmp_path, codes)
+    _activate_plugin()
+    (layer,) = viewer.open(path, plugin=None)
+    qtbot.waitUntil(lambda: tuple(viewer.dims.order) == (2, 1, 0), timeout=5000)
+    qtbot.wait(50)
+    # the marker voxel sits at its world position in mm
+    idx = np.argwhere(np.asarray(layer.data) == 1000).mean(axis=0)
+    np.testing.assert_allclose(layer.data_to_world(idx), marker, atol=1.0)
+    viewer.dims.set_point(2, marker[2])
+    assert viewer.dims.displayed == (1, 0)  # an axial slice: R-L across, A-P up-down
+    centre = _canvas_xy(viewer, np.zeros(3))
+    right = _canvas_xy(viewer, np.array([40.0, 0.0, 0.0]))
+    anterior = _canvas_xy(viewer, np.array([0.0, 40.0, 0.0]))
+    assert right[0] < centre[0] - 10 and abs(right[1] - centre[1]) < 1  # subject's right: left
+    assert anterior[1] < centre[1] - 10 and abs(anterior[0] - centre[0]) < 1  # anterior: up
+    # and the bright marker (right, anterior) is what the viewer shows up and to the left
+    pts = viewer.add_points([marker], name="marker")
+    xy = _canvas_xy(viewer, pts.data_to_world(pts.data[0]))
+    assert xy[0] < centre[0] and xy[1] < centre[1]
+    assert layer.get_value(marker, world=True) == pytest.approx(1000)

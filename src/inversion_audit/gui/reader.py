@@ -5,6 +5,12 @@ layer gets ``scale`` (voxel size) and ``translate`` (world position of voxel 0);
 oblique affine the remaining rotation/shear is passed as the layer's ``affine`` so that
 ``affine @ (scale * index + translate)`` reproduces the file's voxel-to-world mapping.
 Layer names come from the file name only, never from header free text.
+
+Every volume opens in the radiological axial view (axial slices, the patient's right on the
+viewer's left, anterior up; :func:`inversion_audit.gui._layers.axial_view`). On activation
+the plugin makes itself napari's reader for ``*.nii`` and ``*.nii.gz`` (the napari setting
+``plugins.extension2reader``; napari's builtins cannot read ``.nii.gz``), so drag-and-drop and
+File › Open use it without asking which reader to use.
 """
 
 from __future__ import annotations
@@ -20,7 +26,19 @@ import numpy as np
 from ..errors import VolumeError
 from ..io import NIFTI_SUFFIXES, Volume, read_labels, read_volume
 
-__all__ = ["get_reader", "read_nifti_layers", "layer_geometry", "is_label_file", "layer_name"]
+__all__ = [
+    "get_reader",
+    "read_nifti_layers",
+    "layer_geometry",
+    "is_label_file",
+    "layer_name",
+    "prefer_this_reader",
+    "activate",
+]
+
+#: this plugin's npe2 name, and the file patterns it reads
+PLUGIN_NAME = "napari-inversion-audit"
+NIFTI_PATTERNS = ("*.nii", "*.nii.gz")
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
@@ -112,11 +130,52 @@ def _layer(volume: Volume, kind: str) -> LayerData:
 
 
 def read_nifti_layers(path: str | Sequence[str]) -> list[LayerData]:
-    """Read NIfTI files as napari layer data tuples (Labels for label maps, else Image)."""
+    """Read NIfTI files as napari layer data tuples (Labels for label maps, else Image).
+
+    In a napari session the viewer then shows them in the radiological axial view.
+    """
     layers = []
     for p in _paths(path):
         if is_label_file(p):
             layers.append(_layer(read_labels(p), "labels"))
         else:
             layers.append(_layer(read_volume(p), "image"))
+    _axial_view_once_added()
     return layers
+
+
+def _axial_view_once_added() -> None:
+    """Switch the current viewer to the axial view after napari has added the layers."""
+    try:
+        import napari
+        from qtpy.QtCore import QTimer
+    except ImportError:  # pragma: no cover - the plugin is used without napari
+        return
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return
+    from ._layers import axial_view
+
+    QTimer.singleShot(0, lambda: axial_view(viewer) if viewer.layers else None)
+
+
+def prefer_this_reader() -> dict[str, str]:
+    """Make this plugin napari's reader of ``*.nii``/``*.nii.gz``; return what changed.
+
+    Sets napari's persistent setting ``plugins.extension2reader`` for the patterns that have
+    no preference yet or prefer napari's builtins (which cannot read NIfTI); a user's choice
+    of another plugin is kept.
+    """
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    changed = {p: PLUGIN_NAME for p in NIFTI_PATTERNS if current.get(p) in (None, "napari")}
+    if changed:
+        plugins.extension2reader = {**current, **changed}
+    return changed
+
+
+def activate(context: Any = None) -> None:
+    """npe2 ``on_activate`` hook (the first time any contribution of the plugin is used)."""
+    prefer_this_reader()
