@@ -296,9 +296,12 @@ def run_defences(study: _Study, fold: Fold, variant: str, arch: str, target_key:
     if not settings:
         return
     _utility(_Defended(study, fold, variant, arch, None), target_key)
+    keys: dict[str, str] = {}  # obfuscation's two attackers share one VAE and target
     for setting in settings:
         d = _Defended(study, fold, variant, arch, setting)
-        key = _train_target(d, target_key)
+        if setting.target_tag not in keys or not setting.retrains_target:
+            keys[setting.target_tag] = _train_target(d, target_key)
+        key = keys[setting.target_tag]
         _utility(d, key)
         for threat in study.config.threat_models:
             _attack(d, threat, key)

@@ -65,7 +65,20 @@ def _best(table3: dict) -> tuple[str | None, dict | None]:
     return best, entry
 
 
-def _row(run: str, entry: dict, utility: dict) -> dict[str, Any]:
+def _mia(record: dict | None) -> tuple[float | None, str | None]:
+    """The highest TPR at 1% FPR over the membership-inference signals, and its signal."""
+    results = [
+        r
+        for r in (record or {}).get("membership_inference", [])
+        if r.get("tpr_at_1pct_fpr") is not None
+    ]
+    if not results:
+        return None, None
+    best = max(results, key=lambda r: r["tpr_at_1pct_fpr"])
+    return float(best["tpr_at_1pct_fpr"]), best.get("signal")
+
+
+def _row(run: str, entry: dict, utility: dict, membership: dict | None) -> dict[str, Any]:
     threat, tag = split_threat(entry["threat_model"])
     kind, strength, quantise, known = parse_defence_tag(tag) if tag else (None, None, False, None)
     ssim = entry["table3"].get("ssim", {})
@@ -97,8 +110,9 @@ def _row(run: str, entry: dict, utility: dict) -> dict[str, Any]:
         "epsilon": max((p["epsilon"] for p in privacy), default=None),
         "delta": privacy[0]["delta"] if privacy else None,
         "sampling": privacy[0]["sampling"] if privacy else None,
-        # filled where the run's summary carries membership inference (issue 18)
-        "mia_tpr_at_1pct_fpr": (entry.get("membership") or {}).get("tpr_at_1pct_fpr"),
+        # membership inference (issue 18), where the study has a holdout
+        "mia_tpr_at_1pct_fpr": _mia((membership or {}).get(run))[0],
+        "mia_signal": _mia((membership or {}).get(run))[1],
     }
     ci = row["top1_best_ci95"]
     row["at_chance"] = bool(ci and chance is not None and ci[0] <= chance <= ci[1])
@@ -147,17 +161,20 @@ def _weakest_line(group: list[dict], undefended: dict | None) -> list[str]:
     return lines
 
 
-def privacy_utility(study_dir: str | Path, summary: dict) -> dict[str, Any]:
+def privacy_utility(
+    study_dir: str | Path, summary: dict, membership: dict | None = None
+) -> dict[str, Any]:
     """The privacy–utility table (``rows``) and its plain-language ``lines``.
 
-    Empty (no rows) when the study has no defended run.
+    ``membership`` is the report's membership section (per run, ``membership_inference``
+    signals with ``tpr_at_1pct_fpr``), if any. Empty (no rows) without a defended run.
     """
     study_dir = Path(study_dir)
     runs = summary.get("runs", {})
     if not any(split_threat(e["threat_model"])[1] for e in runs.values()):
         return {"rows": [], "lines": []}
     utility = _utility(study_dir)
-    rows = [_row(run, e, utility) for run, e in runs.items()]
+    rows = [_row(run, e, utility, membership) for run, e in runs.items()]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["arch"], r["variant"], r["threat_model"])].append(r)
