@@ -21,6 +21,7 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..errors import JobCancelled
+from ._messages import user_message
 
 __all__ = ["Job", "JobPanel"]
 
@@ -106,7 +107,7 @@ class Job(QObject):
             show_info(f"{self.title}: cancelled")
             return
         self.error = exc
-        show_error(f"{self.title} failed: {exc}")
+        show_error(f"{self.title} failed: {user_message(exc)}")  # one line, no library advice
 
     def _on_finished(self) -> None:
         if self._pbar is not None:

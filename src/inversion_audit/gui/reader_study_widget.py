@@ -372,6 +372,9 @@ class ReaderStudyWidget(QWidget):
     def _error(self, text: str) -> None:
         from napari.utils.notifications import show_error
 
+        from ._messages import user_message
+
+        text = user_message(text)
         self._say(text)
         show_error(text)
 

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 
 from ._compute import META_KEY, reconstruct_volume
 from ._layers import layer_volume, same_geometry, set_layer
+from ._messages import checkpoint_problem
 from ._state import state_for
 from ._widgets import DeviceCombo, LayerCombo
 from ._workers import Job, JobPanel
@@ -112,6 +113,12 @@ class ReconstructWidget(QWidget):
         target, inversion = self.target_edit.text().strip(), self.inversion_edit.text().strip()
         if not target or not inversion:
             show_error("Reconstruct: choose a target checkpoint and an inversion checkpoint.")
+            return None
+        problem = checkpoint_problem(target, "target checkpoint") or checkpoint_problem(
+            inversion, "inversion checkpoint"
+        )
+        if problem is not None:
+            show_error(f"Reconstruct: {problem}")
             return None
         labels = self.labels_combo.layer()
         volume = layer_volume(image)

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InversionAuditError
+from ._messages import user_message
 from ._state import state_for
 from ._study_index import StudyIndex
 from ._subprocess import call_in_subprocess
@@ -116,7 +117,7 @@ class RunStudyWidget(QWidget):
         try:
             config = load_study_config(config_path)
         except InversionAuditError as exc:
-            show_error(f"Run study: {exc}")
+            show_error(f"Run study: {user_message(exc)}")
             return None
         self.config_edit.setText(str(config_path))
         self.out_edit.setText(str(out))

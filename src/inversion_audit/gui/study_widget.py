@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 from ..errors import InversionAuditError
 from ._compute import META_KEY, LayerData, check_checkpoints, load_entry_layers
 from ._layers import axial_view, set_layer
+from ._messages import checkpoint_problem, user_message
 from ._state import state_for
 from ._study_index import ReconstructionEntry, StudyIndex
 from ._workers import Job, JobPanel
@@ -129,7 +130,12 @@ class StudyWidget(QWidget):
         try:
             study = StudyIndex.open(Path(str(path)).expanduser())
         except InversionAuditError as exc:
-            show_error(str(exc))
+            show_error(user_message(exc))
+            # the field shows the study the list shows (or nothing), not the failed path
+            current = self.state.study
+            self.path_edit.setText(str(current.root) if current is not None else "")
+            if current is None:
+                self.summary.setText(f"Could not open {path}. No study open.")
             return None
         self.state.study = study
         return study
@@ -239,6 +245,12 @@ class StudyWidget(QWidget):
             show_error("Choose a target checkpoint and an inversion checkpoint first.")
             return None
         target, inversion = Path(str(target)).expanduser(), Path(str(inversion)).expanduser()
+        problem = checkpoint_problem(target, "target checkpoint") or checkpoint_problem(
+            inversion, "inversion checkpoint"
+        )
+        if problem is not None:  # before the core guesses a sidecar name from it
+            show_error(problem)
+            return None
 
         def accept(_: Any) -> None:
             self.state.target_checkpoint = target
