@@ -158,3 +158,17 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
     assert "privacy_utility" in doc["figures"]
     # resumable: every stage, defended ones included, is done
     assert all(done for _, done in plan_study(config, out))
+
+
+def test_defended_run_names_parse():
+    from inversion_audit.study.layout import parse_run_name, run_name
+
+    threat = "bottleneck+skips_latent-noise-0.5"
+    name = run_name("unet", "skull-stripped", threat)
+    assert name == "unet_skull-stripped_bottleneck-skips_latent-noise-0.5"
+    assert parse_run_name(name) == ("unet", "skull-stripped", threat)
+    assert parse_run_name("segnet_with-skull_bottleneck_obfuscation-8-known")[2] == (
+        "bottleneck_obfuscation-8-known"
+    )
+    with pytest.raises(ValueError):
+        parse_run_name("unet_skull-stripped_bottleneck_noise-0.5")

@@ -32,10 +32,22 @@ def run_name(arch: str, variant: str, threat_model: str) -> str:
 def parse_run_name(run: str) -> tuple[str, str, str]:
     """``"unet_skull-stripped_bottleneck-skips"`` -> ``("unet", "skull-stripped", "bottleneck+skips")``."""
     parts = run.split("_")
+    # a defended run: <arch>_<variant>_<threat>_<defence tag>, its threat "<threat>_<tag>"
+    defence = parts.pop() if len(parts) == 4 and _defence_tag(parts[3]) else None
     if len(parts) != 3:
         raise ValueError(f"{run!r} is not a run name <arch>_<variant>_<threat_model>")
     threat = "bottleneck+skips" if parts[2] == "bottleneck-skips" else parts[2]
-    return parts[0], parts[1], threat
+    return parts[0], parts[1], threat if defence is None else f"{threat}_{defence}"
+
+
+def _defence_tag(text: str) -> bool:
+    from .defences_config import parse_defence_tag
+
+    try:
+        parse_defence_tag(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
