@@ -28,6 +28,11 @@ def check_target_args(arch: Any, args: Any, where: str) -> None:
     from .models import ARCHITECTURES
     from .training.config import MAX_CLASSES, check_int, check_layout_args, short_repr
 
+    if arch == "external":  # a decoder sized from an external model's latent (issue 17)
+        from .models.external.args import check_external_args
+
+        check_external_args(args, where)
+        return
     if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise ConfigError(
             f"architecture must be one of {', '.join(ARCHITECTURES)}, got {short_repr(arch)}"
