@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from ..progress import ProgressCallback
     from ..study.config import StudyConfig
 
+PLUGIN = "napari-inversion-audit"
+
 __all__ = ["RunStudyWidget", "run_study_in_child"]
 
 
@@ -140,12 +142,22 @@ class RunStudyWidget(QWidget):
         report = study.root / "report.html"
         self.status.setText(f"Done: {len(study.entries)} reconstructions; report: {report}")
         show_info(f"Study finished: {report}")
+        self._open_review()
+
+    def _open_review(self) -> None:
+        """Show the finished study in the Review panel (its Study tab)."""
+        window = getattr(self.viewer, "window", None)
+        if window is None:
+            return
+        _, panel = window.add_plugin_dock_widget(PLUGIN, "Review")
+        if hasattr(panel, "show_tab"):
+            panel.show_tab("Study")
 
     def _finished(self, job: Job, out: Path) -> None:
         if job.cancelled:
             self.status.setText(f"Cancelled; press Run to resume the study in {out}.")
         elif job.error is not None:
-            self.status.setText(f"Failed: {job.error}")
+            self.status.setText(f"Failed: {user_message(job.error)}")
 
     def _browse_config(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
