@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from gui_fakes import blob_image
 from inversion_audit.gui._compute import checkerboard, curtain
-from inversion_audit.metrics import correlation, psnr, ssim
 
 PLUGIN = "napari-inversion-audit"
 SCALE = (2.0, 2.0, 2.5)
@@ -76,10 +76,17 @@ def test_difference_and_ssim_map_layers_with_scores(pair_viewer, qtbot):
         np.percentile(np.abs(b - a), 99.5), rel=1e-5
     )
     assert smap.contrast_limits[1] == 1.0 and smap.contrast_limits[0] < 1.0
-    expected = ssim(b, a, data_range=1.0)
-    assert widget.comparison.ssim == pytest.approx(expected, rel=1e-6)
-    assert widget.comparison.correlation == pytest.approx(correlation(b, a), rel=1e-6)
-    assert widget.comparison.psnr == pytest.approx(psnr(a, b, data_range=1.0), rel=1e-6)
+    # independent references: scikit-image with the study's SSIM settings, numpy's Pearson r
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    expected = structural_similarity(
+        b64, a64, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    assert widget.comparison.ssim == pytest.approx(expected, rel=1e-5)
+    r = np.corrcoef(b64.ravel(), a64.ravel())[0, 1]
+    assert widget.comparison.correlation == pytest.approx(r, rel=1e-5)
+    assert widget.comparison.psnr == pytest.approx(
+        peak_signal_noise_ratio(a64, b64, data_range=1.0), rel=1e-5
+    )
     assert f"SSIM {expected:.3f}" in widget.metrics_label.text()
     assert widget.difference_legend.range == pytest.approx((low, high))
 

@@ -43,9 +43,13 @@ def _run(qtbot, widget):
     return job
 
 
-def test_reconstruction_layer_lies_on_the_input_grid(make_napari_viewer, qtbot, checkpoints):
-    from inversion_audit.gui._compute import reconstruct_volume
-    from inversion_audit.gui._layers import layer_volume
+def test_reconstruction_layer_lies_on_the_input_grid(
+    make_napari_viewer, qtbot, checkpoints, tmp_path
+):
+    import nibabel as nib
+
+    from inversion_audit.cli.main import main
+    from inversion_audit.gui._layers import layer_affine
 
     viewer = make_napari_viewer()
     image = _raw_image(viewer)
@@ -58,8 +62,16 @@ def test_reconstruction_layer_lies_on_the_input_grid(make_napari_viewer, qtbot, 
     assert out.data.shape == image.data.shape
     np.testing.assert_allclose(out.scale, image.scale)
     np.testing.assert_allclose(out.translate, image.translate)
-    expected = reconstruct_volume(layer_volume(image), *checkpoints, device="cpu")
-    np.testing.assert_allclose(out.data, expected, atol=1e-5)
+    # the same image as a cohort file through `inversion-audit reconstruct` (the CLI's path)
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    nib.save(nib.Nifti1Image(image.data, layer_affine(image)), cohort / "s1_T1.nii.gz")
+    target, inversion = checkpoints
+    args = f"--target {target} --inversion {inversion} --cohort {cohort} --out {tmp_path / 'r'}"
+    assert main(["reconstruct", *args.split(), "--device", "cpu", "--quiet"]) == 0
+    expected = nib.load(tmp_path / "r" / "s1_recon.nii.gz")
+    np.testing.assert_allclose(expected.affine, layer_affine(image), atol=1e-5)
+    np.testing.assert_allclose(out.data, np.asarray(expected.dataobj), atol=1e-5)
 
 
 def test_preprocessed_input_is_reconstructed_voxel_for_voxel(
@@ -78,19 +90,6 @@ def test_preprocessed_input_is_reconstructed_voxel_for_voxel(
     assert _load_models_cached.cache_info().hits >= hits + 1
     out = viewer.layers["pre reconstruction"]
     assert out.data.shape == (16, 16, 16) and 0.0 <= out.data.min() <= out.data.max() <= 1.0
-
-
-def test_cancel_leaves_the_layers_unchanged(make_napari_viewer, qtbot, checkpoints):
-    viewer = make_napari_viewer()
-    _raw_image(viewer)
-    widget = _widget(viewer, *checkpoints)
-    job = widget.run()
-    widget.panel.cancel_button.click()
-    qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
-    assert job.cancelled and job.error is None
-    assert [layer.name for layer in viewer.layers] == ["T1"]
-    assert "cancelled" in widget.panel.status.text()
-    assert widget.panel.run_button.isEnabled() and not widget.panel.cancel_button.isEnabled()
 
 
 def _pickle_with_code(path):

@@ -20,6 +20,7 @@ __all__ = [
     "reconstruct",
     "reconstruct_many",
     "reconstruct_subject",
+    "reconstruct_volume",
     "train_inversion",
     "write_reconstruction",
 ]
@@ -33,6 +34,7 @@ _LAZY = {
     "reconstruct": "reconstruction",
     "reconstruct_many": "reconstruction",
     "reconstruct_subject": "reconstruction",
+    "reconstruct_volume": "reconstruction",
     "SubjectReconstruction": "reconstruction",
     "write_reconstruction": "reconstruction",
 }

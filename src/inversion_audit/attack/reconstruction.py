@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,9 @@ __all__ = [
     "SubjectReconstruction",
     "reconstruct",
     "reconstruct_many",
+    "checkpoint_preprocess",
     "reconstruct_subject",
+    "reconstruct_volume",
     "write_reconstruction",
 ]
 
@@ -104,6 +108,19 @@ class SubjectReconstruction:
         return self.preprocessed.to_source(self.array)
 
 
+def checkpoint_preprocess(
+    target_model: nn.Module, decoder: InversionDecoder, preprocess: PreprocessConfig | None = None
+) -> PreprocessConfig:
+    """``preprocess``, else the config in the decoder's (else the target's) checkpoint sidecar."""
+    if preprocess is None:
+        preprocess = preprocess_config(getattr(decoder, "metadata", {})) or preprocess_config(
+            getattr(target_model, "metadata", {})
+        )
+    if preprocess is None:
+        raise CheckpointError("no preprocess config given and none in the checkpoint sidecars")
+    return preprocess
+
+
 def reconstruct_subject(
     target_model: nn.Module,
     decoder: InversionDecoder,
@@ -111,20 +128,17 @@ def reconstruct_subject(
     preprocess: PreprocessConfig | None = None,
     device: str | None = "auto",
     out_dir: str | os.PathLike[str] | None = None,
+    preprocess_fn: Callable[[Subject, PreprocessConfig], Preprocessed] = preprocess_subject,
 ) -> SubjectReconstruction:
     """Preprocess ``subject`` as the networks were trained, reconstruct it, optionally write it.
 
     ``preprocess`` defaults to the config in the decoder's (else the target's) checkpoint
     sidecar. With ``out_dir``, ``<id>_recon.nii.gz`` (original grid and affine) and
-    ``<id>_recon_pre.nii.gz`` (preprocessed grid) are written atomically.
+    ``<id>_recon_pre.nii.gz`` (preprocessed grid) are written atomically. ``preprocess_fn``
+    runs :func:`~inversion_audit.data.preprocess_subject` (e.g. in a child process).
     """
-    if preprocess is None:
-        preprocess = preprocess_config(getattr(decoder, "metadata", {})) or preprocess_config(
-            getattr(target_model, "metadata", {})
-        )
-    if preprocess is None:
-        raise CheckpointError("no preprocess config given and none in the checkpoint sidecars")
-    pre = preprocess_subject(subject, preprocess)
+    preprocess = checkpoint_preprocess(target_model, decoder, preprocess)
+    pre = preprocess_fn(subject, preprocess)
     result = SubjectReconstruction(pre, reconstruct(target_model, decoder, pre.image, device))
     if out_dir is not None:
         out = Path(out_dir)
@@ -132,3 +146,63 @@ def reconstruct_subject(
             path = output_path(out, f"{subject.id}_{name}.nii.gz")
             result.files[grid] = write_reconstruction(path, result.array, pre, grid=grid)
     return result
+
+
+def reconstruct_volume(
+    target_model: nn.Module,
+    decoder: InversionDecoder,
+    image: Volume,
+    labels: Volume | None = None,
+    preprocess: PreprocessConfig | None = None,
+    device: str | None = "auto",
+    preprocessed: bool = False,
+    preprocess_fn: Callable[[Subject, PreprocessConfig], Preprocessed] | None = None,
+) -> np.ndarray:
+    """D^(Enc(X)) of an image volume (not a cohort file), on the volume's own grid.
+
+    The volume (with ``labels`` as the brain mask when the config skull-strips) is written
+    to a temporary folder as a one-subject cohort and goes through
+    :func:`reconstruct_subject`, so it is preprocessed exactly as every subject is (nothing
+    is cached). With ``preprocessed`` the volume already is on the config's grid and is
+    reconstructed as it is.
+    """
+    import tempfile
+
+    from ..errors import VolumeError
+
+    preprocess = checkpoint_preprocess(target_model, decoder, preprocess)
+    name = image.meta.get("layer", image.name)
+    if preprocessed:
+        if preprocess.shape is not None and image.shape != tuple(preprocess.shape):
+            raise VolumeError(
+                f"{name}: shape {image.shape} is not the preprocessed shape "
+                f"{tuple(preprocess.shape)} of the checkpoint; it is not preprocessed"
+            )
+        array = np.clip(image.array, 0.0, 1.0).astype(np.float32)
+        return reconstruct(target_model, decoder, array, device)
+    if preprocess.skull_strip != "none" and labels is None:
+        raise VolumeError(
+            f"{name}: the checkpoint expects skull-stripped input "
+            f"(skull_strip={preprocess.skull_strip!r}): give the subject's labels or brain mask"
+        )
+    with tempfile.TemporaryDirectory(prefix="inversion-audit-") as tmp:
+        image_file = write_volume(Path(tmp) / "input_image.nii", image)
+        labels_file = (
+            write_volume(Path(tmp) / "input_labels.nii", labels) if labels is not None else None
+        )
+        by_mask = preprocess.skull_strip == "mask"
+        subject = Subject(
+            "input",
+            image_file,
+            labels=None if by_mask else labels_file,
+            mask=labels_file if by_mask else None,
+        )
+        result = reconstruct_subject(
+            target_model,
+            decoder,
+            subject,
+            preprocess,
+            device,
+            preprocess_fn=preprocess_fn or partial(preprocess_subject, use_cache=False),
+        )
+        return np.asarray(result.on_source_grid().array, dtype=np.float32)

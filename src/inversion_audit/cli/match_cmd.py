@@ -34,6 +34,8 @@ from .common import add_device_args, add_quiet_arg, load_cohort_arg, setup_loggi
 __all__ = ["register"]
 
 DEFAULT_METRICS = "ssim,correlation,psnr,deformation"
+#: pipeline metrics that need a network (the target's segmentation, a re-identifier)
+NEEDS_MODELS = ("dice", "reid")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--candidates", required=True, help="candidate cohort: folder, CSV manifest or 'sample'"
     )
     p.add_argument("--out", required=True, help="output folder (laid out like a study)")
-    scored = [m for m in PIPELINE_METRICS if m != "dice"]
+    scored = [m for m in PIPELINE_METRICS if m not in NEEDS_MODELS]
     p.add_argument(
         "--metrics",
         default=DEFAULT_METRICS,
@@ -105,7 +107,7 @@ def _options(args: argparse.Namespace, n_candidates: int):
     from ..matching.pipeline import PIPELINE_METRICS, MatchOptions
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    allowed = [m for m in PIPELINE_METRICS if m != "dice"]
+    allowed = [m for m in PIPELINE_METRICS if m not in NEEDS_MODELS]
     unknown = [m for m in metrics if m not in allowed]
     if unknown or not metrics:
         raise ConfigError(

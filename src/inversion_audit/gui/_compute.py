@@ -10,17 +10,18 @@ module-level so that they can be pickled by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, VolumeError
-from ..io import Volume, read_labels, read_volume, write_volume
+from ..errors import CheckpointError
+from ..io import Volume, read_labels, read_volume
+from ..metrics.comparison import Comparison, align_to, compare_volumes
 from ..progress import ProgressCallback, report
+from ..study.index import ReconstructionEntry, StudyIndex
 from ._layers import volume_layer_kwargs
-from ._study_index import ReconstructionEntry, StudyIndex
 
 __all__ = [
     "Comparison",
@@ -30,7 +31,6 @@ __all__ = [
     "META_KEY",
     "align_to",
     "cached_deformation",
-    "comparison_pair",
     "displacement_vectors",
     "register_pair",
     "check_checkpoints",
@@ -146,7 +146,9 @@ def load_candidate_layer(
         "name": name,
         "colormap": "gray",
         **reconstruction_geometry,
-        "metadata": _meta(study, "candidate", subject=candidate_id, run=entry.run),
+        "metadata": _meta(
+            study, "candidate", subject=candidate_id, run=entry.run, variant=entry.variant
+        ),
     }
     report(progress, 1, 1, f"candidate {name}")
     return cand.array, kwargs, "image"
@@ -221,10 +223,19 @@ def check_checkpoints(
 
 
 # -- reconstruct -------------------------------------------------------------------------------
-def _preprocess_files(subject: Any, config: Any, progress: ProgressCallback | None = None) -> Any:
+def _preprocess(subject: Any, config: Any, progress: ProgressCallback | None = None) -> Any:
     from ..data import preprocess_subject
 
     return preprocess_subject(subject, config, use_cache=False)
+
+
+def _preprocess_in_child(
+    subject: Any, config: Any, progress: ProgressCallback | None = None
+) -> Any:
+    """The core preprocessing in a child process (N4 runs in ANTs, which holds the GIL)."""
+    from ._subprocess import call_in_subprocess
+
+    return call_in_subprocess(_preprocess, subject, config, progress=progress)
 
 
 def reconstruct_volume(
@@ -236,124 +247,31 @@ def reconstruct_volume(
     preprocessed: bool = False,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
-    """D^(Enc(X)) of an image volume, returned on the volume's own grid.
+    """D^(Enc(X)) of an image volume on the volume's own grid:
+    :func:`inversion_audit.attack.reconstruct_volume` with the inversion checkpoint's models
+    and recorded preprocessing (in a child process when it runs N4)."""
+    from ..attack import reconstruct_volume as reconstruct_core
 
-    The image is first preprocessed with the inversion checkpoint's recorded config
-    (``labels`` give the brain mask when that config skull-strips), unless
-    ``preprocessed`` says it already is (then it must have the config's shape). The
-    reconstruction is resampled back onto the input grid.
-    """
-    import tempfile
-
-    from ..data import Subject
-
-    total = 4
-    report(progress, 0, total, "load models")
+    report(progress, 0, 2, "load models")
     models = load_models(target, inversion, device)
-    config = models.preprocess
-    report(progress, 1, total, "preprocess")
-    if preprocessed:
-        if config.shape is not None and volume.shape != tuple(config.shape):
-            raise VolumeError(
-                f"{volume.meta.get('layer', volume.name)}: shape {volume.shape} is not the preprocessed shape "
-                f"{tuple(config.shape)} of {Path(inversion).name}; untick 'already preprocessed'"
-            )
-        image, pre = np.clip(volume.array, 0.0, 1.0).astype(np.float32), None
-    else:
-        if config.skull_strip != "none" and labels is None:
-            raise VolumeError(
-                f"{Path(inversion).name} expects skull-stripped input (skull_strip={config.skull_strip!r}): "
-                "choose the subject's labels (or brain mask) layer"
-            )
-        with tempfile.TemporaryDirectory(prefix="inversion-audit-") as tmp:
-            image_file = write_volume(Path(tmp) / "input_image.nii", volume)
-            labels_file = (
-                write_volume(Path(tmp) / "input_labels.nii", labels) if labels is not None else None
-            )
-            subject = Subject(
-                "input",
-                image_file,
-                labels=labels_file if config.skull_strip != "mask" else None,
-                mask=labels_file if config.skull_strip == "mask" else None,
-            )
-            if config.bias_correction:  # N4 runs in ANTs, which holds the GIL: use a child process
-                from ._subprocess import call_in_subprocess
-
-                pre = call_in_subprocess(_preprocess_files, subject, config, progress=progress)
-            else:
-                pre = _preprocess_files(subject, config)
-        image = pre.image
-    report(progress, 2, total, f"reconstruct on {models.device}")
-    from ..attack import reconstruct
-
-    rec = reconstruct(models.target, models.decoder, image, device=models.device)
-    report(progress, 3, total, "resample to the input grid")
-    out = rec if pre is None else pre.to_source(rec).array
-    report(progress, 4, total, "done")
-    return np.asarray(out, dtype=np.float32)
-
-
-# -- compare -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Comparison:
-    """A reconstruction compared with its original on the original's grid."""
-
-    aligned: np.ndarray
-    difference: np.ndarray
-    ssim_map: np.ndarray
-    ssim: float
-    correlation: float
-    psnr: float
-    data_range: float
-
-
-def align_to(volume: Volume, reference: Volume) -> np.ndarray:
-    """``volume`` on ``reference``'s grid, resampled (linear) unless both have the same shape and
-    voxel axes: then they are compared voxel for voxel, as in the study's preprocessed space
-    (where each subject's grid has its own world position)."""
-    if volume.shape == reference.shape and np.allclose(
-        volume.affine[:3, :3], reference.affine[:3, :3], atol=1e-3
-    ):
-        return np.asarray(volume.array, np.float32)
-    import nibabel as nib
-    from nibabel.processing import resample_from_to
-
-    img = nib.Nifti1Image(np.asarray(volume.array, np.float32), volume.affine)
-    out = resample_from_to(img, (reference.shape, reference.affine), order=1, cval=0.0)
-    return np.asarray(out.dataobj, np.float32)
-
-
-def compare_volumes(
-    original: Volume, reconstruction: Volume, progress: ProgressCallback | None = None
-) -> Comparison:
-    """Difference (reconstruction - original), SSIM map and global SSIM, correlation, PSNR.
-
-    The reconstruction is put on the original's grid first (:func:`align_to`). The data
-    range is 1 for images in [0, 1] (preprocessed space), else the joint range.
-    """
-    from ..metrics import correlation, psnr, ssim
-
-    report(progress, 0, 3, "align")
-    a = np.asarray(original.array, np.float32)
-    b = align_to(reconstruction, original)
-    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
-    data_range = 1.0 if lo >= 0.0 and hi <= 1.0 else max(hi - lo, 1e-6)
-    report(progress, 1, 3, "SSIM map")
-    value, smap = ssim(b, a, data_range=data_range, return_map=True)
-    report(progress, 2, 3, "correlation, PSNR")
-    out = Comparison(
-        aligned=b,
-        difference=(b - a).astype(np.float32),
-        ssim_map=np.asarray(smap, np.float32),
-        ssim=float(value),
-        correlation=float(correlation(b, a)),
-        psnr=float(psnr(a, b, data_range=data_range)),
-        data_range=float(data_range),
+    report(progress, 1, 2, f"preprocess and reconstruct on {models.device}")
+    out = reconstruct_core(
+        models.target,
+        models.decoder,
+        volume,
+        labels,
+        models.preprocess,
+        models.device,
+        preprocessed=preprocessed,
+        preprocess_fn=partial(_preprocess_in_child, progress=progress)
+        if models.preprocess.bias_correction
+        else None,
     )
-    report(progress, 3, 3, "done")
+    report(progress, 2, 2, "done")
     return out
 
 
+# -- compare -----------------------------------------------------------------------------------
 def checkerboard(a: np.ndarray, b: np.ndarray, tile: int) -> np.ndarray:
     """``a`` and ``b`` interleaved in cubes of ``tile`` voxels."""
     idx = np.indices(a.shape, sparse=True)
@@ -386,21 +304,9 @@ class DeformationView:
     the mean displacement norm, and optional subsampled displacement vectors."""
 
     magnitude: np.ndarray
-    mean_displacement_mm: float
+    mean_displacement_mm: float  # NaN: not computed (the study never scored the pair)
     vectors: np.ndarray | None = None
     cached: bool = False
-
-
-def comparison_pair(moving: Volume, fixed: Volume) -> tuple[Volume, Volume]:
-    """Put two volumes of the study's comparison space on one centred grid, as the study's
-    scorer does, so registration starts from the voxel-for-voxel alignment; volumes on
-    different grids keep their world positions."""
-    if moving.shape == fixed.shape and np.allclose(moving.spacing, fixed.spacing, atol=1e-4):
-        from ..matching.pipeline import comparison_grid
-
-        affine = comparison_grid(fixed.shape, fixed.spacing)
-        return Volume(moving.array, affine), Volume(fixed.array, affine)
-    return moving, fixed
 
 
 def displacement_vectors(
@@ -423,46 +329,57 @@ def register_pair(
     fixed: Volume,
     preset: str = "fast",
     vectors_step: int | None = None,
+    study_candidate: tuple[str, str, str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> DeformationView:
     """ANTs registration of ``moving`` (a reconstruction) to ``fixed`` (a candidate).
 
-    Runs the core :func:`inversion_audit.metrics.deformation` (with its on-disk cache);
-    the mean displacement is taken over the candidate's nonzero voxels (its head or
-    brain), or over all voxels when it has no background. Call it through
-    :func:`~inversion_audit.gui._subprocess.call_in_subprocess`: ANTs holds the GIL.
+    With ``study_candidate`` (study folder, variant, candidate id) the pair is registered as
+    the study scores it (:func:`inversion_audit.matching.pipeline.register_candidate`: the
+    candidate's preprocessing mask, one ITK thread, the seed) and the mean displacement is
+    the study's. Other layers get the magnitude map only: their mean is "not computed".
+    Call it through :func:`~inversion_audit.gui._subprocess.call_in_subprocess`.
     """
+    from ..matching.pipeline import REGISTRATION_SEED, register_candidate
     from ..metrics import deformation
 
     report(progress, 0, 2, f"ANTs registration ({preset})")
-    m, f = comparison_pair(moving, fixed)
-    mask = np.asarray(fixed.array) > 0
-    result = deformation(
-        m,
-        f,
-        fixed_mask=mask if 0 < mask.sum() < mask.size else None,
-        preset=preset,
-        return_displacement=bool(vectors_step),
-    )
+    want_field = bool(vectors_step)
+    mean = float("nan")
+    if study_candidate is not None and moving.shape == fixed.shape:
+        from ..study.scoring import candidate_mask
+
+        root, variant, candidate_id = study_candidate
+        mask = candidate_mask(StudyIndex(root), variant, candidate_id)
+        result = register_candidate(
+            moving.array, fixed.array, mask, fixed.spacing, preset, return_displacement=want_field
+        )
+        mean = float(result.mean_displacement_mm)
+    else:  # world positions as they are; the study never scored this pair
+        result = deformation(
+            moving,
+            fixed,
+            preset=preset,  # type: ignore[arg-type]
+            threads=1,
+            seed=REGISTRATION_SEED,
+            return_displacement=want_field,
+        )
     report(progress, 1, 2, "displacement vectors")
     vectors = None
     if vectors_step and result.displacement is not None:
         vectors = displacement_vectors(result.displacement, fixed.spacing, int(vectors_step))
     report(progress, 2, 2, "done")
-    return DeformationView(
-        np.asarray(result.magnitude.array, np.float32), float(result.mean_displacement_mm), vectors
-    )
+    return DeformationView(np.asarray(result.magnitude.array, np.float32), mean, vectors)
 
 
 def cached_deformation(
     study: StudyIndex, run: str, reconstruction_id: str, candidate_id: str
 ) -> DeformationView | None:
-    """The study's stored magnitude map and mean displacement for a pair, or ``None``."""
+    """The study's stored magnitude map and its scored mean displacement for a pair, or
+    ``None``; the mean is NaN ("not computed") when ``scores.csv`` holds none."""
     path = study.deformation_file(run, reconstruction_id, candidate_id)
     if not path.is_file():
         return None
     magnitude = read_volume(path).array
     mean = study.score(run, reconstruction_id, candidate_id, "deformation")
-    if np.isnan(mean):
-        mean = float(magnitude.mean())
     return DeformationView(magnitude, float(mean), None, cached=True)

@@ -129,12 +129,16 @@ class DeformationWidget(QWidget):
             if stored is not None and stored.magnitude.shape == fixed.data.shape:
                 self.show_result(stored, moving, fixed)
                 return stored
+        f = fixed.metadata.get(META_KEY, {})
+        is_candidate = f.get("role") in ("original", "candidate") and f.get("variant")
+        candidate = (f["study"], f["variant"], f["subject"]) if is_candidate else None
         job = Job(
             _register_in_child,
             layer_volume(moving),
             layer_volume(fixed),
             preset=self.preset_combo.currentText(),
             vectors_step=step,
+            study_candidate=candidate,
             title=f"Register {moving.name} to {fixed.name}",
             on_returned=lambda view: self.show_result(view, moving, fixed),
         )
@@ -192,7 +196,9 @@ class DeformationWidget(QWidget):
             if view.cached
             else f"ANTs preset {self.preset_combo.currentText()}"
         )
+        mean = view.mean_displacement_mm
+        # a pair the study did not score has no mean: never an average the study did not take
+        shown = f"{mean:.2f} mm" if np.isfinite(mean) else "not computed"
         self.result_label.setText(
-            f"mean displacement {view.mean_displacement_mm:.2f} mm ({source}); "
-            f"max {float(view.magnitude.max()):.2f} mm"
+            f"mean displacement {shown} ({source}); max {float(view.magnitude.max()):.2f} mm"
         )

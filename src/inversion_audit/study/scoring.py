@@ -16,7 +16,7 @@ from ..progress import ProgressCallback
 from .collect import concatenate_scores, write_rankings, write_scores
 from .layout import StudyPaths, run_name
 
-__all__ = ["score_fold", "write_fold_scores", "write_match_study"]
+__all__ = ["candidate_mask", "score_fold", "write_fold_scores", "write_match_study"]
 
 
 def score_fold(
@@ -121,3 +121,41 @@ def write_match_study(
         "failures": [f"{r} vs {c}: {m}" for (r, c), m in sorted(scores.failures.items())],
         "metrics": summary["runs"][run]["table3"],
     }
+
+
+def candidate_mask(study, variant: str, candidate_id: str) -> np.ndarray:
+    """The mask the study's scoring averaged a candidate's displacement over (its
+    preprocessing foreground), recomputed from the study's cohort and config.
+
+    ``study`` is a :class:`~.index.StudyIndex`. The candidate is preprocessed again onto the
+    grid stored in ``preprocessed/<variant>/`` (the foreground does not depend on the
+    intensity scaling); raises :class:`~inversion_audit.errors.StudyError` when the cohort
+    is not on this machine or the grid differs from the stored one.
+    """
+    import dataclasses
+
+    from ..data import load_cohort, preprocess_subject
+    from ..errors import InversionAuditError, StudyError
+    from ..io import read_volume
+
+    stored = read_volume(study.candidate_file(variant, candidate_id))
+    try:
+        config = study.config()
+        cohort = load_cohort(
+            study.cohort_path(), config.cohort.image_pattern, config.cohort.labels_pattern
+        )
+        base = config.preprocess_config(variant)
+        cfg = dataclasses.replace(
+            base, shape=stored.shape, divisible_by=1, intensity="none", nyul_landmarks=None
+        )
+        pre = preprocess_subject(cohort[candidate_id], cfg)
+    except (InversionAuditError, KeyError) as exc:
+        raise StudyError(
+            f"{study.root}: cannot recompute the scoring mask of {candidate_id!r} ({exc})"
+        ) from exc
+    if not np.allclose(pre.affine, stored.affine, atol=1e-3):
+        raise StudyError(
+            f"{study.candidate_file(variant, candidate_id)}: grid differs from the study's "
+            "preprocessing of its cohort"
+        )
+    return np.asarray(pre.mask, dtype=bool)

@@ -8,21 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..matching.ranking import METRIC_DIRECTIONS
 from ..stats import wilson_interval
 from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
 __all__ = ["RANKED_METRICS", "load_scores", "paper_figures", "summarize_study"]
 
-#: metric -> higher is better
-RANKED_METRICS = {
-    "ssim": True,
-    "correlation": True,
-    "psnr": True,
-    "deformation": False,
-    "ssim_brain": True,
-    "correlation_brain": True,
-    "reid": True,  # the learned re-identifier (matching/reid.py)
-}
+#: metric -> higher is better (the one definition: :data:`inversion_audit.matching.METRIC_DIRECTIONS`)
+RANKED_METRICS = METRIC_DIRECTIONS
 
 
 def load_scores(path: str | Path) -> list[dict]:
@@ -142,7 +135,7 @@ def summarize_study(rows: list[dict]) -> dict:
     ``table3`` (per metric and ``fused``: top-1 with its Wilson 95% interval, top-5, mean
     rank, MRR, P@1, AUC, ranks), ``folds`` (top-1 of n per fold and metric), ``dice``, ``cases`` (best/median/worst by own SSIM) and ``paper`` (the paper's figures).
     """
-    from ..matching import fuse_rankings, rank_candidates, summarize
+    from ..matching import fused_rank, rank_candidates, summarize
 
     def ranking(m, s) -> dict:
         top1 = [ranked[0] if ranked else "" for ranked in rank_candidates(m)]
@@ -187,8 +180,8 @@ def summarize_study(rows: list[dict]) -> dict:
             ]
             entry["table1"][metric] = _mean_sd(own)
             entry["table3"][metric] = ranking(m, s)
-        if "ssim" in matrices and "deformation" in matrices:
-            fused = fuse_rankings([matrices["ssim"], matrices["deformation"]])
+        fused = fused_rank(matrices)
+        if fused is not None:
             entry["table3"]["fused"] = ranking(fused, summarize(fused))
             entry["table3"]["fused"]["auc"] = None
         if "ssim" in entry["table3"]:
