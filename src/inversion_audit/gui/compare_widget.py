@@ -4,6 +4,11 @@ Views: overlay (blending mode and opacity of the reconstruction), side by side (
 grid, one shared camera), checkerboard, and curtain. "Compute" adds a difference layer
 (reconstruction - original, diverging colormap, symmetric contrast limits) and an SSIM
 map layer, and shows the global SSIM, correlation and PSNR; it runs in a worker.
+
+Defaults that do not mislead the eye: label layers are hidden while comparing (they would
+tint the images); side by side draws both images at full opacity with their names in each
+panel; the curtain cuts across the slice on screen; axes are named by anatomy (R–L, A–P,
+S–I: volumes are in RAS voxel order).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ DIFFERENCE_COLORMAP = Colormap(
     name="difference (blue-black-red)",
 )
 SSIM_COLORMAP = "magma"
+#: the three voxel axes of a RAS volume, by anatomy
+AXIS_NAMES = ("R–L (x)", "A–P (y)", "S–I (z)")
 
 
 def _slider(low: int, high: int, value: int) -> QSlider:
@@ -71,8 +78,8 @@ class CompareWidget(QWidget):
         self.tile_slider = _slider(1, 32, 8)
         self.curtain_slider = _slider(0, 100, 50)
         self.axis_combo = QComboBox()
-        self.axis_combo.addItems(["axis 0", "axis 1", "axis 2"])
-        self.axis_combo.setCurrentIndex(2)
+        self.axis_combo.addItems(list(AXIS_NAMES))
+        self.axis_combo.setCurrentIndex(0)  # R–L: across an axial slice
         self.panel = JobPanel("Compute difference and SSIM map")
         self.metrics_label = QLabel("SSIM –  ·  correlation –  ·  PSNR –")
         self.metrics_label.setWordWrap(True)
@@ -150,6 +157,24 @@ class CompareWidget(QWidget):
         recon.blending = self.blending_combo.currentText()
         recon.opacity = self.opacity_slider.value() / 100.0
 
+    def _titles(self, layers: list[Any], visible: bool) -> None:
+        """Each grid panel titled with its layer's name (napari >= 0.6), or untitled."""
+        for layer in layers:
+            overlay = getattr(layer, "name_overlay", None)
+            if overlay is not None:
+                overlay.visible = visible
+
+    def _curtain_axis(self) -> int:
+        """The chosen curtain axis, moved onto the slice shown when it is the sliced axis."""
+        axis = self.axis_combo.currentIndex()
+        displayed = tuple(self.viewer.dims.displayed)
+        if axis not in displayed and displayed:
+            axis = displayed[-1]  # the screen's horizontal axis
+            self.axis_combo.blockSignals(True)
+            self.axis_combo.setCurrentIndex(axis)
+            self.axis_combo.blockSignals(False)
+        return axis
+
     def apply_view(self) -> None:
         pair = self._pair()
         if pair is None:
@@ -161,19 +186,29 @@ class CompareWidget(QWidget):
             layer = find_layer(self.viewer, f"{recon.name} {m}")
             if layer is not None and m != mode:
                 layer.visible = False
+        for layer in self.viewer.layers:  # labels would tint the images
+            if type(layer).__name__ == "Labels":
+                layer.visible = False
         if mode in ("overlay", "side by side"):
             original.visible = recon.visible = True
-            if mode == "side by side":
+            side = mode == "side by side"
+            if side:
                 for layer in self.viewer.layers:
                     layer.visible = layer.name in (original.name, recon.name)
-            if grid.enabled != (mode == "side by side"):
-                grid.enabled = mode == "side by side"
+            if grid.enabled != side:
+                grid.enabled = side
                 self.viewer.reset_view()
             i, j = self.viewer.layers.index(original.name), self.viewer.layers.index(recon.name)
             if j < i:  # the reconstruction is drawn over the original
                 self.viewer.layers.move(j, i)
-            self.apply_overlay()
+            self._titles([original, recon], side)
+            if side:  # each image whole, in its own titled panel
+                original.opacity = recon.opacity = 1.0
+                original.blending = recon.blending = "translucent"
+            else:
+                self.apply_overlay()
             return
+        self._titles([original, recon], False)
         grid.enabled = False
         a = display_scale(original.data)
         b = (
@@ -185,9 +220,7 @@ class CompareWidget(QWidget):
         if mode == "checkerboard":
             data = checkerboard(a, b, self.tile_slider.value())
         else:
-            data = curtain(
-                a, b, self.axis_combo.currentIndex(), self.curtain_slider.value() / 100.0
-            )
+            data = curtain(a, b, self._curtain_axis(), self.curtain_slider.value() / 100.0)
         set_layer(
             self.viewer,
             data,

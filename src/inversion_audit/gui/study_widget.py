@@ -211,6 +211,8 @@ class StudyWidget(QWidget):
                 if info.get("role") in ("original", "reconstruction", "labels"):
                     self.viewer.layers.remove(layer.name)
         for data, kwargs, kind in layers:
+            if kind == "labels":  # shown on demand: a label tint misleads the eye
+                kwargs = {**kwargs, "visible": False}
             set_layer(self.viewer, data, kwargs, kind)
         if first:  # an empty viewer: start with axial slices, anterior up
             axial_view(self.viewer)
