@@ -264,6 +264,8 @@ class StudyConfig:
     reid: dict = field(default_factory=dict)
     #: ``[[defences]]``: each defence and its strengths (``study.defences_config``)
     defences: list[dict] = field(default_factory=list)
+    #: ``[model]``: audit an external model instead of training targets (``study.model_source``)
+    model: dict = field(default_factory=dict)
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -301,6 +303,9 @@ class StudyConfig:
         from .defences_config import parse_defences
 
         parse_defences(self.defences)
+        from .model_source import parse_model_source
+
+        parse_model_source(self.model)
 
     def preprocess_config(self, variant: str):
         """The :class:`PreprocessConfig` of a variant (skull stripping set by the variant)."""
@@ -359,6 +364,8 @@ class StudyConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("source", None)
+        if not d["model"]:
+            d.pop("model")
         if not d["defences"]:
             d.pop("defences")
         return _drop_none(d)
@@ -395,6 +402,7 @@ _PLAIN = {
     "target",
     "inversion",
     "defences",
+    "model",
     "reid",
 }
 

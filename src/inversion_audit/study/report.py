@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_write_json, atomic_write_text
+from .external_run import external_markdown
 from .figures import (
     Figure,
     case_figure,
@@ -180,6 +181,7 @@ def write_report(study_dir: str | Path, config=None) -> dict:
     md = [
         f"# {title}",
         "",
+        *external_markdown(study_dir),
         "## Summary",
         "",
         *summary_lines,

@@ -182,7 +182,12 @@ class _Study:
         return out
 
     def _run_stages(self) -> None:
-        self.stages_in_order()
+        if self.config.model:  # [model]: one run on an external model (external_run.py)
+            from .external_run import run_external
+
+            run_external(self)
+        else:
+            self.stages_in_order()
         self.collect()
 
     def stages_in_order(self) -> None:
@@ -210,7 +215,7 @@ class _Study:
             self.paths.score_part(run_name(a, v, t), f.index).name
             for f in self.folds
             for v in self.config.variants
-            for a in self.config.archs
+            for a in (["external"] if self.config.model else self.config.archs)
             for t in self.config.threat_models
         }
         wanted |= {

@@ -1,0 +1,235 @@
+"""A study's run on an external model (``[model]``): no k-fold, no target training.
+
+The members (``model.members`` / ``members_file``) are the private set; the attack set is
+the cohort's other subjects (or ``cohort.attack_path``). For each variant and threat model
+the inversion decoder is trained against the frozen external network, the members are
+reconstructed, and every reconstruction is scored against every candidate, as in the
+paper's runs. The run is named ``external_<variant>_<threat>`` (fold 0);
+``external_model.json`` records the model, its tapped latent and where the preprocessing
+differs from the model's own; the report shows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..data import Fold
+from ..errors import ConfigError
+from ..io import atomic_write_json, config_hash, write_volume
+from ..progress import report
+from . import protocol
+from .collect import write_scores
+from .layout import run_name
+from .model_source import ModelSource, model_path, parse_model_source, resolve_members
+
+if TYPE_CHECKING:
+    from ..models.external import ExternalModel
+    from .runner import _Study
+
+__all__ = ["RECORD", "external_fold", "external_markdown", "run_external"]
+
+RECORD = "external_model.json"
+ARCH = "external"
+
+
+def external_fold(study: _Study, source: ModelSource) -> Fold:
+    """Fold 0: the members as the private set, the cohort's other subjects as the attack set."""
+    members = resolve_members(source, study.cohort.ids, study.config.source)
+    others = tuple(sorted(i for i in study.cohort.ids if i not in set(members)))
+    if not others and study.attack_cohort is None:
+        raise ConfigError(
+            f"{study.config.source or 'config'}: model.members holds every cohort subject; "
+            "the attack set is empty (add subjects or set cohort.attack_path)"
+        )
+    return Fold(0, members, others)
+
+
+def _load(study: _Study, source: ModelSource, variant: str) -> ExternalModel:
+    """The external model on the variant's grid; nnU-Net's own preprocessing replaces the study's."""
+    from ..models.external import load_external
+
+    path = model_path(source.path, study.config.source)
+    if not path.exists():
+        raise ConfigError(
+            f"{study.config.source or 'config'}: model.path = {source.path!r}: not found at {path}"
+        )
+    grid = study.pre_configs[variant].shape
+    model = load_external(
+        source.source,
+        path,
+        network=source.network,
+        network_args=source.network_args,
+        fold=source.fold,
+        grid=grid,
+        latent=source.latent,
+    )
+    if model.in_channels != 1:
+        raise ConfigError(
+            f"{path}: the model takes {model.in_channels} input channels; the cohort gives one image"
+        )
+    if model.preprocess is not None:  # nnU-Net: the plans' spacing and patch size
+        base = study.pre_configs[variant]
+        study.pre_configs[variant] = dataclasses.replace(
+            model.preprocess, skull_strip=base.skull_strip, intensity=base.intensity
+        )
+    elif tuple(model.grid) != tuple(grid):
+        raise ConfigError(f"{path}: model grid {model.grid} is not the preprocessing shape {grid}")
+    return model
+
+
+def run_external(study: _Study) -> None:
+    """Every stage of the external run, in order (resumable like the protocol's)."""
+    source = parse_model_source(study.config.model)
+    if study.holdout_ids:
+        raise ConfigError(
+            "cohort holdout is not used with [model]: the non-members are the attack set"
+        )
+    fold = external_fold(study, source)
+    study.folds = [fold]
+    record: dict[str, Any] = {
+        "members": len(fold.private_set),
+        "attack": len(study.attack_ids(fold)[0]),
+    }
+    for variant in study.config.variants:
+        model = _load(study, source, variant)
+        record[variant] = model.describe()
+        protocol.write_preprocessed(study, variant)
+        model_key = config_hash({"model": model.describe(), "fold": fold.private_set})
+        for threat in study.config.threat_models:
+            run = run_name(ARCH, variant, threat)
+            inv_key = _train_inversion(study, model, fold, variant, threat, model_key)
+            rec_key = _reconstruct(study, model, fold, variant, run, inv_key)
+            _score(study, fold, variant, threat, rec_key)
+    atomic_write_json(study.paths.root / RECORD, record)
+
+
+def _train_inversion(
+    study: _Study, model: ExternalModel, fold: Fold, variant: str, threat: str, model_key: str
+) -> str:
+    from ..attack import train_inversion
+    from ..checkpoints import save_checkpoint, training_metadata
+
+    run = run_name(ARCH, variant, threat)
+    icfg = study.config.inversion_config(threat)
+    pcfg = study.fold_pre_config(variant, fold)
+    attack_ids, attack_cohort = study.attack_ids(fold)
+    key = config_hash(
+        {
+            "model": model_key,
+            "pre": pcfg.to_dict(),
+            "inversion": icfg.to_dict(),
+            **study.attack_key(fold),
+        }
+    )
+
+    def train() -> list[Path]:
+        pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
+        decoder, history = train_inversion(
+            model.target(),
+            [p.image for p in pres],
+            icfg,
+            device=study.device,
+            progress=study.stage_progress(run),
+        )
+        meta = training_metadata(icfg, history, pcfg, attack_ids)
+        meta.update(fold=fold.index, variant=variant, external_model=model.describe())
+        return list(save_checkpoint(study.paths.inversion(run, fold.index), decoder, meta))
+
+    study.stages.run(f"fold{fold.index}/{run}/inversion", key, train)
+    return key
+
+
+def _reconstruct(
+    study: _Study, model: ExternalModel, fold: Fold, variant: str, run: str, inv_key: str
+) -> str:
+    from ..attack import reconstruct
+    from ..checkpoints import load_inversion
+
+    pcfg = study.fold_pre_config(variant, fold)
+    key = config_hash({"inversion": inv_key, "private": study.files_key(fold.private_set)})
+
+    def recon() -> list[Path]:
+        target = model.target()
+        decoder = load_inversion(
+            study.paths.inversion(run, fold.index), target=target, device=study.device
+        )
+        outs = []
+        for k, sid in enumerate(fold.private_set):
+            pre = study.pre(sid, pcfg)
+            rec = reconstruct(target, decoder, pre.image, device=study.device)
+            outs.append(
+                write_volume(study.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine)
+            )
+            outs.append(
+                write_volume(study.paths.reconstruction(run, sid, "original"), pre.to_source(rec))
+            )
+            report(study.progress, k + 1, len(fold.private_set), f"{run}: reconstruct")
+        return outs
+
+    study.stages.run(f"fold{fold.index}/{run}/reconstruct", key, recon)
+    return key
+
+
+def _score(study: _Study, fold: Fold, variant: str, threat: str, rec_key: str) -> None:
+    from ..io import read_volume
+    from .scoring import score_fold
+
+    run = run_name(ARCH, variant, threat)
+    pcfg = study.fold_pre_config(variant, fold)
+    m = study.config.matching
+    key = config_hash(
+        {"recon": rec_key, "matching": m.__dict__, "candidates": study.files_key(study.cohort.ids)}
+    )
+
+    def score() -> list[Path]:
+        recs = {
+            sid: read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
+            for sid in fold.private_set
+        }
+        cands = {s.id: study.pre(s.id, pcfg) for s in study.cohort}
+        # no Dice: the external model's label map is not the cohort's
+        rows, maps = score_fold(
+            recs,
+            cands,
+            dataclasses.replace(m, metrics=[x for x in m.metrics if x not in ("reid", "dice")]),
+            device=study.device,
+            progress=study.stage_progress(run),
+        )
+        outs = [
+            write_volume(study.paths.deformation(run, sid, cid), magnitude, cands[cid].affine)
+            for (sid, cid), magnitude in maps.items()
+        ]
+        tagged = [(fold.index, ARCH, variant, threat, *r) for r in rows]
+        outs.append(write_scores(study.paths.score_part(run, fold.index), tagged))
+        return outs
+
+    study.stages.run(f"fold{fold.index}/{run}/score", key, score)
+
+
+def external_markdown(study_dir: str | Path) -> list[str]:
+    """The report's "Model audited" section (empty for the paper's protocol)."""
+    path = Path(study_dir) / RECORD
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["## Model audited", ""]
+    for variant, m in record.items():
+        if not isinstance(m, dict):
+            continue
+        lat = m["latent"]
+        lines.append(
+            f"- {variant}: {m['source']} model {m['network']} ({m['weights_file']}, sha256 "
+            f"{m['weights_sha256']}), input {m['in_channels']} x {' x '.join(map(str, m['grid']))}; "
+            f"latent tapped at module `{lat['module']}`, shape {lat['shape']}"
+            + (f"; skips at {', '.join(f'`{s}`' for s in lat['skips'])}" if lat["skips"] else "")
+        )
+        lines += [f"  - preprocessing differs: {d}" for d in m.get("preprocess_differences", [])]
+    lines += [
+        f"- {record.get('members', '?')} members (the private set), {record.get('attack', '?')} "
+        "attack subjects; no k-fold retraining.",
+        "",
+    ]
+    return lines

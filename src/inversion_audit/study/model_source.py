@@ -1,0 +1,152 @@
+"""The ``[model]`` table: audit an external model (MONAI network, MONAI bundle, nnU-Net folder).
+
+```toml
+[model]
+source = "monai"                 # "monai" | "bundle" | "nnunet"
+path = "weights.safetensors"     # weights file | bundle folder | nnU-Net trained model folder
+network = "BasicUNet"            # monai only
+network_args = { spatial_dims = 3, in_channels = 1, out_channels = 6 }   # monai only
+fold = 0                         # nnunet only
+latent = "auto"                  # or a module path
+members = ["IXI002-Guys-0828"]   # or members_file = "ids.txt" / an nnU-Net splits_final.json
+```
+
+Torch-free. The members are the private set; the attack set is the cohort's other subjects
+(or ``cohort.attack_path``). Errors are :class:`ConfigError` naming the key (and the file).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["ModelSource", "parse_model_source", "resolve_members", "model_path"]
+
+SOURCES = ("monai", "bundle", "nnunet")
+_KEYS = ("source", "path", "network", "network_args", "fold", "latent", "members", "members_file")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A validated ``[model]`` table."""
+
+    source: str
+    path: str
+    network: str | None = None
+    network_args: dict[str, Any] = field(default_factory=dict)
+    fold: int = 0
+    latent: str = "auto"
+    members: tuple[str, ...] = ()
+    members_file: str | None = None
+
+    @property
+    def arch(self) -> str:
+        """The name the study's runs and scores use for this model."""
+        return "external"
+
+
+def parse_model_source(data: Any) -> ModelSource | None:
+    """Validate a ``[model]`` table (``None`` or empty: no external model)."""
+    if not data:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError("model must be a table")
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key 'model.{unknown[0]}' (allowed: {', '.join(_KEYS)})")
+    source = data.get("source")
+    if source not in SOURCES:
+        raise ConfigError(f"model.source must be one of {', '.join(SOURCES)}, got {source!r}")
+    path = data.get("path")
+    if not isinstance(path, str) or not path:
+        raise ConfigError("model.path must name a weights file or model folder")
+    network, args = data.get("network"), data.get("network_args", {})
+    if source == "monai":
+        if not isinstance(network, str) or not network:
+            raise ConfigError("model.network (a MONAI class name) is required for source = 'monai'")
+        if not isinstance(args, dict):
+            raise ConfigError("model.network_args must be a table")
+    elif network is not None or "network_args" in data:
+        raise ConfigError(
+            f"model.network and model.network_args apply to source = 'monai' only, not {source!r}"
+        )
+    fold = data.get("fold", 0)
+    if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold <= 99:
+        raise ConfigError(f"model.fold must be an integer in 0..99, got {fold!r}")
+    if "fold" in data and source != "nnunet":
+        raise ConfigError("model.fold applies to source = 'nnunet' only")
+    latent = data.get("latent", "auto")
+    if not isinstance(latent, str) or not latent or len(latent) > 300:
+        raise ConfigError("model.latent must be 'auto' or a module path")
+    members, members_file = data.get("members"), data.get("members_file")
+    if (members is None) == (members_file is None):
+        raise ConfigError("model: give exactly one of members (a list of ids) and members_file")
+    if members is not None and (
+        not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members)
+    ):
+        raise ConfigError("model.members must be a non-empty list of subject ids")
+    if members_file is not None and (not isinstance(members_file, str) or not members_file):
+        raise ConfigError("model.members_file must be a file name")
+    if members is not None and len(set(members)) != len(members):
+        raise ConfigError("model.members lists a subject twice")
+    return ModelSource(
+        source, path, network, dict(args), fold, latent, tuple(members or ()), members_file
+    )
+
+
+def model_path(value: str, config_source: str | None) -> Path:
+    """A ``[model]`` path, relative to the config file's folder when it exists there."""
+    p = Path(value)
+    if not p.is_absolute() and config_source:
+        cand = Path(config_source).parent / p
+        if cand.exists():
+            return cand
+    return p
+
+
+def _read_members_file(path: Path, fold: int) -> list[str]:
+    if not path.is_file():
+        raise ConfigError(f"model.members_file = {str(path)!r}: file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"model.members_file {path}: unreadable ({exc})") from exc
+    if path.suffix == ".json":  # nnU-Net's splits_final.json: [{"train": [...], "val": [...]}, ...]
+        try:
+            splits = json.loads(text)
+            ids = splits[fold]["train"]
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"model.members_file {path}: not an nnU-Net splits file with fold {fold} "
+                f"({type(exc).__name__})"
+            ) from exc
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ConfigError(f"model.members_file {path}: fold {fold} 'train' must list ids")
+        return ids
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def resolve_members(
+    model: ModelSource, cohort_ids: list[str] | tuple[str, ...], config_source: str | None
+) -> tuple[str, ...]:
+    """The members (private set), each checked to be a cohort subject."""
+    where = "model.members"
+    ids = list(model.members)
+    if model.members_file is not None:
+        path = model_path(model.members_file, config_source)
+        where = f"model.members_file ({path})"
+        ids = _read_members_file(path, model.fold)
+    known = set(cohort_ids)
+    missing = [i for i in ids if i not in known]
+    if missing:
+        prefix = f"{config_source}: " if config_source else ""
+        raise ConfigError(
+            f"{prefix}{where}: {len(missing)} id(s) not in the cohort, e.g. {missing[0]!r}"
+        )
+    if not ids:
+        raise ConfigError(f"{where}: no members")
+    return tuple(sorted(set(ids)))
