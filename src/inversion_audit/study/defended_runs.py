@@ -271,8 +271,8 @@ def _attack(d: _Defended, threat: str, key: str) -> None:
         return outs
 
     study.stages.run(f"fold{d.fold.index}/{run}/reconstruct", rec_key, recon)
-    # scored against the true originals; the matching 'dice' segments with the undefended target
-    _score(study, d.fold, d.variant, d.arch, column, rec_key)
+    # scored against the true originals; the 'dice' metric segments with the released target
+    _score(study, d.fold, d.variant, d.arch, column, rec_key, segmenter=lambda: d.load("release"))
 
 
 def _num(value: float) -> float | None:

@@ -12,7 +12,7 @@ import dataclasses
 import glob
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from .holdout import check_holdout_unused
 from .layout import run_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .runner import _Study
 
 __all__ = ["write_preprocessed", "train_target", "attack"]
@@ -192,7 +194,10 @@ def _score(
     threat: str,
     rec_key: str,
     reid_key: str | None = None,
+    segmenter: Callable[[], Any] | None = None,
 ) -> None:
+    """Score the run's reconstructions; ``segmenter`` loads the network the 'dice' metric
+    segments with (default: the fold's target; defended runs pass their released target)."""
     from ..checkpoints import load_target
     from ..io import read_volume
     from ..training import segment
@@ -214,7 +219,7 @@ def _score(
     def score() -> list[Path]:
         from .scoring import score_fold
 
-        target = load_target(tpath, device=study.device)
+        target = segmenter() if segmenter else load_target(tpath, device=study.device)
         recs = {
             sid: read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
             for sid in ids
