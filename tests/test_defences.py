@@ -150,3 +150,30 @@ def test_vae_loss_falls_and_obfuscator_uses_the_mapping():
     out = Obfuscator(vae, config)(images[0])
     assert out.shape == images[0].shape
     assert set(np.unique(out)) <= set(Obfuscator(vae, config).lut.tolist())
+
+
+@pytest.mark.gpu
+def test_dp_sgd_latent_noise_and_obfuscation_on_cuda():
+    import torch
+
+    from inversion_audit.defences.latent_noise import LatentNoise, release_latents
+    from inversion_audit.defences.obfuscation import ObfuscationConfig, Obfuscator, train_vae
+    from inversion_audit.training import TargetConfig, train_target
+    from inversion_audit.training.dp import with_dp
+
+    images, labels = _tiny()
+    config = with_dp(TargetConfig(depth=2, base_filters=4, epochs=1, batch_size=2), {})
+    model, history = train_target(images, labels, config, device="cuda")
+    assert next(model.parameters()).is_cuda and history.privacy["epsilon"] > 0
+
+    x = torch.from_numpy(images[0])[None, None].cuda()
+    with torch.no_grad():
+        clean = model.encode(x).bottleneck
+        release_latents(model, LatentNoise(sigma=0.5))
+        released = model.encode(x).bottleneck
+    assert released.is_cuda and not torch.equal(clean, released)
+
+    obf_config = ObfuscationConfig(levels=4, bins=16, vae_filters=4, vae_epochs=1)
+    vae, _ = train_vae(images, obf_config, device="cuda")
+    out = Obfuscator(vae, obf_config).tensor(x)
+    assert out.is_cuda and len(torch.unique(out)) <= 4
