@@ -16,7 +16,10 @@ from typing import Any
 
 from .errors import CheckpointError, ConfigError
 
-__all__ = ["check_sidecar", "check_target_args"]
+__all__ = ["SIDECAR_FORMAT", "check_sidecar", "check_target_args"]
+
+#: the ``format`` every checkpoint sidecar of this package records
+SIDECAR_FORMAT = "inversion-audit-checkpoint/1"
 
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
@@ -155,8 +158,6 @@ def check_sidecar(meta: Any, sidecar: str | Path) -> dict[str, Any]:
 
     Raises :class:`CheckpointError` ``<sidecar>: <key> ...`` otherwise.
     """
-    from .checkpoints import SIDECAR_FORMAT
-
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
         raise CheckpointError(
             f"{sidecar}: not an inversion-audit checkpoint sidecar (format {SIDECAR_FORMAT})"

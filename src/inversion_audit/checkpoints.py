@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint_sidecar import check_sidecar
+from .checkpoint_sidecar import SIDECAR_FORMAT, check_sidecar
 from .data.sidecar import preprocess_config
 from .errors import CheckpointError
 from .io import atomic_write_bytes, atomic_write_json, file_hash, ids_hash, state_hash
 from .io.untrusted import read_json
+from .io.weights import load_weights
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +45,6 @@ __all__ = [
     "state_hash",
 ]
 
-SIDECAR_FORMAT = "inversion-audit-checkpoint/1"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 #: metadata keys refused by :func:`save_checkpoint`: subject ids never go into a checkpoint
 FORBIDDEN_KEYS = ("ids", "subjects", "train_ids", "private_set", "attack_set")
@@ -181,48 +180,6 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     # untrusted: size and nesting bounded before parsing, every field checked before use
     meta = read_json(sidecar, CheckpointError, "checkpoint sidecar")
     return check_sidecar(meta, sidecar)
-
-
-def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a tensor dict from ``.safetensors``, or from ``.pt``/``.pth`` with ``weights_only=True``.
-
-    A pickle holding anything but plain tensors (e.g. objects whose unpickling would run
-    code) is refused with :class:`CheckpointError`; nothing in it is executed.
-    """
-    import torch
-
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{p}: checkpoint weights not found")
-    if p.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(p))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{p}: not a valid safetensors file ({exc})") from exc
-    if p.suffix not in (".pt", ".pth"):
-        raise CheckpointError(
-            f"{p}: unsupported checkpoint type; use .safetensors (or .pt/.pth state dicts)"
-        )
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(
-            f"{p}: refused: the file holds pickled objects beyond plain tensors, which could run code "
-            f"when loaded. Only state dicts of tensors are accepted; convert it to .safetensors. ({reason})"
-        ) from None
-    except Exception as exc:
-        raise CheckpointError(
-            f"{p}: unreadable torch checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{p}: expected a state dict of tensors")
-    return state
 
 
 def _fill(model: nn.Module, state: dict[str, torch.Tensor], weights: Path) -> None:

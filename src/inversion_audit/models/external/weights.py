@@ -81,7 +81,7 @@ def read_state_dict(
     """
     p = Path(path)
     if p.suffix == ".safetensors":
-        from ...checkpoints import load_weights
+        from ...io.weights import load_weights
 
         state: Any = load_weights(p)
     elif p.suffix in (".pt", ".pth"):
