@@ -540,3 +540,25 @@ def test_cli_run_names_a_member_missing_from_the_cohort(tmp_path, capsys):
     assert main(["run", str(config), "--out", str(tmp_path / "study"), "--quiet"]) != 0
     err = capsys.readouterr().err
     assert "model.members" in err and "IXI999-nobody" in err and "audit.toml" in err
+
+
+@pytest.mark.slow
+def test_cli_run_names_a_bad_latent_path_and_channels(tmp_path, capsys):
+    from inversion_audit.cli.main import main
+
+    config = tmp_path / "audit.toml"
+    text = external_study_toml(tmp_path, ["sub-000"])
+    save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
+    config.write_text(text.replace('latent = "auto"', 'latent = "down_4.nowhere"'))
+    assert main(["run", str(config), "--out", str(tmp_path / "s1"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "audit.toml" in err and "model.latent" in err and "nowhere" in err
+    two = {**TINY["BasicUNet"], "in_channels": 2}
+    from monai.networks.nets import BasicUNet
+    from safetensors.torch import save_model
+
+    save_model(BasicUNet(**two), str(tmp_path / "BasicUNet.safetensors"))
+    config.write_text(text.replace("in_channels = 1", "in_channels = 2"))
+    assert main(["run", str(config), "--out", str(tmp_path / "s2"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "audit.toml" in err and "in_channels" in err and "BasicUNet.safetensors" in err

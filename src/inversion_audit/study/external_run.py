@@ -57,18 +57,23 @@ def _load(study: _Study, source: ModelSource, variant: str) -> ExternalModel:
             f"{study.config.source or 'config'}: model.path = {source.path!r}: not found at {path}"
         )
     grid = study.pre_configs[variant].shape
-    model = load_external(
-        source.source,
-        path,
-        network=source.network,
-        network_args=source.network_args,
-        fold=source.fold,
-        grid=grid,
-        latent=source.latent,
-    )
+    where = study.config.source or "config"
+    try:
+        model = load_external(
+            source.source,
+            path,
+            network=source.network,
+            network_args=source.network_args,
+            fold=source.fold,
+            grid=grid,
+            latent=source.latent,
+        )
+    except ConfigError as exc:  # name the study config as well as the model's files
+        raise ConfigError(f"{where}: [model] {exc}") from exc
     if model.in_channels != 1:
         raise ConfigError(
-            f"{path}: the model takes {model.in_channels} input channels; the cohort gives one image"
+            f"{where}: model.network_args.in_channels: {path} takes {model.in_channels} input "
+            "channels; the cohort gives one image"
         )
     if model.preprocess is not None:  # nnU-Net: the plans' spacing and patch size
         base = study.pre_configs[variant]
