@@ -148,9 +148,22 @@ class DeformationWidget(QWidget):
         """Add the magnitude (and vectors) layers over the candidate and report the mean."""
         self.result = view
         geometry = same_geometry(fixed)
-        high = float(np.percentile(view.magnitude, 99.5)) if view.magnitude.size else 1.0
-        high = high if high > 0 else float(view.magnitude.max()) or 1.0
+        # the legend spans exactly the numbers written beside it: 0 to the map's maximum
+        high = float(view.magnitude.max()) if view.magnitude.size else 0.0
+        high = high if np.isfinite(high) and high > 0 else 1.0
         name = f"{moving.name} → {fixed.name} displacement (mm)"
+        vectors_name = f"{moving.name} → {fixed.name} vectors"
+        for old in list(self.viewer.layers):  # a new result replaces the previous pair's
+            role = (
+                old.metadata.get(META_KEY, {}).get("role")
+                if isinstance(old.metadata, dict)
+                else None
+            )
+            if role in ("deformation", "deformation_vectors") and old.name not in (
+                name,
+                vectors_name,
+            ):
+                self.viewer.layers.remove(old)
         layer = set_layer(
             self.viewer,
             view.magnitude,
@@ -165,11 +178,11 @@ class DeformationWidget(QWidget):
                     META_KEY: {
                         "role": "deformation",
                         "mean_displacement_mm": view.mean_displacement_mm,
+                        "stored": bool(view.cached),
                     }
                 },
             },
         )
-        vectors_name = f"{moving.name} → {fixed.name} vectors"
         if view.vectors is not None and len(view.vectors):
             set_layer(
                 self.viewer,
@@ -180,6 +193,7 @@ class DeformationWidget(QWidget):
                     "edge_color": "yellow",
                     "length": 1.0,
                     **geometry,
+                    "metadata": {META_KEY: {"role": "deformation_vectors"}},
                 },
                 "vectors",
             )
@@ -200,5 +214,5 @@ class DeformationWidget(QWidget):
         # a pair the study did not score has no mean: never an average the study did not take
         shown = f"{mean:.2f} mm" if np.isfinite(mean) else "not computed"
         self.result_label.setText(
-            f"mean displacement {shown} ({source}); max {float(view.magnitude.max()):.2f} mm"
+            f"mean displacement {shown} ({source}); colour scale 0–{high:.2f} mm (0 to the maximum)"
         )
