@@ -173,3 +173,15 @@ def test_reid_is_a_pipeline_metric_ranked_higher_is_better():
     assert METRIC_DIRECTIONS["reid"] is True
     with pytest.raises(ConfigError, match="'reid' needs a trained re-identifier"):
         score_reconstructions(recs, cands, opts, device="cpu")
+
+
+@pytest.mark.gpu
+def test_reid_trains_and_scores_on_cuda_like_on_cpu():
+    train = [make_blob_volume((16,) * 3, seed=s)[0] for s in range(4)]
+    recon = [_blurred(x, i) for i, x in enumerate(train)]
+    cfg = ReidConfig(epochs=2, base_filters=2, embed_dim=8, input_size=16, batch_size=4)
+    net, history = train_reid(recon, train, cfg, device="cuda")
+    assert history["device"].startswith("cuda") and np.isfinite(history["epoch_loss"]).all()
+    on_gpu = reid_scores(net, recon, train, 16, "cuda")  # float16 autocast on CUDA
+    on_cpu = reid_scores(net, recon, train, 16, "cpu")
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=2e-2, atol=2e-2)
