@@ -562,3 +562,74 @@ def test_cli_run_names_a_bad_latent_path_and_channels(tmp_path, capsys):
     assert main(["run", str(config), "--out", str(tmp_path / "s2"), "--quiet"]) != 0
     err = capsys.readouterr().err
     assert "audit.toml" in err and "in_channels" in err and "BasicUNet.safetensors" in err
+
+
+def test_model_table_is_validated_naming_the_key(tmp_path):
+    from inversion_audit.study.model_source import parse_model_source, resolve_members
+
+    base = {"source": "monai", "path": "w.safetensors", "network": "BasicUNet", "members": ["a"]}
+    assert parse_model_source(base).network == "BasicUNet"
+    assert parse_model_source({}) is None
+    bad = [
+        ({**base, "weights": "x"}, "model.weights"),
+        ({**base, "source": "keras"}, "model.source"),
+        ({k: v for k, v in base.items() if k != "network"}, "model.network"),
+        ({**base, "fold": 1}, "model.fold"),
+        ({**base, "members_file": "ids.txt"}, "exactly one of members"),
+        ({**base, "members": ["a", "a"]}, "twice"),
+        ({**base, "source": "bundle"}, "source = 'monai' only"),
+    ]
+    for data, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            parse_model_source(data)
+    # members from an nnU-Net splits_final.json: fold K's training cases
+    splits = [{"train": ["a", "b"], "val": ["c"]}, {"train": ["c", "a"], "val": ["b"]}]
+    (tmp_path / "splits_final.json").write_text(json.dumps(splits))
+    (tmp_path / "ids.txt").write_text("# members\nb\n\nc\n")
+    cfg = str(tmp_path / "study.toml")
+    nn_source = parse_model_source(
+        {"source": "nnunet", "path": "m", "fold": 1, "members_file": "splits_final.json"}
+    )
+    assert resolve_members(nn_source, ["a", "b", "c", "d"], cfg) == ("a", "c")
+    txt = parse_model_source(
+        {**{k: v for k, v in base.items() if k != "members"}, "members_file": "ids.txt"}
+    )
+    assert resolve_members(txt, ["a", "b", "c"], cfg) == ("b", "c")
+    with pytest.raises(ConfigError, match=r"study\.toml: model\.members.*'zz'"):
+        resolve_members(parse_model_source({**base, "members": ["a", "zz"]}), ["a", "b"], cfg)
+
+
+@pytest.mark.slow
+def test_cli_run_audits_an_nnunet_folder_with_its_own_preprocessing(tmp_path):
+    import csv
+
+    from inversion_audit.cli.main import main
+
+    root, _ = write_nnunet(tmp_path)
+    splits = [{"train": ["sub-001", "sub-003"], "val": ["sub-000", "sub-002"]}]
+    (tmp_path / "splits_final.json").write_text(json.dumps(splits))
+    text = external_study_toml(tmp_path, ["x"])
+    model = text[text.index("[model]") :]
+    text = text.replace(
+        model,
+        f'[model]\nsource = "nnunet"\npath = "{root.name}"\nfold = 0\n'
+        'members_file = "splits_final.json"\n',
+    )
+    config = tmp_path / "audit.toml"
+    config.write_text(text)
+    out = tmp_path / "study"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    with open(out / "scores" / "scores.csv", newline="") as fh:
+        ids = {r["reconstruction_id"] for r in csv.DictReader(fh)}
+    assert ids == {"sub-001", "sub-003"}
+    # the plans' grid and spacing replace the study's: (x, y, z) = reversed (z, y, x) patch
+    from inversion_audit.io import read_volume
+
+    rec = read_volume(
+        out / "reconstructions" / "external_skull-stripped_bottleneck" / "sub-001_recon_pre.nii.gz"
+    )
+    assert rec.array.shape == (32, 32, 16)
+    np.testing.assert_allclose(np.abs(np.diag(rec.affine)[:3]), [2.0, 2.0, 3.0], atol=1e-4)
+    report_md = (out / "report.md").read_text()
+    assert "PlainConvUNet" in report_md and "`encoder.stages.2`" in report_md
+    assert "preprocessing differs" in report_md
