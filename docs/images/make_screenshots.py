@@ -1,12 +1,15 @@
-"""Make the user guide's screenshots of the widgets on a study folder.
+"""Make every screenshot of the user guide and of docs/reader-study.md from real napari.
 
 Usage (the demo study by default)::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py [STUDY]
 
-Writes ``docs/images/compare.png``, ``docs/images/candidates.png`` and
-``docs/images/reader-case.png`` (a blinded reader-study case grid; the design is created in a
-temporary folder with ``create_design``, as ``inversion-audit reader-study create`` does).
+Writes, in a 1280x800 window with the Review panel docked: ``docs/images/review.png`` (the
+Study tab after selecting a reconstruction), ``docs/images/compare.png`` (Compare tab, side
+by side with the difference map), ``docs/images/candidates.png`` (Candidates tab, a candidate
+beside the reconstruction), and ``docs/images/reader-case.png`` (a blinded reader-study case
+grid; the design is created in a temporary folder with ``create_design``, as
+``inversion-audit reader-study create`` does).
 """
 
 from __future__ import annotations
@@ -43,14 +46,17 @@ def settle(seconds: float = 1.0) -> None:
 
 def main(study: Path) -> None:
     viewer = napari.Viewer(title="Inversion Audit")
-    viewer.window.resize(1500, 950)
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    viewer.window.resize(1280, 800)
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
+    opener = panel.show_tab("Study")
     index = opener.open_study(study)
     entry = index.entries[0]
     opener.select(entry)
     wait(lambda: opener.state.entry == entry and viewer.layers)
+    settle()
+    viewer.screenshot(str(OUT / "review.png"), canvas_only=False, flash=False)
 
-    _, compare = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare", tabify=True)
+    compare = panel.show_tab("Compare")
     job = compare.compute()
     wait(lambda: not job.is_running)
     names = {
@@ -60,12 +66,15 @@ def main(study: Path) -> None:
     }
     for layer in viewer.layers:
         layer.visible = layer.name in names
+        layer.opacity = 1.0
+        if getattr(layer, "name_overlay", None) is not None:
+            layer.name_overlay.visible = True
     viewer.canvas.grid.enabled = True
     viewer.reset_view()
     settle()
     viewer.screenshot(str(OUT / "compare.png"), canvas_only=False, flash=False)
 
-    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches", tabify=True)
+    table = panel.show_tab("Candidates")
     other = next(r for r in table.rows if r.candidate.candidate_id != entry.reconstruction_id)
     table.select_row(table.rows.index(other))
     wait(lambda: table.state.candidate_id == other.candidate.candidate_id)
@@ -82,7 +91,7 @@ def reader_case(study: Path) -> None:
         design = create_design(study, ["alice", "bob"], n_candidates=5, seed=0)
         db = write_design(Path(tmp) / "rs.sqlite", design)
         viewer = napari.Viewer(title="Inversion Audit reader study")
-        viewer.window.resize(1500, 950)
+        viewer.window.resize(1280, 800)
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reader study")
         widget.open_database(str(db))
         widget.log_in("alice")

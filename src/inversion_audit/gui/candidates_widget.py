@@ -316,6 +316,10 @@ class CandidatesWidget(QWidget):
                 layer.contrast_limits_range = DISPLAY_WINDOW
             for other in self.viewer.layers:
                 other.visible = other.name in (layer.name, recon.name)
+            for shown in (layer, recon):  # each grid panel titled with its layer's name
+                overlay = getattr(shown, "name_overlay", None)
+                if overlay is not None:
+                    overlay.visible = True
             i, j = self.viewer.layers.index(recon.name), self.viewer.layers.index(layer.name)
             if j != i + 1:  # the candidate's grid cell right beside the reconstruction's
                 self.viewer.layers.move(j, i + 1 if j > i else i)
