@@ -516,7 +516,11 @@ def test_cli_run_audits_a_monai_model_on_the_sample_cohort(tmp_path, capsys):
     config = tmp_path / "audit.toml"
     config.write_text(external_study_toml(tmp_path, ["sub-000", "sub-002"]))
     out = tmp_path / "study"
+    assert main(["run", str(config), "--out", str(out), "--plan"]) == 0
+    assert "0 of 4 stages done" in capsys.readouterr().out  # preprocess, invert, reconstruct, score
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    assert main(["run", str(config), "--out", str(out), "--plan"]) == 0
+    assert "4 of 4 stages done" in capsys.readouterr().out
     with open(out / "scores" / "scores.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     ssim = [r for r in rows if r["metric"] == "ssim"]

@@ -108,7 +108,8 @@ def run_external(study: _Study) -> None:
             inv_key = _train_inversion(study, model, fold, variant, threat, model_key)
             rec_key = _reconstruct(study, model, fold, variant, run, inv_key)
             _score(study, fold, variant, threat, rec_key)
-    atomic_write_json(study.paths.root / RECORD, record)
+    if not study.stages.dry_run:
+        atomic_write_json(study.paths.root / RECORD, record)
 
 
 def _train_inversion(

@@ -182,16 +182,15 @@ class _Study:
         return out
 
     def _run_stages(self) -> None:
-        if self.config.model:  # [model]: one run on an external model (external_run.py)
-            from .external_run import run_external
-
-            run_external(self)
-        else:
-            self.stages_in_order()
+        self.stages_in_order()
         self.collect()
 
     def stages_in_order(self) -> None:
         """Every stage of the protocol: preprocessing, then each fold's attacks."""
+        if self.config.model:  # [model]: one run on an external model (external_run.py)
+            from .external_run import run_external
+
+            return run_external(self)
         for variant in self.config.variants:
             protocol.write_preprocessed(self, variant)
         for fold in self.folds:
