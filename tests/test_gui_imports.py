@@ -18,6 +18,8 @@ WIDGETS = {
     "deformation_widget": "DeformationWidget",
     "candidates_widget": "CandidatesWidget",
     "run_widget": "RunStudyWidget",
+    "review_panel": "ReviewPanel",
+    "reader_study_widget": "ReaderStudyWidget",
 }
 
 CODE = """
