@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,10 @@ from ..data import (
     config_with_nyul,
     preprocess_subject,
 )
-from ..errors import CohortError, ConfigError
+from ..data.cohort import require_valid
+from ..errors import CheckpointError, CohortError, ConfigError
+from ..io.paths import check_output_folder, output_path
+from ..io.untrusted import read_json, read_toml
 from .common import (
     add_device_args,
     add_quiet_arg,
@@ -36,6 +38,10 @@ from .common import (
 )
 
 __all__ = ["register"]
+
+#: the two files ``reconstruct`` writes per subject, and its record of what is complete
+RECON_SUFFIXES = ("_recon.nii.gz", "_recon_pre.nii.gz")
+RECORD = "reconstruct.json"
 
 #: flag name -> TargetConfig field
 TARGET_FLAGS = {
@@ -140,14 +146,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _read_table_file(path: str) -> dict[str, Any]:
     p = Path(path)
-    try:
-        if p.suffix == ".toml":
-            return tomllib.loads(p.read_text(encoding="utf-8"))
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found") from None
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: invalid {p.suffix.lstrip('.') or 'JSON'} ({exc})") from exc
+    if p.suffix == ".toml":
+        return read_toml(p, ConfigError, "config")
+    data = read_json(p, ConfigError, "config")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _section(config: dict[str, Any], name: str, path: str | None) -> dict[str, Any]:
@@ -212,12 +216,14 @@ def _train_target(args: argparse.Namespace) -> int:
     pre_table = _preprocess_config(args, _section(file_config, "preprocess", args.config))
     pre_table.setdefault("divisible_by", config.multiple)
     pre_config = PreprocessConfig.from_dict(pre_table)
+    check_output_folder(args.out, ("target.safetensors", "target.json"))
     subjects = _cohort_subjects(args)
     missing = [s.id for s in subjects if s.labels is None]
     if missing:
         raise CohortError(
             f"{args.cohort}: training a target needs labels; none for {', '.join(missing)}"
         )
+    require_valid(subjects, require_labels=True, where=args.cohort)
     pre_config = _fixed_shape(subjects, config_with_nyul(pre_config, subjects))
     with tqdm_progress(args.quiet) as progress:
         pres = preprocess_cohort(subjects, pre_config, progress=progress)
@@ -268,7 +274,9 @@ def _train_inversion(args: argparse.Namespace) -> int:
         return fail(
             f"{args.target}: sidecar has no preprocess config to prepare the attack set with", 1
         )
+    check_output_folder(args.out, ("inversion.safetensors", "inversion.json"))
     subjects = _cohort_subjects(args)
+    require_valid(subjects, require_labels=pre_config.skull_strip == "labels", where=args.cohort)
     with tqdm_progress(args.quiet) as progress:
         pres = preprocess_cohort(subjects, pre_config, progress=progress)
         try:
@@ -292,24 +300,65 @@ def _train_inversion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_preprocessing(target, decoder, args: argparse.Namespace):
+    """The decoder's preprocess config, which must equal the target's where both record one."""
+    from ..data.sidecar import preprocess_config
+
+    mine, theirs = preprocess_config(decoder.metadata), preprocess_config(target.metadata)
+    if mine is not None and theirs is not None and mine != theirs:
+        a, b = mine.to_dict(), theirs.to_dict()
+        keys = ", ".join(k for k in sorted(a) if a[k] != b[k])
+        raise CheckpointError(
+            f"{args.inversion}: the decoder's preprocessing differs from the target's "
+            f"({args.target}) in {keys}: it was not trained against this target"
+        )
+    return mine or theirs
+
+
 def _reconstruct(args: argparse.Namespace) -> int:
     from ..attack import reconstruct_subject
-    from ..checkpoints import load_inversion, load_target, preprocess_config
+    from ..checkpoints import load_inversion, load_target
     from ..devices import set_threads
+    from ..io import atomic_write_json
     from ..progress import report, tqdm_progress
 
     setup_logging(args.quiet)
     set_threads(args.threads)
     target = load_target(args.target)
     decoder = load_inversion(args.inversion, target=target)
-    pre_config = preprocess_config(decoder.metadata) or preprocess_config(target.metadata)
+    pre_config = _same_preprocessing(target, decoder, args)
     if pre_config is None:
         return fail(f"{args.inversion}: sidecar has no preprocess config", 1)
     subjects = _cohort_subjects(args)
     out = Path(args.out)
+    # everything is checked before the first write: the folder, every output name, every file
+    names = [f"{s.id}{suffix}" for s in subjects for suffix in RECON_SUFFIXES]
+    check_output_folder(out, (*names, RECORD))
+    strip = pre_config.skull_strip
+    require_valid(subjects, require_labels=strip == "labels", where=args.cohort)
+    no_mask = [s.id for s in subjects if strip == "mask" and s.mask is None]
+    if no_mask:
+        raise CohortError(f"{args.cohort}: skull_strip='mask' but no mask for {', '.join(no_mask)}")
+    done: list[str] = []
     with tqdm_progress(args.quiet) as progress:
-        for k, subject in enumerate(subjects):
-            reconstruct_subject(target, decoder, subject, pre_config, args.device, out_dir=out)
-            report(progress, k + 1, len(subjects), "reconstruct")
+        try:
+            for k, subject in enumerate(subjects):
+                reconstruct_subject(target, decoder, subject, pre_config, args.device, out_dir=out)
+                done.append(subject.id)
+                report(progress, k + 1, len(subjects), "reconstruct")
+        except BaseException as exc:
+            # partial by necessity: say so, and record which subjects are complete
+            pending = [s.id for s in subjects if s.id not in done]
+            atomic_write_json(
+                output_path(out, RECORD),
+                {"complete": False, "done": done, "not_done": pending, "error": str(exc)},
+            )
+            print(
+                f"inversion-audit: reconstructed {len(done)} of {len(subjects)} subjects before "
+                f"stopping; {output_path(out, RECORD)} lists them",
+                file=sys.stderr,
+            )
+            raise
+    atomic_write_json(output_path(out, RECORD), {"complete": True, "done": done, "not_done": []})
     print(f"wrote {2 * len(subjects)} reconstructions to {out}")
     return 0

@@ -50,9 +50,19 @@ def _defence_tag(text: str) -> bool:
     return True
 
 
+def _path(root: Path, *parts: str) -> Path:
+    from ..io.paths import output_path  # imported here: this module stays standard-library only
+
+    return output_path(root, *parts)
+
+
 @dataclass(frozen=True)
 class StudyPaths:
-    """Paths of the study folder layout (see README, "Study folder")."""
+    """Paths of the study folder layout (``docs/architecture.md``, "Study folder layout").
+
+    Every path is built by :func:`~inversion_audit.io.paths.output_path`, so a subject id
+    or run name that would leave the study folder raises a ``CohortError`` instead.
+    """
 
     root: Path
 
@@ -60,39 +70,45 @@ class StudyPaths:
         object.__setattr__(self, "root", Path(root))
 
     def target(self, arch: str, variant: str, fold: int) -> Path:
-        return (
-            self.root / "checkpoints" / f"{arch}_{variant}" / f"fold{fold}" / "target.safetensors"
+        return _path(
+            self.root, "checkpoints", f"{arch}_{variant}", f"fold{fold}", "target.safetensors"
         )
 
     def inversion(self, run: str, fold: int) -> Path:
-        return self.root / "checkpoints" / run / f"fold{fold}" / "inversion.safetensors"
+        return _path(self.root, "checkpoints", run, f"fold{fold}", "inversion.safetensors")
+
+    def preprocessed_dir(self, variant: str) -> Path:
+        return _path(self.root, "preprocessed", variant)
+
+    def reconstructions_dir(self, run: str) -> Path:
+        return _path(self.root, "reconstructions", run)
 
     def preprocessed(self, variant: str, subject: str) -> Path:
         """A candidate original as compared (preprocessed grid)."""
-        return self.root / "preprocessed" / variant / f"{subject}.nii.gz"
+        return _path(self.root, "preprocessed", variant, f"{subject}.nii.gz")
 
     def preprocessed_labels(self, variant: str, subject: str) -> Path:
         """The subject's label map on the preprocessed grid (for display)."""
-        return self.root / "preprocessed" / variant / f"{subject}_seg.nii.gz"
+        return _path(self.root, "preprocessed", variant, f"{subject}_seg.nii.gz")
 
     def reconstruction(self, run: str, subject: str, grid: str = "original") -> Path:
         """``_recon.nii.gz`` on the subject's original grid, ``_recon_pre.nii.gz`` on the preprocessed grid."""
         if grid not in ("original", "preprocessed"):
             raise ValueError(f"grid must be 'original' or 'preprocessed', got {grid!r}")
         suffix = "_recon.nii.gz" if grid == "original" else "_recon_pre.nii.gz"
-        return self.root / "reconstructions" / run / f"{subject}{suffix}"
+        return _path(self.root, "reconstructions", run, f"{subject}{suffix}")
 
     def score_part(self, run: str, fold: int) -> Path:
-        return self.root / "scores" / "parts" / f"{run}_fold{fold}.csv"
+        return _path(self.root, "scores", "parts", f"{run}_fold{fold}.csv")
 
     def deformation_dir(self, run: str) -> Path:
-        return self.root / "deformation" / run
+        return _path(self.root, "deformation", run)
 
     def deformation(self, run: str, subject: str, candidate: str) -> Path:
-        return self.deformation_dir(run) / f"{subject}__{candidate}_magnitude.nii.gz"
+        return _path(self.root, "deformation", run, f"{subject}__{candidate}_magnitude.nii.gz")
 
     def rankings(self, run: str) -> Path:
-        return self.root / "rankings" / f"{run}.csv"
+        return _path(self.root, "rankings", f"{run}.csv")
 
     @property
     def scores(self) -> Path:
