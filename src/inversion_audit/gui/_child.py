@@ -10,12 +10,14 @@ from __future__ import annotations
 import pickle
 import sys
 
+from ..children import die_with_parent
 from ._subprocess import write_frame
 
 __all__ = ["main"]
 
 
 def main() -> int:
+    die_with_parent()  # a killed napari must not leave a study or a registration running
     out = sys.stdout.buffer
     sys.stdout = sys.stderr
     fn, args, kwargs = pickle.loads(sys.stdin.buffer.read())

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from ..children import child_env
 from ..progress import ProgressCallback
 
 __all__ = ["call_in_subprocess", "read_frame", "write_frame"]
@@ -85,7 +86,7 @@ def call_in_subprocess(
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=_child_env(),
+            env=child_env(_child_env()),  # the child dies with napari
         )
         messages: queue_module.Queue = queue_module.Queue()
         reader = threading.Thread(target=_reader, args=(proc.stdout, messages), daemon=True)
