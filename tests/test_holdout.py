@@ -14,7 +14,11 @@ from inversion_audit.study.holdout import (
     gallery,
     resolve_holdout,
 )
-from inversion_audit.study.membership_report import membership_markdown, membership_summary
+from inversion_audit.study.membership_report import (
+    membership_markdown,
+    membership_plain,
+    membership_summary,
+)
 
 
 def _cfg(tiny_cohort, **cohort):
@@ -96,6 +100,10 @@ def test_membership_summary_and_markdown():
     assert sig["reconstruction_error"]["auc"] == 1.0  # members all have the higher PSNR
     text = "\n".join(membership_markdown(section))
     assert "| ssim | 6/6 | 1/3 |" in text and "Membership inference" in text
+    (line,) = membership_plain(section)
+    assert line.startswith(
+        "- Who leaks (unet_skull-stripped_bottleneck): ssim: members identified 6/6"
+    )
     assert membership_summary(rows, []) == {}
 
 
@@ -169,6 +177,7 @@ def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path):
     assert signals == {"reconstruction_error", "segmentation_loss", "combined"}
     md = (out / "report.md").read_text()
     assert "## Who leaks: members vs non-members" in md and "Inconclusive" in md
+    assert any(line.startswith("Who leaks") for line in report["summary_text"])
 
 
 def test_guard_fails_loudly_when_a_holdout_id_is_in_the_attack_set(tmp_path):

@@ -27,6 +27,7 @@ __all__ = [
     "read_holdout_ids",
     "membership_summary",
     "membership_markdown",
+    "membership_plain",
 ]
 
 HOLDOUT_FILE = "holdout.json"
@@ -111,6 +112,15 @@ def _p(x: float | None) -> str:
 
 def _f(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+def membership_plain(section: dict, metric: str = "ssim") -> list[str]:
+    """One summary line per run: the verdict by ``metric`` (members vs non-members)."""
+    return [
+        f"- Who leaks ({run}): {e['metrics'][metric]['verdict']}"
+        for run, e in section.items()
+        if metric in e["metrics"]
+    ]
 
 
 def membership_markdown(section: dict) -> list[str]:

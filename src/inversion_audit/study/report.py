@@ -17,7 +17,12 @@ from .figures import (
     rank_histogram_figure,
     verification_figure,
 )
-from .membership_report import membership_markdown, membership_summary, read_holdout_ids
+from .membership_report import (
+    membership_markdown,
+    membership_plain,
+    membership_summary,
+    read_holdout_ids,
+)
 from .summary import RANKED_METRICS, load_scores, summarize_study
 from .tables import plain_summary, report_tables, tables_markdown
 
@@ -177,7 +182,7 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         if config is not None
         else "Model inversion audit"
     )
-    summary_lines = plain_summary(summary)
+    summary_lines = plain_summary(summary) + membership_plain(membership)
     md = [
         f"# {title}",
         "",
