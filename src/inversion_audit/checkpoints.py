@@ -237,13 +237,26 @@ def load_target(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
     return model.eval().to(get_device(device))
 
 
+def _same_preprocessing(decoder_meta: dict, target_meta: dict, weights: Path) -> None:
+    """Refuse a decoder whose recorded preprocessing differs from its target's."""
+    mine, theirs = preprocess_config(decoder_meta), preprocess_config(target_meta)
+    if mine is not None and theirs is not None and mine != theirs:
+        a, b = mine.to_dict(), theirs.to_dict()
+        keys = ", ".join(k for k in sorted(a) if a[k] != b[k])
+        raise CheckpointError(
+            f"{weights}: the decoder's preprocessing differs from its target's in {keys}: "
+            "it was not trained against this target"
+        )
+
+
 def load_inversion(
     path: str | os.PathLike[str], target: nn.Module | None = None, device: str = "cpu"
 ) -> nn.Module:
     """Load an inversion decoder in eval mode; ``decoder.metadata`` holds the sidecar.
 
     With ``target``, the decoder must have been built for its architecture and, when the
-    sidecar records it, trained against exactly these target weights.
+    sidecars record them, trained against exactly these target weights with the same
+    preprocessing.
     """
     from .attack.decoder import InversionDecoder
     from .devices import get_device
@@ -268,6 +281,7 @@ def load_inversion(
             raise CheckpointError(
                 f"{weights}: decoder was trained against different target weights"
             )
+        _same_preprocessing(meta, getattr(target, "metadata", None) or {}, weights)
     _fill(decoder, state, weights)
     decoder.metadata = meta
     decoder.target_weights_sha256 = meta.get("target_weights_sha256")
