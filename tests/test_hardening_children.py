@@ -112,3 +112,72 @@ def test_kill_during_scoring_leaves_no_children_and_no_scratch(tiny_cohort, tmp_
         inv["status"] for inv in json.loads((out / "provenance.json").read_text())["invocations"]
     ]
     assert statuses == ["interrupted", "finished"]
+
+
+def test_a_child_dies_with_its_killed_parent_even_while_it_holds_the_gil(tmp_path):
+    """The mechanism alone: a parent starts a child that calls ``die_with_parent`` and then
+    holds the GIL in native code, as ANTs does; ``kill -9`` of the parent ends it within 10 s."""
+    ready = str(tmp_path / "ready")
+    # a catastrophic regular expression: runs in C for ever without releasing the GIL, so
+    # only the kernel (PR_SET_PDEATHSIG), not the watchdog thread, can end this child
+    child = (
+        "from inversion_audit.children import die_with_parent; die_with_parent(); "
+        f"import re; open({ready!r}, 'w').close(); re.match(r'(a+)+$', 'a' * 64 + 'b')"
+    )
+    parent = (
+        "import subprocess, sys, time\n"
+        "from inversion_audit.children import child_env\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], env=child_env())\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        kid = int(proc.stdout.readline())
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _alive(kid) and (tmp_path / "ready").exists()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(kid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(kid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_scratch_of_dead_processes_is_cleaned_and_live_ones_kept(tmp_path):
+    from inversion_audit.children import scratch_dir, scratch_root
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = scratch_root()
+    stale = root / f"ants-{dead.pid}-abc"
+    live = root / f"ants-{os.getppid()}-abc"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "in.npz").write_bytes(b"patient image")
+    with scratch_dir("ants") as tmp:
+        assert tmp.parent == root and f"-{os.getpid()}-" in tmp.name
+        assert not stale.exists() and (live / "in.npz").exists()
+    assert not tmp.exists()
+
+
+def test_provenance_of_a_killed_invocation_reads_interrupted(tmp_path):
+    from inversion_audit.io import atomic_write_json
+    from inversion_audit.study.provenance import Provenance, read_provenance
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = Provenance({}, "cpu")
+    killed.invocation["pid"] = dead.pid  # as if that process had written it, then been killed
+    atomic_write_json(tmp_path / "provenance.json", killed.data)
+    assert (
+        read_provenance(tmp_path / "provenance.json")["invocations"][0]["status"] == "interrupted"
+    )
+    now = Provenance({}, "cpu")
+    now.merge_previous(json.loads((tmp_path / "provenance.json").read_text()))
+    assert [i["status"] for i in now.data["invocations"]] == ["interrupted", "running"]
