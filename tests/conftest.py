@@ -80,3 +80,67 @@ def tiny_cohort(tmp_path):
 
 
 os.environ.setdefault("QT_API", "pyqt6")
+
+
+#: subject ids of the session's runner-made study (``runner_study``)
+RUNNER_STUDY_IDS = tuple(f"sub-{k:03d}" for k in range(5))
+
+
+def write_blob_cohort(root, seeds: dict[str, int]):
+    """A folder cohort of 32^3 blob subjects at 2 mm (``<id>_T1.nii.gz`` + ``<id>_seg.nii.gz``),
+    subject ``id`` made with ``make_blob_volume(seed=seeds[id])``; returns ``root``."""
+    import nibabel as nib
+
+    root.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -32
+    for sid, seed in seeds.items():
+        img, lab = make_blob_volume(seed=seed)
+        nib.save(
+            nib.Nifti1Image((img * 1000).astype(np.float32), affine), root / f"{sid}_T1.nii.gz"
+        )
+        nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), root / f"{sid}_seg.nii.gz")
+    return root
+
+
+def runner_study_config(cohort) -> dict:
+    """The smallest study with every file kind: 2 folds, U-Net and SegNet, the bottleneck
+    attack, SSIM/correlation/PSNR and deformation on the SSIM top-1."""
+    return {
+        "study": {"name": "session", "seed": 1, "device": "cpu", "threads": 1},
+        "cohort": {"path": str(cohort)},
+        "folds": {"n_folds": 2, "seed": 0},
+        "variants": ["skull-stripped"],
+        "archs": ["unet", "segnet"],
+        "threat_models": ["bottleneck"],
+        "preprocess": {
+            "spacing": [2.0, 2.0, 2.0],
+            "shape": [32, 32, 32],
+            "divisible_by": 4,
+            "bias_correction": False,
+        },
+        "target": {"depth": 2, "base_filters": 4, "epochs": 1, "batch_size": 2, "lr": 0.01},
+        "inversion": {"epochs": 1, "batch_size": 2, "lr": 0.01},
+        "matching": {
+            "metrics": ["ssim", "correlation", "psnr", "deformation"],
+            "top_k": 1,
+            "deformation_preset": "fast",
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def runner_study(tmp_path_factory):
+    """A study folder made once per session by the real runner (``runner_study_config``).
+
+    Shared: tests must not change it (copy it first, e.g. with ``gui_fakes.copy_study``).
+    """
+    from inversion_audit.study.config import study_config_from_dict
+    from inversion_audit.study.runner import run_study
+
+    root = tmp_path_factory.mktemp("runner_study")
+    write_blob_cohort(root / "cohort", {sid: k for k, sid in enumerate(RUNNER_STUDY_IDS)})
+    with pytest.MonkeyPatch.context() as mp:  # session scope: isolate the cache by hand
+        mp.setenv("INVERSION_AUDIT_CACHE", str(root / "cache"))
+        run_study(study_config_from_dict(runner_study_config(root / "cohort")), root / "study")
+    return root / "study"

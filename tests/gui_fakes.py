@@ -1,38 +1,64 @@
-"""Builders of tiny fake study folders for the GUI tests (the study runner's layout).
+"""Study folders and helpers for the GUI tests.
 
-``make_fake_study(root)`` writes ``preprocessed/<variant>/<id>.nii.gz`` candidates,
-``reconstructions/<run>/<id>_recon_pre.nii.gz`` (the original blurred plus noise),
-``scores/scores.csv`` (long format) and a few deformation magnitude maps, on 16^3-32^3 grids.
-Scores are computed from the arrays (negative mean squared error and Pearson correlation
-stand in for SSIM and correlation; the mean magnitude for deformation), so a test can
-derive what it expects from the files rather than from hard-coded numbers.
+``copy_study(runner_study, dest)`` copies the session's study made by the real runner
+(``conftest.runner_study``) and describes it: subjects, runs, folds and every score read
+from ``scores/scores.csv`` with the csv module (not through the study index under test).
 """
 
 from __future__ import annotations
 
 import csv
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from inversion_audit.io import write_volume
-
-RUN_FIELDS = ("unet", "skull-stripped", "bottleneck")
-
 
 @dataclass
-class FakeStudy:
+class RunnerStudy:
+    """A copy of the session's runner-made study and what its files hold."""
+
     root: Path
     subjects: list[str]
     runs: list[tuple[str, str, str]]
-    shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
     folds: dict[str, int] = field(default_factory=dict)
     scores: dict[tuple[str, str, str, str], float] = field(default_factory=dict)
 
     def run_name(self, arch: str, variant: str, threat: str) -> str:
         return f"{arch}_{variant}_{threat.replace('+', '-')}"
+
+
+def copy_study(source: Path, dest: Path, with_scores: bool = True) -> RunnerStudy:
+    """Copy the study at ``source`` to ``dest`` (without ``scores.csv`` unless ``with_scores``,
+    as a study interrupted before its report) and read what it holds."""
+    import nibabel as nib
+
+    shutil.copytree(source, dest)
+    with open(source / "scores" / "scores.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not with_scores:
+        (dest / "scores" / "scores.csv").unlink()
+    subjects = sorted(
+        p.name.removesuffix(".nii.gz")
+        for p in (dest / "preprocessed" / "skull-stripped").glob("*.nii.gz")
+        if not p.name.endswith("_seg.nii.gz")
+    )
+    first = nib.load(dest / "preprocessed" / "skull-stripped" / f"{subjects[0]}.nii.gz")
+    study = RunnerStudy(
+        dest,
+        subjects,
+        sorted({(r["arch"], r["variant"], r["threat_model"]) for r in rows}),
+        tuple(float(v) for v in first.header.get_zooms()[:3]),
+    )
+    for r in rows:
+        run = study.run_name(r["arch"], r["variant"], r["threat_model"])
+        study.folds[r["reconstruction_id"]] = int(r["fold"])
+        study.scores[(run, r["reconstruction_id"], r["candidate_id"], r["metric"])] = float(
+            r["value"]
+        )
+    return study
 
 
 def blob_image(shape, seed: int) -> np.ndarray:
@@ -47,93 +73,6 @@ def blob_image(shape, seed: int) -> np.ndarray:
         c = r.uniform(-0.4, 0.4, 3)[:, None, None, None]
         img[((grid - c) ** 2).sum(0) < r.uniform(0.15, 0.3) ** 2] = r.uniform(0.6, 1.0)
     return np.clip(gaussian_filter(img, 1.0), 0, 1).astype(np.float32)
-
-
-def _affine(shape, spacing, shift) -> np.ndarray:
-    affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = -(np.asarray(shape) - 1) / 2 * np.asarray(spacing) + np.asarray(shift)
-    return affine
-
-
-def make_fake_study(
-    root: Path,
-    n_subjects: int = 4,
-    shape: tuple[int, int, int] = (16, 16, 16),
-    spacing: tuple[float, float, float] = (2.0, 2.0, 2.5),
-    runs: list[tuple[str, str, str]] | None = None,
-    deformation_top_k: int = 2,
-    with_scores: bool = True,
-) -> FakeStudy:
-    """Write a fake study folder under ``root`` and describe it."""
-    from scipy.ndimage import gaussian_filter
-
-    runs = runs or [RUN_FIELDS]
-    subjects = [f"sub-{k:03d}" for k in range(n_subjects)]
-    study = FakeStudy(root, subjects, runs, shape, spacing)
-    variants = sorted({v for _, v, _ in runs})
-    originals, affines = {}, {}
-    for k, sid in enumerate(subjects):
-        originals[sid] = blob_image(shape, seed=k)
-        affines[sid] = _affine(
-            shape, spacing, shift=(k, -k, 0.5 * k)
-        )  # each subject's own position
-        study.folds[sid] = k % 2
-        for variant in variants:
-            write_volume(
-                root / "preprocessed" / variant / f"{sid}.nii.gz", originals[sid], affines[sid]
-            )
-    rows = []
-    rng = np.random.default_rng(123)
-    for r_index, (arch, variant, threat) in enumerate(runs):
-        run = study.run_name(arch, variant, threat)
-        for sid in subjects:
-            noise = rng.normal(0, 0.05 + 0.02 * r_index, shape)
-            recon = np.clip(gaussian_filter(originals[sid], 1.0) + noise, 0, 1).astype(np.float32)
-            write_volume(
-                root / "reconstructions" / run / f"{sid}_recon_pre.nii.gz", recon, affines[sid]
-            )
-            values = {}
-            for cid in subjects:
-                cand = originals[cid]
-                values[cid] = {
-                    "ssim": float(-np.mean((recon - cand) ** 2)),
-                    "correlation": float(np.corrcoef(recon.ravel(), cand.ravel())[0, 1]),
-                }
-            top = sorted(subjects, key=lambda c: -values[c]["ssim"])[:deformation_top_k]
-            for cid in top:
-                magnitude = (
-                    np.abs(gaussian_filter(recon - originals[cid], 2.0)).astype(np.float32) * 40
-                )
-                write_volume(
-                    root / "deformation" / run / f"{sid}__{cid}_magnitude.nii.gz",
-                    magnitude,
-                    affines[cid],
-                )
-                values[cid]["deformation"] = float(magnitude.mean())
-            for cid, metrics in values.items():
-                for metric, value in metrics.items():
-                    study.scores[(run, sid, cid, metric)] = value
-                    rows.append(
-                        (study.folds[sid], arch, variant, threat, sid, cid, metric, f"{value:.6g}")
-                    )
-    if with_scores:
-        (root / "scores").mkdir(parents=True, exist_ok=True)
-        with open(root / "scores" / "scores.csv", "w", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(
-                [
-                    "fold",
-                    "arch",
-                    "variant",
-                    "threat_model",
-                    "reconstruction_id",
-                    "candidate_id",
-                    "metric",
-                    "value",
-                ]
-            )
-            w.writerows(rows)
-    return study
 
 
 def make_tiny_checkpoints(

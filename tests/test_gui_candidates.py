@@ -11,17 +11,17 @@ import math
 import numpy as np
 import pytest
 
-from gui_fakes import make_fake_study
+from gui_fakes import copy_study
 from inversion_audit.gui._ranking import blinded_codes, rank_candidates
-from inversion_audit.gui._study_index import CandidateScore, StudyIndex
 from inversion_audit.io import read_volume
+from inversion_audit.study.index import CandidateScore, StudyIndex
 
 PLUGIN = "napari-inversion-audit"
 
 
 @pytest.fixture
-def fake_study(tmp_path):
-    return make_fake_study(tmp_path / "study", n_subjects=5, deformation_top_k=3)
+def fake_study(tmp_path, runner_study):
+    return copy_study(runner_study, tmp_path / "study")
 
 
 # -- ranking (no viewer) -----------------------------------------------------------------------
@@ -83,7 +83,9 @@ def test_table_ranks_by_ssim_then_by_other_metrics(make_napari_viewer, qtbot, fa
     widget.sort_combo.setCurrentText("deformation")
     shown = _column(widget, 4)
     numbers = [float(v) for v in shown if v != "–"]
-    assert numbers == sorted(numbers) and len(numbers) == 3 and shown[3:] == ["–", "–"]
+    n_scored = sum(k[:2] == (run, "sub-001") and k[3] == "deformation" for k in fake_study.scores)
+    assert numbers == sorted(numbers) and len(numbers) == n_scored > 0
+    assert shown[n_scored:] == ["–"] * (len(shown) - n_scored)
 
 
 def test_true_original_is_highlighted_only_outside_blinded_mode(

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from gui_fakes import make_fake_study
+from gui_fakes import copy_study
 from inversion_audit.errors import CohortError
 from inversion_audit.gui import demo_study as demo
 
@@ -24,9 +24,9 @@ def test_missing_demo_study_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_demo_sample_opens_the_study_in_the_widgets(
-    make_napari_viewer, qtbot, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, runner_study
 ):
-    study = make_fake_study(tmp_path / "demo", n_subjects=3)
+    study = copy_study(runner_study, tmp_path / "demo")
     monkeypatch.setattr(demo, "demo_study_dir", lambda: study.root)
     viewer = make_napari_viewer()
     start = time.perf_counter()

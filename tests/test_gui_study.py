@@ -10,33 +10,32 @@ import math
 import numpy as np
 import pytest
 
-from gui_fakes import make_fake_study
-from inversion_audit.errors import CohortError
-from inversion_audit.gui._study_index import StudyIndex, parse_run_name
+from gui_fakes import copy_study
+from inversion_audit.errors import StudyError
+from inversion_audit.study.index import StudyIndex
 
 PLUGIN = "napari-inversion-audit"
-RUNS = [("unet", "skull-stripped", "bottleneck"), ("segnet", "skull-stripped", "bottleneck+skips")]
 
 
 @pytest.fixture
-def fake_study(tmp_path):
-    return make_fake_study(tmp_path / "study", n_subjects=4, runs=RUNS)
+def fake_study(tmp_path, runner_study):
+    return copy_study(runner_study, tmp_path / "study")
 
 
 # -- study index (no viewer) -------------------------------------------------------------------
 def test_index_lists_every_reconstruction_with_its_fold(fake_study):
     index = StudyIndex.open(fake_study.root)
-    assert len(index.entries) == len(fake_study.subjects) * len(RUNS)
+    assert len(index.entries) == len(fake_study.subjects) * len(fake_study.runs)
     for e in index.entries:
         assert e.fold == fake_study.folds[e.reconstruction_id]
         assert index.reconstruction_file(e).is_file()
         assert index.candidate_file(e.variant, e.reconstruction_id).is_file()
-    assert {e.run for e in index.entries} == {fake_study.run_name(*r) for r in RUNS}
+    assert {e.run for e in index.entries} == {fake_study.run_name(*r) for r in fake_study.runs}
 
 
 def test_index_candidates_carry_the_csv_scores(fake_study):
     index = StudyIndex.open(fake_study.root)
-    run = fake_study.run_name(*RUNS[1])
+    run = fake_study.run_name(*fake_study.runs[1])
     cands = index.candidates(run, "sub-002")
     assert [c.candidate_id for c in cands] == fake_study.subjects
     for c in cands:
@@ -59,33 +58,23 @@ def test_index_search_matches_every_word(fake_study):
     assert index.search("no-such-subject") == []
 
 
-def test_index_without_scores_falls_back_to_reconstruction_files(tmp_path):
-    study = make_fake_study(tmp_path / "s", n_subjects=3, runs=RUNS, with_scores=False)
+def test_index_without_scores_falls_back_to_reconstruction_files(tmp_path, runner_study):
+    study = copy_study(runner_study, tmp_path / "s", with_scores=False)
     index = StudyIndex.open(study.root)
-    assert len(index.entries) == 6
-    assert {e.threat_model for e in index.entries} == {"bottleneck", "bottleneck+skips"}
+    assert len(index.entries) == len(study.subjects) * len(study.runs)
+    assert {(e.arch, e.variant, e.threat_model) for e in index.entries} == set(study.runs)
     assert all(e.fold is None for e in index.entries)
 
 
 def test_index_rejects_a_folder_that_is_not_a_study(tmp_path):
-    with pytest.raises(CohortError, match="not a study folder"):
+    with pytest.raises(StudyError, match="not a study folder"):
         StudyIndex.open(tmp_path)
-    with pytest.raises(CohortError, match="not found"):
+    with pytest.raises(StudyError, match="not found"):
         StudyIndex.open(tmp_path / "missing")
     (tmp_path / "scores").mkdir()
     (tmp_path / "scores" / "scores.csv").write_text("fold,arch\n0,unet\n")
-    with pytest.raises(CohortError, match=r"scores\.csv: missing column"):
+    with pytest.raises(StudyError, match=r"scores\.csv: missing column"):
         StudyIndex.open(tmp_path)
-
-
-def test_parse_run_name_round_trips():
-    assert parse_run_name("segnet_with-skull_bottleneck-skips") == (
-        "segnet",
-        "with-skull",
-        "bottleneck+skips",
-    )
-    with pytest.raises(CohortError):
-        parse_run_name("resnet_with-skull_bottleneck")
 
 
 # -- widget ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inversion_audit.errors import CohortError, ConfigError
+from inversion_audit.errors import CohortError, ConfigError, StudyError
 from inversion_audit.io import write_volume
 from inversion_audit.reader_study import (
     ReaderStudyError,
@@ -18,6 +18,8 @@ from inversion_audit.reader_study import (
     create_design,
     write_design,
 )
+from inversion_audit.study.collect import write_scores
+from inversion_audit.study.layout import StudyPaths, parse_run_name
 
 RUN = "unet_skull-stripped_bottleneck"
 WEAK_RUN = "segnet_skull-stripped_bottleneck"
@@ -44,30 +46,30 @@ def build_fake_study(
     seed: int = 0,
     spacing: float = 2.0,
 ) -> Path:
-    """Write a tiny study folder in the study runner's layout and return it.
+    """Write a tiny study folder through the runner's ``StudyPaths`` and score writer.
 
     ``preprocessed/skull-stripped/<id>.nii.gz`` candidates, one
     ``reconstructions/<run>/<id>_recon_pre.nii.gz`` per subject and run, and a long
-    ``scores/scores.csv`` with ssim, correlation and psnr. In the first run SSIM ranks the
+    ``scores/scores.csv`` with ssim, correlation and psnr (SSIM set by hand, so that the
+    tests control which subjects it identifies). In the first run SSIM ranks the
     true original first except for the last subject; in later runs it never does.
     """
     rng = np.random.default_rng(seed)
     study = Path(root)
+    paths = StudyPaths(study)
     ids = subject_ids(n_subjects)
     affine = np.diag([spacing, spacing, spacing, 1.0])
     affine[:3, 3] = [-10.0, -12.0, -14.0]
     originals = {}
     for sid in ids:
         originals[sid] = _blob(rng, shape)
-        write_volume(
-            study / "preprocessed" / "skull-stripped" / f"{sid}.nii.gz", originals[sid], affine
-        )
+        write_volume(paths.preprocessed("skull-stripped", sid), originals[sid], affine)
     rows = []
     for r, run in enumerate(runs):
-        arch, variant, threat = run.split("_")
+        arch, variant, threat = parse_run_name(run)
         for i, sid in enumerate(ids):
             recon = originals[sid] + rng.normal(0, 0.1, shape).astype(np.float32)
-            write_volume(study / "reconstructions" / run / f"{sid}_recon_pre.nii.gz", recon, affine)
+            write_volume(paths.reconstruction(run, sid, "preprocessed"), recon, affine)
             for j, cid in enumerate(ids):
                 ssim = 0.8 - 0.05 * ((j - i) % n_subjects) if cid != sid else 0.8
                 if r == 0 and i == n_subjects - 1 and j == 0:
@@ -79,24 +81,8 @@ def build_fake_study(
                     ("correlation", ssim - 0.1),
                     ("psnr", 20 * ssim),
                 ):
-                    rows.append([i % 2, arch, variant, threat, sid, cid, metric, f"{value:.6f}"])
-    scores = study / "scores" / "scores.csv"
-    scores.parent.mkdir(parents=True, exist_ok=True)
-    with open(scores, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            [
-                "fold",
-                "arch",
-                "variant",
-                "threat_model",
-                "reconstruction_id",
-                "candidate_id",
-                "metric",
-                "value",
-            ]
-        )
-        w.writerows(rows)
+                    rows.append((i % 2, arch, variant, threat, sid, cid, metric, float(value)))
+    write_scores(paths.scores, rows)
     return study
 
 
@@ -206,7 +192,7 @@ def test_design_errors_are_clear(fake_study, tmp_path):
         create_design(fake_study, ["a"], quality_only_cases=7, n_candidates=3)
     with pytest.raises(ConfigError, match="anatomy"):
         create_design(fake_study, ["a"], quality_only_cases=1, questions=("match",))
-    with pytest.raises(CohortError, match="scores.csv"):
+    with pytest.raises(StudyError, match="scores.csv"):
         create_design(tmp_path / "empty", ["a"])
     missing = fake_study / "preprocessed" / "skull-stripped" / "IXI103-HH-2003.nii.gz"
     missing.unlink()

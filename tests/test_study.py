@@ -13,6 +13,7 @@ import pytest
 from conftest import make_blob_volume
 from inversion_audit.errors import JobCancelled
 from inversion_audit.study.config import study_config_from_dict
+from inversion_audit.study.index import read_scores
 from inversion_audit.study.paper import (
     PAPER_DICE,
     PAPER_MEAN_RANK,
@@ -20,7 +21,7 @@ from inversion_audit.study.paper import (
     PAPER_TABLE2,
     PAPER_TABLE3,
 )
-from inversion_audit.study.report import load_scores, summarize_study, write_report
+from inversion_audit.study.report import summarize_study, write_report
 from inversion_audit.study.runner import plan_study, run_study
 
 pytestmark = pytest.mark.slow
@@ -463,7 +464,7 @@ def test_report_tables_parse_back_to_scores(tiny_study):
     items = [ln[2:].replace("**", "") for ln in summary.splitlines() if ln.startswith("- ")]
     assert len(items) == len(exp) and doc["summary_text"] == items
     assert doc["paper_source"] in md
-    assert summarize_study(load_scores(out / "scores" / "scores.csv"))["runs"].keys() == set(exp)
+    assert summarize_study(read_scores(out / "scores" / "scores.csv"))["runs"].keys() == set(exp)
 
 
 def test_report_html_is_self_contained_with_case_figures(tiny_study):

@@ -7,46 +7,23 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_blob_volume
+from conftest import runner_study_config, write_blob_cohort
 from inversion_audit.study.config import study_config_from_dict
 from inversion_audit.study.provenance import Provenance
 from inversion_audit.study.runner import run_study
 
 
 def _write_cohort(root, seeds: dict[str, int]):
-    """A folder cohort of 32^3 blob subjects ``<id>_T1.nii.gz`` + ``<id>_seg.nii.gz`` at 2 mm."""
-    import nibabel as nib
-
-    root.mkdir()
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    affine[:3, 3] = -32
-    for sid, seed in seeds.items():
-        img, lab = make_blob_volume(seed=seed)
-        nib.save(
-            nib.Nifti1Image((img * 1000).astype(np.float32), affine), root / f"{sid}_T1.nii.gz"
-        )
-        nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), root / f"{sid}_seg.nii.gz")
-    return root
+    return write_blob_cohort(root, seeds)
 
 
 def _config(private, attack) -> dict:
-    return {
-        "study": {"name": "attack-cohort", "seed": 1, "device": "cpu", "threads": 1},
-        "cohort": {"path": str(private), "attack_path": str(attack)},
-        "folds": {"n_folds": 2, "seed": 0},
-        "variants": ["skull-stripped"],
-        "archs": ["unet"],
-        "threat_models": ["bottleneck"],
-        "preprocess": {
-            "spacing": [2.0, 2.0, 2.0],
-            "shape": [32, 32, 32],
-            "divisible_by": 4,
-            "bias_correction": False,
-        },
-        "target": {"depth": 2, "base_filters": 4, "epochs": 1, "batch_size": 2, "lr": 0.01},
-        "inversion": {"epochs": 1, "batch_size": 2, "lr": 0.01},
-        "matching": {"metrics": ["ssim", "correlation"], "top_k": 1},
-    }
+    cfg = runner_study_config(private)
+    cfg["study"]["name"] = "attack-cohort"
+    cfg["cohort"]["attack_path"] = str(attack)
+    cfg["archs"] = ["unet"]
+    cfg["matching"] = {"metrics": ["ssim", "correlation"], "top_k": 1}
+    return cfg
 
 
 @pytest.mark.slow

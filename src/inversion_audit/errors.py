@@ -8,6 +8,7 @@ __all__ = [
     "CohortError",
     "CheckpointError",
     "ConfigError",
+    "StudyError",
     "JobCancelled",
 ]
 
@@ -30,6 +31,10 @@ class CheckpointError(InversionAuditError, ValueError):
 
 class ConfigError(InversionAuditError, ValueError):
     """A configuration file or object is invalid."""
+
+
+class StudyError(InversionAuditError, ValueError):
+    """A study folder is missing, incomplete, or holds a malformed table; names the folder or file."""
 
 
 class JobCancelled(InversionAuditError):

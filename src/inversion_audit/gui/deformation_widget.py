@@ -18,6 +18,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, QWidget
 
 from ..errors import InversionAuditError
+from ..study.index import StudyIndex
 from ._compute import (
     META_KEY,
     DeformationView,
@@ -26,7 +27,6 @@ from ._compute import (
 )
 from ._layers import find_layer, layer_volume, same_geometry, set_layer
 from ._state import state_for
-from ._study_index import StudyIndex
 from ._subprocess import call_in_subprocess
 from ._widgets import ColorLegend, LayerCombo
 from ._workers import Job, JobPanel

@@ -27,9 +27,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InversionAuditError
+from ..study.index import StudyIndex
 from ._messages import user_message
 from ._state import state_for
-from ._study_index import StudyIndex
 from ._subprocess import call_in_subprocess
 from ._widgets import DeviceCombo
 from ._workers import Job, JobPanel

@@ -31,11 +31,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InversionAuditError
+from ..study.index import ReconstructionEntry, StudyIndex
 from ._compute import META_KEY, LayerData, check_checkpoints, load_entry_layers
 from ._layers import axial_view, set_layer
 from ._messages import checkpoint_problem, user_message
 from ._state import state_for
-from ._study_index import ReconstructionEntry, StudyIndex
 from ._workers import Job, JobPanel
 
 if TYPE_CHECKING:

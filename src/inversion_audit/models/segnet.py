@@ -56,7 +56,6 @@ class SegNet3D(nn.Module):
             "norm": norm,
         }
         ch = [base_filters * 2**k for k in range(depth)]
-        self.channels = tuple(ch)
         n_convs = convs_per_level(depth)
         self.down = nn.ModuleList(
             conv_block(in_channels if k == 0 else ch[k - 1], ch[k], n_convs[k], kernel_size, norm)

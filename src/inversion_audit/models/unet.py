@@ -57,7 +57,6 @@ class UNet3D(nn.Module):
             "norm": norm,
         }
         ch = [base_filters * 2**k for k in range(depth + 1)]
-        self.channels = tuple(ch)
         self.down = nn.ModuleList(
             conv_block(in_channels if k == 0 else ch[k - 1], ch[k], 2, kernel_size, norm)
             for k in range(depth)

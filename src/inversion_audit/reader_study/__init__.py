@@ -3,8 +3,9 @@
 No napari or Qt here; the reader widget lives in :mod:`inversion_audit.gui`.
 """
 
-from .analysis import analyze, cohen_kappa, fleiss_kappa, wilson_interval, write_analysis
+from .analysis import analyze, cohen_kappa, fleiss_kappa, wilson_interval
 from .design import LABELS, MATCH_NONE, QUESTIONS, Candidate, Case, Design, create_design
+from .export import write_analysis
 from .session import (
     DISPLAY_WINDOW,
     RECONSTRUCTION_LAYER,

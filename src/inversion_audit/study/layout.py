@@ -30,13 +30,25 @@ def run_name(arch: str, variant: str, threat_model: str) -> str:
 
 
 def parse_run_name(run: str) -> tuple[str, str, str]:
-    """``"unet_skull-stripped_bottleneck-skips"`` -> ``("unet", "skull-stripped", "bottleneck+skips")``."""
+    """``"unet_skull-stripped_bottleneck-skips"`` -> ``("unet", "skull-stripped", "bottleneck+skips")``.
+
+    The inverse of :func:`run_name`; raises :class:`~inversion_audit.errors.StudyError` (a
+    ``ValueError``) when ``run`` is not ``<arch>_<variant>_<threat_model>`` of known names.
+    """
+    from ..errors import StudyError
+    from .config import ARCHS, THREAT_MODELS, VARIANTS
+
     parts = run.split("_")
     # a defended run: <arch>_<variant>_<threat>_<defence tag>, its threat "<threat>_<tag>"
     defence = parts.pop() if len(parts) == 4 and _defence_tag(parts[3]) else None
-    if len(parts) != 3:
-        raise ValueError(f"{run!r} is not a run name <arch>_<variant>_<threat_model>")
-    threat = "bottleneck+skips" if parts[2] == "bottleneck-skips" else parts[2]
+    threat = parts[2].replace("-", "+") if len(parts) == 3 else ""
+    if (
+        len(parts) != 3
+        or parts[0] not in ARCHS
+        or parts[1] not in VARIANTS
+        or threat not in THREAT_MODELS
+    ):
+        raise StudyError(f"{run!r} is not a run name <arch>_<variant>_<threat_model>")
     return parts[0], parts[1], threat if defence is None else f"{threat}_{defence}"
 
 

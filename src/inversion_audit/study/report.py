@@ -17,17 +17,19 @@ from .figures import (
     rank_histogram_figure,
     verification_figure,
 )
+from .index import read_scores
+from .layout import StudyPaths
 from .membership_report import (
     membership_markdown,
     membership_plain,
     membership_summary,
     read_holdout_ids,
 )
-from .summary import RANKED_METRICS, load_scores, summarize_study
+from .summary import RANKED_METRICS, summarize_study
 from .tables import plain_summary, report_tables, tables_markdown
 
 __all__ = [
-    "load_scores",
+    "read_scores",
     "summarize_study",
     "report_tables",
     "tables_markdown",
@@ -171,7 +173,7 @@ def write_report(study_dir: str | Path, config=None) -> dict:
     Returns the paths (keys ``md``, ``html``, ``json``) and the ``summary`` dict.
     """
     study_dir = Path(study_dir)
-    rows = load_scores(study_dir / "scores" / "scores.csv")
+    rows = read_scores(StudyPaths(study_dir).scores)
     # non-members (the holdout) are candidates in every table but reconstructions only in
     # their own section, so the tables stay about the target's training patients
     holdout = read_holdout_ids(study_dir)
@@ -204,7 +206,7 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         md += ["", *extra.read_text().splitlines()]
     from .tradeoff import privacy_utility, tradeoff_figure, tradeoff_markdown
 
-    tradeoff = privacy_utility(study_dir, summary)
+    tradeoff = privacy_utility(study_dir, summary, membership)
     md += ["", *tradeoff_markdown(tradeoff)] if tradeoff["rows"] else []
     figs = _figures(study_dir, rows, summary, _deformation_preset(study_dir, config))
     if tradeoff["rows"]:

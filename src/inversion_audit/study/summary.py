@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
@@ -12,20 +10,10 @@ from ..matching.ranking import METRIC_DIRECTIONS
 from ..stats import wilson_interval
 from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
-__all__ = ["RANKED_METRICS", "load_scores", "paper_figures", "summarize_study"]
+__all__ = ["RANKED_METRICS", "paper_figures", "summarize_study"]
 
 #: metric -> higher is better (the one definition: :data:`inversion_audit.matching.METRIC_DIRECTIONS`)
 RANKED_METRICS = METRIC_DIRECTIONS
-
-
-def load_scores(path: str | Path) -> list[dict]:
-    """Read the long-format ``scores.csv``."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        r["value"] = float(r["value"])
-        r["fold"] = int(r["fold"])
-    return rows
 
 
 def _runs(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:

@@ -1,0 +1,197 @@
+"""Reader-study outputs: the answer trail and case key as CSV, the report's Markdown section,
+and :func:`write_analysis`, which writes them all beside ``reader_study.json``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from ..io import atomic_write_json, atomic_write_text
+from .analysis import LEVELS, _analyze
+from .design import Design
+from .store import ReaderStudyStore
+
+__all__ = ["answers_long_table", "markdown_section", "write_analysis"]
+
+
+def answers_long_table(db_path: str | os.PathLike[str]) -> str:
+    """The full answer trail as long-format CSV text.
+
+    Columns: reader, case, question, answer, time_shown, time_answered, seconds, revision,
+    current. One row per answered question of every answer revision.
+    """
+    with ReaderStudyStore(db_path) as store:
+        history = store.history()
+    latest = {(a.reader, a.case_id): a.answer_id for a in history}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "reader",
+            "case",
+            "question",
+            "answer",
+            "time_shown",
+            "time_answered",
+            "seconds",
+            "revision",
+            "current",
+        ]
+    )
+    for a in history:
+        for q in ("match", "confidence", "anatomy", "comment"):
+            value = getattr(a, q)
+            if value is None:
+                continue
+            w.writerow(
+                [
+                    a.reader,
+                    a.case_id,
+                    q,
+                    value,
+                    a.time_shown,
+                    a.time_answered,
+                    f"{a.seconds:.3f}",
+                    a.revision,
+                    int(latest[(a.reader, a.case_id)] == a.answer_id),
+                ]
+            )
+    return buf.getvalue()
+
+
+def _case_key_table(design: Design) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "case",
+            "kind",
+            "run",
+            "fold",
+            "reconstruction_id",
+            "true_label",
+            "ssim_pick",
+            "candidates",
+        ]
+    )
+    for c in design.cases:
+        cands = ";".join(f"{x.label}={x.candidate_id}" for x in c.candidates)
+        w.writerow(
+            [
+                c.case_id,
+                c.kind,
+                c.run,
+                "" if c.fold is None else c.fold,
+                c.reconstruction_id,
+                c.true_label or "",
+                c.ssim_pick or "",
+                cands,
+            ]
+        )
+    return buf.getvalue()
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _p(x: float | None) -> str:
+    return "n/a" if x is None else ("< 0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def _acc_row(name: str, b: dict) -> str:
+    ci = b["ci95"]
+    ci_txt = f"{_pct(ci[0])}-{_pct(ci[1])}" if ci else "n/a"
+    v = b["vs_ssim"]
+    return (
+        f"| {name} | {b['n']} | {b['correct']} | {_pct(b['accuracy'])} | {ci_txt} | "
+        f"{_p(b['p_vs_chance'])} | {_pct(v['ssim_accuracy'])} | {_p(v['mcnemar_p'])} | "
+        f"{_num(b['time']['median'], '.1f')} |"
+    )
+
+
+def markdown_section(result: dict) -> str:
+    """A markdown section (``## Expert reader study``) for the study report."""
+    d = result["design"]
+    lines = [
+        "## Expert reader study",
+        "",
+        f"{len(d['readers'])} reader(s) matched each of {d['n_match_cases']} reconstructions "
+        f"(run `{d['run']}`) to one of {d['n_candidates']} candidate originals "
+        f"({d['strategy']} distractors, chance {_pct(d['chance'])}), blinded to subject ids, "
+        f"scores and folds"
+        + (f"; {d['n_quality_cases']} quality-only cases." if d["n_quality_cases"] else "."),
+        "",
+        "| reader | cases | correct | top-1 accuracy | 95% CI (Wilson) | p vs chance | "
+        "SSIM on same cases | p reader vs SSIM (McNemar) | median s/case |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [_acc_row(r, b) for r, b in result["readers"].items()]
+    lines.append(_acc_row("**pooled**", result["pooled"]))
+    s = result["ssim_matcher"]
+    lines += [
+        "",
+        f"The SSIM matcher picks the true original among the same candidates in "
+        f"{s['correct']} of {s['n']} cases ({_pct(s['accuracy'])}).",
+        "",
+        "Accuracy by confidence (pooled):",
+        "",
+        "| confidence | answers | accuracy |",
+        "| ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {lvl} | {b['n']} | {_pct(b['accuracy'])} |"
+        for lvl, b in result["by_confidence"].items()
+    ]
+    ag = result["agreement"]
+    lines += [
+        "",
+        f"Inter-reader agreement on the match answers: Fleiss' kappa "
+        f"{_num(ag['fleiss_kappa'])} over {ag['fleiss_n_cases']} cases answered by every reader.",
+    ]
+    if ag["cohen_kappa"]:
+        lines += [
+            "",
+            "| readers | cases | raw agreement | Cohen's kappa |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {p['readers'][0]} / {p['readers'][1]} | {p['n']} | {_pct(p['agreement'])} | "
+            f"{_num(p['kappa'])} |"
+            for p in ag["cohen_kappa"]
+        ]
+    lk = result["likert"]
+    lines += [
+        "",
+        "Recognisable anatomy in the reconstruction (Likert 1 = not at all, 5 = fully):",
+        "",
+        "| cases | " + " | ".join(str(k) for k in LEVELS) + " |",
+        "| --- |" + " ---: |" * len(LEVELS),
+    ]
+    for key, name in (("all", "all"), ("match_cases", "match"), ("quality_cases", "quality only")):
+        if sum(lk[key].values()):
+            lines.append(f"| {name} | " + " | ".join(str(lk[key][str(k)]) for k in LEVELS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_analysis(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict:
+    """Write ``reader_study.json``, ``reader_study.md``, ``answers.csv`` and ``case_key.csv``.
+
+    ``case_key.csv`` unblinds the cases (subject ids, true labels); keep it from readers.
+    Returns the analysis dict.
+    """
+    out = Path(out_dir)
+    with ReaderStudyStore(db_path) as store:
+        design, history = store.design, store.history()
+    result = _analyze(design, history)
+    atomic_write_json(out / "reader_study.json", result)
+    atomic_write_text(out / "reader_study.md", markdown_section(result))
+    atomic_write_text(out / "answers.csv", answers_long_table(db_path))
+    atomic_write_text(out / "case_key.csv", _case_key_table(design))
+    return result

@@ -1,0 +1,375 @@
+"""The one reader of a study folder: runs, reconstructions, candidates, scores, rankings,
+deformation maps, checkpoints and the cohort's location.
+
+Built on :class:`~.layout.StudyPaths` (the runner's layout, ``docs/architecture.md``) and
+:func:`~.layout.parse_run_name`. Qt-free and torch-free, so the napari widgets, the report
+and the reader study all read studies through it. A reconstruction id is the id of the
+private subject it reconstructs, so its true original is the candidate with the same id.
+Every problem raises :class:`~inversion_audit.errors.StudyError` naming the folder or file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TypedDict
+
+from ..errors import StudyError
+from .layout import SCORE_COLUMNS, StudyPaths, parse_run_name, run_name
+
+__all__ = [
+    "SCORE_COLUMNS",
+    "ScoreRow",
+    "Ranking",
+    "ReconstructionEntry",
+    "CandidateScore",
+    "StudyIndex",
+    "read_scores",
+]
+
+_RECON_PRE = "_recon_pre.nii.gz"
+_RANKING_COLUMNS = ("reconstruction_id", "metric", "rank_of_true_match", "top1_candidate")
+
+
+class ScoreRow(TypedDict):
+    """One row of ``scores/scores.csv`` (long format, :data:`SCORE_COLUMNS`)."""
+
+    fold: int | None
+    arch: str
+    variant: str
+    threat_model: str
+    reconstruction_id: str
+    candidate_id: str
+    metric: str
+    value: float
+
+
+def _open_table(path: Path, columns: tuple[str, ...], what: str):
+    if not path.is_file():
+        raise StudyError(f"{path}: {what} not found (is {path.parent.parent} a finished study?)")
+    fh = open(path, newline="", encoding="utf-8")
+    reader = csv.DictReader(fh)
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        fh.close()
+        raise StudyError(f"{path}: missing column(s) {', '.join(missing)}")
+    return fh, reader
+
+
+def read_scores(path: str | os.PathLike[str]) -> list[ScoreRow]:
+    """Every row of a long-format ``scores.csv``, in file order.
+
+    ``fold`` is an int (``None`` when empty), ``value`` a float (``nan`` allowed), ``metric``
+    lower case. Raises :class:`StudyError` naming the file (and line) when it is missing,
+    lacks a column, or holds an empty id or a value that is not a number.
+    """
+    path = Path(path)
+    fh, reader = _open_table(path, SCORE_COLUMNS, "scores table")
+    rows: list[ScoreRow] = []
+    with fh:
+        for line, r in enumerate(reader, start=2):
+            rid, cid = r["reconstruction_id"], r["candidate_id"]
+            if not rid or not cid:
+                raise StudyError(f"{path}:{line}: empty reconstruction_id or candidate_id")
+            try:
+                value = float(r["value"])
+                fold = int(float(r["fold"])) if r["fold"].strip() else None
+            except ValueError as exc:
+                raise StudyError(f"{path}:{line}: {exc}") from exc
+            rows.append(
+                ScoreRow(
+                    fold=fold,
+                    arch=r["arch"],
+                    variant=r["variant"],
+                    threat_model=r["threat_model"],
+                    reconstruction_id=rid,
+                    candidate_id=cid,
+                    metric=r["metric"].strip().lower(),
+                    value=value,
+                )
+            )
+    return rows
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One row of ``rankings/<run>.csv``: where the true original ranked under one metric
+    (a tie shares the mean of its ranks, so a rank may be fractional)."""
+
+    reconstruction_id: str
+    metric: str
+    rank_of_true_match: float
+    top1_candidate: str
+
+
+@dataclass(frozen=True)
+class ReconstructionEntry:
+    """One reconstruction of a study: a private subject reconstructed by one run."""
+
+    reconstruction_id: str
+    arch: str
+    variant: str
+    threat_model: str
+    fold: int | None = None
+
+    @property
+    def run(self) -> str:
+        return run_name(self.arch, self.variant, self.threat_model)
+
+    @property
+    def label(self) -> str:
+        fold = "?" if self.fold is None else str(self.fold)
+        return f"{self.reconstruction_id} · fold {fold} · {self.arch} · {self.variant} · {self.threat_model}"
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """The scores of one candidate original against one reconstruction (NaN when not computed)."""
+
+    candidate_id: str
+    ssim: float = math.nan
+    correlation: float = math.nan
+    psnr: float = math.nan
+    deformation: float = math.nan
+
+
+class StudyIndex:
+    """An opened study folder (see :meth:`open`).
+
+    ``entries`` lists the reconstructions (from ``scores.csv``, or from the reconstruction
+    files of a study not scored yet); ``scores`` maps ``(run, reconstruction_id)`` to
+    ``{candidate_id: {metric: value}}``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.paths = StudyPaths(root)
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> StudyIndex:
+        """Open ``root``; raises :class:`StudyError` when it is not a study folder."""
+        index = cls(root)
+        if not index.root.is_dir():
+            raise StudyError(f"{index.root}: study folder not found")
+        if not index.entries:
+            raise StudyError(
+                f"{index.root}: not a study folder (no scores/scores.csv and no "
+                f"reconstructions/<run>/*{_RECON_PRE})"
+            )
+        return index
+
+    # -- scores -----------------------------------------------------------------------------------
+    @cached_property
+    def score_rows(self) -> list[ScoreRow]:
+        """The rows of ``scores/scores.csv`` (empty when the study has none yet)."""
+        return read_scores(self.paths.scores) if self.paths.scores.is_file() else []
+
+    @cached_property
+    def scores(self) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
+        out: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+        for r in self.score_rows:
+            key = (run_name(r["arch"], r["variant"], r["threat_model"]), r["reconstruction_id"])
+            out.setdefault(key, {}).setdefault(r["candidate_id"], {})[r["metric"]] = r["value"]
+        return out
+
+    @cached_property
+    def entries(self) -> list[ReconstructionEntry]:
+        """Every reconstruction, in (reconstruction id, run) order."""
+        found: dict[tuple[str, str], ReconstructionEntry] = {}
+        if self.score_rows:
+            for r in self.score_rows:
+                e = ReconstructionEntry(
+                    r["reconstruction_id"], r["arch"], r["variant"], r["threat_model"], r["fold"]
+                )
+                found.setdefault((e.run, e.reconstruction_id), e)
+        else:
+            for run in self.reconstruction_runs():
+                arch, variant, threat = parse_run_name(run)
+                for rid in self.reconstruction_ids(run):
+                    found[(run, rid)] = ReconstructionEntry(rid, arch, variant, threat)
+        return sorted(found.values(), key=lambda e: (e.reconstruction_id, e.run))
+
+    def runs(self) -> list[str]:
+        """Every run with scores or reconstructions, sorted."""
+        return sorted({e.run for e in self.entries} | set(self.reconstruction_runs()))
+
+    def search(self, text: str) -> list[ReconstructionEntry]:
+        """Entries whose label contains every whitespace-separated word of ``text`` (any case)."""
+        words = text.lower().split()
+        return [e for e in self.entries if all(w in e.label.lower() for w in words)]
+
+    def entry(self, run: str, reconstruction_id: str) -> ReconstructionEntry:
+        for e in self.entries:
+            if e.run == run and e.reconstruction_id == reconstruction_id:
+                return e
+        raise StudyError(f"{self.root}: no reconstruction {reconstruction_id!r} in run {run!r}")
+
+    def candidates(self, run: str, reconstruction_id: str) -> list[CandidateScore]:
+        """Every candidate scored against a reconstruction, in candidate-id order."""
+        table = self.scores.get((run, reconstruction_id), {})
+        return [
+            CandidateScore(
+                cid,
+                ssim=m.get("ssim", math.nan),
+                correlation=m.get("correlation", math.nan),
+                psnr=m.get("psnr", math.nan),
+                deformation=m.get("deformation", math.nan),
+            )
+            for cid, m in sorted(table.items())
+        ]
+
+    def score(self, run: str, reconstruction_id: str, candidate_id: str, metric: str) -> float:
+        """One score from ``scores.csv``; NaN when absent."""
+        return (
+            self.scores.get((run, reconstruction_id), {})
+            .get(candidate_id, {})
+            .get(metric, math.nan)
+        )
+
+    def rankings(self, run: str) -> list[Ranking]:
+        """``rankings/<run>.csv`` (written with the report)."""
+        path = self.paths.rankings(run)
+        fh, reader = _open_table(path, _RANKING_COLUMNS, "rankings table")
+        with fh:
+            try:
+                return [
+                    Ranking(
+                        r["reconstruction_id"],
+                        r["metric"],
+                        float(r["rank_of_true_match"]),
+                        r["top1_candidate"],
+                    )
+                    for r in reader
+                ]
+            except ValueError as exc:
+                raise StudyError(f"{path}: {exc}") from exc
+
+    # -- files ------------------------------------------------------------------------------------
+    def reconstruction_runs(self) -> list[str]:
+        """Runs with a ``reconstructions/<run>/`` folder (folders not named like a run are ignored)."""
+        out = []
+        for d in sorted((self.root / "reconstructions").glob("*")):
+            try:
+                parse_run_name(d.name)
+            except ValueError:
+                continue
+            if d.is_dir():
+                out.append(d.name)
+        return out
+
+    def reconstruction_ids(self, run: str) -> list[str]:
+        """Subjects with a preprocessed-grid reconstruction in ``run``, sorted."""
+        folder = self.paths.reconstructions_dir(run)
+        return sorted(f.name[: -len(_RECON_PRE)] for f in folder.glob(f"*{_RECON_PRE}"))
+
+    def reconstruction_file(self, entry: ReconstructionEntry, grid: str = "preprocessed") -> Path:
+        """``reconstructions/<run>/<id>_recon_pre.nii.gz`` (``_recon.nii.gz`` for ``grid="original"``)."""
+        return self.paths.reconstruction(entry.run, entry.reconstruction_id, grid)
+
+    def variants(self) -> list[str]:
+        """Variants with a ``preprocessed/<variant>/`` folder."""
+        return sorted(d.name for d in (self.root / "preprocessed").glob("*") if d.is_dir())
+
+    def candidate_ids(self, variant: str) -> list[str]:
+        """The candidate originals of ``preprocessed/<variant>/`` (label maps excluded), sorted."""
+        folder = self.paths.preprocessed_dir(variant)
+        names = (f.name[: -len(".nii.gz")] for f in folder.glob("*.nii.gz"))
+        return sorted(n for n in names if not n.endswith("_seg"))
+
+    def candidate_file(self, variant: str, candidate_id: str) -> Path:
+        """``preprocessed/<variant>/<id>.nii.gz``: a candidate original as compared."""
+        return self.paths.preprocessed(variant, candidate_id)
+
+    def deformation_file(self, run: str, reconstruction_id: str, candidate_id: str) -> Path:
+        """``deformation/<run>/<id>__<candidate>_magnitude.nii.gz`` (may not exist)."""
+        return self.paths.deformation(run, reconstruction_id, candidate_id)
+
+    def deformation_maps(self, run: str) -> dict[tuple[str, str], Path]:
+        """Every deformation magnitude map of ``run``, keyed ``(reconstruction_id, candidate_id)``."""
+        out = {}
+        suffix = "_magnitude.nii.gz"
+        for f in sorted(self.paths.deformation_dir(run).glob(f"*__*{suffix}")):
+            rid, _, cid = f.name[: -len(suffix)].partition("__")
+            out[(rid, cid)] = f
+        return out
+
+    def checkpoint_files(self, entry: ReconstructionEntry) -> tuple[Path, Path] | None:
+        """Target and inversion checkpoints of the entry's fold, or ``None`` when the fold is unknown."""
+        if entry.fold is None:
+            return None
+        return (
+            self.paths.target(entry.arch, entry.variant, entry.fold),
+            self.paths.inversion(entry.run, entry.fold),
+        )
+
+    def labels_file(self, variant: str, subject_id: str) -> Path | None:
+        """The subject's label map: ``preprocessed/<variant>/<id>_seg.nii.gz`` if the study holds one,
+        else the cohort's labels file when that cohort is on this machine."""
+        local = self.paths.preprocessed_labels(variant, subject_id)
+        if local.is_file():
+            return local
+        cohort = self._cohort
+        if cohort is None or subject_id not in cohort.ids:
+            return None
+        labels = cohort[subject_id].labels
+        return labels if labels is not None and labels.is_file() else None
+
+    # -- configuration and cohort -------------------------------------------------------------------
+    def config(self):
+        """The study's ``config.toml`` as a :class:`~.config.StudyConfig`."""
+        from .config import load_study_config
+
+        path = self.root / "config.toml"
+        if not path.is_file():
+            raise StudyError(f"{path}: study config not found")
+        return load_study_config(path)
+
+    def cohort_path(self, generate: bool = False, attack: bool = False) -> Path:
+        """Where the study's cohort (``attack``: its separate attack cohort) is on this machine.
+
+        The folder the runner recorded in ``provenance.json`` when it is still there, else the
+        config's ``cohort.path`` resolved as the runner resolves it
+        (:func:`~.inputs.cohort_location`; ``"sample"`` is the cached sample cohort, generated
+        only with ``generate``). Raises :class:`StudyError` when it is not on this machine.
+        """
+        from ..sample_data import SAMPLE_KEYWORD
+        from .inputs import cohort_location
+        from .provenance import read_provenance
+
+        inputs = (read_provenance(self.root / "provenance.json") or {}).get("inputs", {})
+        recorded = inputs.get("attack_cohort" if attack else "cohort")
+        if recorded and Path(recorded).exists():
+            return Path(recorded)
+        cfg = self.config()
+        path = cfg.cohort.attack_path if attack else cfg.cohort.path
+        if not path:
+            raise StudyError(f"{self.root}: the study has no separate attack cohort")
+        found = cohort_location(path, cfg, generate=generate)
+        if path == SAMPLE_KEYWORD and not generate:  # the sample cohort is whole once marked
+            from ..sample_data.synthetic import MARKER
+
+            found = found if (found / MARKER).is_file() else Path(path)
+        if not found.exists():
+            raise StudyError(f"{self.root}: its cohort ({recorded or path}) is not on this machine")
+        return found
+
+    @cached_property
+    def _cohort(self):
+        """The study's cohort when it is on this machine (nothing generated), else ``None``."""
+        from ..data import load_cohort
+        from ..errors import InversionAuditError
+
+        try:
+            cfg = self.config()
+            return load_cohort(
+                self.cohort_path(), cfg.cohort.image_pattern, cfg.cohort.labels_pattern
+            )
+        except InversionAuditError:  # a missing cohort only costs the labels layer
+            return None
