@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -467,8 +466,3 @@ def config_with_nyul(config: PreprocessConfig, training: list[Subject]) -> Prepr
     pres = [preprocess_subject(s, raw) for s in training]
     landmarks = learn_nyul_landmarks([p.image for p in pres], [p.mask for p in pres])
     return dataclasses.replace(config, nyul_landmarks=landmarks)
-
-
-def describe(config: PreprocessConfig) -> str:
-    """One-line JSON description of a config (for logs and provenance)."""
-    return json.dumps(config.to_dict(), sort_keys=True)
