@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,8 +20,10 @@ from ..errors import CheckpointError
 from ..io import Volume, read_labels, read_volume
 from ..metrics.comparison import Comparison, align_to, compare_volumes
 from ..progress import ProgressCallback, report
-from ..study.index import ReconstructionEntry, StudyIndex
 from ._layers import volume_layer_kwargs
+
+if TYPE_CHECKING:
+    from ..study.index import ReconstructionEntry, StudyIndex
 
 __all__ = [
     "Comparison",
@@ -347,6 +349,7 @@ def register_pair(
     want_field = bool(vectors_step)
     mean = float("nan")
     if study_candidate is not None and moving.shape == fixed.shape:
+        from ..study.index import StudyIndex
         from ..study.scoring import candidate_mask
 
         root, variant, candidate_id = study_candidate
