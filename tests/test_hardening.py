@@ -169,6 +169,15 @@ def test_train_out_that_is_a_file_fails_before_training(
     assert out.read_text() == "not a folder"
 
 
+def test_run_out_that_is_a_file_is_refused(tiny_cohort, tmp_path, capsys):
+    config = _study_toml(tmp_path, tiny_cohort)
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    code, err = cli(["run", config, "--out", out, "--quiet"], capsys)
+    assert code == 1 and "exists and is not a folder" in err
+    assert out.read_text() == "not a folder"
+
+
 # -- 3. labels: one rule for every command ---------------------------------------------------
 
 

@@ -33,11 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from ..io.paths import check_output_folder
     from ..progress import tqdm_progress
     from ..study.config import load_study_config
     from ..study.runner import run_study
 
     config = load_study_config(args.config)
+    check_output_folder(args.out)  # an --out that is a file fails here, not after a stage
     if args.plan:
         return _print_plan(config, args.out)
     if args.threads:
