@@ -105,6 +105,34 @@ def test_match_all_metrics_top_k_on_a_scheduler(tiny_cohort, tmp_path):
     assert mag.shape == (32, 32, 32) and mag.array.min() >= 0
 
 
+@pytest.mark.slow
+def test_match_deformation_does_not_depend_on_threads(tiny_cohort, tmp_path, monkeypatch):
+    """One ITK thread and a fixed seed per registration: --threads 2 and 3 (that many child
+    processes at once) give the same displacements, each computed afresh (separate caches)."""
+    recon_dir = tmp_path / "recon"
+    _stand_ins(tiny_cohort, recon_dir, ["sub01", "sub03"])
+    values = []
+    for threads in ("2", "3"):
+        monkeypatch.setenv("INVERSION_AUDIT_CACHE", str(tmp_path / f"cache{threads}"))
+        out = tmp_path / f"match{threads}"
+        code = main(
+            [
+                "match", "--reconstructions", str(recon_dir), "--candidates", str(tiny_cohort),
+                "--out", str(out), "--metrics", "ssim,deformation", "--top-k", "2", "--preset", "fast",
+                "--threads", threads, "--quiet", "--device", "cpu",
+            ]
+        )  # fmt: skip
+        assert code == 0
+        values.append(
+            {
+                (r["reconstruction_id"], r["candidate_id"]): r["value"]
+                for r in _scores(out)
+                if r["metric"] == "deformation"
+            }
+        )
+    assert len(values[0]) == 4 and values[0] == values[1]
+
+
 def test_match_source_grid_reconstructions(tiny_cohort, tmp_path, capsys):
     recon_dir = tmp_path / "recon"
     _stand_ins(tiny_cohort, recon_dir, ["sub01", "sub03"], grid="source")
