@@ -11,9 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from gui_fakes import blob_image, make_fake_study, ticks_while_running
-from inversion_audit.gui._compute import displacement_vectors, register_pair
-from inversion_audit.io import Volume, read_volume
+from gui_fakes import blob_image, copy_study, ticks_while_running
+from inversion_audit.gui._compute import displacement_vectors
+from inversion_audit.gui._layers import layer_volume
+from inversion_audit.io import read_volume
+from inversion_audit.metrics import deformation
 
 PLUGIN = "napari-inversion-audit"
 SCALE = (2.0, 2.0, 2.0)
@@ -57,15 +59,13 @@ def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, 
     np.testing.assert_allclose(layer.scale, SCALE)
     np.testing.assert_allclose(layer.translate, TRANSLATE)
     assert layer.data.shape == viewer.layers["candidate"].data.shape
-    # the same pair through the core function (its on-disk cache makes this quick)
-    fixed, moving = (
-        Volume(viewer.layers[n].data, np.diag([*SCALE, 1.0])) for n in ("candidate", "recon")
-    )
-    direct = register_pair(moving, fixed, preset="fast")
-    assert widget.result.mean_displacement_mm == pytest.approx(
-        direct.mean_displacement_mm, rel=1e-5
-    )
-    assert f"{direct.mean_displacement_mm:.2f} mm" in widget.result_label.text()
+    # layers outside a study: the study never scored the pair, so no mean is shown
+    assert np.isnan(widget.result.mean_displacement_mm)
+    assert "mean displacement not computed" in widget.result_label.text()
+    # the map equals a fresh registration with the study's function, parameters and seed
+    fixed, moving = (layer_volume(viewer.layers[n]) for n in ("candidate", "recon"))
+    fresh = deformation(moving, fixed, preset="fast", cache=False, threads=1, seed=0, isolated=True)
+    np.testing.assert_allclose(layer.data, fresh.magnitude.array, rtol=1e-5, atol=1e-5)
     assert widget.legend.range[0] == 0.0 and widget.legend.range[1] > 0.0
     # screenshot: the magnitude map over the candidate is drawn and follows its opacity
     qtbot.wait(300)  # let the dock layout settle after the result text
@@ -99,19 +99,9 @@ def test_vectors_layer_shows_the_displacement_field(pair_viewer, qtbot):
     assert mean[0] > 1.0 and abs(mean[1]) < 0.5 and abs(mean[2]) < 0.5, mean
 
 
-def test_cancel_leaves_the_layers_unchanged(pair_viewer, qtbot):
-    viewer, widget = pair_viewer
-    names = [layer.name for layer in viewer.layers]
-    job = widget.run()
-    widget.panel.cancel_button.click()
-    qtbot.waitUntil(lambda: not job.is_running, timeout=60000)
-    assert job.cancelled and job.error is None
-    assert [layer.name for layer in viewer.layers] == names
-
-
-def test_stored_study_result_opens_without_a_worker(make_napari_viewer, qtbot, tmp_path):
-    study = make_fake_study(tmp_path / "study", n_subjects=4, deformation_top_k=2)
-    viewer = make_napari_viewer()
+def _scored_pair(viewer, qtbot, study):
+    """Open ``study``, select sub-001 and another candidate whose deformation was scored;
+    returns ``(index, entry, candidates table, candidate id)``."""
     _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
     index = opener.open_study(study.root)
     entry = index.search("sub-001")[0]
@@ -127,6 +117,15 @@ def test_stored_study_result_opens_without_a_worker(make_napari_viewer, qtbot, t
     cid = row.candidate.candidate_id
     table.select_row(table.rows.index(row))
     qtbot.waitUntil(lambda: table.state.candidate_id == cid, timeout=15000)
+    return index, entry, table, cid
+
+
+def test_stored_study_result_opens_without_a_worker(
+    make_napari_viewer, qtbot, tmp_path, runner_study
+):
+    study = copy_study(runner_study, tmp_path / "study")
+    viewer = make_napari_viewer()
+    index, entry, table, cid = _scored_pair(viewer, qtbot, study)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
     assert widget.fixed_combo.currentText() == table.state.candidate_layer
     start = time.perf_counter()
@@ -141,3 +140,23 @@ def test_stored_study_result_opens_without_a_worker(make_napari_viewer, qtbot, t
         study.scores[(entry.run, "sub-001", cid, "deformation")], rel=1e-5
     )
     assert "stored in the study" in widget.result_label.text()
+
+
+@pytest.mark.slow
+def test_registering_a_study_pair_again_gives_the_studys_score(
+    make_napari_viewer, qtbot, tmp_path, runner_study
+):
+    """Not the stored result: a fresh registration in the widget (the study's mask, one ITK
+    thread, its seed) reproduces the mean displacement in the study's ``scores.csv``."""
+    study = copy_study(runner_study, tmp_path / "study")
+    viewer = make_napari_viewer()
+    _, entry, _, cid = _scored_pair(viewer, qtbot, study)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget.cache_check.setChecked(False)
+    widget.preset_combo.setCurrentText("fast")  # the study's matching.deformation_preset
+    job = widget.run()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=300000)
+    assert job.error is None, job.error
+    expected = study.scores[(entry.run, "sub-001", cid, "deformation")]  # read with csv
+    assert widget.result.mean_displacement_mm == pytest.approx(expected, rel=1e-5)
+    assert f"{expected:.2f} mm" in widget.result_label.text()
