@@ -162,6 +162,7 @@ def test_swinunetr_latent_and_attack(tmp_path):
     check_attack(model, GRIDS["SwinUNETR"], epochs=3)
 
 
+@pytest.mark.slow
 def test_configured_module_path_and_bad_path(tmp_path):
     net, path = save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
     model = load_monai(path, "BasicUNet", TINY["BasicUNet"], latent="down_3")
@@ -418,6 +419,7 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     assert not marker.exists() and "weights_only=False" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_decoder_sidecar_records_source_module_shape_and_hash(tmp_path):
     from inversion_audit.checkpoints import load_inversion, read_metadata, save_checkpoint
     from inversion_audit.io import file_hash
@@ -535,6 +537,7 @@ def test_cli_run_audits_a_monai_model_on_the_sample_cohort(tmp_path, capsys):
     assert meta["arch_args"]["target_args"]["latent"]["module"] == "down_4"
 
 
+@pytest.mark.slow
 def test_cli_run_names_a_member_missing_from_the_cohort(tmp_path, capsys):
     from inversion_audit.cli.main import main
 
@@ -637,3 +640,59 @@ def test_cli_run_audits_an_nnunet_folder_with_its_own_preprocessing(tmp_path):
     report_md = (out / "report.md").read_text()
     assert "PlainConvUNet" in report_md and "`encoder.stages.2`" in report_md
     assert "preprocessing differs" in report_md
+
+
+# ---- rebuilding the model beside its decoder (napari's Reconstruct) ------------------------------
+
+
+def _decoder_beside(tmp_path, model, epochs=1):
+    from inversion_audit.checkpoints import save_checkpoint
+    from inversion_audit.data import PreprocessConfig
+
+    target = model.target()
+    images = blob_images((32, 32, 32), 2)
+    decoder, _ = train_inversion(target, images, InversionConfig(epochs=epochs), device="cpu")
+    pre = PreprocessConfig(spacing=(2.0, 2.0, 2.0), shape=(32, 32, 32), bias_correction=False)
+    save_checkpoint(tmp_path / "inv" / "inversion", decoder, {"preprocess": pre})
+    return tmp_path / "inv" / "inversion.safetensors", decoder
+
+
+def test_model_is_rebuilt_from_the_decoders_sidecar_and_checked(tmp_path):
+    from inversion_audit.models.external import load_with_decoder
+
+    _, path = save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
+    model = load_monai(path, "BasicUNet", TINY["BasicUNet"])
+    inversion, decoder = _decoder_beside(tmp_path, model)
+    target, again, pre = load_with_decoder(path, inversion)
+    assert target.arch_args == model.target().arch_args and pre.shape == (32, 32, 32)
+    image = blob_images((32, 32, 32), 1)[0]
+    np.testing.assert_allclose(
+        reconstruct(target, again, image, device="cpu"),
+        reconstruct(model.target(), decoder, image, device="cpu"),
+        atol=1e-6,
+    )
+    # other weights of the same network: refused, naming what differs
+    (tmp_path / "o").mkdir()
+    _, other = save_monai(tmp_path / "o", "BasicUNet", TINY["BasicUNet"], seed=5)
+    with pytest.raises(CheckpointError, match="weights_sha256"):
+        load_with_decoder(other, inversion)
+
+
+def test_reconstruct_widget_runs_an_external_model(make_napari_viewer, qtbot, tmp_path):
+    from gui_fakes import blob_image
+
+    _, path = save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
+    inversion, _ = _decoder_beside(tmp_path, load_monai(path, "BasicUNet", TINY["BasicUNet"]))
+    viewer = make_napari_viewer()
+    viewer.add_image(blob_image((20, 22, 18), seed=3) * 900.0, name="T1", scale=(2.0, 2.0, 2.0))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-inversion-audit", "Reconstruct")
+    widget.target_edit.setText(str(path))
+    widget.inversion_edit.setText(str(inversion))
+    widget.device_combo.setCurrentText("cpu")
+    widget.image_combo.choose("T1")
+    job = widget.run()
+    assert job is not None
+    qtbot.waitUntil(lambda: not job.is_running, timeout=120000)
+    assert job.error is None
+    layer = viewer.layers["T1 reconstruction"]
+    assert layer.data.shape == (20, 22, 18) and np.isfinite(layer.data).all()

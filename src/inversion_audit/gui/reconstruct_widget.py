@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..models.external import is_external_decoder, is_model_folder
 from ._compute import META_KEY, reconstruct_volume
 from ._layers import layer_volume, same_geometry, set_layer
 from ._messages import checkpoint_problem
@@ -32,7 +33,33 @@ from ._workers import Job, JobPanel
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ReconstructWidget"]
+__all__ = ["ReconstructWidget", "reconstruct_with_external_model"]
+
+
+def reconstruct_with_external_model(
+    volume: Any,
+    model: Path,
+    inversion: Path,
+    device: str = "auto",
+    labels: Any = None,
+    preprocessed: bool = False,
+    progress: Any = None,
+) -> Any:
+    """The worker for an external model (MONAI weights, bundle or nnU-Net folder): heavy
+    imports stay in here; the model is rebuilt as the decoder's sidecar records it."""
+    from ..attack import reconstruct_volume as reconstruct_core
+    from ..models.external import load_with_decoder
+    from ..progress import report
+
+    report(progress, 0, 2, "load models")
+    target, decoder, config = load_with_decoder(model, inversion, device)
+    device = str(next(decoder.parameters()).device)
+    report(progress, 1, 2, f"preprocess and reconstruct on {device}")
+    out = reconstruct_core(
+        target, decoder, volume, labels, config, device, preprocessed=preprocessed
+    )
+    report(progress, 2, 2, "done")
+    return out
 
 
 def _path_row(edit: QLineEdit, title: str, parent: QWidget) -> QHBoxLayout:
@@ -114,9 +141,11 @@ class ReconstructWidget(QWidget):
         if not target or not inversion:
             show_error("Reconstruct: choose a target checkpoint and an inversion checkpoint.")
             return None
-        problem = checkpoint_problem(target, "target checkpoint") or checkpoint_problem(
-            inversion, "inversion checkpoint"
-        )
+        # an external model: a bundle / nnU-Net folder, or weights its decoder's sidecar describes
+        external = is_model_folder(target) or is_external_decoder(inversion)
+        problem = (
+            None if external else checkpoint_problem(target, "target checkpoint")
+        ) or checkpoint_problem(inversion, "inversion checkpoint")
         if problem is not None:
             show_error(f"Reconstruct: {problem}")
             return None
@@ -145,7 +174,7 @@ class ReconstructWidget(QWidget):
             )
 
         job = Job(
-            reconstruct_volume,
+            reconstruct_with_external_model if external else reconstruct_volume,
             volume,
             Path(target),
             Path(inversion),

@@ -11,13 +11,47 @@ from typing import Any
 
 from ...errors import ConfigError
 
-__all__ = ["check_external_args"]
+__all__ = ["check_external_args", "check_literal"]
 
 SOURCES = ("monai", "bundle", "nnunet")
 NORMALIZATIONS = ("none", "zscore", "zscore-mask")
 _MODULE = re.compile(r"[A-Za-z0-9_]{1,64}(\.[A-Za-z0-9_]{1,64}){0,32}")
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 MAX_SIDE, MAX_CHANNELS, MAX_SKIPS = 1024, 8192, 16
+_LITERALS = (bool, int, float, str, type(None))
+
+
+def check_literal(value: Any, where: str) -> Any:
+    """Return ``value`` if it is plain data (numbers, strings, booleans, null, lists, tables).
+
+    Strings that MONAI's config parser would evaluate (``$`` expressions, ``@`` references,
+    ``%`` macros) and ``_target_`` entries (objects to build) raise :class:`ConfigError`
+    naming ``where``.
+    """
+    if isinstance(value, str):
+        if value[:1] in ("$", "@", "%"):
+            kind = {"$": "a Python expression", "@": "a reference", "%": "a macro"}[value[0]]
+            raise ConfigError(
+                f"{where}: {value[:40]!r} is {kind}; only literal values are accepted"
+            )
+        return value
+    if isinstance(value, _LITERALS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [check_literal(v, f"{where}[{k}]") for k, v in enumerate(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str) or key in (
+                "_target_",
+                "_requires_",
+                "_disabled_",
+                "_mode_",
+            ):
+                raise ConfigError(
+                    f"{where}: key {key!r} would build objects; only literal values are accepted"
+                )
+        return {key: check_literal(v, f"{where}.{key}") for key, v in value.items()}
+    raise ConfigError(f"{where}: {type(value).__name__} is not a literal value")
 
 
 def _ints(value: Any, n: int, low: int, high: int, where: str) -> list[int]:
@@ -64,5 +98,12 @@ def check_external_args(args: Any, where: str) -> None:
         if not isinstance(name, str) or not _MODULE.fullmatch(name):
             raise ConfigError(f"{where}.latent: {str(name)[:80]!r} is not a module path")
     _ints(lat.get("shape"), 4, 1, MAX_CHANNELS, f"{where}.latent.shape")
+    if "network_args" in args:
+        if not isinstance(args["network_args"], dict):
+            raise ConfigError(f"{where}.network_args must be a table")
+        check_literal(args["network_args"], f"{where}.network_args")
+    fold = args.get("fold", 0)
+    if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold <= 99:
+        raise ConfigError(f"{where}.fold must be an integer in 0..99")
     for k, shape in enumerate(shapes):
         _ints(shape, 4, 1, MAX_CHANNELS, f"{where}.latent.skip_shapes[{k}]")

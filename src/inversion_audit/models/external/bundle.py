@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from .args import check_literal
 from .model import ExternalModel
-from .monai import MONAI_NETWORKS, check_literal, load_monai
+from .monai import MONAI_NETWORKS, load_monai
 
 __all__ = ["load_bundle", "read_network_def"]
 

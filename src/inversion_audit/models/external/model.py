@@ -86,6 +86,7 @@ class ExternalModel:
     axes : network axis k is project axis ``axes[k]`` (nnU-Net reads (z, y, x) and transposes).
     normalization : what :meth:`ExternalTarget.model_input` applies: ``"none"``, ``"zscore"``
         or ``"zscore-mask"``.
+    build : what else rebuilds the network from its path (MONAI ``network_args``, nnU-Net ``fold``).
     """
 
     network: nn.Module
@@ -100,6 +101,7 @@ class ExternalModel:
     preprocess_differences: tuple[str, ...] = ()
     axes: tuple[int, ...] = (0, 1, 2)
     normalization: str = "none"
+    build: dict[str, Any] = field(default_factory=dict)
     _target: ExternalTarget | None = field(default=None, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -114,6 +116,7 @@ class ExternalModel:
             "axes": list(self.axes),
             "normalization": self.normalization,
             "latent": self.taps.to_dict(),
+            **self.build,
             "preprocess_differences": list(self.preprocess_differences),
         }
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ...errors import ConfigError
 from ...io import file_hash
+from .args import check_literal
 from .latent import LatentTaps, find_latent
 from .model import ExternalModel
 from .weights import fill_network, read_state_dict
@@ -16,7 +17,6 @@ from .weights import fill_network, read_state_dict
 __all__ = [
     "MONAI_NETWORKS",
     "build_monai_network",
-    "check_literal",
     "in_channels_of",
     "latent_on_grid",
     "load_monai",
@@ -24,42 +24,6 @@ __all__ = [
 
 #: class names of ``monai.networks.nets`` that may be built (3D segmentation networks)
 MONAI_NETWORKS = ("UNet", "BasicUNet", "SegResNet", "DynUNet", "AttentionUnet", "SwinUNETR")
-
-_LITERALS = (bool, int, float, str, type(None))
-
-
-def check_literal(value: Any, where: str) -> Any:
-    """Return ``value`` if it is plain data (numbers, strings, booleans, null, lists, tables).
-
-    Strings that MONAI's config parser would evaluate (``$`` expressions, ``@`` references,
-    ``%`` macros) and ``_target_`` entries (objects to build) raise :class:`ConfigError`
-    naming ``where``.
-    """
-    if isinstance(value, str):
-        if value[:1] in ("$", "@", "%"):
-            kind = {"$": "a Python expression", "@": "a reference", "%": "a macro"}[value[0]]
-            raise ConfigError(
-                f"{where}: {value[:40]!r} is {kind}; only literal values are accepted"
-            )
-        return value
-    if isinstance(value, _LITERALS):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [check_literal(v, f"{where}[{k}]") for k, v in enumerate(value)]
-    if isinstance(value, dict):
-        for key, v in value.items():
-            if not isinstance(key, str) or key in (
-                "_target_",
-                "_requires_",
-                "_disabled_",
-                "_mode_",
-            ):
-                raise ConfigError(
-                    f"{where}: key {key!r} would build objects; only literal values are accepted"
-                )
-            check_literal(v, f"{where}.{key}")
-        return dict(value)
-    raise ConfigError(f"{where}: {type(value).__name__} is not a literal value")
 
 
 def build_monai_network(name: str, args: dict[str, Any], where: str = "model.network") -> Any:
@@ -110,9 +74,12 @@ def load_monai(
     channels = in_channels_of(net, network_args)
     grid = tuple(int(g) for g in grid)
     taps = latent_on_grid(net, channels, grid, latent, path)
-    return ExternalModel(
+    model = ExternalModel(
         net, source, type(net).__name__, channels, grid, taps, path, file_hash(path)
     )
+    if source == "monai":  # what rebuilds it beside a decoder (a bundle has its own config)
+        model.build = {"network_args": check_literal(dict(network_args), "model.network_args")}
+    return model
 
 
 def latent_on_grid(

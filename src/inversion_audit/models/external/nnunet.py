@@ -231,4 +231,5 @@ def load_nnunet(
         diffs,
         axes,
         normalization,
+        {"fold": int(fold)} if str(fold).isdigit() else {},
     )
