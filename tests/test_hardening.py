@@ -178,6 +178,21 @@ def test_run_out_that_is_a_file_is_refused(tiny_cohort, tmp_path, capsys):
     assert out.read_text() == "not a folder"
 
 
+def test_match_out_that_is_a_file_is_refused_before_scoring(tiny_cohort, tmp_path, capsys):
+    recons = tmp_path / "recons"
+    recons.mkdir()
+    nib.save(nib.load(tiny_cohort / "sub00_T1.nii.gz"), recons / "sub00_recon.nii.gz")
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    code, err = cli(
+        ["match", "--reconstructions", recons, "--candidates", tiny_cohort, "--out", out]
+        + ["--metrics", "ssim", "--no-bias-correction", *COMMON],
+        capsys,
+    )
+    assert code == 1 and "exists and is not a folder" in err
+    assert out.read_text() == "not a folder"
+
+
 # -- 3. labels: one rule for every command ---------------------------------------------------
 
 

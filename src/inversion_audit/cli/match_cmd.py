@@ -148,6 +148,7 @@ def _match(args: argparse.Namespace) -> int:
     from ..data import PreprocessConfig, preprocess_cohort
     from ..devices import set_threads
     from ..io import atomic_write_json
+    from ..io.paths import check_output_folder
     from ..matching import inputs
     from ..matching.pipeline import score_reconstructions
     from ..progress import tqdm_progress
@@ -156,6 +157,7 @@ def _match(args: argparse.Namespace) -> int:
     setup_logging(args.quiet)
     set_threads(args.threads)
     tags = _run_tags(args)
+    check_output_folder(args.out)  # before the scoring, not after it
     files, pattern = inputs.find_reconstructions(args.reconstructions, args.reconstruction_pattern)
     cohort = load_cohort_arg(args.candidates, args.image_pattern, args.labels_pattern)
     options = _options(args, len(cohort.ids))
