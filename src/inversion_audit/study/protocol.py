@@ -9,7 +9,6 @@ work to ``study.stages`` (a :class:`~.stages.StageStore`), which skips it when d
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,6 @@ from ..data import Fold
 from ..errors import CohortError
 from ..io import config_hash, write_volume
 from ..progress import report
-from .collect import write_scores
 from .holdout import check_holdout_unused
 from .layout import run_name
 
@@ -217,7 +215,7 @@ def _score(
     ids = [*fold.private_set, *study.holdout_of(fold)]
 
     def score() -> list[Path]:
-        from .scoring import score_fold
+        from .scoring import score_fold, write_fold_scores
 
         target = segmenter() if segmenter else load_target(tpath, device=study.device)
         recs = {
@@ -239,18 +237,7 @@ def _score(
             from .reid_stage import reid_rows
 
             rows = [*rows, *reid_rows(study, run, fold, recs, cands)]
-        # maps of a superseded run of this stage must not outlive its scores
-        folder = study.paths.deformation_dir(run)
-        for sid in ids:
-            for old in folder.glob(glob.escape(f"{sid}__") + "*_magnitude.nii.gz"):
-                old.unlink()
-        outs = []
-        for (sid, cid), magnitude in maps.items():
-            outs.append(
-                write_volume(study.paths.deformation(run, sid, cid), magnitude, cands[cid].affine)
-            )
-        tagged = [(fold.index, arch, variant, threat, *r) for r in rows]
-        outs.append(write_scores(study.paths.score_part(run, fold.index), tagged))
-        return outs
+        tags = (fold.index, arch, variant, threat)
+        return write_fold_scores(study.paths, tags, ids, rows, maps, cands)
 
     study.stages.run(f"fold{fold.index}/{run}/score", score_key, score)
