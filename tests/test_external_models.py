@@ -167,6 +167,14 @@ def test_configured_module_path_and_bad_path(tmp_path):
     net, path = save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
     model = load_monai(path, "BasicUNet", TINY["BasicUNet"], latent="down_3")
     assert model.taps.bottleneck == "down_3" and model.taps.bottleneck_shape == (8, 4, 4, 4)
+    # a module without convolutions of its own (normalisation + activation) may be named too
+    adn = load_monai(path, "BasicUNet", TINY["BasicUNet"], latent="down_3.convs.conv_1.adn")
+    assert adn.taps.bottleneck == "down_3.convs.conv_1.adn"
+    x = torch.rand(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            adn.target().encode(x).bottleneck, model.target().encode(x).bottleneck
+        )
     with pytest.raises(ConfigError, match="down_9"):
         load_monai(path, "BasicUNet", TINY["BasicUNet"], latent="down_9")
     with pytest.raises(ConfigError, match="not a module path"):

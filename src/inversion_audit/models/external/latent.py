@@ -131,7 +131,7 @@ def _is_concat(inp: torch.Tensor, out: torch.Tensor) -> bool:
     return bool(torch.equal(out[:, :c], inp) or torch.equal(out[:, -c:], inp))
 
 
-def _record(network: nn.Module, x: torch.Tensor) -> list[_Event]:
+def _record(network: nn.Module, x: torch.Tensor, also: str = "") -> list[_Event]:
     events: list[_Event] = []
     ndim = x.ndim
 
@@ -150,7 +150,7 @@ def _record(network: nn.Module, x: torch.Tensor) -> list[_Event]:
     handles = [
         m.register_forward_hook(hook(n))
         for n, m in network.named_modules()
-        if n and any(isinstance(sub, _GRID_MODULES) for sub in m.modules())
+        if n and (n == also or any(isinstance(sub, _GRID_MODULES) for sub in m.modules()))
     ]
     try:
         with torch.no_grad():
@@ -183,7 +183,9 @@ def find_latent(
     was_training = network.training
     network.eval()
     try:
-        events = _record(network, x)
+        events = _record(
+            network, x, "" if latent == "auto" else resolve_module_path(network, latent)
+        )
     finally:
         network.train(was_training)
     if not events:
