@@ -4,6 +4,7 @@ are either loaded or refused with the project's own error naming the file, in bo
 from __future__ import annotations
 
 import json
+import resource
 import time
 from datetime import timedelta
 
@@ -55,6 +56,15 @@ SECTION_KEYS = {
     "inversion": ["epochs", "lr", "seed", "threat_model", "flip_augment", "ssim_weight"],
     "variant_preprocess": ["with-skull", "skull-stripped", "other"],
 }
+#: peak memory (KiB) when the module was imported; no example may add more than 2 GiB to it
+BASE_RSS = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _bounded(start: float) -> None:
+    assert time.perf_counter() - start < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - BASE_RSS < 2 * 2**20
+
+
 SETTINGS = settings(
     max_examples=60,
     deadline=timedelta(seconds=20),
@@ -108,7 +118,7 @@ def test_fuzzed_sidecars_load_or_raise_checkpoint_errors(sidecar_text, where, in
         assert str(sidecar) in str(exc) or str(weights) in str(exc)
     else:
         assert model.arch == "unet"
-    assert time.perf_counter() - start < 10
+    _bounded(start)
 
 
 @SETTINGS
@@ -138,4 +148,4 @@ def test_fuzzed_study_configs_load_or_raise_config_errors(tmp_path, section, ind
         load_study_config(path)
     except ConfigError as exc:
         assert str(path) in str(exc)
-    assert time.perf_counter() - start < 10
+    _bounded(start)
