@@ -20,8 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RANK_KEYS", "RankedCandidate", "rank_candidates", "blinded_codes"]
 
-#: ranking choices of the table; ``True`` = higher is better
-HIGHER_IS_BETTER = {"ssim": True, "correlation": True, "deformation": False}
+#: ranking choices of the table (directions: :data:`inversion_audit.matching.METRIC_DIRECTIONS`)
 RANK_KEYS = ("ssim", "correlation", "deformation", "fused")
 
 
@@ -34,23 +33,23 @@ class RankedCandidate:
 
 
 def _matrix(candidates: list[CandidateScore], metric: str) -> ScoreMatrix:
-    from ..matching import ScoreMatrix
+    from ..matching import METRIC_DIRECTIONS, ScoreMatrix
 
     values = np.array([[getattr(c, metric) for c in candidates]], float)
     ids = [c.candidate_id for c in candidates]
     return ScoreMatrix(
-        metric, values, ["reconstruction"], ids, higher_is_better=HIGHER_IS_BETTER[metric]
+        metric, values, ["reconstruction"], ids, higher_is_better=METRIC_DIRECTIONS[metric]
     )
 
 
 def rank_candidates(candidates: list[CandidateScore], by: str = "ssim") -> list[RankedCandidate]:
     """Candidates in rank order under ``by`` (one of :data:`RANK_KEYS`).
 
-    Orders with :func:`inversion_audit.matching.rank_candidates`; ``"fused"`` fuses the
-    SSIM and deformation rankings with :func:`~inversion_audit.matching.fuse_rankings`,
-    as the study report does (SSIM alone when no deformation was computed).
+    Orders with :func:`inversion_audit.matching.rank_candidates`; ``"fused"`` is the study
+    report's fused rank (:func:`~inversion_audit.matching.fused_rank`), SSIM alone when no
+    deformation was computed.
     """
-    from ..matching import fuse_rankings
+    from ..matching import fused_rank
     from ..matching import rank_candidates as ranked_ids
 
     if by not in RANK_KEYS:
@@ -58,11 +57,10 @@ def rank_candidates(candidates: list[CandidateScore], by: str = "ssim") -> list[
     if not candidates:
         return []
     if by == "fused":
-        matrices = [_matrix(candidates, "ssim")]
-        deformation = _matrix(candidates, "deformation")
-        if np.isfinite(deformation.values).any():
-            matrices.append(deformation)
-        matrix = fuse_rankings(matrices)
+        ssim, deformation = _matrix(candidates, "ssim"), _matrix(candidates, "deformation")
+        scored = np.isfinite(deformation.values).any()
+        fused = fused_rank({"ssim": ssim, "deformation": deformation}) if scored else None
+        matrix = fused or ssim
     else:
         matrix = _matrix(candidates, by)
     by_id = {c.candidate_id: c for c in candidates}
