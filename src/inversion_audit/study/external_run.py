@@ -21,7 +21,6 @@ from ..errors import ConfigError
 from ..io import atomic_write_json, config_hash, write_volume
 from ..progress import report
 from . import protocol
-from .collect import write_scores
 from .layout import run_name
 from .model_source import ModelSource, model_path, parse_model_source, resolve_members
 
@@ -181,7 +180,7 @@ def _reconstruct(
 
 def _score(study: _Study, fold: Fold, variant: str, threat: str, rec_key: str) -> None:
     from ..io import read_volume
-    from .scoring import score_fold
+    from .scoring import score_fold, write_fold_scores
 
     run = run_name(ARCH, variant, threat)
     pcfg = study.fold_pre_config(variant, fold)
@@ -204,13 +203,8 @@ def _score(study: _Study, fold: Fold, variant: str, threat: str, rec_key: str) -
             device=study.device,
             progress=study.stage_progress(run),
         )
-        outs = [
-            write_volume(study.paths.deformation(run, sid, cid), magnitude, cands[cid].affine)
-            for (sid, cid), magnitude in maps.items()
-        ]
-        tagged = [(fold.index, ARCH, variant, threat, *r) for r in rows]
-        outs.append(write_scores(study.paths.score_part(run, fold.index), tagged))
-        return outs
+        tags = (fold.index, ARCH, variant, threat)
+        return write_fold_scores(study.paths, tags, fold.private_set, rows, maps, cands)
 
     study.stages.run(f"fold{fold.index}/{run}/score", key, score)
 
