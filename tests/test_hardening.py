@@ -299,13 +299,15 @@ def test_huge_seed_deep_nesting_and_size_are_refused_before_parsing(checkpoints,
         "nested": text[:-2] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
         "size": text[:-2] + ', "x": "' + "a" * (5 * 2**20) + '"}\n',
     }
+    named = {"seed": "seed is a number of 100000 digits", "nested": "nested", "size": "bytes"}
     for name, bad in cases.items():
         assert bad != text, name
         sidecar.write_text(bad)
         start = time.perf_counter()
-        with pytest.raises(CheckpointError, match=str(sidecar).replace(".", r"\.")):
+        with pytest.raises(CheckpointError, match=str(sidecar).replace(".", r"\.")) as info:
             load_target(checkpoints / "target.safetensors")
         assert time.perf_counter() - start < 5, name
+        assert named[name] in str(info.value)
     sidecar.write_text(cases["nested"])
     code, err = cli(["train-inversion", "--target", sidecar, "--cohort", "x", "--out", "o"], capsys)
     assert code == 1 and "nested" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ __all__ = ["MAX_TEXT_BYTES", "MAX_NESTING", "nesting_depth", "read_json", "read_
 MAX_TEXT_BYTES = 4 * 2**20
 #: deepest accepted nesting of arrays/tables/objects
 MAX_NESTING = 32
+#: longest accepted run of digits in a number (no count or seed needs more)
+MAX_DIGITS = 300
+_DIGIT_RUN = re.compile(rf"\d{{{MAX_DIGITS + 1},}}")
+_KEY_BEFORE = re.compile(
+    r"(\"[^\"\n]{0,100}\"|'[^'\n]{0,100}'|[A-Za-z0-9_.-]{1,100})\s*[:=]\s*[-+]?$"
+)
+_ITEM_BEFORE = re.compile(r"[\[,]\s*[-+]?$")
 
 
 def nesting_depth(text: str, comments: bool = False) -> int:
@@ -65,6 +73,15 @@ def _read_text(
     depth = nesting_depth(text, comments=comments)
     if depth > MAX_NESTING:
         raise error(f"{path}: {kind} is nested {depth} levels deep (at most {MAX_NESTING})")
+    for run in _DIGIT_RUN.finditer(text):  # named here: the parsers would not name the key
+        before = text[max(0, run.start() - 120) : run.start()]
+        key = _KEY_BEFORE.search(before)
+        if key or _ITEM_BEFORE.search(before):  # else: digits inside a string
+            name = key.group(1).strip("\"'") if key else "a list item"
+            raise error(
+                f"{path}: {kind}: {name} is a number of {len(run.group())} digits "
+                f"(at most {MAX_DIGITS})"
+            )
     return text
 
 
