@@ -31,6 +31,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_SPEC) || $(BIN)/pip install --quiet "torch>=2.2,<2.15" torchvision
 	$(BIN)/pip install --quiet -e ".[test]"
+	# triton (pulled in by the CUDA build of torch, unused here: no torch.compile) segfaults on
+	# import once Qt/OpenGL has loaded Mesa's LLVM, which kills napari when a checkpoint loads
+	$(BIN)/pip uninstall --quiet -y triton 2>/dev/null || true
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
