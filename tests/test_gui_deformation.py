@@ -1,7 +1,9 @@
 """Deformation widget: ANTs registration in a child process, stored results, cancel,
 UI responsiveness while it runs, screenshots.
 
-Run under Xvfb: ``xvfb-run -a .venv/bin/pytest tests/test_gui_deformation.py -q``.
+Run under Xvfb: ``xvfb-run -a .venv/bin/pytest tests/test_gui_deformation.py -q``. The tests
+on the session's runner-made study come first: training after a viewer's OpenGL context exists
+has crashed the process (torch's compiler stack and mesa each load their own LLVM).
 """
 
 from __future__ import annotations
@@ -32,6 +34,69 @@ def test_displacement_vectors_subsample_and_convert_mm_to_voxels():
     assert set(map(tuple, vectors[:, 0])) == {
         (a, b, c) for a in (0, 4) for b in (0, 4) for c in (0, 4)
     } - {(0, 0, 0)}
+
+
+def _scored_pair(viewer, qtbot, study):
+    """Open ``study``, select sub-001 and another candidate whose deformation was scored;
+    returns ``(index, entry, candidates table, candidate id)``."""
+    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    index = opener.open_study(study.root)
+    entry = index.search("sub-001")[0]
+    opener.select(entry)
+    qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
+    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    row = next(
+        r
+        for r in table.rows
+        if r.candidate.candidate_id != "sub-001"
+        and r.candidate.deformation == r.candidate.deformation
+    )
+    cid = row.candidate.candidate_id
+    table.select_row(table.rows.index(row))
+    qtbot.waitUntil(lambda: table.state.candidate_id == cid, timeout=15000)
+    return index, entry, table, cid
+
+
+def test_stored_study_result_opens_without_a_worker(
+    make_napari_viewer, qtbot, tmp_path, runner_study
+):
+    study = copy_study(runner_study, tmp_path / "study")
+    viewer = make_napari_viewer()
+    index, entry, table, cid = _scored_pair(viewer, qtbot, study)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    assert widget.fixed_combo.currentText() == table.state.candidate_layer
+    start = time.perf_counter()
+    view = widget.run()
+    assert time.perf_counter() - start < 2.0 and view.cached  # no registration, no worker
+    stored = read_volume(index.deformation_file(entry.run, "sub-001", cid)).array
+    magnitude = [layer for layer in viewer.layers if layer.name.endswith("displacement (mm)")]
+    assert len(magnitude) == 1
+    np.testing.assert_array_equal(magnitude[0].data, stored)
+    np.testing.assert_allclose(magnitude[0].scale, viewer.layers[table.state.candidate_layer].scale)
+    assert view.mean_displacement_mm == pytest.approx(
+        study.scores[(entry.run, "sub-001", cid, "deformation")], rel=1e-5
+    )
+    assert "stored in the study" in widget.result_label.text()
+
+
+@pytest.mark.slow
+def test_registering_a_study_pair_again_gives_the_studys_score(
+    make_napari_viewer, qtbot, tmp_path, runner_study
+):
+    """Not the stored result: a fresh registration in the widget (the study's mask, one ITK
+    thread, its seed) reproduces the mean displacement in the study's ``scores.csv``."""
+    study = copy_study(runner_study, tmp_path / "study")
+    viewer = make_napari_viewer()
+    _, entry, _, cid = _scored_pair(viewer, qtbot, study)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget.cache_check.setChecked(False)
+    widget.preset_combo.setCurrentText("fast")  # the study's matching.deformation_preset
+    job = widget.run()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=300000)
+    assert job.error is None, job.error
+    expected = study.scores[(entry.run, "sub-001", cid, "deformation")]  # read with csv
+    assert widget.result.mean_displacement_mm == pytest.approx(expected, rel=1e-5)
+    assert f"{expected:.2f} mm" in widget.result_label.text()
 
 
 @pytest.fixture
@@ -97,66 +162,3 @@ def test_vectors_layer_shows_the_displacement_field(pair_viewer, qtbot):
     inside = viewer.layers["candidate"].data[tuple(data[:, 0].astype(int).T)] > 0.3
     mean = data[inside, 1].mean(axis=0)
     assert mean[0] > 1.0 and abs(mean[1]) < 0.5 and abs(mean[2]) < 0.5, mean
-
-
-def _scored_pair(viewer, qtbot, study):
-    """Open ``study``, select sub-001 and another candidate whose deformation was scored;
-    returns ``(index, entry, candidates table, candidate id)``."""
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
-    index = opener.open_study(study.root)
-    entry = index.search("sub-001")[0]
-    opener.select(entry)
-    qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
-    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
-    row = next(
-        r
-        for r in table.rows
-        if r.candidate.candidate_id != "sub-001"
-        and r.candidate.deformation == r.candidate.deformation
-    )
-    cid = row.candidate.candidate_id
-    table.select_row(table.rows.index(row))
-    qtbot.waitUntil(lambda: table.state.candidate_id == cid, timeout=15000)
-    return index, entry, table, cid
-
-
-def test_stored_study_result_opens_without_a_worker(
-    make_napari_viewer, qtbot, tmp_path, runner_study
-):
-    study = copy_study(runner_study, tmp_path / "study")
-    viewer = make_napari_viewer()
-    index, entry, table, cid = _scored_pair(viewer, qtbot, study)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
-    assert widget.fixed_combo.currentText() == table.state.candidate_layer
-    start = time.perf_counter()
-    view = widget.run()
-    assert time.perf_counter() - start < 2.0 and view.cached  # no registration, no worker
-    stored = read_volume(index.deformation_file(entry.run, "sub-001", cid)).array
-    magnitude = [layer for layer in viewer.layers if layer.name.endswith("displacement (mm)")]
-    assert len(magnitude) == 1
-    np.testing.assert_array_equal(magnitude[0].data, stored)
-    np.testing.assert_allclose(magnitude[0].scale, viewer.layers[table.state.candidate_layer].scale)
-    assert view.mean_displacement_mm == pytest.approx(
-        study.scores[(entry.run, "sub-001", cid, "deformation")], rel=1e-5
-    )
-    assert "stored in the study" in widget.result_label.text()
-
-
-@pytest.mark.slow
-def test_registering_a_study_pair_again_gives_the_studys_score(
-    make_napari_viewer, qtbot, tmp_path, runner_study
-):
-    """Not the stored result: a fresh registration in the widget (the study's mask, one ITK
-    thread, its seed) reproduces the mean displacement in the study's ``scores.csv``."""
-    study = copy_study(runner_study, tmp_path / "study")
-    viewer = make_napari_viewer()
-    _, entry, _, cid = _scored_pair(viewer, qtbot, study)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
-    widget.cache_check.setChecked(False)
-    widget.preset_combo.setCurrentText("fast")  # the study's matching.deformation_preset
-    job = widget.run()
-    qtbot.waitUntil(lambda: not job.is_running, timeout=300000)
-    assert job.error is None, job.error
-    expected = study.scores[(entry.run, "sub-001", cid, "deformation")]  # read with csv
-    assert widget.result.mean_displacement_mm == pytest.approx(expected, rel=1e-5)
-    assert f"{expected:.2f} mm" in widget.result_label.text()
