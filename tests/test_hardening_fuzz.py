@@ -55,6 +55,8 @@ SECTION_KEYS = {
     + ["lr", "patch_size", "n_classes"],
     "inversion": ["epochs", "lr", "seed", "threat_model", "flip_augment", "ssim_weight"],
     "variant_preprocess": ["with-skull", "skull-stripped", "other"],
+    "model": ["source", "path", "network", "network_args", "fold", "latent"],
+    "reid": ["epochs", "lr", "batch_size", "base_filters", "embed_dim", "input_size", "seed"],
 }
 #: peak memory (KiB) when the module was imported; no example may add more than 2 GiB to it
 BASE_RSS = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -121,7 +123,7 @@ def test_fuzzed_sidecars_load_or_raise_checkpoint_errors(sidecar_text, where, in
     _bounded(start)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=150)
 @given(
     section=st.sampled_from(sorted(SECTION_KEYS)),
     index=st.integers(0, 20),
