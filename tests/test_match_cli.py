@@ -176,10 +176,14 @@ def test_match_scores_the_demo_study_as_the_study_did(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     key = ("arch", "variant", "threat_model", "reconstruction_id", "candidate_id", "metric")
-    study = {tuple(r[k] for k in key): r["value"] for r in _rows(DEMO / "scores" / "scores.csv")}
-    mine = {tuple(r[k] for k in key): r["value"] for r in _scores(out)}
-    assert len(mine) == 8 * 8 * 4
-    assert {k: study.get(k) for k in mine} == mine  # byte-identical values
+    study = {
+        tuple(r[k] for k in key): float(r["value"]) for r in _rows(DEMO / "scores" / "scores.csv")
+    }
+    mine = {tuple(r[k] for k in key): float(r["value"]) for r in _scores(out)}
+    assert len(mine) == 8 * 8 * 4 and set(mine) <= set(study)
+    # the study's values to float32 precision (SSIM sums in float32: the last of 6 digits
+    # may differ with the thread count)
+    assert {k: pytest.approx(v, rel=1e-5) for k, v in mine.items()} == {k: study[k] for k in mine}
     index = StudyIndex.open(out)
     assert index.runs() == [run] and len(index.entries) == 8
     entry = index.entries[0]
