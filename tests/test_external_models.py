@@ -666,7 +666,7 @@ def _decoder_beside(tmp_path, model, epochs=1):
 
 
 def test_model_is_rebuilt_from_the_decoders_sidecar_and_checked(tmp_path):
-    from inversion_audit.models.external import load_with_decoder
+    from inversion_audit.checkpoints import load_with_decoder
 
     _, path = save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
     model = load_monai(path, "BasicUNet", TINY["BasicUNet"])

@@ -37,7 +37,9 @@ __all__ = [
     "checkpoint_paths",
     "save_checkpoint",
     "load_target",
+    "is_external_decoder",
     "load_inversion",
+    "load_with_decoder",
     "load_weights",
     "read_metadata",
     "training_metadata",
@@ -286,3 +288,40 @@ def load_inversion(
     decoder.metadata = meta
     decoder.target_weights_sha256 = meta.get("target_weights_sha256")
     return decoder.eval().to(get_device(device))
+
+
+def is_external_decoder(inversion: str | os.PathLike[str]) -> bool:
+    """Whether an inversion checkpoint's sidecar says it was trained against an external model."""
+    import json
+
+    try:
+        meta = json.loads(checkpoint_paths(inversion)[1].read_text(encoding="utf-8"))
+        return meta["arch_args"]["target_arch"] == "external"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def load_with_decoder(
+    path: str | os.PathLike[str], inversion: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[Any, Any, Any]:
+    """``(target, decoder, preprocess config)``: an external model and the decoder trained against it.
+
+    Raises :class:`CheckpointError` naming the file when they do not belong together or
+    the decoder's sidecar records no preprocessing.
+    """
+    from .devices import get_device
+    from .models.external.rebuild import rebuild_target
+
+    dev = str(get_device(device))
+    meta = read_metadata(inversion)
+    args = meta["arch_args"].get("target_args") if meta["kind"] == "inversion" else None
+    if meta["arch_args"].get("target_arch") != "external" or not isinstance(args, dict):
+        raise CheckpointError(f"{inversion}: not a decoder trained against an external model")
+    target = rebuild_target(path, args).to(dev)
+    decoder = load_inversion(inversion, target=target, device=dev)
+    config = preprocess_config(decoder.metadata)
+    if config is None:
+        raise CheckpointError(
+            f"{inversion}: sidecar has no 'preprocess' config to prepare inputs with"
+        )
+    return target, decoder, config

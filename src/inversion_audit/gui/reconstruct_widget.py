@@ -22,7 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..models.external import is_external_decoder, is_model_folder
+from ..checkpoints import is_external_decoder
+from ..models.external import is_model_folder
 from ._compute import META_KEY, reconstruct_volume
 from ._layers import layer_volume, same_geometry, set_layer
 from ._messages import checkpoint_problem
@@ -48,7 +49,7 @@ def reconstruct_with_external_model(
     """The worker for an external model (MONAI weights, bundle or nnU-Net folder): heavy
     imports stay in here; the model is rebuilt as the decoder's sidecar records it."""
     from ..attack import reconstruct_volume as reconstruct_core
-    from ..models.external import load_with_decoder
+    from ..checkpoints import load_with_decoder
     from ..progress import report
 
     report(progress, 0, 2, "load models")

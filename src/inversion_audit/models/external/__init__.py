@@ -25,10 +25,8 @@ __all__ = [
     "load_bundle",
     "load_external",
     "load_monai",
-    "is_external_decoder",
     "is_model_folder",
     "load_nnunet",
-    "load_with_decoder",
     "rebuild_target",
 ]
 
@@ -43,7 +41,6 @@ _LAZY = {
     "load_monai": "monai",
     "load_nnunet": "nnunet",
     "rebuild_target": "rebuild",
-    "load_with_decoder": "rebuild",
 }
 
 
@@ -59,19 +56,6 @@ def is_model_folder(path: str | os.PathLike[str]) -> bool:
 
     p = Path(path)
     return p.is_dir() and ((p / "configs").is_dir() or (p / "plans.json").is_file())
-
-
-def is_external_decoder(inversion: str | os.PathLike[str]) -> bool:
-    """Whether an inversion checkpoint's sidecar says it was trained against an external model."""
-    import json
-
-    from ...checkpoints import checkpoint_paths
-
-    try:
-        meta = json.loads(checkpoint_paths(inversion)[1].read_text(encoding="utf-8"))
-        return meta["arch_args"]["target_arch"] == "external"
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
 
 
 def load_external(

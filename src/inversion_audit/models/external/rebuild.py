@@ -15,7 +15,7 @@ from ...errors import CheckpointError, ConfigError
 from .args import check_external_args
 from .model import ExternalTarget
 
-__all__ = ["load_with_decoder", "rebuild_target"]
+__all__ = ["rebuild_target"]
 
 
 def rebuild_target(path: str | os.PathLike[str], target_args: dict[str, Any]) -> ExternalTarget:
@@ -50,29 +50,3 @@ def rebuild_target(path: str | os.PathLike[str], target_args: dict[str, Any]) ->
             f"{path}: not the model the decoder was trained against ({', '.join(differs)} differ)"
         )
     return target
-
-
-def load_with_decoder(
-    path: str | os.PathLike[str], inversion: str | os.PathLike[str], device: str = "cpu"
-) -> tuple[ExternalTarget, Any, Any]:
-    """``(target, decoder, preprocess config)``: an external model and the decoder trained against it.
-
-    Raises :class:`CheckpointError` naming the file when they do not belong together or
-    the decoder's sidecar records no preprocessing.
-    """
-    from ...checkpoints import load_inversion, preprocess_config, read_metadata
-    from ...devices import get_device
-
-    dev = str(get_device(device))
-    meta = read_metadata(inversion)
-    args = meta["arch_args"].get("target_args") if meta["kind"] == "inversion" else None
-    if meta["arch_args"].get("target_arch") != "external" or not isinstance(args, dict):
-        raise CheckpointError(f"{inversion}: not a decoder trained against an external model")
-    target = rebuild_target(path, args).to(dev)
-    decoder = load_inversion(inversion, target=target, device=dev)
-    config = preprocess_config(decoder.metadata)
-    if config is None:
-        raise CheckpointError(
-            f"{inversion}: sidecar has no 'preprocess' config to prepare inputs with"
-        )
-    return target, decoder, config
