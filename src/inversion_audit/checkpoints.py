@@ -292,12 +292,10 @@ def load_inversion(
 
 def is_external_decoder(inversion: str | os.PathLike[str]) -> bool:
     """Whether an inversion checkpoint's sidecar says it was trained against an external model."""
-    import json
-
-    try:
-        meta = json.loads(checkpoint_paths(inversion)[1].read_text(encoding="utf-8"))
+    try:  # untrusted: size and nesting bounded before parsing
+        meta = read_json(checkpoint_paths(inversion)[1], CheckpointError, "checkpoint sidecar")
         return meta["arch_args"]["target_arch"] == "external"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (CheckpointError, KeyError, TypeError):
         return False
 
 
