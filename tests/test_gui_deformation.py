@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -71,7 +72,17 @@ def test_stored_study_result_opens_without_a_worker(
     stored = read_volume(index.deformation_file(entry.run, "sub-001", cid)).array
     magnitude = [layer for layer in viewer.layers if layer.name.endswith("displacement (mm)")]
     assert len(magnitude) == 1
-    np.testing.assert_array_equal(magnitude[0].data, stored)
+    # drawn over the candidate's brain only: the study's scoring mask, which for this
+    # skull-stripped study is the candidate's stored brain labels (read here with nibabel)
+    variant = index.variants()[0]
+    brain = np.asarray(nib.load(index.labels_file(variant, cid)).dataobj) > 0
+    assert 0.05 < brain.mean() < 0.9
+    np.testing.assert_array_equal(magnitude[0].data[brain], stored[brain])
+    assert (magnitude[0].data[~brain] == 0).all() and (stored[~brain] > 0).any()
+    cmap = magnitude[0].colormap
+    assert cmap.map(np.array([0.0]))[0, 3] == 0.0  # outside the brain: transparent
+    assert (cmap.map(np.array([0.01, 0.5, 1.0]))[:, 3] == 1.0).all()  # any displacement: opaque
+    assert magnitude[0].metadata["inversion_audit"]["mask"] == "the study's scoring mask"
     np.testing.assert_allclose(magnitude[0].scale, viewer.layers[table.state.candidate_layer].scale)
     assert view.mean_displacement_mm == pytest.approx(
         study.scores[(entry.run, "sub-001", cid, "deformation")], rel=1e-5
@@ -130,7 +141,14 @@ def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, 
     # the map equals a fresh registration with the study's function, parameters and seed
     fixed, moving = (layer_volume(viewer.layers[n]) for n in ("candidate", "recon"))
     fresh = deformation(moving, fixed, preset="fast", cache=False, threads=1, seed=0, isolated=True)
-    np.testing.assert_allclose(layer.data, fresh.magnitude.array, rtol=1e-5, atol=1e-5)
+    # inside the candidate's head (the preprocessing's rule: above half Otsu's threshold,
+    # here with scikit-image) the map is the registration's; outside it is 0, transparent
+    from skimage.filters import threshold_otsu
+
+    head = fixed.array > threshold_otsu(fixed.array[fixed.array > 0]) * 0.5
+    assert 0.05 < head.mean() < 0.9
+    np.testing.assert_allclose(layer.data[head], fresh.magnitude.array[head], rtol=1e-5, atol=1e-5)
+    assert (layer.data[~head] == 0).all() and (fresh.magnitude.array[~head] > 0).any()
     assert widget.legend.range[0] == 0.0 and widget.legend.range[1] > 0.0
     # screenshot: the magnitude map over the candidate is drawn and follows its opacity
     qtbot.wait(300)  # let the dock layout settle after the result text
@@ -156,7 +174,21 @@ def test_vectors_layer_shows_the_displacement_field(pair_viewer, qtbot):
     np.testing.assert_allclose(layer.translate, TRANSLATE)
     data = np.asarray(layer.data)
     assert data.ndim == 3 and data.shape[1:] == (2, 3) and len(data) > 10
-    assert (data[:, 0] % 2 == 0).all()  # positions on the every-2nd-voxel grid
+    # every slice of the viewed axis holds vectors: the in-plane lattice on each slice
+    fixed = viewer.layers["candidate"].data
+    for order in ((0, 1, 2), (2, 0, 1)):
+        viewer.dims.order = order
+        sliced, shown = order[0], list(viewer.dims.displayed)
+        data = np.asarray(layer.data)
+        assert (data[:, 0, shown] % 2 == 0).all()  # in-plane every 2nd voxel
+        slices = set(data[:, 0, sliced].astype(int))
+        brain_slices = np.flatnonzero(
+            (fixed > 0.3).any(axis=tuple(a for a in range(3) if a != sliced))
+        )
+        assert set(brain_slices) <= slices, sorted(set(brain_slices) - slices)
+        assert any(k % 2 for k in slices) and any(k % 2 == 0 for k in slices)
+    viewer.dims.order = (0, 1, 2)
+    data = np.asarray(layer.data)
     # the reconstruction is the candidate rolled +2 voxels along axis 0: inside the head,
     # fixed points are found about 2 voxels further along axis 0 (vectors are in voxels)
     inside = viewer.layers["candidate"].data[tuple(data[:, 0].astype(int).T)] > 0.3

@@ -45,3 +45,10 @@ def test_stored_results_replace_each_other_with_an_honest_legend(make_napari_vie
         written = [float(v) for v in re.findall(r"(\d+\.\d+) mm", text)]
         assert f"{high:.2f}" in text and pytest.approx(high, abs=0.006) in written
         assert "stored in the study" in text and layer.metadata["inversion_audit"]["stored"]
+        # the demo's cohort is not on this machine: drawn over the skull-stripped candidate's
+        # non-zero voxels, 0 (transparent) elsewhere, and the label says which mask
+        candidate = np.asarray(viewer.layers[table.state.candidate_layer].data)
+        assert 0.05 < (candidate != 0).mean() < 0.9
+        assert (layer.data[candidate == 0] == 0).all() and layer.data[candidate != 0].max() > 0
+        assert layer.colormap.map(np.array([0.0]))[0, 3] == 0.0
+        assert "non-zero voxels" in text

@@ -2,9 +2,10 @@
 
 Registers a reconstruction (moving) to a chosen candidate (fixed) with ANTs, preset
 ``paper`` (affine + SyN as in the paper) or ``fast``, and shows the displacement
-magnitude in mm as an Image layer over the candidate with a colour legend of its range,
-optionally a subsampled Vectors layer of the displacement field, and the mean
-displacement norm. The registration runs in a child process driven by a thread worker
+magnitude in mm as an Image layer over the candidate's brain only (transparent elsewhere:
+the study's scoring mask for a study candidate) with a colour legend of its range,
+optionally a Vectors layer of the displacement field on every slice of the viewed axis
+(an in-plane lattice, re-selected when the view changes), and the mean displacement norm. The registration runs in a child process driven by a thread worker
 (ANTs holds the GIL), with progress and Cancel. A pair the study already registered
 opens at once from ``deformation/<run>/``.
 """
@@ -19,11 +20,14 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, 
 
 from ..errors import InversionAuditError
 from ..study.index import StudyIndex
-from ._compute import (
-    META_KEY,
-    DeformationView,
-    cached_deformation,
-    register_pair,
+from ._compute import META_KEY, DeformationView, cached_deformation
+from ._deformation_display import (
+    DisplayResult,
+    brain_mask,
+    masked_magnitude,
+    outside_transparent_colormap,
+    register_for_display,
+    vectors_for_view,
 )
 from ._layers import find_layer, layer_volume, same_geometry, set_layer
 from ._state import state_for
@@ -40,8 +44,16 @@ PRESETS = ("fast", "paper")
 MAGNITUDE_COLORMAP = "turbo"
 
 
-def _register_in_child(*args: Any, progress: Any = None, **kwargs: Any) -> DeformationView:
-    return call_in_subprocess(register_pair, *args, progress=progress, **kwargs)
+def _register_in_child(*args: Any, progress: Any = None, **kwargs: Any) -> DisplayResult:
+    return call_in_subprocess(register_for_display, *args, progress=progress, **kwargs)
+
+
+def _study_candidate(layer: Any) -> tuple[str, str, str] | None:
+    """(study folder, variant, candidate id) of a study candidate/original layer, else None."""
+    f = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+    if f.get("role") in ("original", "candidate") and f.get("variant") and f.get("study"):
+        return (f["study"], f["variant"], f["subject"])
+    return None
 
 
 class DeformationWidget(QWidget):
@@ -52,6 +64,10 @@ class DeformationWidget(QWidget):
         self.viewer = napari_viewer
         self.state = state_for(napari_viewer)
         self.result: DeformationView | None = None
+        self.brain = None  # the BrainMask the map is drawn on
+        self._vectors: np.ndarray | None = None  # every slice's lattice, all axes
+        self._vectors_step = 1
+        self._vectors_name: str | None = None
         self.moving_combo = LayerCombo(napari_viewer, ("image",))
         self.fixed_combo = LayerCombo(napari_viewer, ("image",))
         self.preset_combo = QComboBox()
@@ -88,6 +104,8 @@ class DeformationWidget(QWidget):
         self.state.events.candidate_layer.connect(self.fixed_combo.choose)
         self.moving_combo.choose(self.state.reconstruction_layer)
         self.fixed_combo.choose(self.state.candidate_layer or self.state.original_layer)
+        napari_viewer.dims.events.order.connect(self._show_vectors)
+        napari_viewer.dims.events.ndisplay.connect(self._show_vectors)
 
     def reset_choices(self, *_: Any) -> None:
         self.moving_combo.reset_choices()
@@ -127,11 +145,11 @@ class DeformationWidget(QWidget):
         if self.cache_check.isChecked() and step is None:  # studies store no vector fields
             stored = self.cached(moving, fixed)
             if stored is not None and stored.magnitude.shape == fixed.data.shape:
-                self.show_result(stored, moving, fixed)
+                brain = brain_mask(np.asarray(fixed.data), _study_candidate(fixed))
+                self.show_result(DisplayResult(stored, brain), moving, fixed)
                 return stored
-        f = fixed.metadata.get(META_KEY, {})
-        is_candidate = f.get("role") in ("original", "candidate") and f.get("variant")
-        candidate = (f["study"], f["variant"], f["subject"]) if is_candidate else None
+        candidate = _study_candidate(fixed)
+        self._vectors_step = step or 1
         job = Job(
             _register_in_child,
             layer_volume(moving),
@@ -144,12 +162,15 @@ class DeformationWidget(QWidget):
         )
         return self.panel.start(job, replace=True)
 
-    def show_result(self, view: DeformationView, moving: Any, fixed: Any) -> None:
+    def show_result(self, result: DisplayResult, moving: Any, fixed: Any) -> None:
         """Add the magnitude (and vectors) layers over the candidate and report the mean."""
-        self.result = view
+        view = result.view
+        self.result, self.brain = view, result.brain
         geometry = same_geometry(fixed)
+        # drawn over the candidate's brain only: 0, transparent, elsewhere
+        shown_map = masked_magnitude(view.magnitude, result.brain.mask)
         # the legend spans exactly the numbers written beside it: 0 to the map's maximum
-        high = float(view.magnitude.max()) if view.magnitude.size else 0.0
+        high = float(shown_map.max()) if shown_map.size else 0.0
         high = high if np.isfinite(high) and high > 0 else 1.0
         name = f"{moving.name} → {fixed.name} displacement (mm)"
         vectors_name = f"{moving.name} → {fixed.name} vectors"
@@ -166,10 +187,10 @@ class DeformationWidget(QWidget):
                 self.viewer.layers.remove(old)
         layer = set_layer(
             self.viewer,
-            view.magnitude,
+            shown_map,
             {
                 "name": name,
-                "colormap": MAGNITUDE_COLORMAP,
+                "colormap": outside_transparent_colormap(MAGNITUDE_COLORMAP),
                 "contrast_limits": (0.0, high),
                 "opacity": 0.6,
                 "visible": True,
@@ -179,14 +200,16 @@ class DeformationWidget(QWidget):
                         "role": "deformation",
                         "mean_displacement_mm": view.mean_displacement_mm,
                         "stored": bool(view.cached),
+                        "mask": result.brain.source,
                     }
                 },
             },
         )
-        if view.vectors is not None and len(view.vectors):
+        self._vectors = result.vectors
+        if result.vectors is not None and len(result.vectors):
             set_layer(
                 self.viewer,
-                view.vectors,
+                self._view_vectors(),
                 {
                     "name": vectors_name,
                     "edge_width": 0.3,
@@ -199,6 +222,7 @@ class DeformationWidget(QWidget):
             )
         elif (old := find_layer(self.viewer, vectors_name)) is not None:
             self.viewer.layers.remove(old.name)
+        self._vectors_name = vectors_name
         if self.viewer.canvas.grid.enabled:  # the map lies over the candidate
             self.viewer.canvas.grid.enabled = False
             self.viewer.reset_view()
@@ -214,5 +238,19 @@ class DeformationWidget(QWidget):
         # a pair the study did not score has no mean: never an average the study did not take
         shown = f"{mean:.2f} mm" if np.isfinite(mean) else "not computed"
         self.result_label.setText(
-            f"mean displacement {shown} ({source}); colour scale 0–{high:.2f} mm (0 to the maximum)"
+            f"mean displacement {shown} ({source}); colour scale 0–{high:.2f} mm (0 to the "
+            f"maximum), drawn inside {result.brain.source}"
         )
+
+    # -- vectors on the viewed slice -------------------------------------------------------
+    def _view_vectors(self) -> np.ndarray:
+        displayed = tuple(int(d) for d in self.viewer.dims.displayed)
+        return vectors_for_view(self._vectors, self._vectors_step, displayed)
+
+    def _show_vectors(self, *_: Any) -> None:
+        """Re-select the vectors for the axes now displayed (every slice of the viewed axis)."""
+        if self._vectors is None or not len(self._vectors):
+            return
+        layer = find_layer(self.viewer, self._vectors_name)
+        if layer is not None:
+            layer.data = self._view_vectors()
