@@ -426,3 +426,53 @@ def test_bad_config_values_raise_config_error():
             TargetConfig.from_dict(bad)
     with pytest.raises(ConfigError, match="inversion.lr"):
         InversionConfig.from_dict({"lr": float("nan")})
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_json_nested_100000_deep_is_a_named_error_everywhere(tmp_path):
+    """A reid sidecar, a bundle's inference.json and an nnU-Net plans.json nested 100,000 deep."""
+    from inversion_audit.matching.reid import build_reid_network, load_reid, save_reid
+    from inversion_audit.models.external.bundle import read_network_def
+    from inversion_audit.models.external.nnunet import load_nnunet
+
+    _, sidecar = save_reid(tmp_path / "reid", build_reid_network(2, 4))
+    sidecar.write_text('{"format": ' + DEEP + "}")
+    with pytest.raises(CheckpointError, match="nested") as info:
+        load_reid(tmp_path / "reid.safetensors")
+    assert str(sidecar) in str(info.value)
+
+    bundle = tmp_path / "bundle" / "configs"
+    bundle.mkdir(parents=True)
+    (bundle / "inference.json").write_text('{"network_def": ' + DEEP + "}")
+    with pytest.raises(ConfigError, match="nested") as info:
+        read_network_def(bundle.parent)
+    assert str(bundle / "inference.json") in str(info.value)
+
+    nnunet = tmp_path / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    nnunet.mkdir()
+    (nnunet / "plans.json").write_text('{"configurations": ' + DEEP + "}")
+    (nnunet / "dataset.json").write_text("{}")
+    with pytest.raises(ConfigError, match="nested") as info:
+        load_nnunet(nnunet)
+    assert str(nnunet / "plans.json") in str(info.value)
+
+
+def test_study_records_nested_deep_are_refused_or_skipped(tmp_path):
+    """Records a study reads back: the holdout is a named error; stage and provenance read as absent."""
+    from inversion_audit.errors import StudyError
+    from inversion_audit.study.membership_report import HOLDOUT_FILE, read_holdout_ids
+    from inversion_audit.study.provenance import read_provenance
+    from inversion_audit.study.stages import StageStore
+
+    (tmp_path / HOLDOUT_FILE).write_text('{"holdout": ' + DEEP + "}")
+    with pytest.raises(StudyError, match="nested") as info:
+        read_holdout_ids(tmp_path)
+    assert HOLDOUT_FILE in str(info.value)
+    (tmp_path / "provenance.json").write_text(DEEP)
+    assert read_provenance(tmp_path / "provenance.json") is None
+    runner = StageStore(tmp_path)
+    runner._path("s").parent.mkdir(parents=True, exist_ok=True)
+    runner._path("s").write_text('{"key": ' + DEEP + "}")
+    assert not runner.is_done("s", "k")

@@ -17,7 +17,14 @@ from typing import Any
 
 from ..errors import InversionAuditError
 
-__all__ = ["MAX_TEXT_BYTES", "MAX_NESTING", "nesting_depth", "read_json", "read_toml"]
+__all__ = [
+    "MAX_TEXT_BYTES",
+    "MAX_NESTING",
+    "nesting_depth",
+    "read_json",
+    "read_text",
+    "read_toml",
+]
 
 #: a sidecar or config larger than this is refused unread
 MAX_TEXT_BYTES = 4 * 2**20
@@ -83,6 +90,17 @@ def _read_text(
                 f"(at most {MAX_DIGITS})"
             )
     return text
+
+
+def read_text(
+    path: str | os.PathLike[str],
+    error: type[InversionAuditError],
+    kind: str = "text file",
+    max_bytes: int = MAX_TEXT_BYTES,
+    comments: bool = True,
+) -> str:
+    """The text of a file after the size, nesting and digit checks (for YAML or line lists)."""
+    return _read_text(Path(path), error, max_bytes, kind, comments)
 
 
 def read_json(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,12 +350,10 @@ def load_reid(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
     from ..checkpoints import checkpoint_paths, load_weights
     from ..devices import get_device
     from ..io import file_hash
+    from ..io.untrusted import read_json
 
     weights, sidecar = checkpoint_paths(path)
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{sidecar}: unreadable reid sidecar ({exc})") from exc
+    meta = read_json(sidecar, CheckpointError, "reid sidecar")
     if not isinstance(meta, dict) or meta.get("format") != REID_FORMAT:
         raise CheckpointError(f"{sidecar}: not a reid sidecar (format {REID_FORMAT})")
     args = meta.get("arch_args")

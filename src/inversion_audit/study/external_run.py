@@ -12,13 +12,13 @@ differs from the model's own; the report shows it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data import Fold
-from ..errors import ConfigError
+from ..errors import ConfigError, StudyError
 from ..io import atomic_write_json, config_hash, write_volume
+from ..io.untrusted import read_json
 from ..progress import report
 from . import protocol
 from .layout import run_name
@@ -214,7 +214,9 @@ def external_markdown(study_dir: str | Path) -> list[str]:
     path = Path(study_dir) / RECORD
     if not path.is_file():
         return []
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = read_json(path, StudyError, "external model record")
+    if not isinstance(record, dict):
+        raise StudyError(f"{path}: the external model record must be a JSON object")
     lines = ["## Model audited", ""]
     for variant, m in record.items():
         if not isinstance(m, dict):

@@ -12,12 +12,13 @@ labels exist), plus their cross-validated logistic combination.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import StudyError
 from ..io import atomic_write_json
+from ..io.untrusted import read_json
 from .membership import compare_members, membership_inference
 from .summary import RANKED_METRICS, _matrix, _runs
 
@@ -48,10 +49,10 @@ def read_holdout_ids(study_dir: str | Path) -> list[str]:
     path = Path(study_dir) / HOLDOUT_FILE
     if not path.exists():
         return []
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path, StudyError, "holdout record")
     ids = data.get("holdout") if isinstance(data, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ValueError(f"{path}: 'holdout' must be a list of ids")
+        raise StudyError(f"{path}: 'holdout' must be a list of ids")
     return ids
 
 

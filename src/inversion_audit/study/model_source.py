@@ -17,12 +17,12 @@ Torch-free. The members are the private set; the attack set is the cohort's othe
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..io.untrusted import read_json, read_text
 
 __all__ = ["ModelSource", "parse_model_source", "resolve_members", "model_path"]
 
@@ -111,15 +111,12 @@ def model_path(value: str, config_source: str | None) -> Path:
 def _read_members_file(path: Path, fold: int) -> list[str]:
     if not path.is_file():
         raise ConfigError(f"model.members_file = {str(path)!r}: file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"model.members_file {path}: unreadable ({exc})") from exc
+    kind = "model.members_file"
     if path.suffix == ".json":  # nnU-Net's splits_final.json: [{"train": [...], "val": [...]}, ...]
+        splits = read_json(path, ConfigError, kind)
         try:
-            splits = json.loads(text)
             ids = splits[fold]["train"]
-        except (ValueError, IndexError, KeyError, TypeError) as exc:
+        except (IndexError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"model.members_file {path}: not an nnU-Net splits file with fold {fold} "
                 f"({type(exc).__name__})"
@@ -127,6 +124,7 @@ def _read_members_file(path: Path, fold: int) -> list[str]:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ConfigError(f"model.members_file {path}: fold {fold} 'train' must list ids")
         return ids
+    text = read_text(path, ConfigError, kind, max_bytes=64 * 2**20)
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 

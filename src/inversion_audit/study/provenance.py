@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
 import sys
 import time
 from importlib import metadata
-from pathlib import Path
+
+from ..errors import StudyError
+from ..io.untrusted import read_json
 
 __all__ = ["package_versions", "Provenance", "read_provenance", "mark_interrupted"]
 
@@ -78,8 +79,8 @@ def read_provenance(path: str | os.PathLike[str]) -> dict | None:
     An invocation that never ended (its process was killed) reads as ``interrupted``.
     """
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError, RecursionError):
+        data = read_json(path, StudyError, "provenance record")
+    except StudyError:
         return None
     return mark_interrupted(data) if isinstance(data, dict) else None
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import StudyError
 from ..io import atomic_write_json, file_hash
+from ..io.untrusted import read_json
 
 __all__ = ["StageStore", "StageRecord", "estimate_seconds"]
 
@@ -50,10 +51,10 @@ class StageStore:
         if not path.exists():
             return False
         try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
-        if rec.get("key") != key:
+            rec = read_json(path, StudyError, "stage record")
+        except StudyError:
+            return False  # a damaged record: the stage runs again
+        if not isinstance(rec, dict) or rec.get("key") != key:
             return False
         for rel, digest in rec.get("outputs", {}).items():
             out = self.root / rel

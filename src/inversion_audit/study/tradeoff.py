@@ -14,13 +14,14 @@ the best metric) contains chance, and the Dice it costs against the undefended r
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import StudyError
+from ..io.untrusted import read_json
 from .defences_config import format_strength, parse_defence_tag
 from .figures import Figure, png_base64
 
@@ -38,8 +39,10 @@ def _utility(study_dir: Path) -> dict[tuple[str, str, str | None], dict[str, Any
     out: dict = defaultdict(lambda: {"dice": {}, "holdout": {}, "privacy": []})
     for path in sorted((study_dir / "utility").glob("*.json")):
         try:
-            rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            rec = read_json(path, StudyError, "utility record")
+        except StudyError:
+            continue  # a damaged record is left out of the table
+        if not isinstance(rec, dict):
             continue
         entry = out[(rec["arch"], rec["variant"], rec.get("defence"))]
         entry["dice"].update({k: v for k, v in rec.get("dice", {}).items() if v is not None})

@@ -9,12 +9,12 @@ The weights are ``models/model.safetensors`` or ``models/model.pt`` (``weights_o
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...io.untrusted import read_json, read_text
 from .args import check_literal
 from .model import ExternalModel
 from .monai import MONAI_NETWORKS, load_monai
@@ -26,20 +26,18 @@ WEIGHT_NAMES = ("model.safetensors", "model.pt", "model.pth")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
+    if path.suffix == ".json":
+        data = read_json(path, ConfigError, "bundle config")
+    else:
+        text = read_text(path, ConfigError, "bundle config")
+        try:
             import yaml
 
             data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable bundle config ({exc})") from exc
-    except Exception as exc:  # yaml.YAMLError and friends
-        raise ConfigError(
-            f"{path}: unreadable bundle config ({type(exc).__name__}: {exc})"
-        ) from exc
+        except Exception as exc:  # yaml.YAMLError and friends
+            raise ConfigError(
+                f"{path}: unreadable bundle config ({type(exc).__name__}: {exc})"
+            ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a bundle config must be a table at the top level")
     return data
@@ -83,10 +81,10 @@ def _metadata_grid(folder: Path) -> tuple[int, ...] | None:
     meta = folder / "configs" / "metadata.json"
     if not meta.is_file():
         return None
+    data = read_json(meta, ConfigError, "bundle metadata")
     try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
         shape = data["network_data_format"]["inputs"]["image"]["spatial_shape"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     if isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape):
         return tuple(shape)

@@ -11,7 +11,6 @@ what cannot be matched is listed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from ...errors import CheckpointError, ConfigError
 from ...io import file_hash
+from ...io.untrusted import read_json
 from .model import ExternalModel
 from .monai import latent_on_grid
 from .weights import fill_network, read_pickle
@@ -42,10 +42,7 @@ def _json(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path.parent}: not an nnU-Net trained model folder: {path.name} is missing"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc})") from exc
+    data = read_json(path, ConfigError, "nnU-Net " + path.name)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     return data
