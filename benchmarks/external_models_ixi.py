@@ -267,7 +267,8 @@ def plan_and_preprocess(root: Path, env: dict[str, str]) -> float:
     cmd += ["-np", "1", "-npfp", "1"]
     log("nnunet: " + " ".join(cmd))
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, **env})
+    # the planner calls torch.set_num_threads(nnUNet_n_proc_DA): it must be positive there
+    subprocess.run(cmd, check=True, env={**os.environ, **env, "nnUNet_n_proc_DA": "1"})
     return time.perf_counter() - t0
 
 
@@ -288,7 +289,7 @@ def train_nnunet(ids: list[str], epochs: int, iters: int, root: Path) -> dict[st
     t0 = time.perf_counter()
     trainer.run_training()
     seconds = time.perf_counter() - t0
-    log_ = trainer.logger.my_fantastic_logging
+    log_ = getattr(trainer.logger, "local_logger", trainer.logger).my_fantastic_logging
     return {
         "trainer": "nnUNetTrainer (num_epochs, num_iterations_per_epoch set on the object)",
         "epochs": epochs,
@@ -506,12 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/work/bench-ext17"))
     ap.add_argument("--nnunet-root", type=Path, default=Path("/work/bench-nnunet"))
     ap.add_argument("--steps", default="bundle,nnunet")
-    ap.add_argument("--bundle-iterations", type=int, default=200)
+    ap.add_argument("--bundle-iterations", type=int, default=120)
     ap.add_argument("--bundle-batch", type=int, default=1)
-    ap.add_argument("--bundle-lr", type=float, default=1e-3)
+    ap.add_argument("--bundle-lr", type=float, default=2e-3)
     ap.add_argument("--nnunet-epochs", type=int, default=2)
-    ap.add_argument("--nnunet-iterations", type=int, default=25, help="per epoch")
-    ap.add_argument("--inv-epochs", type=int, default=4)
+    ap.add_argument("--nnunet-iterations", type=int, default=15, help="per epoch")
+    ap.add_argument("--inv-epochs", type=int, default=2)
     ap.add_argument("--flip", action="store_true", help="flip_augment in [inversion]")
     args = ap.parse_args(argv)
     import torch
