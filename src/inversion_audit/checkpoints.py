@@ -25,6 +25,7 @@ from .errors import CheckpointError
 from .io import atomic_write_bytes, atomic_write_json, file_hash, ids_hash, state_hash
 from .io.untrusted import read_json
 from .io.weights import load_weights
+from .models import ARCHITECTURES
 
 if TYPE_CHECKING:
     import torch
@@ -142,7 +143,7 @@ def save_checkpoint(
             f"checkpoint metadata must not hold subject ids (keys {bad}); store ids_hash(ids) instead"
         )
     arch = getattr(model, "arch", None)
-    if arch not in ("unet", "segnet", "inversion"):
+    if arch not in (*ARCHITECTURES, "inversion"):
         raise ValueError(
             f"cannot checkpoint {type(model).__name__}: not a target network or inversion decoder"
         )

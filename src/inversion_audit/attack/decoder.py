@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import ARCHITECTURES
 from ..models.blocks import conv_block
 from ..models.latent import Latent, check_threat_model
 from ..models.segnet import convs_per_level
@@ -45,7 +46,7 @@ class InversionDecoder(nn.Module):
     ) -> None:
         super().__init__()
         check_threat_model(threat_model)
-        if target_arch not in ("unet", "segnet", "external"):
+        if target_arch not in (*ARCHITECTURES, "external"):
             raise ValueError(f"unknown target architecture {target_arch!r}")
         self.arch_args = {
             "target_arch": target_arch,

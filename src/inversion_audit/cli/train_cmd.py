@@ -28,6 +28,7 @@ from ..data.cohort import require_valid
 from ..errors import CohortError, ConfigError
 from ..io.paths import check_output_folder, output_path
 from ..io.untrusted import read_json, read_toml
+from ..models import ARCHITECTURES
 from .common import (
     add_device_args,
     add_quiet_arg,
@@ -94,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train-target", help="train a target segmentation network on the private set"
     )
     t.add_argument(
-        "--arch", choices=["unet", "segnet"], help="architecture (default: unet or the config's)"
+        "--arch", choices=list(ARCHITECTURES), help="architecture (default: unet or the config's)"
     )
     _common(t)
     _training(t)

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import CohortError, ConfigError
 from ..io.paths import check_subject_id
 from ..io.untrusted import read_toml
+from ..models import ARCHITECTURES
 from ..training.config import MAX_SEED
 from .layout import run_name
 
@@ -30,7 +31,8 @@ __all__ = [
 ]
 
 VARIANTS = ("skull-stripped", "with-skull")
-ARCHS = ("unet", "segnet")
+#: the target architectures a study may train (models.ARCHITECTURES, listed once)
+ARCHS = tuple(ARCHITECTURES)
 THREAT_MODELS = ("bottleneck", "bottleneck+skips")
 #: the paper's metrics, then opt-in ones: SSIM and correlation inside each candidate's brain
 #: (its labels > 0), which the whole-grid background does not dominate
@@ -254,7 +256,7 @@ class StudyConfig:
     cohort: CohortSection = field(default_factory=CohortSection)
     folds: FoldsSection = field(default_factory=FoldsSection)
     variants: list[str] = field(default_factory=lambda: ["skull-stripped"])
-    archs: list[str] = field(default_factory=lambda: ["unet", "segnet"])
+    archs: list[str] = field(default_factory=lambda: list(ARCHS))
     threat_models: list[str] = field(default_factory=lambda: ["bottleneck"])
     preprocess: dict = field(default_factory=dict)
     variant_preprocess: dict = field(default_factory=dict)

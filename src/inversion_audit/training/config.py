@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..models import ARCHITECTURES
 
 __all__ = [
     "TargetConfig",
@@ -217,9 +218,10 @@ class TargetConfig:
     patience: int = 0
 
     def __post_init__(self) -> None:
-        if self.arch not in ("unet", "segnet"):
+        if self.arch not in ARCHITECTURES:
             raise ConfigError(
-                f"target.arch must be 'unet' or 'segnet', got {short_repr(self.arch)}"
+                f"target.arch must be one of {', '.join(map(repr, ARCHITECTURES))}, "
+                f"got {short_repr(self.arch)}"
             )
         check_layout_args(self.depth, self.base_filters, self.kernel_size, self.pool_size)
         check_int("target.epochs", self.epochs, 1, MAX_EPOCHS)
