@@ -115,7 +115,8 @@ def test_search_hides_non_matching_entries(make_napari_viewer, fake_study):
         for r in range(widget.entry_list.count())
         if not widget.entry_list.item(r).isHidden()
     ]
-    assert visible == [e.label for e in shown] and len(shown) == 1
+    # a study without a holdout: every reconstruction is of a member
+    assert visible == [f"{e.label} · member" for e in shown] and len(shown) == 1
 
 
 def test_bad_study_folder_notifies_and_keeps_state(make_napari_viewer, tmp_path, fake_study):

@@ -153,7 +153,16 @@ def test_widget_layers_share_grid_and_window_and_name_nothing(make_napari_viewer
     viewer, dock, widget = open_widget(make_napari_viewer, qtbot)
     assert widget.open_database(str(demo_db))
     assert widget.log_in("alice")
-    run = widget.store.design.run
+    # the widget holds the reader's view of the database, never the store or its design
+    from inversion_audit.reader_study.design import Design
+
+    held = [*vars(widget).values(), widget.study, widget.session]
+    held += [getattr(o, a) for o in (widget.study, widget.session) for a in dir(o) if a[0] != "_"]
+    assert not [o for o in held if isinstance(o, ReaderStudyStore | Design)]
+    assert widget.study.readers == ("alice", "bob") and widget.study.n_cases == 9
+    assert not hasattr(widget, "store") and not hasattr(widget.study, "design")
+    with ReaderStudyStore(demo_db) as store:  # the coordinator's view
+        run = store.design.run
     forbidden = [s.lower() for s in demo_subjects()] + [".nii", "ssim", "fold", "sub-"]
     scores = demo_scores(run)
     seen = 0

@@ -18,10 +18,20 @@ from ._study_index import CandidateScore
 if TYPE_CHECKING:
     from ..matching import ScoreMatrix
 
-__all__ = ["RANK_KEYS", "RankedCandidate", "rank_candidates", "blinded_codes"]
+__all__ = ["RANK_KEYS", "RankedCandidate", "rank_candidates", "rank_keys", "blinded_codes"]
 
 #: ranking choices of the table (directions: :data:`inversion_audit.matching.METRIC_DIRECTIONS`)
 RANK_KEYS = ("ssim", "correlation", "deformation", "fused")
+
+
+def rank_keys(metrics: list[str]) -> tuple[str, ...]:
+    """The table's ranking choices for a study holding ``metrics``: :data:`RANK_KEYS` plus
+    every other metric with a direction in :data:`inversion_audit.matching.METRIC_DIRECTIONS`
+    (e.g. ``reid``, ``ssim_brain``, ``psnr``)."""
+    from ..matching import METRIC_DIRECTIONS
+
+    extra = [m for m in metrics if m in METRIC_DIRECTIONS and m not in RANK_KEYS]
+    return (*RANK_KEYS[:-1], *sorted(extra), RANK_KEYS[-1])
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class RankedCandidate:
 def _matrix(candidates: list[CandidateScore], metric: str) -> ScoreMatrix:
     from ..matching import METRIC_DIRECTIONS, ScoreMatrix
 
-    values = np.array([[getattr(c, metric) for c in candidates]], float)
+    values = np.array([[c.value(metric) for c in candidates]], float)
     ids = [c.candidate_id for c in candidates]
     return ScoreMatrix(
         metric, values, ["reconstruction"], ids, higher_is_better=METRIC_DIRECTIONS[metric]
@@ -43,17 +53,19 @@ def _matrix(candidates: list[CandidateScore], metric: str) -> ScoreMatrix:
 
 
 def rank_candidates(candidates: list[CandidateScore], by: str = "ssim") -> list[RankedCandidate]:
-    """Candidates in rank order under ``by`` (one of :data:`RANK_KEYS`).
+    """Candidates in rank order under ``by`` (``"fused"`` or a metric of
+    :data:`inversion_audit.matching.METRIC_DIRECTIONS`, its direction from there).
 
     Orders with :func:`inversion_audit.matching.rank_candidates`; ``"fused"`` is the study
     report's fused rank (:func:`~inversion_audit.matching.fused_rank`), SSIM alone when no
     deformation was computed.
     """
-    from ..matching import fused_rank
+    from ..matching import METRIC_DIRECTIONS, fused_rank
     from ..matching import rank_candidates as ranked_ids
 
-    if by not in RANK_KEYS:
-        raise ValueError(f"cannot rank by {by!r}; choose one of {', '.join(RANK_KEYS)}")
+    if by != "fused" and by not in METRIC_DIRECTIONS:
+        choices = ", ".join([*METRIC_DIRECTIONS, "fused"])
+        raise ValueError(f"cannot rank by {by!r}; choose one of {choices}")
     if not candidates:
         return []
     if by == "fused":

@@ -42,7 +42,7 @@ from ..io import atomic_write_text
 from ..reader_study.session import DISPLAY_WINDOW, common_grid
 from ._compute import META_KEY, load_candidate_layer, load_entry_layers
 from ._layers import find_layer, same_geometry, set_layer
-from ._ranking import RANK_KEYS, RankedCandidate, blinded_codes, rank_candidates
+from ._ranking import RANK_KEYS, RankedCandidate, blinded_codes, rank_candidates, rank_keys
 from ._state import state_for
 from ._workers import Job, JobPanel
 
@@ -200,6 +200,17 @@ class CandidatesWidget(QWidget):
         job = Job(load_entry_layers, study, entry, title="Show the named layers", on_returned=show)
         return self.panel.start(job, replace=True)
 
+    def _offer_rank_keys(self, keys: tuple[str, ...]) -> None:
+        """The ranking choices of the open study (keeps the current one when offered)."""
+        current = self.sort_combo.currentText()
+        if tuple(self.sort_combo.itemText(i) for i in range(self.sort_combo.count())) == keys:
+            return
+        self.sort_combo.blockSignals(True)
+        self.sort_combo.clear()
+        self.sort_combo.addItems(keys)
+        self.sort_combo.setCurrentText(current if current in keys else keys[0])
+        self.sort_combo.blockSignals(False)
+
     def _header_clicked(self, column: int) -> None:
         key = {2: "ssim", 3: "correlation", 4: "deformation"}.get(column)
         if key is not None:
@@ -219,7 +230,9 @@ class CandidatesWidget(QWidget):
         blinded = self.state.blinded
         candidates = study.candidates(entry.run, entry.reconstruction_id)
         self._codes = blinded_codes([c.candidate_id for c in candidates], seed=entry.label)
-        self.rows = rank_candidates(candidates, self.sort_combo.currentText())
+        self._offer_rank_keys(rank_keys(study.metrics()))
+        by = self.sort_combo.currentText()
+        self.rows = rank_candidates(candidates, by)
         self.sort_combo.setEnabled(not blinded)
         for col in _SCORE_COLUMNS:
             self.table.setColumnHidden(col, blinded)
@@ -251,6 +264,7 @@ class CandidatesWidget(QWidget):
                 )
             )
             is_true = not blinded and c.candidate_id == entry.reconstruction_id
+            ranked_value = "" if blinded or by == "fused" else f"{by} {_number(c.value(by))}"
             if is_true:
                 self._highlighted.append(r)
             for col, text in enumerate(cells):
@@ -260,6 +274,8 @@ class CandidatesWidget(QWidget):
                     if col != 1
                     else int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
                 )
+                if col == 0 and ranked_value:
+                    item.setToolTip(ranked_value)
                 if is_true:
                     item.setBackground(QBrush(TRUE_MATCH_COLOR))
                     item.setFont(bold)

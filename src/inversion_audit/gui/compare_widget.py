@@ -9,6 +9,10 @@ Defaults that do not mislead the eye: label layers are hidden while comparing (t
 tint the images); side by side draws both images at full opacity with their names in each
 panel; the curtain cuts across the slice on screen; axes are named by anatomy (R–L, A–P,
 S–I: volumes are in RAS voxel order).
+
+"Undefended vs defended" puts the undefended reconstruction of the selected subject beside
+a defended run's reconstruction of the same subject (both loaded with Open study's "every
+run" option), side by side.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import numpy as np
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSlider, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QSlider, QWidget
 
+from ..study.layout import parse_run_name
 from ._compute import (
     META_KEY,
     Comparison,
@@ -95,6 +100,12 @@ class CompareWidget(QWidget):
         form.addRow("checkerboard tile (voxels)", self.tile_slider)
         form.addRow("curtain position", self.curtain_slider)
         form.addRow("curtain axis", self.axis_combo)
+        self.defence_button = QPushButton("Undefended vs defended (side by side)")
+        self.defence_button.setToolTip(
+            "the subject's undefended reconstruction beside a defended run's (load every run's "
+            "reconstruction in Open study first)"
+        )
+        form.addRow(self.defence_button)
         form.addRow(self.panel)
         form.addRow(self.metrics_label)
         form.addRow("difference", self.difference_legend)
@@ -109,6 +120,7 @@ class CompareWidget(QWidget):
         self.original_combo.currentTextChanged.connect(self._forget)
         self.reconstruction_combo.currentTextChanged.connect(self._forget)
         self.panel.run_button.clicked.connect(self.compute)
+        self.defence_button.clicked.connect(lambda: self.compare_defence())
         self.state.events.entry.connect(self._follow_state)
         self._follow_state()
 
@@ -140,6 +152,51 @@ class CompareWidget(QWidget):
     @property
     def composite_name(self) -> str:
         return f"{self.reconstruction_combo.currentText()} {self.mode_combo.currentText()}"
+
+    # -- defended vs undefended ---------------------------------------------------------------
+    def _subject_reconstructions(self) -> dict[str, str]:
+        """run -> layer name of the selected subject's loaded reconstructions (this study)."""
+        study, entry = self.state.study, self.state.entry
+        if study is None or entry is None:
+            return {}
+        out = {}
+        for layer in self.viewer.layers:
+            info = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
+            if (
+                info.get("role") == "reconstruction"
+                and info.get("study") == str(study.root)
+                and info.get("subject") == entry.reconstruction_id
+                and info.get("run")
+            ):
+                out[info["run"]] = layer.name
+        return out
+
+    def compare_defence(self, defended_run: str | None = None) -> bool:
+        """The undefended reconstruction (left, as "original") beside ``defended_run``'s (the
+        selected run when it is defended, else the first defended run loaded), side by side."""
+        layers = self._subject_reconstructions()
+
+        def defended(run: str) -> bool:
+            threat = parse_run_name(run)[2]
+            return "_" in threat
+
+        plain = [r for r in layers if not defended(r)]
+        entry = self.state.entry
+        chosen = defended_run or (entry.run if entry is not None else None)
+        runs = sorted(r for r in layers if defended(r))
+        if chosen not in runs:
+            chosen = runs[0] if runs else None
+        if not plain or chosen is None:
+            show_error(
+                "Compare: load the subject's undefended and defended reconstructions first "
+                "(Open study › load every run's reconstruction of the subject)."
+            )
+            return False
+        base = chosen.rsplit("_", 1)[0]  # <arch>_<variant>_<threat>: the same run, undefended
+        self.original_combo.choose(layers[base if base in layers else plain[0]])
+        self.reconstruction_combo.choose(layers[chosen])
+        self.set_mode("side by side")
+        return True
 
     # -- views -------------------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:

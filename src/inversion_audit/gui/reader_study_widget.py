@@ -31,7 +31,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InversionAuditError
-from ..reader_study import DISPLAY_WINDOW, LABELS, MATCH_NONE, ReaderSession, ReaderStudyStore
+from ..reader_study import DISPLAY_WINDOW, LABELS, MATCH_NONE, ReaderSession
+from ..reader_study.session import BlindedStudy
 from ._layers import axial_view
 
 if TYPE_CHECKING:
@@ -77,7 +78,8 @@ class ReaderStudyWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.store: ReaderStudyStore | None = None
+        # the reader's view of the database: names, case count, sessions; never the design
+        self.study: BlindedStudy | None = None
         self.session: ReaderSession | None = None
         self._layers: list = []
         self._bound: dict[str, object] = {}
@@ -175,29 +177,29 @@ class ReaderStudyWidget(QWidget):
         """Open a reader-study database; returns False (and says why) on failure."""
         self._log_out()
         try:
-            store = ReaderStudyStore(path.strip())
+            study = BlindedStudy(path.strip())
         except InversionAuditError as exc:
             self._error(str(exc))
             return False
-        if self.store is not None:
-            self.store.close()
-        self.store = store
-        self.db_edit.setText(str(store.path))
+        if self.study is not None:
+            self.study.close()
+        self.study = study
+        self.db_edit.setText(str(study.path))
         self.reader_combo.clear()
-        self.reader_combo.addItems(list(store.design.readers))
+        self.reader_combo.addItems(list(study.readers))
         self.reader_combo.setCurrentText("")
-        self._say(f"{len(store.design.cases)} cases. Type your reader name and log in.")
+        self._say(f"{study.n_cases} cases. Type your reader name and log in.")
         self._refresh()
         return True
 
     def log_in(self, reader: str) -> bool:
         """Log in as ``reader`` and show their first unanswered case."""
-        if self.store is None:
+        if self.study is None:
             self._error("Open a study database first.")
             return False
         self._log_out()
         try:
-            self.session = ReaderSession(self.store, reader)
+            self.session = self.study.log_in(reader)
         except InversionAuditError as exc:
             self._error(str(exc))
             return False
@@ -460,7 +462,7 @@ class ReaderStudyWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802
         self._log_out()
         self._unbind_viewer_keys()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        if self.study is not None:
+            self.study.close()
+            self.study = None
         super().closeEvent(event)

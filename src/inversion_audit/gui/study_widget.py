@@ -1,8 +1,10 @@
 """Open study (Plugins > Inversion Audit > Open study).
 
 Open a study folder written by ``inversion-audit run`` and pick a reconstruction from a
-searchable list of subjects, folds, architectures, variants and threat models: its
-original, reconstruction(s) and labels are added as layers at their world position. Or
+searchable list of subjects, folds, architectures, variants and threat models, each marked
+member (trained the target) or non-member (the study's holdout), filtered by defence and
+strength: its original, reconstruction(s) and labels are added as layers at their world
+position. In blinded mode the list (which names subjects) is hidden until unblinded. Or
 load files one by one: an original NIfTI, a target checkpoint and an inversion checkpoint
 (checked by loading them; a problem is an error notification naming the file and leaves
 the viewer as it was).
@@ -17,6 +19,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -31,7 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import InversionAuditError
-from ..study.index import ReconstructionEntry, StudyIndex
+from ..study.index import ReconstructionEntry, StudyIndex, entry_defence
 from ._compute import META_KEY, LayerData, check_checkpoints, load_entry_layers
 from ._layers import axial_view, set_layer
 from ._messages import checkpoint_problem, user_message
@@ -41,7 +44,10 @@ from ._workers import Job, JobPanel
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["StudyWidget"]
+__all__ = ["StudyWidget", "ALL", "UNDEFENDED"]
+
+#: filter choices: every run, and the runs without a defence
+ALL, UNDEFENDED = "all", "undefended"
 
 
 class StudyWidget(QWidget):
@@ -65,6 +71,22 @@ class StudyWidget(QWidget):
         self.search_edit.setPlaceholderText("search: subject, fold, arch, variant, threat model")
         self.search_edit.setClearButtonEnabled(True)
         self.entry_list = QListWidget()
+        self.defence_combo, self.strength_combo = QComboBox(), QComboBox()
+        self.defence_combo.setToolTip("show the runs of one defence (or the undefended runs)")
+        self.strength_combo.setToolTip("show one strength of the chosen defence")
+        filters = QHBoxLayout()
+        filters.addWidget(QLabel("defence"))
+        filters.addWidget(self.defence_combo, stretch=1)
+        filters.addWidget(QLabel("strength"))
+        filters.addWidget(self.strength_combo, stretch=1)
+        self.filters = QWidget()
+        self.filters.setLayout(filters)
+        filters.setContentsMargins(0, 0, 0, 0)
+        self.blinded_note = QLabel(
+            "Blinded: the list of reconstructions is hidden until you unblind in Candidate matches."
+        )
+        self.blinded_note.setWordWrap(True)
+        self.blinded_note.hide()
         self.all_runs = QCheckBox("load every run's reconstruction of the subject")
         self.panel = JobPanel("Load selected")
 
@@ -93,7 +115,9 @@ class StudyWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.summary)
+        layout.addWidget(self.blinded_note)
         layout.addWidget(self.search_edit)
+        layout.addWidget(self.filters)
         layout.addWidget(self.entry_list, stretch=1)
         layout.addWidget(self.all_runs)
         layout.addWidget(self.panel)
@@ -103,6 +127,11 @@ class StudyWidget(QWidget):
         open_button.clicked.connect(lambda: self.open_study(self.path_edit.text()))
         self.path_edit.returnPressed.connect(lambda: self.open_study(self.path_edit.text()))
         self.search_edit.textChanged.connect(self.filter_entries)
+        self.defence_combo.currentTextChanged.connect(self._defence_changed)
+        self.strength_combo.currentTextChanged.connect(
+            lambda _: self.filter_entries(self.search_edit.text())
+        )
+        self.state.events.blinded.connect(self._blinded_changed)
         self.entry_list.currentItemChanged.connect(lambda *_: self.load_selected())
         self.panel.run_button.clicked.connect(self.load_selected)
         self.original_button.clicked.connect(self._browse_original)
@@ -123,6 +152,7 @@ class StudyWidget(QWidget):
             self._show_study(self.state.study)
         else:
             self._adopt_study_layer()
+        self._blinded_changed(self.state.blinded)
 
     # -- study -------------------------------------------------------------------------------
     def open_study(self, path: str | Path) -> StudyIndex | None:
@@ -142,6 +172,7 @@ class StudyWidget(QWidget):
 
     def _show_study(self, study: StudyIndex | None) -> None:
         self.entry_list.clear()
+        self._fill_defences(study)
         if study is None:
             self.summary.setText("No study open.")
             return
@@ -152,22 +183,90 @@ class StudyWidget(QWidget):
             f"{study.root.name}: {len(study.entries)} reconstructions of {len(subjects)} subjects in "
             f"{len(runs)} run(s) ({', '.join(runs)})"
         )
+        self._fill_entries(study)
+
+    def _fill_entries(self, study: StudyIndex) -> None:
+        """The list: every entry, marked member / non-member; nothing while blinded."""
+        self.entry_list.clear()
+        if self.state.blinded:
+            return
         for k, entry in enumerate(study.entries):
-            item = QListWidgetItem(entry.label)
+            mark = "member" if study.is_member(entry) else "non-member"
+            item = QListWidgetItem(f"{entry.label} · {mark}")
             item.setData(Qt.ItemDataRole.UserRole, k)
+            item.setToolTip(
+                "trained the target (a member)"
+                if mark == "member"
+                else "in the study's holdout: trained neither the target nor the decoder"
+            )
             self.entry_list.addItem(item)
         self.filter_entries(self.search_edit.text())
 
+    def _blinded_changed(self, blinded: bool) -> None:
+        """Blinded: hide (and empty) the list naming subjects and their membership."""
+        for widget in (self.search_edit, self.filters, self.entry_list, self.all_runs, self.panel):
+            widget.setVisible(not blinded)
+        self.blinded_note.setVisible(bool(blinded))
+        if blinded:
+            self.entry_list.blockSignals(True)
+            self.entry_list.clear()
+            self.entry_list.blockSignals(False)
+        elif self.state.study is not None and self.entry_list.count() == 0:
+            self._fill_entries(self.state.study)
+
+    # -- defence filters ---------------------------------------------------------------------
+    def _fill_defences(self, study: StudyIndex | None) -> None:
+        kinds = sorted({d[0] for e in (study.entries if study else []) if (d := entry_defence(e))})
+        self.defence_combo.blockSignals(True)
+        self.defence_combo.clear()
+        self.defence_combo.addItems([ALL, UNDEFENDED, *kinds])
+        self.defence_combo.blockSignals(False)
+        self.filters.setEnabled(bool(kinds))
+        self._defence_changed(ALL)
+
+    def _defence_changed(self, kind: str) -> None:
+        study = self.state.study
+        strengths = sorted(
+            {
+                d[1]
+                for e in (study.entries if study else [])
+                if (d := entry_defence(e)) and d[0] == kind
+            }
+        )
+        self.strength_combo.blockSignals(True)
+        self.strength_combo.clear()
+        self.strength_combo.addItems([ALL, *(f"{v:g}" for v in strengths)])
+        self.strength_combo.blockSignals(False)
+        self.strength_combo.setEnabled(bool(strengths))
+        self.filter_entries(self.search_edit.text())
+
+    def set_defence_filter(self, kind: str = ALL, strength: float | None = None) -> None:
+        """Show the runs of defence ``kind`` (``"undefended"``, ``"all"``) at ``strength``."""
+        self.defence_combo.setCurrentText(kind)
+        self.strength_combo.setCurrentText(ALL if strength is None else f"{strength:g}")
+        self.filter_entries(self.search_edit.text())
+
+    def _passes_defence(self, entry: ReconstructionEntry) -> bool:
+        kind, strength = self.defence_combo.currentText(), self.strength_combo.currentText()
+        defence = entry_defence(entry)
+        if kind in (ALL, ""):
+            return True
+        if kind == UNDEFENDED:
+            return defence is None
+        if defence is None or defence[0] != kind:
+            return False
+        return strength in (ALL, "") or f"{defence[1]:g}" == strength
+
     def filter_entries(self, text: str) -> list[ReconstructionEntry]:
-        """Show only the entries matching every word of ``text``; return them."""
+        """Show only the entries matching every word of ``text`` and the defence filter."""
         study = self.state.study
         if study is None:
             return []
-        shown = {e.label for e in study.search(text)}
+        shown = {e for e in study.search(text) if self._passes_defence(e)}
         for row in range(self.entry_list.count()):
             item = self.entry_list.item(row)
-            item.setHidden(item.text() not in shown)
-        return [e for e in study.entries if e.label in shown]
+            item.setHidden(study.entries[item.data(Qt.ItemDataRole.UserRole)] not in shown)
+        return [e for e in study.entries if e in shown]
 
     def select(self, entry: ReconstructionEntry) -> Job | None:
         """Select ``entry`` in the list (which loads it) and return the loading job."""

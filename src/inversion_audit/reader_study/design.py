@@ -172,22 +172,77 @@ def _check_readers(readers: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
+def _defended(run: str) -> bool:
+    """Whether ``run`` is a defended run ``<arch>_<variant>_<threat>_<defence tag>``."""
+    from ..study.layout import parse_run_name
+
+    try:
+        return "_" in parse_run_name(run)[2]
+    except ValueError:
+        return False
+
+
 def _choose_run(runs: dict[str, RunScores], run: str | None, scores_path: Path) -> RunScores:
     if run is not None:
         if run not in runs:
             raise ConfigError(f"{scores_path}: no run {run!r}; runs are {', '.join(sorted(runs))}")
         return runs[run]
-    if len(runs) == 1:
-        return next(iter(runs.values()))
-    # the most identifiable configuration: the question is whether people can match it too
-    best = max(sorted(runs), key=lambda r: runs[r].ssim_top1_accuracy())
+    plain = {r: v for r, v in runs.items() if not _defended(r)} or runs
+    if len(plain) == 1:
+        return next(iter(plain.values()))
+    # several runs: the one whose SSIM matcher identifies most subjects
+    best = max(sorted(plain), key=lambda r: plain[r].ssim_top1_accuracy())
     log.info("several runs in %s; using %s (highest SSIM top-1 accuracy)", scores_path, best)
-    return runs[best]
+    return plain[best]
+
+
+def _defended_runs(runs: dict[str, RunScores], base: str) -> list[RunScores]:
+    """The defended runs of ``base`` (``<base>_<defence tag>``), sorted by name."""
+    return [runs[r] for r in sorted(runs) if r.startswith(f"{base}_") and _defended(r)]
 
 
 def _require_file(path: Path) -> None:
     if not path.is_file():
         raise CohortError(f"{path}: file not found")
+
+
+def _match_candidates(
+    study: Path,
+    rs: RunScores,
+    rid: str,
+    strategy: str,
+    k: int,
+    rng: np.random.Generator,
+    scores_path: Path,
+) -> tuple[Candidate, ...]:
+    """The true original of ``rid`` and K-1 others of run ``rs``, shuffled, labelled A, B..."""
+    rec = rs.reconstructions[rid]
+    _require_file(reconstruction_file(study, rs.run, rid))
+    pool = sorted(rec.candidates - {rid})
+    if strategy == "hardest":
+        pool = [c for c in pool if c in rec.ssim]
+    if len(pool) < k - 1:
+        what = "SSIM-scored other candidates" if strategy == "hardest" else "other candidates"
+        raise ConfigError(
+            f"{scores_path}: reconstruction {rid} in run {rs.run} has {len(pool)} {what}; "
+            f"{k} candidates per case need {k - 1}"
+        )
+    if strategy == "hardest":
+        others = sorted(pool, key=lambda c: (-rec.ssim[c], c))[: k - 1]
+    else:
+        others = [str(c) for c in rng.choice(pool, size=k - 1, replace=False)]
+    chosen = [rid, *others]
+    shuffled = [chosen[i] for i in rng.permutation(k)]
+    cands = []
+    for label, cid in zip(LABELS, shuffled, strict=False):
+        cpath = candidate_file(study, rs.variant, cid)
+        _require_file(cpath)
+        cands.append(
+            Candidate(
+                label, cid, cpath.relative_to(study).as_posix(), cid == rid, rec.ssim.get(cid)
+            )
+        )
+    return tuple(cands)
 
 
 def create_design(
@@ -200,6 +255,7 @@ def create_design(
     quality_only_cases: int = 0,
     allow_revisit: bool = True,
     questions: Sequence[str] = QUESTIONS,
+    include_defended: bool = False,
 ) -> Design:
     """Build a blinded reader-study design from a finished study folder.
 
@@ -215,6 +271,9 @@ def create_design(
     quality_only_cases : extra cases showing a reconstruction alone (anatomy question only).
     allow_revisit : whether a reader may go back and change an answer.
     questions : subset of :data:`QUESTIONS`.
+    include_defended : also make match cases of the run's defended runs' reconstructions
+        (``<run>_<defence tag>``), mixed with the undefended ones, so readers judge what a
+        defence leaves recognisable. A case's run (its defence) is kept in the key only.
     """
     study = Path(study_dir).resolve()
     names = _check_readers(readers)
@@ -232,39 +291,16 @@ def create_design(
         raise ConfigError("quality-only cases need the 'anatomy' question")
 
     scores_path = study / "scores" / "scores.csv"
-    rs = _choose_run(read_study_scores(study), run, scores_path)
+    runs = read_study_scores(study)
+    rs = _choose_run(runs, run, scores_path)
     rng = np.random.default_rng(seed)
     k = n_candidates
     recon_ids = sorted(rs.reconstructions)
-    drafts: list[tuple[str, str, tuple[Candidate, ...]]] = []
-    for rid in recon_ids:
-        rec = rs.reconstructions[rid]
-        _require_file(reconstruction_file(study, rs.run, rid))
-        pool = sorted(rec.candidates - {rid})
-        if strategy == "hardest":
-            pool = [c for c in pool if c in rec.ssim]
-        if len(pool) < k - 1:
-            what = "SSIM-scored other candidates" if strategy == "hardest" else "other candidates"
-            raise ConfigError(
-                f"{scores_path}: reconstruction {rid} in run {rs.run} has {len(pool)} {what}; "
-                f"{k} candidates per case need {k - 1}"
-            )
-        if strategy == "hardest":
-            others = sorted(pool, key=lambda c: (-rec.ssim[c], c))[: k - 1]
-        else:
-            others = [str(c) for c in rng.choice(pool, size=k - 1, replace=False)]
-        chosen = [rid, *others]
-        shuffled = [chosen[i] for i in rng.permutation(k)]
-        cands = []
-        for label, cid in zip(LABELS, shuffled, strict=False):
-            cpath = candidate_file(study, rs.variant, cid)
-            _require_file(cpath)
-            cands.append(
-                Candidate(
-                    label, cid, cpath.relative_to(study).as_posix(), cid == rid, rec.ssim.get(cid)
-                )
-            )
-        drafts.append(("match", rid, tuple(cands)))
+    drafts: list[tuple[str, RunScores, str, tuple[Candidate, ...]]] = []
+    for source in [rs, *(_defended_runs(runs, rs.run) if include_defended else [])]:
+        for rid in sorted(source.reconstructions):
+            cands = _match_candidates(study, source, rid, strategy, k, rng, scores_path)
+            drafts.append(("match", source, rid, cands))
 
     if quality_only_cases > len(recon_ids):
         raise ConfigError(
@@ -272,23 +308,23 @@ def create_design(
             f"{len(recon_ids)} reconstructions"
         )
     for rid in sorted(rng.choice(recon_ids, size=quality_only_cases, replace=False).tolist()):
-        drafts.append(("quality", rid, ()))
+        drafts.append(("quality", rs, rid, ()))
 
     ids = _case_ids(rng, len(drafts))
     cases = tuple(
         Case(
             case_id=cid,
             kind=kind,
-            run=rs.run,
-            fold=rs.reconstructions[rid].fold,
+            run=src.run,
+            fold=src.reconstructions[rid].fold,
             reconstruction_id=rid,
-            reconstruction_path=reconstruction_file(study, rs.run, rid)
+            reconstruction_path=reconstruction_file(study, src.run, rid)
             .relative_to(study)
             .as_posix(),
             candidates=cands,
             ssim_pick=_ssim_pick(cands),
         )
-        for cid, (kind, rid, cands) in zip(ids, drafts, strict=True)
+        for cid, (kind, src, rid, cands) in zip(ids, drafts, strict=True)
     )
     orders = {
         name: tuple(ids[i] for i in _reader_rng(seed, name).permutation(len(ids))) for name in names

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +36,7 @@ __all__ = [
     "DISPLAY_WINDOW",
     "CaseTimer",
     "CaseImage",
+    "BlindedStudy",
     "ReaderCase",
     "ReaderSession",
     "common_grid",
@@ -127,6 +130,37 @@ def common_grid(
         out.append(canvas)
     affine = centred_affine(shape, spacing)
     return out, spacing, tuple(float(t) for t in affine[:3, 3])
+
+
+class BlindedStudy:
+    """An open reader-study database as a reader's view may hold it: the reader names, the
+    number of cases and :meth:`log_in`. The design (answer key, run, subject ids, files) stays
+    in the private store; a view keeps this object and the :class:`ReaderSession`, never the
+    store.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str]):
+        self._store = ReaderStudyStore(db_path)
+
+    @property
+    def path(self) -> Path:
+        """The database file the reader opened."""
+        return self._store.path
+
+    @property
+    def readers(self) -> tuple[str, ...]:
+        return tuple(self._store.design.readers)
+
+    @property
+    def n_cases(self) -> int:
+        return len(self._store.design.cases)
+
+    def log_in(self, reader: str, clock: Callable[[], float] = time.monotonic) -> ReaderSession:
+        """A session for ``reader`` (a name of the design), at their first unanswered case."""
+        return ReaderSession(self._store, reader, clock)
+
+    def close(self) -> None:
+        self._store.close()
 
 
 class ReaderSession:

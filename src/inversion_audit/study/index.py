@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TypedDict
@@ -28,6 +28,7 @@ __all__ = [
     "ReconstructionEntry",
     "CandidateScore",
     "StudyIndex",
+    "entry_defence",
     "read_scores",
 ]
 
@@ -126,6 +127,20 @@ class ReconstructionEntry:
         return f"{self.reconstruction_id} · fold {fold} · {self.arch} · {self.variant} · {self.threat_model}"
 
 
+def entry_defence(entry: ReconstructionEntry) -> tuple[str, float] | None:
+    """A defended run's defence ``(kind, strength)`` (its threat model ``<threat>_<tag>``,
+    :func:`~.layout.parse_run_name`), ``None`` for an undefended run. An obfuscation run's
+    kind says whether the attacker knew the domain (``obfuscation-known``)."""
+    if "_" not in entry.threat_model:
+        return None
+    from .defences_config import parse_defence_tag
+
+    kind, strength, _, known = parse_defence_tag(entry.threat_model.split("_", 1)[1])
+    if known is not None:
+        kind = f"{kind}-{'known' if known else 'unknown'}"
+    return kind, strength
+
+
 @dataclass(frozen=True)
 class CandidateScore:
     """The scores of one candidate original against one reconstruction (NaN when not computed)."""
@@ -135,6 +150,12 @@ class CandidateScore:
     correlation: float = math.nan
     psnr: float = math.nan
     deformation: float = math.nan
+    #: every metric of ``scores.csv`` for the pair (e.g. ``reid``, ``ssim_brain``)
+    metrics: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+    def value(self, metric: str) -> float:
+        """The pair's score under ``metric``; NaN when not computed."""
+        return self.metrics.get(metric, getattr(self, metric, math.nan))
 
 
 class StudyIndex:
@@ -221,9 +242,29 @@ class StudyIndex:
                 correlation=m.get("correlation", math.nan),
                 psnr=m.get("psnr", math.nan),
                 deformation=m.get("deformation", math.nan),
+                metrics=dict(m),
             )
             for cid, m in sorted(table.items())
         ]
+
+    def metrics(self) -> list[str]:
+        """The metrics ``scores.csv`` holds, sorted."""
+        return sorted({r["metric"] for r in self.score_rows})
+
+    @cached_property
+    def holdout_ids(self) -> frozenset[str]:
+        """The non-members (``holdout.json``): subjects that trained neither the target nor the
+        decoder; empty for a study without a holdout."""
+        from .membership_report import HOLDOUT_FILE, read_holdout_ids
+
+        try:
+            return frozenset(read_holdout_ids(self.root))
+        except (ValueError, OSError) as exc:
+            raise StudyError(f"{self.root / HOLDOUT_FILE}: unreadable ({exc})") from exc
+
+    def is_member(self, entry: ReconstructionEntry) -> bool:
+        """Whether the reconstructed subject trained the target (not in the holdout)."""
+        return entry.reconstruction_id not in self.holdout_ids
 
     def score(self, run: str, reconstruction_id: str, candidate_id: str, metric: str) -> float:
         """One score from ``scores.csv``; NaN when absent."""
