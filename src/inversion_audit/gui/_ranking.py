@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._study_index import CandidateScore
+from ..study.index import CandidateScore
 
 if TYPE_CHECKING:
     from ..matching import ScoreMatrix

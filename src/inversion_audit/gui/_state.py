@@ -13,7 +13,7 @@ from typing import Any
 
 from psygnal import evented
 
-from ._study_index import ReconstructionEntry, StudyIndex
+from ..study.index import ReconstructionEntry, StudyIndex
 
 __all__ = ["AuditState", "state_for"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CohortError
+from ..study.index import StudyIndex
 from ._compute import LayerData, load_entry_layers
-from ._study_index import StudyIndex
 
 __all__ = ["demo_study", "demo_study_dir"]
 
