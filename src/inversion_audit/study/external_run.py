@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..data import Fold
 from ..errors import ConfigError, StudyError
-from ..io import atomic_write_json, config_hash, write_volume
+from ..io import atomic_write_json, config_hash
 from ..io.untrusted import read_json
-from ..progress import report
 from . import protocol
 from .layout import run_name
 from .model_source import ModelSource, model_path, parse_model_source, resolve_members
@@ -102,111 +101,18 @@ def run_external(study: _Study) -> None:
         record[variant] = model.describe()
         protocol.write_preprocessed(study, variant)
         model_key = config_hash({"model": model.describe(), "fold": fold.private_set})
+        pcfg = study.fold_pre_config(variant, fold)
+        inputs = {"model": model_key, "pre": pcfg.to_dict()}
+        meta = {"external_model": model.describe()}
         for threat in study.config.threat_models:
             run = run_name(ARCH, variant, threat)
-            inv_key = _train_inversion(study, model, fold, variant, threat, model_key)
-            rec_key = _reconstruct(study, model, fold, variant, run, inv_key)
-            _score(study, fold, variant, threat, rec_key)
+            inv_key = protocol.train_inversion_stage(
+                study, fold, variant, threat, run, inputs, model.target, meta
+            )
+            rec_key = protocol.reconstruct_stage(study, fold, variant, run, inv_key, model.target)
+            protocol._score(study, fold, variant, ARCH, threat, rec_key, segments=False)
     if not study.stages.dry_run:
         atomic_write_json(study.paths.root / RECORD, record)
-
-
-def _train_inversion(
-    study: _Study, model: ExternalModel, fold: Fold, variant: str, threat: str, model_key: str
-) -> str:
-    from ..attack import train_inversion
-    from ..checkpoints import save_checkpoint, training_metadata
-
-    run = run_name(ARCH, variant, threat)
-    icfg = study.config.inversion_config(threat)
-    pcfg = study.fold_pre_config(variant, fold)
-    attack_ids, attack_cohort = study.attack_ids(fold)
-    key = config_hash(
-        {
-            "model": model_key,
-            "pre": pcfg.to_dict(),
-            "inversion": icfg.to_dict(),
-            **study.attack_key(fold),
-        }
-    )
-
-    def train() -> list[Path]:
-        pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
-        decoder, history = train_inversion(
-            model.target(),
-            [p.image for p in pres],
-            icfg,
-            device=study.device,
-            progress=study.stage_progress(run),
-        )
-        meta = training_metadata(icfg, history, pcfg, attack_ids)
-        meta.update(fold=fold.index, variant=variant, external_model=model.describe())
-        return list(save_checkpoint(study.paths.inversion(run, fold.index), decoder, meta))
-
-    study.stages.run(f"fold{fold.index}/{run}/inversion", key, train)
-    return key
-
-
-def _reconstruct(
-    study: _Study, model: ExternalModel, fold: Fold, variant: str, run: str, inv_key: str
-) -> str:
-    from ..attack import reconstruct
-    from ..checkpoints import load_inversion
-
-    pcfg = study.fold_pre_config(variant, fold)
-    key = config_hash({"inversion": inv_key, "private": study.files_key(fold.private_set)})
-
-    def recon() -> list[Path]:
-        target = model.target()
-        decoder = load_inversion(
-            study.paths.inversion(run, fold.index), target=target, device=study.device
-        )
-        outs = []
-        for k, sid in enumerate(fold.private_set):
-            pre = study.pre(sid, pcfg)
-            rec = reconstruct(target, decoder, pre.image, device=study.device)
-            outs.append(
-                write_volume(study.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine)
-            )
-            outs.append(
-                write_volume(study.paths.reconstruction(run, sid, "original"), pre.to_source(rec))
-            )
-            report(study.progress, k + 1, len(fold.private_set), f"{run}: reconstruct")
-        return outs
-
-    study.stages.run(f"fold{fold.index}/{run}/reconstruct", key, recon)
-    return key
-
-
-def _score(study: _Study, fold: Fold, variant: str, threat: str, rec_key: str) -> None:
-    from ..io import read_volume
-    from .scoring import score_fold, write_fold_scores
-
-    run = run_name(ARCH, variant, threat)
-    pcfg = study.fold_pre_config(variant, fold)
-    m = study.config.matching
-    key = config_hash(
-        {"recon": rec_key, "matching": m.__dict__, "candidates": study.files_key(study.cohort.ids)}
-    )
-
-    def score() -> list[Path]:
-        recs = {
-            sid: read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
-            for sid in fold.private_set
-        }
-        cands = {s.id: study.pre(s.id, pcfg) for s in study.cohort}
-        # no Dice: the external model's label map is not the cohort's
-        rows, maps = score_fold(
-            recs,
-            cands,
-            dataclasses.replace(m, metrics=[x for x in m.metrics if x not in ("reid", "dice")]),
-            device=study.device,
-            progress=study.stage_progress(run),
-        )
-        tags = (fold.index, ARCH, variant, threat)
-        return write_fold_scores(study.paths, tags, fold.private_set, rows, maps, cands)
-
-    study.stages.run(f"fold{fold.index}/{run}/score", key, score)
 
 
 def external_markdown(study_dir: str | Path) -> list[str]:

@@ -27,7 +27,13 @@ if TYPE_CHECKING:
 
     from .runner import _Study
 
-__all__ = ["write_preprocessed", "train_target", "attack"]
+__all__ = [
+    "write_preprocessed",
+    "train_target",
+    "attack",
+    "train_inversion_stage",
+    "reconstruct_stage",
+]
 
 
 def write_preprocessed(study: _Study, variant: str) -> None:
@@ -104,8 +110,15 @@ def attack(
 ) -> None:
     """One run of one fold: train the inversion decoder, reconstruct, score."""
     run = run_name(arch, variant, threat)
-    inv_key = _train_inversion(study, fold, variant, arch, threat, target_key)
-    rec_key = _reconstruct(study, fold, variant, arch, run, inv_key)
+    tpath = study.paths.target(arch, variant, fold.index)
+
+    def load() -> Any:
+        from ..checkpoints import load_target
+
+        return load_target(tpath, device=study.device)
+
+    inv_key = train_inversion_stage(study, fold, variant, threat, run, {"target": target_key}, load)
+    rec_key = reconstruct_stage(study, fold, variant, run, inv_key, load)
     reid_key = None
     if "reid" in study.config.matching.metrics:
         from .reid_stage import train_reid_stage
@@ -114,25 +127,33 @@ def attack(
     _score(study, fold, variant, arch, threat, rec_key, reid_key)
 
 
-def _train_inversion(
-    study: _Study, fold: Fold, variant: str, arch: str, threat: str, target_key: str
+def train_inversion_stage(
+    study: _Study,
+    fold: Fold,
+    variant: str,
+    threat: str,
+    run: str,
+    target_inputs: dict[str, Any],
+    load: Callable[[], Any],
+    metadata: dict[str, Any] | None = None,
 ) -> str:
-    from ..attack import train_inversion
-    from ..checkpoints import load_target, save_checkpoint, training_metadata
+    """Train ``run``'s inversion decoder on the attack set against the network ``load()`` gives.
 
-    run = run_name(arch, variant, threat)
+    ``target_inputs`` is what that network depends on (hashed into the stage key);
+    ``metadata`` is added to the decoder's sidecar. Returns the stage key.
+    """
+    from ..attack import train_inversion
+    from ..checkpoints import save_checkpoint, training_metadata
+
     icfg = study.config.inversion_config(threat)
     pcfg = study.fold_pre_config(variant, fold)
     attack_ids, attack_cohort = study.attack_ids(fold)
-    inv_key = config_hash(
-        {"target": target_key, "inversion": icfg.to_dict(), **study.attack_key(fold)}
-    )
-    tpath = study.paths.target(arch, variant, fold.index)
+    inv_key = config_hash({**target_inputs, "inversion": icfg.to_dict(), **study.attack_key(fold)})
     ipath = study.paths.inversion(run, fold.index)
 
     def train() -> list[Path]:
         check_holdout_unused(study.holdout_ids, {f"fold {fold.index} attack set": attack_ids})
-        target = load_target(tpath, device=study.device)
+        target = load()
         pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
         decoder, history = train_inversion(
             target,
@@ -142,19 +163,22 @@ def _train_inversion(
             progress=study.stage_progress(f"fold {fold.index} {run}"),
         )
         meta = training_metadata(icfg, history, pcfg, attack_ids)
-        meta.update(fold=fold.index, variant=variant)
+        meta.update(fold=fold.index, variant=variant, **(metadata or {}))
         return list(save_checkpoint(ipath, decoder, meta))
 
     study.stages.run(f"fold{fold.index}/{run}/inversion", inv_key, train)
     return inv_key
 
 
-def _reconstruct(study: _Study, fold: Fold, variant: str, arch: str, run: str, inv_key: str) -> str:
+def reconstruct_stage(
+    study: _Study, fold: Fold, variant: str, run: str, inv_key: str, load: Callable[[], Any]
+) -> str:
+    """Reconstruct the fold's private set (and holdout) on both grids with ``run``'s decoder
+    against the network ``load()`` gives. Returns the stage key."""
     from ..attack import reconstruct
-    from ..checkpoints import load_inversion, load_target
+    from ..checkpoints import load_inversion
 
     pcfg = study.fold_pre_config(variant, fold)
-    tpath = study.paths.target(arch, variant, fold.index)
     ipath = study.paths.inversion(run, fold.index)
     holdout = study.holdout_of(fold)  # non-members, reconstructed by this fold's networks
     ids = [*fold.private_set, *holdout]
@@ -165,7 +189,7 @@ def _reconstruct(study: _Study, fold: Fold, variant: str, arch: str, run: str, i
     label = f"fold {fold.index} {run}"
 
     def recon() -> list[Path]:
-        target = load_target(tpath, device=study.device)
+        target = load()
         decoder = load_inversion(ipath, target=target, device=study.device)
         outs = []
         for k, sid in enumerate(ids):
@@ -193,9 +217,11 @@ def _score(
     rec_key: str,
     reid_key: str | None = None,
     segmenter: Callable[[], Any] | None = None,
+    segments: bool = True,
 ) -> None:
     """Score the run's reconstructions; ``segmenter`` loads the network the 'dice' metric
-    segments with (default: the fold's target; defended runs pass their released target)."""
+    segments with (default: the fold's target; defended runs pass their released target).
+    ``segments=False`` (an external model, whose label map is not the cohort's): no Dice."""
     from ..checkpoints import load_target
     from ..io import read_volume
     from ..training import segment
@@ -217,18 +243,24 @@ def _score(
     def score() -> list[Path]:
         from .scoring import score_fold, write_fold_scores
 
-        target = segmenter() if segmenter else load_target(tpath, device=study.device)
         recs = {
             sid: read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
             for sid in ids
         }
         cands = {s.id: study.pre(s.id, pcfg) for s in study.cohort}
+        dropped = ("reid",) if segments else ("reid", "dice")
+        seg_args: dict[str, Any] = {}
+        if segments:
+            target = segmenter() if segmenter else load_target(tpath, device=study.device)
+            seg_args = {
+                "segment_fn": lambda img: segment(target, img, device=study.device),
+                "label_map": study.config.target_config(arch).label_map,
+            }
         rows, maps = score_fold(
             recs,
             cands,
-            dataclasses.replace(m, metrics=[x for x in m.metrics if x != "reid"]),
-            segment_fn=lambda img: segment(target, img, device=study.device),
-            label_map=study.config.target_config(arch).label_map,
+            dataclasses.replace(m, metrics=[x for x in m.metrics if x not in dropped]),
+            **seg_args,
             device=study.device,
             progress=study.stage_progress(f"fold {fold.index} {run}"),
             registration_workers=study.config.study.threads or os.cpu_count() or 1,
