@@ -90,6 +90,35 @@ def test_stored_study_result_opens_without_a_worker(
     assert "stored in the study" in widget.result_label.text()
 
 
+def test_stored_map_mask_from_a_child_process_when_it_needs_bias_correction(
+    make_napari_viewer, qtbot, tmp_path, runner_study, monkeypatch
+):
+    """A study whose preprocessing runs N4 recomputes the mask in a child process (never
+    ANTs in napari's): the same map and mask as computed here."""
+    from inversion_audit.gui import deformation_widget
+    from inversion_audit.gui._deformation_display import mask_needs_child
+
+    study = copy_study(runner_study, tmp_path / "study")
+    viewer = make_napari_viewer()
+    index, entry, table, cid = _scored_pair(viewer, qtbot, study)
+    candidate = (str(index.root), index.variants()[0], cid)
+    assert not mask_needs_child(candidate)  # this study's preprocessing has no N4
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    assert widget.run().cached  # the stored view, its mask computed here
+    (shown,) = [la for la in viewer.layers if la.name.endswith("displacement (mm)")]
+    expected = np.array(shown.data)
+    monkeypatch.setattr(deformation_widget, "mask_needs_child", lambda c: True)
+    job = widget.run()
+    assert hasattr(job, "is_running")  # a job this time, not the view
+    qtbot.waitUntil(lambda: not job.is_running, timeout=120000)
+    assert job.error is None, job.error
+    maps = [la for la in viewer.layers if la.name.endswith("displacement (mm)")]
+    assert len(maps) == 1 and maps[0].metadata["inversion_audit"]["stored"]
+    np.testing.assert_array_equal(maps[0].data, expected)
+    brain = np.asarray(nib.load(index.labels_file(candidate[1], cid)).dataobj) > 0
+    assert (maps[0].data[~brain] == 0).all()
+
+
 @pytest.mark.slow
 def test_registering_a_study_pair_again_gives_the_studys_score(
     make_napari_viewer, qtbot, tmp_path, runner_study

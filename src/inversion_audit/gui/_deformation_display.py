@@ -23,6 +23,8 @@ __all__ = [
     "brain_mask",
     "masked_magnitude",
     "outside_transparent_colormap",
+    "mask_in_child",
+    "mask_needs_child",
     "register_for_display",
     "slice_lattice",
     "vectors_for_view",
@@ -76,6 +78,29 @@ def brain_mask(fixed: np.ndarray, study_candidate: tuple[str, str, str] | None) 
         return BrainMask(np.ones(array.shape, bool), "the whole grid")
     head = array > threshold_otsu(positive) * 0.5
     return BrainMask(head, "the candidate's head (half Otsu's threshold)")
+
+
+def mask_needs_child(study_candidate: tuple[str, str, str] | None) -> bool:
+    """Whether recomputing a study candidate's scoring mask runs ANTs' N4 (the study's
+    preprocessing corrects bias): then it runs in a child process, never in napari's."""
+    if study_candidate is None:
+        return False
+    from ..study.index import StudyIndex
+
+    root, variant, _ = study_candidate
+    try:
+        return bool(StudyIndex(root).config().preprocess_config(variant).bias_correction)
+    except (InversionAuditError, OSError, KeyError, ValueError):
+        return False  # no config to follow: the mask falls back without preprocessing
+
+
+def mask_in_child(
+    fixed: np.ndarray,
+    study_candidate: tuple[str, str, str] | None,
+    progress: ProgressCallback | None = None,
+) -> BrainMask:
+    """:func:`brain_mask` for ``call_in_subprocess`` (which passes ``progress``)."""
+    return brain_mask(fixed, study_candidate)
 
 
 def masked_magnitude(magnitude: np.ndarray, mask: np.ndarray) -> np.ndarray:

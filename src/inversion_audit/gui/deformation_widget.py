@@ -24,6 +24,8 @@ from ._compute import META_KEY, DeformationView, cached_deformation
 from ._deformation_display import (
     DisplayResult,
     brain_mask,
+    mask_in_child,
+    mask_needs_child,
     masked_magnitude,
     outside_transparent_colormap,
     register_for_display,
@@ -145,9 +147,7 @@ class DeformationWidget(QWidget):
         if self.cache_check.isChecked() and step is None:  # studies store no vector fields
             stored = self.cached(moving, fixed)
             if stored is not None and stored.magnitude.shape == fixed.data.shape:
-                brain = brain_mask(np.asarray(fixed.data), _study_candidate(fixed))
-                self.show_result(DisplayResult(stored, brain), moving, fixed)
-                return stored
+                return self._show_stored(stored, moving, fixed)
         candidate = _study_candidate(fixed)
         self._vectors_step = step or 1
         job = Job(
@@ -159,6 +159,24 @@ class DeformationWidget(QWidget):
             study_candidate=candidate,
             title=f"Register {moving.name} to {fixed.name}",
             on_returned=lambda view: self.show_result(view, moving, fixed),
+        )
+        return self.panel.start(job, replace=True)
+
+    def _show_stored(self, stored: DeformationView, moving: Any, fixed: Any) -> Any:
+        """The stored map at once over the brain mask; the mask in a child process when it
+        needs ANTs' bias correction (returns that job), else here (returns ``stored``)."""
+        candidate = _study_candidate(fixed)
+        data = np.asarray(fixed.data)
+        if not mask_needs_child(candidate):
+            self.show_result(DisplayResult(stored, brain_mask(data, candidate)), moving, fixed)
+            return stored
+        job = Job(
+            call_in_subprocess,
+            mask_in_child,
+            data,
+            candidate,
+            title=f"Brain mask of {fixed.name}",
+            on_returned=lambda brain: self.show_result(DisplayResult(stored, brain), moving, fixed),
         )
         return self.panel.start(job, replace=True)
 
