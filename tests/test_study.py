@@ -494,8 +494,9 @@ def test_report_html_is_self_contained_with_case_figures(tiny_study):
 
 
 def test_report_deformation_panel_for_display_only(tiny_study, tmp_path, monkeypatch):
-    """Without stored own-pair maps the report registers for display only, or says why not."""
-    import inversion_audit.metrics as metrics
+    """Without stored own-pair maps the report registers for display only (the study's
+    register_candidate on its scoring mask), or says why not."""
+    import inversion_audit.matching.pipeline as pipeline
 
     study = tmp_path / "study"
     shutil.copytree(tiny_study, study, ignore=shutil.ignore_patterns("deformation"))
@@ -518,7 +519,7 @@ def test_report_deformation_panel_for_display_only(tiny_study, tmp_path, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("registration exploded")
 
-    monkeypatch.setattr(metrics, "deformation", broken)
+    monkeypatch.setattr(pipeline, "register_candidate", broken)
     write_report(study)
     doc = json.loads((study / "report.json").read_text())
     for run, entry in doc["runs"].items():

@@ -79,19 +79,27 @@ def slice_centre(original: np.ndarray) -> tuple[int, int, int]:
 
 
 def display_deformation(
-    original, reconstruction: np.ndarray, preset: str
+    study_dir: str | Path,
+    variant: str,
+    subject_id: str,
+    original,
+    reconstruction: np.ndarray,
+    preset: str,
 ) -> tuple[np.ndarray | None, float | None, str]:
     """Register the reconstruction (moving) to its own original (fixed) for display only.
 
-    As in scoring: both arrays on the shared centred affine of the preprocessed space,
-    the original's non-zero voxels as ``fixed_mask``; the result is cached on disk.
+    Exactly as the study scores a pair (:func:`~inversion_audit.matching.pipeline.register_candidate`):
+    the centred comparison grid, the mean over the study's scoring mask of the candidate
+    (:func:`~.scoring.candidate_mask`), one ITK thread, the seed; the result is cached on disk.
     Returns ``(magnitude, mean_mm, reason)``; ``magnitude`` is ``None`` (and ``reason``
-    says why) when the registration fails. Nothing is written to the study.
+    says why) when the mask cannot be recomputed or the registration fails. Nothing is
+    written to the study.
     """
     try:
-        from ..io import Volume
-        from ..metrics import deformation
-        from ..metrics.deformation import centred_affine
+        from ..errors import StudyError
+        from ..matching.pipeline import register_candidate
+        from .index import StudyIndex
+        from .scoring import candidate_mask
 
         orig = np.asarray(original.array, np.float32)
         rec = np.asarray(reconstruction, np.float32)
@@ -99,14 +107,11 @@ def display_deformation(
             return None, None, f"shape {rec.shape} differs from the original's {orig.shape}"
         if float(rec.max()) == float(rec.min()):
             return None, None, "the reconstruction is constant"
-        aff = centred_affine(orig.shape, original.spacing)
-        mask = orig > 0
-        res = deformation(
-            Volume(rec, aff),
-            Volume(orig, aff),
-            fixed_mask=mask if mask.any() else None,
-            preset=preset,
-        )
+        try:
+            mask = candidate_mask(StudyIndex(study_dir), variant, subject_id)
+        except StudyError as exc:
+            return None, None, f"the study's scoring mask is not available ({exc})"
+        res = register_candidate(rec, orig, mask, original.spacing, preset)
         return np.asarray(res.magnitude.array), res.mean_displacement_mm, ""
     except Exception as exc:  # display only: never fail the report
         log.warning("display deformation failed: %s", exc)
@@ -115,6 +120,7 @@ def display_deformation(
 
 def _deformation_panel(
     paths: StudyPaths,
+    variant: str,
     run: str,
     sid: str,
     original,
@@ -142,7 +148,9 @@ def _deformation_panel(
             "mean_mm": None,
             "note": "deformation is not among the study's matching metrics",
         }
-    mag, mean, reason = display_deformation(original, reconstruction, preset)
+    mag, mean, reason = display_deformation(
+        paths.root, variant, sid, original, reconstruction, preset
+    )
     if mag is None:
         return None, {"source": "not available", "mean_mm": None, "note": reason}
     return mag, {
@@ -185,7 +193,15 @@ def case_figure(
     orig, rec = original.array, read_volume(rec_p).array
     _, smap = ssim(rec, orig, data_range=1.0, return_map=True)
     dmag, dinfo = _deformation_panel(
-        paths, run, sid, original, rec, deformation_scored, case.get("deformation_mm"), preset
+        paths,
+        entry["variant"],
+        run,
+        sid,
+        original,
+        rec,
+        deformation_scored,
+        case.get("deformation_mm"),
+        preset,
     )
     centre = slice_centre(orig)
     spacing = original.spacing
