@@ -123,6 +123,6 @@ def test_value_type_error_names_the_file(tmp_path):
     ],
 )
 def test_type_rules(value, tp, ok):
-    from inversion_audit.study.config import _type_ok
+    from inversion_audit.study.config_types import type_ok
 
-    assert _type_ok(value, tp) is ok
+    assert type_ok(value, tp) is ok

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +12,10 @@ from typing import Any
 from ..errors import CohortError, ConfigError
 from ..io.paths import check_subject_id
 from ..io.untrusted import read_toml
+from ..matching.pipeline import PIPELINE_METRICS
 from ..models import ARCHITECTURES
 from ..training.config import MAX_SEED
+from .config_types import build_section, check_bounded, check_type
 from .layout import run_name
 
 __all__ = [
@@ -37,87 +38,7 @@ THREAT_MODELS = ("bottleneck", "bottleneck+skips")
 #: the paper's metrics, then opt-in ones: SSIM and correlation inside each candidate's brain
 #: (its labels > 0), which the whole-grid background does not dominate
 #: and the learned re-identifier "reid", trained per fold and run on the attack set ([reid] table)
-METRICS = (
-    "ssim",
-    "correlation",
-    "psnr",
-    "deformation",
-    "dice",
-    "ssim_brain",
-    "correlation_brain",
-    "reid",
-)
-
-
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-
-
-def _type_ok(value: Any, tp: Any) -> bool:
-    """Whether a TOML value fits a field annotation (ints are not bools; floats accept ints)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
-    if tp is dict or origin is dict:
-        return isinstance(value, dict)
-    if tp is Any:
-        return True
-    return isinstance(value, tp)
-
-
-def _type_name(tp: Any) -> str:
-    """Readable name of a field annotation (``None`` left out: TOML has no null)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
-    if origin is list:
-        args = typing.get_args(tp)
-        item = _type_name(args[0]) if args else "a value"
-        plural = {"a boolean": "booleans", "an integer": "integers", "a number": "numbers"}
-        return f"a list of {plural.get(item, item.split(' ', 1)[-1] + 's')}"
-    if tp is dict or origin is dict:
-        return "a table"
-    return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _check_type(value: Any, tp: Any, where: str) -> None:
-    """Raise :class:`ConfigError` ``<where> must be <type>, got <value!r>`` on a mismatch."""
-    if not _type_ok(value, tp):
-        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
-
-
-def _bounded(name: str, value: int | None, low: int, high: int) -> None:
-    """``None`` or an integer in ``low..high`` (types were checked against the annotations)."""
-    if value is not None and not low <= value <= high:
-        shown = value if abs(value) < 10**30 else "a huge integer"
-        raise ConfigError(f"{name} must be in {low}..{high}, got {shown}")
-
-
-def _section(cls: type, data: Any, name: str) -> Any:
-    """Build section dataclass ``cls`` from a TOML table, checking keys and value types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"[{name}] must be a table, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"unknown key '{name}.{key}' (allowed: {', '.join(sorted(names))})")
-    hints = typing.get_type_hints(cls)
-    for key, value in data.items():
-        _check_type(value, hints[key], f"{name}.{key}")
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise ConfigError(f"[{name}]: {exc}") from exc
+METRICS = PIPELINE_METRICS
 
 
 @dataclass(frozen=True)
@@ -130,8 +51,8 @@ class StudySection:
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise ConfigError(f"study.device must be auto|cpu|cuda|mps, got {self.device!r}")
-        _bounded("study.seed", self.seed, 0, MAX_SEED)
-        _bounded("study.threads", self.threads, 1, 4096)
+        check_bounded("study.seed", self.seed, 0, MAX_SEED)
+        check_bounded("study.threads", self.threads, 1, 4096)
         if not 0 < len(self.name) <= 200:
             raise ConfigError("study.name must be 1 to 200 characters")
 
@@ -154,8 +75,8 @@ class CohortSection:
     holdout_path: str | None = None
 
     def __post_init__(self) -> None:
-        _bounded("cohort.n_subjects", self.n_subjects, 1, 10**6)
-        _bounded("cohort.holdout_n", self.holdout_n, 1, 10**6)
+        check_bounded("cohort.n_subjects", self.n_subjects, 1, 10**6)
+        check_bounded("cohort.holdout_n", self.holdout_n, 1, 10**6)
         given = [
             k for k in ("holdout", "holdout_n", "holdout_path") if getattr(self, k) is not None
         ]
@@ -175,8 +96,8 @@ class CohortSection:
                     f"cohort.holdout: {clash!r} is also in cohort.subjects; a holdout subject "
                     "must train neither the target nor the decoder"
                 )
-        _bounded("cohort.sample_n", self.sample_n, 1, 10**4)
-        _bounded("cohort.sample_seed", self.sample_seed, 0, MAX_SEED)
+        check_bounded("cohort.sample_n", self.sample_n, 1, 10**4)
+        check_bounded("cohort.sample_seed", self.sample_seed, 0, MAX_SEED)
         for key in ("path", "attack_path", "image_pattern", "labels_pattern", "holdout_path"):
             value = getattr(self, key)
             if value is not None and not 0 < len(value) <= 4096:
@@ -203,10 +124,10 @@ class FoldsSection:
     run_folds: list[int] | None = None
 
     def __post_init__(self) -> None:
-        _bounded("folds.seed", self.seed, 0, MAX_SEED)
+        check_bounded("folds.seed", self.seed, 0, MAX_SEED)
         if self.n_folds < 2:
             raise ConfigError(f"folds.n_folds must be >= 2, got {self.n_folds}")
-        _bounded("folds.n_folds", self.n_folds, 2, 10**4)
+        check_bounded("folds.n_folds", self.n_folds, 2, 10**4)
         for k in self.run_folds or ():
             if not 0 <= k < self.n_folds:
                 raise ConfigError(f"folds.run_folds: fold {k} is not in 0..{self.n_folds - 1}")
@@ -238,8 +159,8 @@ class MatchingSection:
             )
         if self.top_k < 1:
             raise ConfigError(f"matching.top_k must be >= 1, got {self.top_k}")
-        _bounded("matching.top_k", self.top_k, 1, 10**6)
-        _bounded("matching.n_workers", self.n_workers, 1, 4096)
+        check_bounded("matching.top_k", self.top_k, 1, 10**6)
+        check_bounded("matching.n_workers", self.n_workers, 1, 4096)
 
 
 @dataclass(frozen=True)
@@ -418,12 +339,12 @@ def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig
     try:
         for key, value in data.items():
             if key in _SECTIONS:
-                kwargs[key] = _section(_SECTIONS[key], value, key)
+                kwargs[key] = build_section(_SECTIONS[key], value, key)
             elif key in _PLAIN:
-                _check_type(value, _PLAIN_TYPES[key], key)
+                check_type(value, _PLAIN_TYPES[key], key)
                 if key == "variant_preprocess":
                     for variant, table in value.items():
-                        _check_type(table, dict, f"variant_preprocess.{variant}")
+                        check_type(table, dict, f"variant_preprocess.{variant}")
                 kwargs[key] = value
             else:
                 raise ConfigError(
