@@ -468,13 +468,19 @@ def audit_summary(out: Path, members: list[str]) -> dict[str, Any]:
 # ---- driver ------------------------------------------------------------------------------------
 
 
-def load_results() -> dict[str, Any]:
-    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+def results_path(tag: str) -> Path:
+    """``external_models_ixi.json``, or ``external_models_ixi_<tag>.json`` for another budget."""
+    return RESULTS.with_name(f"{RESULTS.stem}_{tag}.json") if tag else RESULTS
+
+
+def load_results(tag: str = "") -> dict[str, Any]:
+    path = results_path(tag)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def save(results: dict[str, Any]) -> None:
     results["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    atomic_json(RESULTS, results)
+    atomic_json(results_path(results.get("tag", "")), results)
 
 
 def table(results: dict[str, Any]) -> None:
@@ -514,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nnunet-iterations", type=int, default=15, help="per epoch")
     ap.add_argument("--inv-epochs", type=int, default=2)
     ap.add_argument("--flip", action="store_true", help="flip_augment in [inversion]")
+    ap.add_argument(
+        "--tag",
+        default="",
+        help="another decoder budget: study-bundle-TAG/, study-nnunet-TAG/ and "
+        "results/external_models_ixi_TAG.json (the trained models are shared)",
+    )
     args = ap.parse_args(argv)
     import torch
 
@@ -521,7 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     steps = args.steps.split(",")
-    results = load_results()
+    results = load_results(args.tag)
+    results["tag"] = args.tag
+    suffix = f"-{args.tag}" if args.tag else ""
     results.update(
         benchmark="external_models_ixi",
         command=" ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
@@ -547,9 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         res["monai_parser_builds"] = check_bundle_with_monai(bundle)
         save(results)
         t = time.perf_counter()
-        run_audit(work / "study-bundle", f'source = "bundle"\npath = "{bundle}"', ids, args, data)
+        run_audit(
+            work / f"study-bundle{suffix}", f'source = "bundle"\npath = "{bundle}"', ids, args, data
+        )
         res["audit_wall_seconds_this_call"] = time.perf_counter() - t
-        res["audit"] = audit_summary(work / "study-bundle", ids)
+        res["audit"] = audit_summary(work / f"study-bundle{suffix}", ids)
         save(results)
         table(results)
 
@@ -588,14 +604,14 @@ def main(argv: list[str] | None = None) -> int:
         save(results)
         t = time.perf_counter()
         run_audit(
-            work / "study-nnunet",
+            work / f"study-nnunet{suffix}",
             f'source = "nnunet"\npath = "{folder}"\nfold = 0',
             ids,
             args,
             data,
         )
         res["audit_wall_seconds_this_call"] = time.perf_counter() - t
-        res["audit"] = audit_summary(work / "study-nnunet", ids)
+        res["audit"] = audit_summary(work / f"study-nnunet{suffix}", ids)
         save(results)
     table(results)
     return 0
