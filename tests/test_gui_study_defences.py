@@ -222,3 +222,18 @@ def test_reader_study_mixes_defended_cases_and_keeps_the_run_in_the_key(defended
         seen += 1
     assert seen == len(mixed.cases)
     study.close()
+
+
+def test_reader_study_cli_include_defended(defended_study, tmp_path):
+    from inversion_audit.cli.main import main
+    from inversion_audit.reader_study.store import ReaderStudyStore
+
+    out = tmp_path / "cli.sqlite"
+    rc = main(
+        ["reader-study", "create", "--study", str(defended_study), "--readers", "ann"]
+        + ["--candidates", "2", "--include-defended", "--out", str(out)]
+    )
+    assert rc == 0
+    with ReaderStudyStore(out) as store:
+        runs = {c.run for c in store.design.cases}
+    assert runs == {p.name for p in (defended_study / "reconstructions").iterdir()}

@@ -50,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--questions", nargs="+", default=None, help="subset of match,confidence,anatomy,comment"
     )
     c.add_argument(
+        "--include-defended",
+        action="store_true",
+        help="mix in cases from the run's defended runs (the defence is kept in the key only)",
+    )
+    c.add_argument(
         "--out", required=True, help="new SQLite file (an existing design is never overwritten)"
     )
     c.set_defaults(handler=_create)
@@ -76,6 +81,7 @@ def _create(args: argparse.Namespace) -> int:
         quality_only_cases=args.quality_only,
         allow_revisit=not args.no_revisit,
         questions=questions,
+        include_defended=args.include_defended,
     )
     path = write_design(args.out, design)
     n_match = sum(c.kind == "match" for c in design.cases)
