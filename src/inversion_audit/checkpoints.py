@@ -24,7 +24,7 @@ from .data.sidecar import preprocess_config
 from .errors import CheckpointError
 from .io import atomic_write_bytes, atomic_write_json, file_hash, ids_hash, state_hash
 from .io.untrusted import read_json
-from .io.weights import load_weights
+from .io.weights import load_weights, state_mismatch
 from .models import ARCHITECTURES
 
 if TYPE_CHECKING:
@@ -187,20 +187,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _fill(model: nn.Module, state: dict[str, torch.Tensor], weights: Path) -> None:
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k} has shape {tuple(state[k].shape)}, model expects {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing tensors {missing[:5]}")
-        if unexpected:
-            parts.append(f"unexpected tensors {unexpected[:5]}")
-        parts.extend(wrong[:5])
+    parts = state_mismatch(expected, state)
+    if parts:
         raise CheckpointError(
             f"{weights}: weights do not match architecture {model.arch} {model.arch_args}: "
             + "; ".join(parts)

@@ -13,7 +13,24 @@ from ..errors import CheckpointError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["load_weights"]
+__all__ = ["load_weights", "state_mismatch"]
+
+
+def state_mismatch(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], limit: int = 5
+) -> list[str]:
+    """What keeps ``state`` from loading strictly into a network whose state dict is
+    ``expected``: missing and unexpected tensor names, then shape differences (empty: it fits)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    parts = [f"missing tensors {missing[:limit]}"] if missing else []
+    parts += [f"unexpected tensors {unexpected[:limit]}"] if unexpected else []
+    wrong = [
+        f"{k} has shape {tuple(state[k].shape)}, the network expects {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    return parts + wrong[:limit]
 
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

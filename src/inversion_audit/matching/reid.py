@@ -351,6 +351,7 @@ def load_reid(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
     from ..devices import get_device
     from ..io import file_hash
     from ..io.untrusted import read_json
+    from ..io.weights import state_mismatch
 
     weights, sidecar = checkpoint_paths(path)
     meta = read_json(sidecar, CheckpointError, "reid sidecar")
@@ -367,12 +368,11 @@ def load_reid(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
         raise CheckpointError(f"{weights}: weights do not match their sidecar (hash differs)")
     state = load_weights(weights)
     net = build_reid_network(args["base_filters"], args["embed_dim"])
-    expected = net.state_dict()
-    wrong = sorted(set(expected) ^ set(state)) + [
-        k for k in expected if k in state and state[k].shape != expected[k].shape
-    ]
+    wrong = state_mismatch(net.state_dict(), state)
     if wrong:
-        raise CheckpointError(f"{weights}: tensors do not match the reid network: {wrong[:5]}")
+        raise CheckpointError(
+            f"{weights}: tensors do not match the reid network: {'; '.join(wrong)}"
+        )
     net.load_state_dict(state, strict=True)
     net.metadata = meta  # type: ignore[attr-defined]
     return net.eval().to(get_device(device))

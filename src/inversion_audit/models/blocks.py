@@ -37,6 +37,30 @@ def check_layout(
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
 
 
+def layout_args(
+    in_channels: int,
+    n_classes: int,
+    depth: int,
+    base_filters: int,
+    kernel_size: int,
+    pool_size: int,
+    norm: str,
+) -> dict[str, int | str]:
+    """A target network's checked ``arch_args`` (the paper's n, z, x, y, the norm, the classes)."""
+    check_layout(depth, base_filters, kernel_size, pool_size, norm)
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2 (background plus one structure), got {n_classes}")
+    return {
+        "in_channels": in_channels,
+        "n_classes": n_classes,
+        "depth": depth,
+        "base_filters": base_filters,
+        "kernel_size": kernel_size,
+        "pool_size": pool_size,
+        "norm": norm,
+    }
+
+
 def conv_block(
     in_channels: int, out_channels: int, n_convs: int, kernel_size: int, norm: str
 ) -> nn.Sequential:

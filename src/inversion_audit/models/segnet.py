@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import check_layout, conv_block
+from .blocks import conv_block, layout_args
 from .latent import Latent
 from .unet import check_input
 
@@ -41,20 +41,9 @@ class SegNet3D(nn.Module):
         norm: str = "batch",
     ) -> None:
         super().__init__()
-        check_layout(depth, base_filters, kernel_size, pool_size, norm)
-        if n_classes < 2:
-            raise ValueError(
-                f"n_classes must be >= 2 (background plus one structure), got {n_classes}"
-            )
-        self.arch_args = {
-            "in_channels": in_channels,
-            "n_classes": n_classes,
-            "depth": depth,
-            "base_filters": base_filters,
-            "kernel_size": kernel_size,
-            "pool_size": pool_size,
-            "norm": norm,
-        }
+        self.arch_args = layout_args(
+            in_channels, n_classes, depth, base_filters, kernel_size, pool_size, norm
+        )
         ch = [base_filters * 2**k for k in range(depth)]
         n_convs = convs_per_level(depth)
         self.down = nn.ModuleList(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import check_layout, conv_block
+from .blocks import conv_block, layout_args
 from .latent import Latent
 
 __all__ = ["UNet3D"]
@@ -42,20 +42,9 @@ class UNet3D(nn.Module):
         norm: str = "batch",
     ) -> None:
         super().__init__()
-        check_layout(depth, base_filters, kernel_size, pool_size, norm)
-        if n_classes < 2:
-            raise ValueError(
-                f"n_classes must be >= 2 (background plus one structure), got {n_classes}"
-            )
-        self.arch_args = {
-            "in_channels": in_channels,
-            "n_classes": n_classes,
-            "depth": depth,
-            "base_filters": base_filters,
-            "kernel_size": kernel_size,
-            "pool_size": pool_size,
-            "norm": norm,
-        }
+        self.arch_args = layout_args(
+            in_channels, n_classes, depth, base_filters, kernel_size, pool_size, norm
+        )
         ch = [base_filters * 2**k for k in range(depth + 1)]
         self.down = nn.ModuleList(
             conv_block(in_channels if k == 0 else ch[k - 1], ch[k], 2, kernel_size, norm)

@@ -24,8 +24,7 @@ import numpy as np
 
 from ..data import Fold
 from ..errors import CohortError
-from ..io import atomic_write_json, config_hash, write_volume
-from ..progress import report
+from ..io import atomic_write_json, config_hash
 from .defences_config import DefenceSetting, defence_settings
 from .layout import run_name
 
@@ -218,59 +217,31 @@ def _utility(d: _Defended, key: str) -> None:
 
 def _attack(d: _Defended, threat: str, key: str) -> None:
     """Inversion, reconstruction (released codes of the private scans) and scoring."""
-    from ..attack import reconstruct, train_inversion
-    from ..checkpoints import load_inversion, save_checkpoint, training_metadata
-    from .protocol import _score
+    from .protocol import _score, reconstruct_stage, train_inversion_stage
 
     study, s = d.study, d.setting
     column = defended_threat(threat, s)
     run = run_name(d.arch, d.variant, column)
-    icfg = study.config.inversion_config(threat)
-    attack_ids, attack_cohort = study.attack_ids(d.fold)
-    ipath = study.paths.inversion(run, d.fold.index)
-    inv_key = config_hash(
-        {
-            "target": key,
-            "inversion": icfg.to_dict(),
-            "knows": s.knows_domain,
-            **study.attack_key(d.fold),
-        }
+    inv_key = train_inversion_stage(
+        study,
+        d.fold,
+        d.variant,
+        threat,
+        run,
+        {"target": key, "knows": s.knows_domain},
+        lambda: d.load("attack"),
+        {"defence": s.tag},
     )
-
-    def train() -> list[Path]:
-        pres = [study.pre(i, d.pcfg, attack_cohort) for i in attack_ids]
-        decoder, history = train_inversion(
-            d.load("attack"),
-            [p.image for p in pres],
-            icfg,
-            device=study.device,
-            progress=study.stage_progress(f"fold {d.fold.index} {run}"),
-        )
-        meta = training_metadata(icfg, history, d.pcfg, attack_ids)
-        meta.update(fold=d.fold.index, variant=d.variant, defence=s.tag)
-        return list(save_checkpoint(ipath, decoder, meta))
-
-    study.stages.run(f"fold{d.fold.index}/{run}/inversion", inv_key, train)
     ids = [*d.fold.private_set, *d.holdout]
-    rec_key = config_hash({"inversion": inv_key, "ids": study.files_key(ids)})
-
-    def recon() -> list[Path]:
-        target = d.load("release")
-        decoder = load_inversion(ipath, target=target, device=study.device)
-        outs = []
-        for k, sid in enumerate(ids):
-            pre = study.pre(sid, d.pcfg)
-            rec = reconstruct(target, decoder, pre.image, device=study.device)
-            outs.append(
-                write_volume(study.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine)
-            )
-            outs.append(
-                write_volume(study.paths.reconstruction(run, sid, "original"), pre.to_source(rec))
-            )
-            report(study.progress, k + 1, len(ids), f"{run}: reconstruct")
-        return outs
-
-    study.stages.run(f"fold{d.fold.index}/{run}/reconstruct", rec_key, recon)
+    rec_key = reconstruct_stage(
+        study,
+        d.fold,
+        d.variant,
+        run,
+        inv_key,
+        lambda: d.load("release"),
+        {"inversion": inv_key, "ids": study.files_key(ids)},
+    )
     # scored against the true originals; the 'dice' metric segments with the released target
     _score(study, d.fold, d.variant, d.arch, column, rec_key, segmenter=lambda: d.load("release"))
 

@@ -171,10 +171,17 @@ def train_inversion_stage(
 
 
 def reconstruct_stage(
-    study: _Study, fold: Fold, variant: str, run: str, inv_key: str, load: Callable[[], Any]
+    study: _Study,
+    fold: Fold,
+    variant: str,
+    run: str,
+    inv_key: str,
+    load: Callable[[], Any],
+    key_inputs: dict[str, Any] | None = None,
 ) -> str:
     """Reconstruct the fold's private set (and holdout) on both grids with ``run``'s decoder
-    against the network ``load()`` gives. Returns the stage key."""
+    against the network ``load()`` gives. Returns the stage key (``key_inputs`` replaces
+    what it hashes: a defended run keeps its own)."""
     from ..attack import reconstruct
     from ..checkpoints import load_inversion
 
@@ -185,7 +192,7 @@ def reconstruct_stage(
     rec_inputs = {"inversion": inv_key, "private": study.files_key(fold.private_set)}
     if holdout:
         rec_inputs["holdout"] = study.files_key(holdout)
-    rec_key = config_hash(rec_inputs)
+    rec_key = config_hash(key_inputs or rec_inputs)
     label = f"fold {fold.index} {run}"
 
     def recon() -> list[Path]:

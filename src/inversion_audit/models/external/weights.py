@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
+from ...io.weights import state_mismatch
 
 __all__ = ["numpy_globals", "read_pickle", "read_state_dict", "fill_network"]
 
@@ -122,16 +123,7 @@ def fill_network(network: nn.Module, state: dict[str, torch.Tensor], path: Path,
         kept = [n for n in names if n in state]
         if key not in state and kept:
             state[key] = state[kept[0]]
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)}, network {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = [f"missing {missing[:4]}"] if missing else []
-        parts += [f"unexpected {unexpected[:4]}"] if unexpected else []
-        parts += wrong[:4]
+    parts = state_mismatch(expected, state, limit=4)
+    if parts:
         raise CheckpointError(f"{path}: weights do not fit {what}: " + "; ".join(parts))
     network.load_state_dict({k: state[k].to(expected[k].dtype) for k in expected}, strict=True)
