@@ -394,7 +394,7 @@ def audit_summary(out: Path, members: list[str]) -> dict[str, Any]:
     from inversion_audit.metrics.dice import dice
     from inversion_audit.study.config import load_study_config
     from inversion_audit.study.external_run import _load, external_fold
-    from inversion_audit.study.layout import run_name
+    from inversion_audit.study.layout import StudyPaths, run_name
     from inversion_audit.study.model_source import parse_model_source
     from inversion_audit.study.runner import _Study
     from inversion_audit.training import apply_label_map
@@ -451,7 +451,7 @@ def audit_summary(out: Path, members: list[str]) -> dict[str, Any]:
         p = study.pre(sid, pcfg)
         truth = apply_label_map(p.labels, label_map)
         orig.append(dice(segment(p.image), truth, range(1, len(CLASSES)))[1])
-        rec = read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
+        rec = read_volume(StudyPaths(out).reconstruction(run, sid, "preprocessed")).array
         recon.append(dice(segment(rec), truth, range(1, len(CLASSES)))[1])
     res["dice"] = {
         "original": float(np.mean(orig)),
