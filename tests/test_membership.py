@@ -12,15 +12,17 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from inversion_audit.matching.ranking import ScoreMatrix
 from inversion_audit.matching.retrieval import open_set_verification, roc_points, tpr_at_fpr
 from inversion_audit.study.membership import (
-    _fit_logistic,
     compare_members,
-    cross_validated_logistic,
     fisher_exact_p,
-    membership_inference,
     newcombe_interval,
+    wilson_bounds,
+)
+from inversion_audit.study.membership_inference import (
+    _fit_logistic,
+    cross_validated_logistic,
+    membership_inference,
     rank_average,
     reconstruction_error,
-    wilson_bounds,
 )
 
 TABLES = [(56, 70, 48, 80), (10, 10, 20, 20), (0, 10, 5, 20), (9, 10, 3, 12), (40, 40, 18, 20)]

@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import StudyError
 from ..io import atomic_write_json
 from ..io.untrusted import read_json
-from .membership import compare_members, membership_inference
+from .membership import compare_members
+from .membership_inference import membership_inference
 from .summary import RANKED_METRICS, _matrix, _runs
 
 __all__ = [
