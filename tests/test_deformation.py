@@ -221,3 +221,22 @@ def test_register_pairs_in_parallel_equals_sequential(pair):
         assert seq[key].mean_displacement_mm == par[key].mean_displacement_mm
         np.testing.assert_array_equal(seq[key].magnitude.array, par[key].magnitude.array)
     assert len({round(seq[key].mean_displacement_mm, 6) for key in pairs}) == 3
+
+
+def test_in_process_registration_after_a_multithreaded_one_is_still_reproducible(pair):
+    """ITK keeps the thread count of its first use in a process: once ANTs ran here with two
+    threads, a registration asking for one must still give the single-threaded result (the
+    one a fresh child process gives), not a two-threaded one."""
+    fixed, mask = pair
+    moving = Volume(ndimage.shift(fixed.array, (1.0, 1.5, -0.5), order=1), fixed.affine)
+    deformation(moving, fixed, preset="fast", cache=False, threads=2)  # ANTs used here first
+    here = [
+        deformation(moving, fixed, fixed_mask=mask, preset="fast", cache=False, threads=1)
+        for _ in range(2)
+    ]
+    child = deformation(
+        moving, fixed, fixed_mask=mask, preset="fast", cache=False, threads=1, isolated=True
+    )
+    for run in here:
+        np.testing.assert_array_equal(run.magnitude.array, child.magnitude.array)
+        assert run.mean_displacement_mm == child.mean_displacement_mm

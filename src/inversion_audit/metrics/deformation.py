@@ -158,6 +158,31 @@ def set_itk_threads(threads: int | None) -> None:
         os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(threads))
 
 
+#: ITK's thread setting at this process's first in-process registration ("" = ITK's default):
+#: ITK keeps it for the life of the process, whatever the variable says later
+_ITK_THREADS_IN_PROCESS: str | None = None
+
+
+def _run_here(threads: int | None) -> bool:
+    """Whether a registration asking for ``threads`` may run in this process, and if so note
+    the thread count ITK will keep here.
+
+    ITK fixes its thread count at its first use in a process. A registration asking for a
+    count runs here only when this process's ITK is known to have it: the first registration
+    here, before ANTs was used for anything else (N4 also fixes it), or a later one with the
+    same count. Otherwise it goes to a fresh child process, so that one ITK thread, hence a
+    reproducible result, holds wherever it is asked for.
+    """
+    global _ITK_THREADS_IN_PROCESS
+    setting = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "")
+    if _ITK_THREADS_IN_PROCESS is None:
+        if threads and "ants" in sys.modules:  # ITK may already run with another count here
+            return False
+        _ITK_THREADS_IN_PROCESS = setting
+        return True
+    return not threads or _ITK_THREADS_IN_PROCESS == str(int(threads))
+
+
 def to_ants(volume: Volume) -> ants.ANTsImage:
     """Convert a RAS :class:`Volume` to an ANTs image (LPS physical space) with the same geometry."""
     import ants
@@ -331,6 +356,8 @@ def deformation(
         (fewer iterations, coarser levels); see :data:`DEFORMATION_PRESETS`.
     cache : read and write the on-disk cache (``cache_dir()/deformation``).
     threads : ITK threads (see :func:`set_itk_threads`); ``None`` keeps the environment's setting.
+        ITK fixes its thread count at a process's first registration, so a later call asking
+        for another count runs in a fresh child process (as ``isolated``).
     seed : random seed of ANTs' metric sampling, passed as ``ANTS_RANDOM_SEED = seed + 1``
         (ANTs reads 0 as "seed from the clock"); ``None`` keeps the environment's setting.
         With one ITK thread a registration is then bit-reproducible; with more, the
@@ -367,6 +394,8 @@ def deformation(
         set_itk_threads(threads)
         if seed is not None:  # ANTs takes 0 as "seed from the clock": never pass it
             os.environ["ANTS_RANDOM_SEED"] = str(int(seed) + 1)
+        if not isolated and not _run_here(threads):
+            isolated = True
         if isolated:
             magnitude, warped, field, seconds = _register_isolated(
                 moving_volume, fixed_volume, preset
