@@ -1,10 +1,12 @@
 """A study's run on an external model (``[model]``): no k-fold, no target training.
 
 The members (``model.members`` / ``members_file``) are the private set; the attack set is
-the cohort's other subjects (or ``cohort.attack_path``). For each variant and threat model
-the inversion decoder is trained against the frozen external network, the members are
-reconstructed, and every reconstruction is scored against every candidate, as in the
-paper's runs. The run is named ``external_<variant>_<threat>`` (fold 0);
+the cohort's other subjects (or ``cohort.attack_path``), less the non-member holdout
+(``[cohort] holdout`` / ``holdout_n`` / ``holdout_path``), which trains neither the model
+(a member in it is refused) nor the decoder. For each variant and threat model the
+inversion decoder is trained against the frozen external network, the members and the
+holdout are reconstructed, and every reconstruction is scored against every candidate in
+one gallery, as in the paper's runs. The run is named ``external_<variant>_<threat>`` (fold 0);
 ``external_model.json`` records the model, its tapped latent and where the preprocessing
 differs from the model's own; the report shows it.
 """
@@ -20,6 +22,7 @@ from ..errors import ConfigError, StudyError
 from ..io import atomic_write_json, config_hash
 from ..io.untrusted import read_json
 from . import protocol
+from .holdout import assign_holdout, check_holdout_unused, holdout_key
 from .layout import run_name
 from .model_source import ModelSource, model_path, parse_model_source, resolve_members
 
@@ -34,9 +37,12 @@ ARCH = "external"
 
 
 def external_fold(study: _Study, source: ModelSource) -> Fold:
-    """Fold 0: the members as the private set, the cohort's other subjects as the attack set."""
-    members = resolve_members(source, study.cohort.ids, study.config.source)
-    others = tuple(sorted(i for i in study.cohort.ids if i not in set(members)))
+    """Fold 0: the members as the private set, the cohort's other subjects (less the holdout)
+    as the attack set."""
+    holdout = (study.holdout_ids, holdout_key(study.config))
+    members = resolve_members(source, study.cohort.ids, study.config.source, holdout)
+    unused = {*members, *study.holdout_ids}
+    others = tuple(sorted(i for i in study.cohort.ids if i not in unused))
     if not others and study.attack_cohort is None:
         raise ConfigError(
             f"{study.config.source or 'config'}: model.members holds every cohort subject; "
@@ -86,16 +92,17 @@ def _load(study: _Study, source: ModelSource, variant: str) -> ExternalModel:
 def run_external(study: _Study) -> None:
     """Every stage of the external run, in order (resumable like the protocol's)."""
     source = parse_model_source(study.config.model)
-    if study.holdout_ids:
-        raise ConfigError(
-            "cohort holdout is not used with [model]: the non-members are the attack set"
-        )
     fold = external_fold(study, source)
     study.folds = [fold]
-    record: dict[str, Any] = {
-        "members": len(fold.private_set),
-        "attack": len(study.attack_ids(fold)[0]),
-    }
+    study.holdout_by_fold = assign_holdout(study.holdout_ids, study.folds)
+    attack_ids = study.attack_ids(fold)[0]
+    check_holdout_unused(  # before any training: the model's members and the decoder's set
+        study.holdout_ids,
+        {"model's members (the private set)": fold.private_set, "fold 0 attack set": attack_ids},
+    )
+    record: dict[str, Any] = {"members": len(fold.private_set), "attack": len(attack_ids)}
+    if study.holdout_ids:
+        record["holdout"] = len(study.holdout_ids)
     for variant in study.config.variants:
         model = _load(study, source, variant)
         record[variant] = model.describe()
@@ -137,7 +144,14 @@ def external_markdown(study_dir: str | Path) -> list[str]:
         lines += [f"  - preprocessing differs: {d}" for d in m.get("preprocess_differences", [])]
     lines += [
         f"- {record.get('members', '?')} members (the private set), {record.get('attack', '?')} "
-        "attack subjects; no k-fold retraining.",
+        "attack subjects"
+        + (
+            f", {record['holdout']} non-members (the holdout: reconstructed and ranked with the "
+            "members, trained on by neither the model nor the decoder)"
+            if record.get("holdout")
+            else ""
+        )
+        + "; no k-fold retraining.",
         "",
     ]
     return lines

@@ -16,7 +16,13 @@ from ..data import Cohort, Fold
 from ..errors import CohortError, ConfigError
 from .config import StudyConfig
 
-__all__ = ["resolve_holdout", "assign_holdout", "check_holdout_unused", "gallery"]
+__all__ = [
+    "resolve_holdout",
+    "holdout_key",
+    "assign_holdout",
+    "check_holdout_unused",
+    "gallery",
+]
 
 
 def resolve_holdout(config: StudyConfig, full: Cohort, protocol: Cohort) -> Cohort | None:
@@ -58,6 +64,13 @@ def resolve_holdout(config: StudyConfig, full: Cohort, protocol: Cohort) -> Coho
             )
         return holdout
     return None
+
+
+def holdout_key(config: StudyConfig) -> str:
+    """The key that names the config's holdout (``""`` without one), for messages."""
+    c = config.cohort
+    keys = [k for k in ("holdout", "holdout_n", "holdout_path") if getattr(c, k) is not None]
+    return f"cohort.{keys[0]}" if keys else ""
 
 
 def gallery(protocol: Cohort, holdout: Cohort | None) -> Cohort:

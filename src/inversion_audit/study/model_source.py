@@ -129,9 +129,16 @@ def _read_members_file(path: Path, fold: int) -> list[str]:
 
 
 def resolve_members(
-    model: ModelSource, cohort_ids: list[str] | tuple[str, ...], config_source: str | None
+    model: ModelSource,
+    cohort_ids: list[str] | tuple[str, ...],
+    config_source: str | None,
+    holdout: tuple[list[str] | tuple[str, ...], str] = ((), ""),
 ) -> tuple[str, ...]:
-    """The members (private set), each checked to be a cohort subject."""
+    """The members (private set), each checked to be a cohort subject.
+
+    ``holdout`` is the non-member ids and the config key that named them: a member among
+    them trained the model, so it cannot be a non-member (:class:`ConfigError`).
+    """
     where = "model.members"
     ids = list(model.members)
     if model.members_file is not None:
@@ -140,10 +147,16 @@ def resolve_members(
         ids = _read_members_file(path, model.fold)
     known = set(cohort_ids)
     missing = [i for i in ids if i not in known]
+    prefix = f"{config_source}: " if config_source else ""
     if missing:
-        prefix = f"{config_source}: " if config_source else ""
         raise ConfigError(
             f"{prefix}{where}: {len(missing)} id(s) not in the cohort, e.g. {missing[0]!r}"
+        )
+    trained = sorted(set(ids).intersection(holdout[0]))
+    if trained:
+        raise ConfigError(
+            f"{prefix}{where}: {trained[0]!r} is also in the holdout ({holdout[1]}); a member "
+            "trained the model, a holdout subject must train neither the model nor the decoder"
         )
     if not ids:
         raise ConfigError(f"{where}: no members")
