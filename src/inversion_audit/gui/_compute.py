@@ -167,8 +167,16 @@ class LoadedModels:
     device: str
 
 
+#: the files of a MONAI bundle or nnU-Net folder whose change reloads the model
+_MODEL_FILES = ("configs/*", "models/*", "*.json", "fold_*/checkpoint_*.pth")
+
+
 def _mtime(path: Path) -> int:
-    """Modification time of a checkpoint and its sidecar (a change to either reloads it)."""
+    """Modification time of a checkpoint and its sidecar, or of a model folder's configs,
+    plans and weights (a change to any of them reloads it)."""
+    if path.is_dir():
+        stamps = [f.stat().st_mtime_ns for g in _MODEL_FILES for f in path.glob(g) if f.is_file()]
+        return max(stamps, default=path.stat().st_mtime_ns)
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
@@ -181,10 +189,20 @@ def _mtime(path: Path) -> int:
 def _load_models_cached(
     target: str, target_mtime: int, inversion: str, inversion_mtime: int, device: str
 ):
-    from ..checkpoints import load_inversion, load_target, preprocess_config
+    from ..checkpoints import (
+        is_external_decoder,
+        load_inversion,
+        load_target,
+        load_with_decoder,
+        preprocess_config,
+    )
     from ..devices import get_device
+    from ..models.external import is_model_folder
 
     dev = str(get_device(device))
+    if is_model_folder(target) or is_external_decoder(inversion):
+        # an external model, rebuilt as the decoder's sidecar records it (weights' hash checked)
+        return LoadedModels(*load_with_decoder(target, inversion, dev), dev)
     target_model = load_target(target, device=dev)
     decoder = load_inversion(inversion, target=target_model, device=dev)
     try:
@@ -199,7 +217,8 @@ def _load_models_cached(
 
 
 def load_models(target: str | Path, inversion: str | Path, device: str = "auto") -> LoadedModels:
-    """Load (or reuse) a target checkpoint and its inversion decoder on ``device``.
+    """Load (or reuse) a target checkpoint, or an external model (MONAI weights, bundle or
+    nnU-Net folder), and its inversion decoder on ``device``.
 
     Models are cached by path, modification time and device, so a second run with the
     same files reuses them and an overwritten checkpoint is reloaded. Raises

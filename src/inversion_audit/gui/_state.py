@@ -30,7 +30,9 @@ class AuditState:
     original_layer, reconstruction_layer : names of the layers showing the selected
         reconstruction's original and the reconstruction itself.
     candidate_id, candidate_layer : the candidate shown beside the reconstruction.
-    target_checkpoint, inversion_checkpoint : the checkpoints the Reconstruct widget uses.
+    target_checkpoint, inversion_checkpoint : the checkpoints the Reconstruct widget uses;
+        the target may be an external model (MONAI weights, a bundle or nnU-Net folder)
+        that the inversion checkpoint's sidecar describes.
     blinded : hide which candidate is the true original.
     """
 

@@ -5,7 +5,8 @@ searchable list of subjects, folds, architectures, variants and threat models, e
 member (trained the target) or non-member (the study's holdout), filtered by defence and
 strength: its original, reconstruction(s) and labels are added as layers at their world
 position. In blinded mode the list (which names subjects) is hidden until unblinded. Or
-load files one by one: an original NIfTI, a target checkpoint and an inversion checkpoint
+load files one by one (``_one_by_one.py``): an original NIfTI, a target checkpoint or an
+external model (MONAI weights, a MONAI bundle or nnU-Net folder) and an inversion checkpoint
 (checked by loading them; a problem is an error notification naming the file and leaves
 the viewer as it was).
 """
@@ -15,14 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -35,9 +34,10 @@ from qtpy.QtWidgets import (
 
 from ..errors import InversionAuditError
 from ..study.index import ReconstructionEntry, StudyIndex, entry_defence
-from ._compute import META_KEY, LayerData, check_checkpoints, load_entry_layers
+from ._compute import META_KEY, LayerData, load_entry_layers
 from ._layers import axial_view, set_layer
-from ._messages import checkpoint_problem, user_message
+from ._messages import user_message
+from ._one_by_one import OneByOneGroup
 from ._state import state_for
 from ._workers import Job, JobPanel
 
@@ -90,25 +90,7 @@ class StudyWidget(QWidget):
         self.all_runs = QCheckBox("load every run's reconstruction of the subject")
         self.panel = JobPanel("Load selected")
 
-        files = QGroupBox("Or load files one by one")
-        form = QFormLayout(files)
-        self.original_button = QPushButton("Original NIfTI…")
-        self.target_edit = QLineEdit()
-        self.inversion_edit = QLineEdit()
-        target_row, inversion_row = QHBoxLayout(), QHBoxLayout()
-        target_browse, inversion_browse = QPushButton("…"), QPushButton("…")
-        target_row.addWidget(self.target_edit)
-        target_row.addWidget(target_browse)
-        inversion_row.addWidget(self.inversion_edit)
-        inversion_row.addWidget(inversion_browse)
-        self.check_button = QPushButton("Load checkpoints")
-        self.checkpoint_panel = JobPanel("Load checkpoints")
-        self.checkpoint_panel.run_button.hide()
-        form.addRow(self.original_button)
-        form.addRow("target checkpoint", target_row)
-        form.addRow("inversion checkpoint", inversion_row)
-        form.addRow(self.check_button)
-        form.addRow(self.checkpoint_panel)
+        self.one_by_one = OneByOneGroup(napari_viewer, self.state, self)
 
         self.summary = QLabel("No study open.")
         self.summary.setWordWrap(True)
@@ -121,7 +103,7 @@ class StudyWidget(QWidget):
         layout.addWidget(self.entry_list, stretch=1)
         layout.addWidget(self.all_runs)
         layout.addWidget(self.panel)
-        layout.addWidget(files)
+        layout.addWidget(self.one_by_one)
 
         browse.clicked.connect(self._browse_study)
         open_button.clicked.connect(lambda: self.open_study(self.path_edit.text()))
@@ -134,19 +116,7 @@ class StudyWidget(QWidget):
         self.state.events.blinded.connect(self._blinded_changed)
         self.entry_list.currentItemChanged.connect(lambda *_: self.load_selected())
         self.panel.run_button.clicked.connect(self.load_selected)
-        self.original_button.clicked.connect(self._browse_original)
-        target_browse.clicked.connect(lambda: self._browse_checkpoint(self.target_edit))
-        inversion_browse.clicked.connect(lambda: self._browse_checkpoint(self.inversion_edit))
-        self.check_button.clicked.connect(
-            lambda: self.load_checkpoints(self.target_edit.text(), self.inversion_edit.text())
-        )
         self.state.events.study.connect(self._show_study)
-        self.state.events.target_checkpoint.connect(
-            lambda p: self.target_edit.setText(str(p or ""))
-        )
-        self.state.events.inversion_checkpoint.connect(
-            lambda p: self.inversion_edit.setText(str(p or ""))
-        )
         self.viewer.layers.events.inserted.connect(self._adopt_study_layer)
         if self.state.study is not None:
             self._show_study(self.state.study)
@@ -341,46 +311,11 @@ class StudyWidget(QWidget):
     def load_checkpoints(
         self, target: str | Path, inversion: str | Path, device: str = "cpu"
     ) -> Job | None:
-        """Check a target + inversion checkpoint pair by loading it (cached for Reconstruct)."""
-        if not str(target).strip() or not str(inversion).strip():
-            show_error("Choose a target checkpoint and an inversion checkpoint first.")
-            return None
-        target, inversion = Path(str(target)).expanduser(), Path(str(inversion)).expanduser()
-        problem = checkpoint_problem(target, "target checkpoint") or checkpoint_problem(
-            inversion, "inversion checkpoint"
-        )
-        if problem is not None:  # before the core guesses a sidecar name from it
-            show_error(problem)
-            return None
-
-        def accept(_: Any) -> None:
-            self.state.target_checkpoint = target
-            self.state.inversion_checkpoint = inversion
-            show_info(f"Checkpoints loaded: {target.name}, {inversion.name}")
-
-        job = Job(
-            check_checkpoints,
-            target,
-            inversion,
-            device,
-            title="Load checkpoints",
-            on_returned=accept,
-        )
-        return self.checkpoint_panel.start(job)
+        """Check a target (checkpoint, MONAI weights, bundle or nnU-Net folder) and its
+        inversion checkpoint by loading them; see :meth:`OneByOneGroup.load_checkpoints`."""
+        return self.one_by_one.load_checkpoints(target, inversion, device)
 
     def _browse_study(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open study folder", self.path_edit.text())
         if folder:
             self.open_study(folder)
-
-    def _browse_original(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Original NIfTI", "", "NIfTI (*.nii *.nii.gz)")
-        if path:
-            self.viewer.open(path, plugin="napari-inversion-audit")
-
-    def _browse_checkpoint(self, edit: QLineEdit) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Checkpoint", "", "Checkpoints (*.safetensors *.pt *.pth)"
-        )
-        if path:
-            edit.setText(path)
