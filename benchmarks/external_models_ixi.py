@@ -286,10 +286,19 @@ def train_nnunet(ids: list[str], epochs: int, iters: int, root: Path) -> dict[st
     trainer.num_epochs = epochs
     trainer.num_iterations_per_epoch = iters
     trainer.num_val_iterations_per_epoch = 1
-    t0 = time.perf_counter()
+    resumed = None
+    for name in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"):
+        ckpt = Path(trainer.output_folder) / name
+        if ckpt.is_file():  # nnU-Net's own `--c` order: an interrupted training continues
+            trainer.load_checkpoint(str(ckpt))  # our own checkpoint, written by nnU-Net above
+            resumed = f"{name} (epoch {trainer.current_epoch})"
+            log(f"nnunet: continuing from {resumed}")
+            break
     trainer.run_training()
-    seconds = time.perf_counter() - t0
     log_ = getattr(trainer.logger, "local_logger", trainer.logger).my_fantastic_logging
+    starts, ends = log_.get("epoch_start_timestamps", []), log_.get("epoch_end_timestamps", [])
+    epoch_seconds = [float(e - s) for s, e in zip(starts, ends, strict=False)]
+    seconds = sum(epoch_seconds)  # training time over all sessions (nnU-Net's own epoch log)
     return {
         "trainer": "nnUNetTrainer (num_epochs, num_iterations_per_epoch set on the object)",
         "epochs": epochs,
@@ -298,6 +307,8 @@ def train_nnunet(ids: list[str], epochs: int, iters: int, root: Path) -> dict[st
         "batch_size": trainer.configuration_manager.batch_size,
         "patch_size": list(trainer.configuration_manager.patch_size),
         "seconds": seconds,
+        "epoch_seconds": epoch_seconds,
+        "resumed_from": resumed,
         "train_losses": [float(x) for x in log_.get("train_losses", [])],
         "pseudo_dice": [[float(v) for v in x] for x in log_.get("dice_per_class_or_region", [])],
     }
