@@ -19,6 +19,7 @@ from inversion_audit.study.membership_report import (
     membership_plain,
     membership_summary,
 )
+from roc_reference import sklearn_verification
 
 
 def _cfg(tiny_cohort, **cohort):
@@ -169,6 +170,24 @@ def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path):
     # the paper's tables hold the members; the gallery holds everyone
     assert report["runs"][run]["table3"]["ssim"]["n"] == 6
     assert len(report["runs"][run]["table3"]["ssim"]["rank_histogram"]) == 8
+    # Table 3's AUC and TPR@1% FPR: open-set verification over every (reconstruction,
+    # candidate) pair of the run, the non-members' included (8 x 8 pairs), by sklearn
+    table3 = report["tables"]["table3"]
+    assert "non-members' reconstructions" in table3["title"]
+    for metric in ("ssim", "psnr", "reid"):  # higher is better for each
+        vals = {
+            (r["reconstruction_id"], r["candidate_id"]): r["value"]
+            for r in rows
+            if r["metric"] == metric
+        }
+        auc, tpr = sklearn_verification(vals, True)
+        (row,) = [r for r in table3["rows"] if r[:2] == [run, metric]]
+        cells = dict(zip(table3["columns"], row, strict=True))
+        assert float(cells["AUC"]) == pytest.approx(auc, abs=5e-4)
+        assert float(cells["TPR@1% FPR"]) == pytest.approx(tpr, abs=5e-4)
+        t = report["runs"][run]["table3"][metric]
+        assert (t["auc"], t["tpr_at_1pct_fpr"]) == pytest.approx((auc, tpr), rel=1e-9)
+        assert t["verification_pairs"] == {"same": 8, "different": 56}
     section = report["membership"][run]
     assert (section["n_members"], section["n_nonmembers"]) == (6, 2)
     assert {"ssim", "psnr", "reid"} <= set(section["metrics"])

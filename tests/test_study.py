@@ -23,6 +23,7 @@ from inversion_audit.study.paper import (
 )
 from inversion_audit.study.report import summarize_study, write_report
 from inversion_audit.study.runner import plan_study, run_study
+from roc_reference import sklearn_verification
 
 pytestmark = pytest.mark.slow
 
@@ -224,6 +225,7 @@ def _retrieval(vals: dict[tuple[str, str], float], higher: bool, auc: bool = Tru
         "mrr": float(np.mean([1 / k for k in ranks])) if n else None,
         "precision_at_1": top1 / n if n else None,
         "auc": float(np.mean(pairs)) if auc and pairs else None,
+        "tpr_at_1pct_fpr": sklearn_verification(vals, higher)[1] if auc and pairs else None,
         "rank_of": rank_of,
     }
 
@@ -388,7 +390,10 @@ def test_report_tables_parse_back_to_scores(tiny_study):
         _check_num(row[4], paper[1], 2)
         assert (j["paper"]["table2"]["own"], j["paper"]["table2"]["others"]) == paper
 
-    # Table 3: per metric (deformation and fused included) top-1, top-5, n, mean rank, MRR, P@1, AUC
+    # Table 3: per metric (deformation and fused included) top-1, top-5, n, mean rank, MRR, P@1,
+    # AUC and TPR at 1% FPR over every pair of the run
+    assert doc["tables"]["table3"]["columns"][9:11] == ["AUC", "TPR@1% FPR"]
+    assert "every (reconstruction, candidate) pair" in doc["tables"]["table3"]["title"]
     seen = {(r[0], r[1]) for r in tables["table3"]}
     assert seen == {(run, m) for run, e in exp.items() for m in e["table3"]}
     assert {m for _, m in seen} == set(RANKED)
@@ -396,7 +401,7 @@ def test_report_tables_parse_back_to_scores(tiny_study):
     for row in tables["table3"]:
         e, metric = exp[row[0]], row[1]
         t, j = e["table3"][metric], runs[row[0]]["table3"][metric]
-        assert len(row) == 12
+        assert len(row) == 13
         lo, hi = _wilson(t["top1"], t["n"])
         assert row[3] == f"{100 * lo:.0f}–{100 * hi:.0f}%"
         assert j["top1_ci95"] == pytest.approx([lo, hi], abs=1e-9)
@@ -408,14 +413,15 @@ def test_report_tables_parse_back_to_scores(tiny_study):
             (row[7], "mrr", 3),
             (row[8], "precision_at_1", 3),
             (row[9], "auc", 3),
+            (row[10], "tpr_at_1pct_fpr", 3),
         ):
             _check_num(cell, t[key], digits)
             expected = None if t[key] is None else pytest.approx(t[key], rel=1e-9)
             assert j[key] == expected, (row[0], metric, key)
         paper_top1 = PAPER_TABLE3[e["arch"]].get(metric)
         paper_rank = PAPER_MEAN_RANK[e["arch"]].get(metric)
-        assert row[10] == ("–" if paper_top1 is None else str(paper_top1))
-        assert row[11] == ("–" if paper_rank is None else str(paper_rank))
+        assert row[11] == ("–" if paper_top1 is None else str(paper_top1))
+        assert row[12] == ("–" if paper_rank is None else str(paper_rank))
         assert j["n"] == t["n"]
 
     # per fold: top-1 of n for every ranked metric, from the reconstructions of that fold

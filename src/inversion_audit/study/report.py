@@ -175,9 +175,10 @@ def write_report(study_dir: str | Path, config=None) -> dict:
     study_dir = Path(study_dir)
     rows = read_scores(StudyPaths(study_dir).scores)
     # non-members (the holdout) are candidates in every table but reconstructions only in
-    # their own section, so the tables stay about the target's training patients
+    # their own section and in Table 3's open-set verification (AUC, TPR@1% FPR: all pairs),
+    # so the tables stay about the target's training patients
     holdout = read_holdout_ids(study_dir)
-    summary = summarize_study([r for r in rows if r["reconstruction_id"] not in set(holdout)])
+    summary = summarize_study(rows, holdout)
     membership = membership_summary(rows, holdout)
     title = (
         f"Model inversion audit: {config.study.name}"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 
 import numpy as np
 
 from ..matching.ranking import METRIC_DIRECTIONS
+from ..matching.retrieval import open_set_verification
 from ..stats import wilson_interval
 from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
@@ -116,12 +118,29 @@ def _per_fold(table3: dict, fold_of: dict[str, int]) -> dict[str, dict[str, dict
     return {str(fold): out[fold] for fold in sorted(out)}
 
 
-def summarize_study(rows: list[dict]) -> dict:
+def _verification(matrix) -> dict:
+    """Open-set verification over every computed (reconstruction, candidate) pair of ``matrix``."""
+    v = open_set_verification(matrix)
+    return {
+        "auc": _num(v.auc),
+        "tpr_at_1pct_fpr": _num(v.tpr_at_1pct_fpr),
+        "verification_pairs": {"same": v.n_positive, "different": v.n_negative},
+    }
+
+
+def summarize_study(rows: list[dict], holdout: Collection[str] = ()) -> dict:
     """All report numbers per run, as JSON-serialisable dicts (computed from ``scores.csv`` rows).
 
     Per run: ``table1`` (own-original mean/sd per metric), ``table2`` (own vs others SSIM),
     ``table3`` (per metric and ``fused``: top-1 with its Wilson 95% interval, top-5, mean
-    rank, MRR, P@1, AUC, ranks), ``folds`` (top-1 of n per fold and metric), ``dice``, ``cases`` (best/median/worst by own SSIM) and ``paper`` (the paper's figures).
+    rank, MRR, P@1, ranks; AUC and TPR at 1% FPR), ``folds`` (top-1 of n per fold and
+    metric), ``dice``, ``cases`` (best/median/worst by own SSIM) and ``paper`` (the paper's figures).
+
+    Reconstructions of ``holdout`` ids (non-members) are left out of every figure but the
+    open-set verification: ``auc`` and ``tpr_at_1pct_fpr`` cover every computed
+    (reconstruction, candidate) pair of the run, members and non-members;
+    ``verification_pairs`` counts those pairs (same / different subject) and the run's
+    ``nonmember_reconstructions`` the non-member reconstructions among them; ``fused`` has neither.
     """
     from ..matching import fused_rank, rank_candidates, summarize
 
@@ -135,7 +154,6 @@ def summarize_study(rows: list[dict]) -> dict:
             "mean_rank": _num(s.mean_rank),
             "mrr": _num(s.mrr),
             "precision_at_1": _num(s.precision_at_1),
-            "auc": _num(s.auc),
             "own_mean": float(s.own_mean),
             "others_mean": float(s.others_mean),
             "rank_histogram": [int(x) for x in s.rank_histogram],
@@ -144,8 +162,12 @@ def summarize_study(rows: list[dict]) -> dict:
             "notes": list(s.notes),
         }
 
+    hold = set(holdout)
     runs = {}
-    for (arch, variant, threat), rr in _runs(rows).items():
+    for (arch, variant, threat), everyone in _runs(rows).items():
+        rr = [r for r in everyone if r["reconstruction_id"] not in hold]
+        if not rr:
+            continue
         name = f"{arch}_{variant}_{threat.replace('+', '-')}"
         entry: dict = {
             "arch": arch,
@@ -153,6 +175,10 @@ def summarize_study(rows: list[dict]) -> dict:
             "threat_model": threat,
             "table1": {},
             "table3": {},
+            # non-member reconstructions in the verification pairs (auc, tpr_at_1pct_fpr)
+            "nonmember_reconstructions": len(
+                {r["reconstruction_id"] for r in everyone} - {r["reconstruction_id"] for r in rr}
+            ),
         }
         matrices = {}
         for metric in RANKED_METRICS:
@@ -168,10 +194,13 @@ def summarize_study(rows: list[dict]) -> dict:
             ]
             entry["table1"][metric] = _mean_sd(own)
             entry["table3"][metric] = ranking(m, s)
+            both = _matrix(everyone, metric) if len(rr) < len(everyone) else m
+            entry["table3"][metric].update(_verification(both))
         fused = fused_rank(matrices)
         if fused is not None:
             entry["table3"]["fused"] = ranking(fused, summarize(fused))
             entry["table3"]["fused"]["auc"] = None
+            entry["table3"]["fused"]["tpr_at_1pct_fpr"] = None
         if "ssim" in entry["table3"]:
             t = entry["table3"]["ssim"]
             entry["table2"] = {"own": t["own_mean"], "others": t["others_mean"]}
