@@ -143,6 +143,8 @@ def test_decoder_of_other_weights_is_refused_naming_the_file(make_napari_viewer,
     args = {**TINY["SegResNet"], "norm": ["GROUP", {"num_groups": 2}]}
     root = write_bundle(tmp_path / "b", {"_target_": "SegResNet", **args})
     bundle_inversion, _ = decoder_beside(tmp_path / "b", load_bundle(root), pre)
+    job, notes = load_pair(qtbot, opener, root, bundle_inversion)  # loaded and cached
+    assert job.error is None and opener.state.target_checkpoint == root
     import torch
     from monai.networks.nets import SegResNet
 
@@ -150,8 +152,8 @@ def test_decoder_of_other_weights_is_refused_naming_the_file(make_napari_viewer,
     torch.save({"model": SegResNet(**TINY["SegResNet"]).state_dict()}, root / "models" / "model.pt")
     job, notes = load_pair(qtbot, opener, root, bundle_inversion)
     (error,) = notes.errors()
-    assert str(root) in error and "weights_sha256" in error, error
-    assert opener.state.inversion_checkpoint == inversion
+    assert str(root) in error and "weights_sha256" in error, error  # not the cached model
+    assert opener.state.inversion_checkpoint == bundle_inversion
 
 
 def test_folder_that_is_no_model_and_paper_decoder_beside_a_bundle_are_refused(
