@@ -17,17 +17,34 @@ HOLDOUT = ["sub-004", "sub-005"]
 ATTACK = ["sub-001", "sub-003"]
 
 
-def run_holdout_study(tmp_path, members: list[str]) -> tuple[int, object]:
-    """The CLI's ``run`` on a tiny BasicUNet audit with ``holdout_n = 2``: (exit code, study)."""
+def run_holdout_study(
+    tmp_path, members: list[str], metrics: str = '"psnr"', extra: str = ""
+) -> tuple[int, object]:
+    """The CLI's ``run`` on a tiny BasicUNet audit with ``holdout_n = 2``: (exit code, study).
+
+    ``metrics`` are added to ssim and correlation; ``extra`` is appended to the config."""
     from inversion_audit.cli.main import main
 
     save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
     text = external_study_toml(tmp_path, members)
     text = text.replace("sample_n = 4", "sample_n = 6\nn_subjects = 4\nholdout_n = 2")
     config = tmp_path / "audit.toml"
-    config.write_text(text.replace('["ssim", "correlation"]', '["ssim", "correlation", "psnr"]'))
+    config.write_text(text.replace('"correlation"]', f'"correlation", {metrics}]') + extra)
     out = tmp_path / "study"
     return main(["run", str(config), "--out", str(out), "--quiet"]), out
+
+
+def _dice_here(net, image_path, labels_path) -> float:
+    """Dice of ``net``'s class-1 segmentation vs all nonzero labels, as sklearn's F1."""
+    import nibabel as nib
+    import torch
+    from sklearn.metrics import f1_score
+
+    image = np.asarray(nib.load(image_path).dataobj, dtype=np.float32)
+    truth = np.asarray(nib.load(labels_path).dataobj) > 0
+    with torch.no_grad():
+        pred = net(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy() == 1
+    return float(f1_score(truth.ravel(), pred.ravel()))
 
 
 def _rank_of_own(rows: list[dict], metric: str, rec: str) -> int:
@@ -39,7 +56,9 @@ def _rank_of_own(rows: list[dict], metric: str, rec: str) -> int:
 
 @pytest.mark.slow
 def test_model_study_reconstructs_and_ranks_its_holdout(tmp_path):
-    rc, out = run_holdout_study(tmp_path, MEMBERS)
+    # all nonzero sample labels in one group: background + 1 class, the model's 2 outputs
+    target = '\n[target]\nlabel_map = [["1-9"]]\n'
+    rc, out = run_holdout_study(tmp_path, MEMBERS, '"psnr", "dice"', target)
     assert rc == 0
 
     run = "external_skull-stripped_bottleneck"
@@ -73,10 +92,27 @@ def test_model_study_reconstructs_and_ranks_its_holdout(tmp_path):
         assert figures["n"] == len(ids)
         assert figures["top1"] == sum(k == 1 for k in ranks)
         assert figures["mean_rank"] == pytest.approx(np.mean(ranks))
-    assert "reconstruction_error" in {s["signal"] for s in section["membership_inference"]}
+    signals = {s["signal"] for s in section["membership_inference"]}
+    assert {"reconstruction_error", "segmentation_loss"} <= signals  # 1 - Dice needs Dice
     report_md = (out / "report.md").read_text()
     assert "Who leaks: members vs non-members" in report_md
     assert "2 non-members (the holdout" in report_md
+    assert "Dice: the model's own segmentation (2 classes)" in report_md
+
+    # the model's own Dice on members and holdout, against the MONAI network run here
+    from monai.networks.nets import BasicUNet
+    from safetensors.torch import load_model
+
+    net = BasicUNet(**TINY["BasicUNet"]).eval()
+    load_model(net, str(tmp_path / "BasicUNet.safetensors"))
+    pre = out / "preprocessed" / "skull-stripped"
+    dice = {(r["reconstruction_id"], r["metric"]): float(r["value"]) for r in rows}
+    for sid in (MEMBERS[0], HOLDOUT[0]):
+        labels = pre / f"{sid}_seg.nii.gz"
+        original = _dice_here(net, pre / f"{sid}.nii.gz", labels)
+        recon = _dice_here(net, out / "reconstructions" / run / f"{sid}_recon_pre.nii.gz", labels)
+        assert dice[(sid, "dice_original")] == pytest.approx(original, abs=1e-4)
+        assert dice[(sid, "dice_reconstruction")] == pytest.approx(recon, abs=1e-4)
 
 
 @pytest.mark.slow
@@ -87,3 +123,17 @@ def test_holdout_id_among_the_models_members_is_refused(tmp_path, capsys):
     assert "audit.toml" in err and "model.members" in err and "cohort.holdout_n" in err
     assert "'sub-005'" in err
     assert not (out / "checkpoints").exists()  # refused before anything trained
+
+
+@pytest.mark.slow
+def test_model_whose_classes_differ_from_the_label_map_has_no_dice(tmp_path):
+    # no label map: the sample's labels 0..9 are 10 classes, the model gives 2
+    rc, out = run_holdout_study(tmp_path, MEMBERS, '"dice"')
+    assert rc == 0
+    with open(out / "scores" / "scores.csv", newline="") as fh:
+        metrics = {r["metric"] for r in csv.DictReader(fh)}
+    assert "ssim" in metrics and not any(m.startswith("dice") for m in metrics)
+    record = json.loads((out / "external_model.json").read_text())
+    note = record["skull-stripped"]["dice"]
+    assert note.startswith("not comparable") and "2 classes" in note and "10" in note
+    assert f"Dice: {note}" in (out / "report.md").read_text()

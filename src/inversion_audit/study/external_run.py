@@ -8,7 +8,10 @@ inversion decoder is trained against the frozen external network, the members an
 holdout are reconstructed, and every reconstruction is scored against every candidate in
 one gallery, as in the paper's runs. The run is named ``external_<variant>_<threat>`` (fold 0);
 ``external_model.json`` records the model, its tapped latent and where the preprocessing
-differs from the model's own; the report shows it.
+differs from the model's own; the report shows it. With the ``dice`` metric, the model's
+own segmentation is scored (Dice of members and holdout, the membership signal 1 - Dice)
+when its output classes are the config's (``target.label_map``: background + groups), and
+recorded as not comparable otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from .layout import run_name
 from .model_source import ModelSource, model_path, parse_model_source, resolve_members
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
     from ..models.external import ExternalModel
     from .runner import _Study
 
@@ -89,6 +96,58 @@ def _load(study: _Study, source: ModelSource, variant: str) -> ExternalModel:
     return model
 
 
+def _config_classes(study: _Study, fold: Fold, variant: str, tcfg: Any) -> int | None:
+    """The classes the config's labels give (background included); ``None`` without labels."""
+    if tcfg.n_classes is not None:
+        return tcfg.n_classes
+    if tcfg.label_map:
+        return max(tcfg.label_map.values()) + 1
+    pcfg = study.fold_pre_config(variant, fold)
+    labels = [study.pre(i, pcfg).labels for i in fold.private_set]
+    if any(lab is None for lab in labels):
+        return None
+    return max(2, max(int(lab.max()) for lab in labels) + 1)  # as training a target counts them
+
+
+def own_segmentation(
+    study: _Study, model: ExternalModel, fold: Fold, variant: str
+) -> tuple[tuple[Callable[[np.ndarray], np.ndarray], dict | None] | None, str | None]:
+    """The model's own segmentation for the ``dice`` metric, and the record's sentence.
+
+    ``((segment_fn, label_map), sentence)`` when the model's output classes are the
+    config's, ``(None, sentence)`` when not comparable, ``(None, None)`` without ``dice``.
+    """
+    import numpy as np
+    import torch
+
+    from ..models import ARCHITECTURES
+    from ..training import segment
+
+    if "dice" not in study.config.matching.metrics:
+        return None, None
+    # label_map and n_classes are the [target] table's, whatever the architecture
+    tcfg = study.config.target_config(next(iter(ARCHITECTURES)))
+    wanted = _config_classes(study, fold, variant, tcfg)
+    if wanted is None:
+        return None, "not comparable: the cohort has no labels for the members"
+    target = model.target()
+    device = next(target.parameters()).device
+    with torch.no_grad():  # one forward pass on the model's grid counts its output classes
+        out = target(torch.zeros((1, model.in_channels, *model.grid), device=device))
+    given = int((out[0] if isinstance(out, list | tuple) else out).shape[1])
+    if given != wanted:
+        return None, (
+            f"not comparable: the model gives {given} classes, the config's labels "
+            f"(target.label_map: background + groups) {wanted}; no Dice"
+        )
+    back = tuple(int(a) for a in np.argsort(model.axes))  # network axes -> the project's
+
+    def segment_fn(image: np.ndarray) -> np.ndarray:
+        return np.transpose(segment(target, image, device=study.device), back)
+
+    return (segment_fn, tcfg.label_map), f"the model's own segmentation ({given} classes)"
+
+
 def run_external(study: _Study) -> None:
     """Every stage of the external run, in order (resumable like the protocol's)."""
     source = parse_model_source(study.config.model)
@@ -107,6 +166,9 @@ def run_external(study: _Study) -> None:
         model = _load(study, source, variant)
         record[variant] = model.describe()
         protocol.write_preprocessed(study, variant)
+        own, dice_note = own_segmentation(study, model, fold, variant)
+        if dice_note:
+            record[variant]["dice"] = dice_note
         model_key = config_hash({"model": model.describe(), "fold": fold.private_set})
         pcfg = study.fold_pre_config(variant, fold)
         inputs = {"model": model_key, "pre": pcfg.to_dict()}
@@ -117,7 +179,9 @@ def run_external(study: _Study) -> None:
                 study, fold, variant, threat, run, inputs, model.target, meta
             )
             rec_key = protocol.reconstruct_stage(study, fold, variant, run, inv_key, model.target)
-            protocol._score(study, fold, variant, ARCH, threat, rec_key, segments=False)
+            protocol._score(
+                study, fold, variant, ARCH, threat, rec_key, segments=False, own_segmentation=own
+            )
     if not study.stages.dry_run:
         atomic_write_json(study.paths.root / RECORD, record)
 
@@ -142,6 +206,8 @@ def external_markdown(study_dir: str | Path) -> list[str]:
             + (f"; skips at {', '.join(f'`{s}`' for s in lat['skips'])}" if lat["skips"] else "")
         )
         lines += [f"  - preprocessing differs: {d}" for d in m.get("preprocess_differences", [])]
+        if m.get("dice"):
+            lines.append(f"  - Dice: {m['dice']}")
     lines += [
         f"- {record.get('members', '?')} members (the private set), {record.get('attack', '?')} "
         "attack subjects"

@@ -225,10 +225,13 @@ def _score(
     reid_key: str | None = None,
     segmenter: Callable[[], Any] | None = None,
     segments: bool = True,
+    own_segmentation: tuple[Callable[[np.ndarray], np.ndarray], dict | None] | None = None,
 ) -> None:
     """Score the run's reconstructions; ``segmenter`` loads the network the 'dice' metric
     segments with (default: the fold's target; defended runs pass their released target).
-    ``segments=False`` (an external model, whose label map is not the cohort's): no Dice."""
+    ``segments=False`` (an external model, whose label map is not the cohort's): no Dice,
+    unless ``own_segmentation`` (``segment_fn``, ``label_map``) gives the model's own
+    segmentation on the project's axes, its classes the config's."""
     from ..checkpoints import load_target
     from ..io import read_volume
     from ..training import segment
@@ -243,6 +246,7 @@ def _score(
             "matching": m.__dict__,
             "candidates": study.files_key(study.cohort.ids),
             **({"reid": reid_key} if reid_key else {}),
+            **({"own_segmentation": True} if own_segmentation else {}),
         }
     )
     ids = [*fold.private_set, *study.holdout_of(fold)]
@@ -255,9 +259,11 @@ def _score(
             for sid in ids
         }
         cands = {s.id: study.pre(s.id, pcfg) for s in study.cohort}
-        dropped = ("reid",) if segments else ("reid", "dice")
+        dropped = ("reid",) if segments or own_segmentation else ("reid", "dice")
         seg_args: dict[str, Any] = {}
-        if segments:
+        if own_segmentation is not None:
+            seg_args = dict(zip(("segment_fn", "label_map"), own_segmentation, strict=True))
+        elif segments:
             target = segmenter() if segmenter else load_target(tpath, device=study.device)
             seg_args = {
                 "segment_fn": lambda img: segment(target, img, device=study.device),
