@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from inversion_audit.io import ids_hash
-from test_external_models import TINY, external_study_toml, save_monai
+from test_external_models import TINY, external_study_toml, save_monai, write_nnunet
 
 MEMBERS = ["sub-000", "sub-002"]
 #: sample_n 6, the protocol the first 4 (members + attack set), the other 2 the holdout
@@ -137,3 +137,48 @@ def test_model_whose_classes_differ_from_the_label_map_has_no_dice(tmp_path):
     note = record["skull-stripped"]["dice"]
     assert note.startswith("not comparable") and "2 classes" in note and "10" in note
     assert f"Dice: {note}" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_nnunet_model_dice_on_the_projects_axes(tmp_path):
+    """nnU-Net's network reads (z, y, x): its own segmentation is scored back on (x, y, z)."""
+    import nibabel as nib
+    import torch
+    from sklearn.metrics import f1_score
+
+    from inversion_audit.cli.main import main
+
+    root, net = write_nnunet(tmp_path)  # 3 classes: background, csf, gm
+    (tmp_path / "splits_final.json").write_text(json.dumps([{"train": MEMBERS, "val": []}]))
+    text = external_study_toml(tmp_path, ["x"])
+    text = text[: text.index("[model]")].replace(
+        "sample_n = 4", "sample_n = 6\nn_subjects = 4\nholdout_n = 2"
+    )
+    config = tmp_path / "audit.toml"
+    config.write_text(
+        text.replace('"correlation"]', '"correlation", "dice"]')
+        + f'[model]\nsource = "nnunet"\npath = "{root.name}"\nfold = 0\n'
+        'members_file = "splits_final.json"\n\n[target]\nlabel_map = [["1"], ["2-9"]]\n'
+    )
+    out = tmp_path / "study"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
+    with open(out / "scores" / "scores.csv", newline="") as fh:
+        dice = {
+            r["reconstruction_id"]: float(r["value"])
+            for r in csv.DictReader(fh)
+            if r["metric"] == "dice_original"
+        }
+    assert sorted(dice) == sorted(MEMBERS + HOLDOUT)
+    pre = out / "preprocessed" / "skull-stripped"
+    net.eval()
+    for sid in (MEMBERS[0], HOLDOUT[0]):
+        image = np.asarray(nib.load(pre / f"{sid}.nii.gz").dataobj, dtype=np.float64)
+        labels = np.asarray(nib.load(pre / f"{sid}_seg.nii.gz").dataobj)
+        truth = np.where(labels >= 2, 2, labels)
+        inside = image != 0  # nnU-Net's z-score inside the nonzero region, 0 outside
+        z = np.where(inside, (image - image[inside].mean()) / image[inside].std(), 0.0)
+        x = torch.from_numpy(z.transpose(2, 1, 0).astype(np.float32))[None, None]
+        with torch.no_grad():
+            pred = net(x).argmax(1)[0].numpy().transpose(2, 1, 0)
+        here = f1_score(truth.ravel(), pred.ravel(), labels=[1, 2], average="macro")
+        assert dice[sid] == pytest.approx(here, abs=2e-3)
