@@ -5,10 +5,13 @@ Run under Xvfb: ``xvfb-run -a .venv/bin/pytest tests/test_gui_demo_study.py -q``
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from gui_fakes import copy_study
 from inversion_audit.errors import CohortError
@@ -64,3 +67,29 @@ def test_bundled_demo_study_opens_in_seconds(make_napari_viewer):
     assert original.data.shape == recon.data.shape and recon.data.std() > 0
     # every run of the bundled study has scores for all its reconstructions
     assert {e.run for e in state.study.entries} >= {"unet_skull-stripped_bottleneck"}
+    # Open study marks the non-member holdout (holdout.json) apart from the members
+    holdout = set(json.loads((folder / "holdout.json").read_text())["holdout"])
+    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    items = [opener.entry_list.item(r) for r in range(opener.entry_list.count())]
+    assert len(items) == len(state.study.entries)
+    marks = {}
+    for item in items:
+        entry = state.study.entries[item.data(Qt.ItemDataRole.UserRole)]
+        marks[entry.label] = item.text().rsplit(" · ", 1)[1]
+        assert marks[entry.label] == (
+            "non-member" if entry.reconstruction_id in holdout else "member"
+        )
+    assert holdout and set(marks.values()) == {"member", "non-member"}
+
+
+def test_bundled_demo_study_reports_members_vs_non_members():
+    """The bundle's report has the holdout's section, with the holdout's size."""
+    folder = demo.demo_study_dir()
+    holdout = json.loads((folder / "holdout.json").read_text())["holdout"]
+    report = (folder / "report.md").read_text()
+    assert "## Who leaks: members vs non-members" in report
+    runs = sorted(p.stem for p in (folder / "rankings").glob("*.csv"))
+    assert runs
+    for run in runs:
+        heading = rf"### {re.escape(run)} \(\d+ members, {len(holdout)} non-members\)"
+        assert re.search(heading, report), run

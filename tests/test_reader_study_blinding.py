@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +32,21 @@ K = 5
 
 def demo_subjects() -> list[str]:
     return sorted(p.name.split(".")[0] for p in (DEMO / "preprocessed").glob("*/*.nii.gz"))
+
+
+def demo_reconstructions(run: str) -> set[str]:
+    """The reconstructions of ``run`` in ``scores.csv``: members and non-members alike."""
+    with open(DEMO / "scores" / "scores.csv", newline="") as fh:
+        return {
+            row["reconstruction_id"]
+            for row in csv.DictReader(fh)
+            if f"{row['arch']}_{row['variant']}_{row['threat_model']}" == run
+        }
+
+
+def demo_holdout() -> set[str]:
+    """The demo's non-members (``holdout.json``), read with the json module."""
+    return set(json.loads((DEMO / "holdout.json").read_text())["holdout"])
 
 
 def demo_scores(run: str) -> list[str]:
@@ -114,17 +130,37 @@ def test_reader_case_holds_nothing_but_what_a_reader_sees(demo_db):
             s.go_to(s.position + 1)
 
 
+def test_non_members_are_cases_that_look_like_any_other(demo_db):
+    """A reader study includes the holdout's reconstructions (identifying a non-member is a
+    legitimate case, and lets readers' identification of members and non-members be compared
+    from the key); what a reader sees of a case carries no membership."""
+    holdout = demo_holdout()
+    with ReaderStudyStore(demo_db) as store:
+        design = store.design
+        match = {c.reconstruction_id: c for c in design.cases if c.kind == "match"}
+        assert set(match) == demo_reconstructions(design.run) and holdout < set(match)
+        for rid in holdout:  # the true original is among the candidates, as for members
+            assert rid in {c.candidate_id for c in match[rid].candidates}
+        s = ReaderSession(store, "alice")
+        while not s.done:
+            text = (repr(s.case) + repr(s.current_answer())).lower()
+            assert "member" not in text and "holdout" not in text
+            s.go_to(s.position + 1)
+
+
 def test_answer_position_is_uniform_over_cases_and_readers():
     readers = [f"reader{i:03d}" for i in range(150)]
     positions: Counter[int] = Counter()
+    n_cases = 0
     for seed in range(3):
         design = create_design(DEMO, readers, n_candidates=K, seed=seed, strategy="hardest")
+        n_cases += len(demo_reconstructions(design.run))
         for r in readers:
             for case in design.cases:
                 shown = design.shown_labels(r, case.case_id)
                 positions[shown.index(case.true_label)] += 1
     counts = [positions[i] for i in range(K)]
-    assert sum(counts) == 3 * len(readers) * 8
+    assert sum(counts) == n_cases * len(readers)
     assert chisquare(counts).pvalue > 0.01, counts
     # and each reader's order of a case differs from the design's label order somewhere
     d = create_design(DEMO, readers[:2], n_candidates=K, seed=0)
@@ -159,11 +195,13 @@ def test_widget_layers_share_grid_and_window_and_name_nothing(make_napari_viewer
     held = [*vars(widget).values(), widget.study, widget.session]
     held += [getattr(o, a) for o in (widget.study, widget.session) for a in dir(o) if a[0] != "_"]
     assert not [o for o in held if isinstance(o, ReaderStudyStore | Design)]
-    assert widget.study.readers == ("alice", "bob") and widget.study.n_cases == 9
     assert not hasattr(widget, "store") and not hasattr(widget.study, "design")
     with ReaderStudyStore(demo_db) as store:  # the coordinator's view
         run = store.design.run
+    n_cases = len(demo_reconstructions(run)) + 1  # a match case each, one quality-only case
+    assert widget.study.readers == ("alice", "bob") and widget.study.n_cases == n_cases
     forbidden = [s.lower() for s in demo_subjects()] + [".nii", "ssim", "fold", "sub-"]
+    forbidden += ["member", "holdout"]  # non-members are cases too, never marked as such
     scores = demo_scores(run)
     seen = 0
     while not widget.session.done:
@@ -181,4 +219,4 @@ def test_widget_layers_share_grid_and_window_and_name_nothing(make_napari_viewer
         assert not [s for s in strings if any(v in s for v in scores)]
         answer_case(qtbot, widget, "A")
         seen += 1
-    assert seen == 9
+    assert seen == n_cases
