@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from gui_fakes import blob_image, copy_study, ticks_while_running
-from inversion_audit.gui._compute import displacement_vectors
 from inversion_audit.gui._layers import layer_volume
+from inversion_audit.gui._registration import displacement_vectors
 from inversion_audit.io import read_volume
 from inversion_audit.metrics import deformation
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import InversionAuditError
 from ..io import Volume
 from ..progress import ProgressCallback
-from ._compute import DeformationView, register_pair
+from ._registration import DeformationView, register_pair
 
 __all__ = [
     "BrainMask",
@@ -151,7 +151,7 @@ def register_for_display(
     study_candidate: tuple[str, str, str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> DisplayResult:
-    """Register as :func:`~._compute.register_pair` does (the study's way for a study
+    """Register as :func:`~._registration.register_pair` does (the study's way for a study
     candidate), plus the brain mask and, with ``vectors_step``, the displacement vectors of
     every slice inside the brain. Call it through ``call_in_subprocess``."""
     view = register_pair(

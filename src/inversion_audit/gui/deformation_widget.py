@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QSpinBox, 
 
 from ..errors import InversionAuditError
 from ..study.index import StudyIndex
-from ._compute import META_KEY, DeformationView, cached_deformation
+from ._compute import META_KEY
 from ._deformation_display import (
     DisplayResult,
     brain_mask,
@@ -32,6 +32,7 @@ from ._deformation_display import (
     vectors_for_view,
 )
 from ._layers import find_layer, layer_volume, same_geometry, set_layer
+from ._registration import DeformationView, cached_deformation
 from ._state import state_for
 from ._subprocess import call_in_subprocess
 from ._widgets import ColorLegend, LayerCombo
