@@ -6,7 +6,7 @@ Keys: A-H pick a candidate, 0 picks "none", Enter commits and shows the next cas
 answer is committed to the database when given; the clock runs only while the case is on
 screen. State lives in :class:`~inversion_audit.reader_study.ReaderSession`; this widget only
 displays it. Layers are added from arrays under blinded names, never from file paths, in
-a fixed order, all on one grid with one intensity window (see :mod:`..reader_study.session`).
+a fixed order, all on one grid with one intensity window (:mod:`._reader_viewer`).
 """
 
 from __future__ import annotations
@@ -20,20 +20,19 @@ from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QRadioButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ..errors import InversionAuditError
-from ..reader_study import DISPLAY_WINDOW, LABELS, MATCH_NONE, ReaderSession
+from ..reader_study import LABELS, MATCH_NONE, ReaderSession
 from ..reader_study.session import BlindedStudy
-from ._layers import axial_view
+from ._reader_form import clear_choice, level_group, match_group
+from ._reader_viewer import bind_keys, remove_case_layers, show_case_layers, unbind_keys
 
 if TYPE_CHECKING:
     import napari
@@ -41,35 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ReaderStudyWidget"]
 
 _LETTER_KEYS = {getattr(Qt.Key, f"Key_{x}"): x for x in LABELS}
-_NONE_TEXT = "None (0)"
-
-
-def _level_group(
-    parent: QWidget, title: str, low: str, high: str
-) -> tuple[QGroupBox, QButtonGroup]:
-    box = QGroupBox(title, parent)
-    row = QHBoxLayout(box)
-    row.addWidget(QLabel(low))
-    group = QButtonGroup(box)
-    for level in range(1, 6):
-        b = QRadioButton(str(level))
-        group.addButton(b, level)
-        row.addWidget(b)
-    row.addWidget(QLabel(high))
-    return box, group
-
-
-def _grid(viewer: napari.viewer.Viewer):
-    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
-
-
-def _clear(group: QButtonGroup) -> None:
-    group.setExclusive(False)
-    for b in group.buttons():
-        b.setChecked(False)
-    group.setExclusive(True)
 
 
 class ReaderStudyWidget(QWidget):
@@ -117,29 +87,14 @@ class ReaderStudyWidget(QWidget):
         self.task_label.setWordWrap(True)
         outer.addWidget(self.task_label)
 
-        self.match_box = QGroupBox("Which candidate is the same person?")
-        match_row = QHBoxLayout(self.match_box)
-        self.match_group = QButtonGroup(self.match_box)
-        self.match_buttons: dict[str, QPushButton] = {}
-        for label in (*LABELS, MATCH_NONE):
-            b = QPushButton(_NONE_TEXT if label == MATCH_NONE else label)
-            b.setCheckable(True)
-            b.setToolTip(
-                "None of the candidates (key 0)"
-                if label == MATCH_NONE
-                else f"Candidate {label} (key {label})"
-            )
-            b.setProperty("answer", label)
-            self.match_group.addButton(b)
-            self.match_buttons[label] = b
-            match_row.addWidget(b)
+        self.match_box, self.match_group, self.match_buttons = match_group()
         outer.addWidget(self.match_box)
-        self.confidence_box, self.confidence_group = _level_group(
+        self.confidence_box, self.confidence_group = level_group(
             self, "Confidence in your choice", "guess", "certain"
         )
         self.confidence_box.setToolTip("How sure are you of the candidate you chose?")
         outer.addWidget(self.confidence_box)
-        self.anatomy_box, self.anatomy_group = _level_group(
+        self.anatomy_box, self.anatomy_group = level_group(
             self, "Recognisable anatomy", "not at all", "clearly"
         )
         self.anatomy_box.setToolTip("Does the reconstruction show recognisable anatomy?")
@@ -265,52 +220,10 @@ class ReaderStudyWidget(QWidget):
             self._remove_layers()
             self._error(str(exc))
             return
-        self._display(images)
+        self._layers = show_case_layers(self.viewer, self._layers, images)  # reused if they fit
         self._say("")
         s.restart_clock()  # loading time does not count
         self._update_clock()
-
-    def _display(self, images: list) -> None:
-        """Show ``images`` as layers, reusing the previous case's layers when they fit."""
-        grid = _grid(self.viewer)
-        reuse = [layer.name for layer in self._layers] == [im.name for im in images] and all(
-            layer in self.viewer.layers for layer in self._layers
-        )
-        if reuse:
-            for layer, im in zip(self._layers, images, strict=True):
-                layer.data = im.data
-                layer.scale = im.scale
-                layer.translate = im.translate
-                layer.contrast_limits_range = DISPLAY_WINDOW
-                layer.contrast_limits = im.contrast_limits
-        else:
-            grid.enabled = False  # napari rebuilds the grid on every layer change otherwise
-            self._remove_layers()
-            for im in images:  # in a fixed role order: Reconstruction, A, B, ...
-                layer = self.viewer.add_image(
-                    im.data,
-                    name=im.name,
-                    scale=im.scale,
-                    translate=im.translate,
-                    contrast_limits=im.contrast_limits,
-                    colormap="gray",
-                    metadata={},
-                )
-                layer.contrast_limits_range = DISPLAY_WINDOW
-                overlay = getattr(layer, "name_overlay", None)  # napari >= 0.6: name in each cell
-                if overlay is not None:
-                    overlay.visible = True
-                self._layers.append(layer)
-            grid.enabled = len(images) > 1
-            if (
-                grid.enabled
-            ):  # reconstruction top-left, then A, B, ... (order differs by napari version)
-                layers = list(self.viewer.layers)
-                if grid.position(layers.index(self._layers[0]), layers) != (0, 0):
-                    grid.stride = -grid.stride
-            axial_view(self.viewer)  # axial slices, radiological convention; fits the camera
-            return
-        self.viewer.reset_view()
 
     def _refresh(self) -> None:
         s = self.session
@@ -339,7 +252,7 @@ class ReaderStudyWidget(QWidget):
         self.previous_button.setVisible(s is None or s.allow_revisit)
         self.previous_button.setEnabled(s is not None and s.allow_revisit and s.position > 0)
         for group in (self.match_group, self.confidence_group, self.anatomy_group):
-            _clear(group)
+            clear_choice(group)
         self.comment_edit.clear()
         answer = s.current_answer() if active else None
         if answer is not None:  # revisiting: show the current answer
@@ -352,11 +265,7 @@ class ReaderStudyWidget(QWidget):
             self.comment_edit.setText(answer.comment or "")
 
     def _remove_layers(self) -> None:
-        if self._layers:
-            _grid(self.viewer).enabled = False
-        for layer in self._layers:
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
+        remove_case_layers(self.viewer, self._layers)
         self._layers = []
 
     def _checked_answer(self) -> str | None:
@@ -422,18 +331,10 @@ class ReaderStudyWidget(QWidget):
         keys = {x: (lambda v, x=x: self.select_match(x) if self.session else None) for x in LABELS}
         keys["0"] = lambda v: self.select_match(MATCH_NONE) if self.session else None
         keys["Enter"] = lambda v: self.submit()
-        for key, func in keys.items():
-            self._bound[key] = (func, self.viewer.bind_key(key, func, overwrite=True))
+        self._bound = bind_keys(self.viewer, keys)
 
     def _unbind_viewer_keys(self) -> None:
-        from napari.utils.key_bindings import coerce_keybinding
-
-        for key, (func, previous) in self._bound.items():
-            if self.viewer.keymap.get(coerce_keybinding(key)) is not func:
-                continue  # someone else rebound it since
-            self.viewer.bind_key(key, None)
-            if previous is not None:
-                self.viewer.bind_key(key, previous, overwrite=True)
+        unbind_keys(self.viewer, self._bound)
         self._bound = {}
 
     def _on_app_state(self, state) -> None:
