@@ -194,9 +194,9 @@ def test_compare_shows_undefended_beside_defended(make_napari_viewer, qtbot, def
 
 
 def test_reader_study_mixes_defended_cases_and_keeps_the_run_in_the_key(defended_study, tmp_path):
+    from inversion_audit.reader_study.database import write_design
     from inversion_audit.reader_study.design import create_design
     from inversion_audit.reader_study.session import BlindedStudy
-    from inversion_audit.reader_study.store import write_design
 
     plain = create_design(defended_study, ["ann"], n_candidates=2, seed=0)
     assert {c.run for c in plain.cases} == {BASE}

@@ -19,7 +19,7 @@ from inversion_audit.reader_study import (
     create_design,
     write_design,
 )
-from inversion_audit.reader_study.store import utc_now
+from inversion_audit.reader_study.database import utc_now
 from test_reader_study_design import build_fake_study, subject_ids
 
 
@@ -132,7 +132,7 @@ def test_resume_position_is_first_unanswered(study_db):
 
 def _concurrent_writer(db, reader, shared_case, start, n):
     from inversion_audit.reader_study import ReaderStudyStore
-    from inversion_audit.reader_study.store import utc_now
+    from inversion_audit.reader_study.database import utc_now
 
     store = ReaderStudyStore(db)
     start.wait()
@@ -199,7 +199,7 @@ _KILLED_WRITER = textwrap.dedent(
     """
     import sys
     from inversion_audit.reader_study import ReaderStudyStore
-    from inversion_audit.reader_study.store import utc_now
+    from inversion_audit.reader_study.database import utc_now
 
     store = ReaderStudyStore(sys.argv[1])
     wait = sys.argv[2] == "wait"

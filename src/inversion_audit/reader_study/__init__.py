@@ -4,6 +4,7 @@ No napari or Qt here; the reader widget lives in :mod:`inversion_audit.gui`.
 """
 
 from .analysis import analyze, cohen_kappa, fleiss_kappa, wilson_interval
+from .database import ReaderStudyError, write_design
 from .design import LABELS, MATCH_NONE, QUESTIONS, Candidate, Case, Design, create_design
 from .export import write_analysis
 from .session import (
@@ -14,7 +15,7 @@ from .session import (
     ReaderCase,
     ReaderSession,
 )
-from .store import Answer, ReaderStudyError, ReaderStudyStore, write_design
+from .store import Answer, ReaderStudyStore
 
 __all__ = [
     "DISPLAY_WINDOW",

@@ -28,8 +28,9 @@ import numpy as np
 
 from ..io import read_volume
 from ..metrics.deformation import centred_affine
+from .database import ReaderStudyError, utc_now
 from .design import LABELS, Case
-from .store import Answer, ReaderStudyError, ReaderStudyStore, utc_now
+from .store import Answer, ReaderStudyStore
 
 __all__ = [
     "RECONSTRUCTION_LAYER",
