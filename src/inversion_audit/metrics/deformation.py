@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +21,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ..children import child_env, scratch_dir
+from ..children import scratch_dir
 from ..io import Volume, array_hash, atomic_write_bytes, config_hash
+from .ants_process import register_isolated, run_here, set_itk_threads
 
 if TYPE_CHECKING:
     import ants
@@ -35,7 +34,6 @@ __all__ = [
     "centred_affine",
     "deformation",
     "deformation_cache_path",
-    "set_itk_threads",
     "to_ants",
 ]
 
@@ -148,41 +146,6 @@ def affine_sampling_rate(shape: tuple[int, ...]) -> float:
     return float(min(1.0, max(0.2, MIN_AFFINE_SAMPLES / float(np.prod(shape)))))
 
 
-def set_itk_threads(threads: int | None) -> None:
-    """Set ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` (``None`` leaves it as is).
-
-    ITK reads it when ANTs first runs in a process, so call this before the first
-    registration (distributed workers do it at start-up).
-    """
-    if threads:
-        os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(int(threads))
-
-
-#: ITK's thread setting at this process's first in-process registration ("" = ITK's default):
-#: ITK keeps it for the life of the process, whatever the variable says later
-_ITK_THREADS_IN_PROCESS: str | None = None
-
-
-def _run_here(threads: int | None) -> bool:
-    """Whether a registration asking for ``threads`` may run in this process, and if so note
-    the thread count ITK will keep here.
-
-    ITK fixes its thread count at its first use in a process. A registration asking for a
-    count runs here only when this process's ITK is known to have it: the first registration
-    here, before ANTs was used for anything else (N4 also fixes it), or a later one with the
-    same count. Otherwise it goes to a fresh child process, so that one ITK thread, hence a
-    reproducible result, holds wherever it is asked for.
-    """
-    global _ITK_THREADS_IN_PROCESS
-    setting = os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "")
-    if _ITK_THREADS_IN_PROCESS is None:
-        if threads and "ants" in sys.modules:  # ITK may already run with another count here
-            return False
-        _ITK_THREADS_IN_PROCESS = setting
-        return True
-    return not threads or _ITK_THREADS_IN_PROCESS == str(int(threads))
-
-
 def to_ants(volume: Volume) -> ants.ANTsImage:
     """Convert a RAS :class:`Volume` to an ANTs image (LPS physical space) with the same geometry."""
     import ants
@@ -274,36 +237,6 @@ def _register(
     return magnitude, np.asarray(warped, dtype=np.float32), displacement
 
 
-def _register_isolated(
-    moving: Volume, fixed: Volume, preset: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """:func:`_register` in a child Python process; return (magnitude, warped, field, seconds)."""
-    import inversion_audit
-
-    env = child_env()  # the child dies with this process (see inversion_audit.children)
-    package_root = str(Path(inversion_audit.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with scratch_dir("ants") as tmp:
-        src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-        np.savez(
-            src,
-            moving=np.asarray(moving.array, dtype=np.float32),
-            moving_affine=np.asarray(moving.affine, dtype=np.float64),
-            fixed=np.asarray(fixed.array, dtype=np.float32),
-            fixed_affine=np.asarray(fixed.affine, dtype=np.float64),
-        )
-        cmd = [sys.executable, "-m", "inversion_audit.metrics._ants_subprocess", src, dst, preset]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not os.path.exists(dst):
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-            raise RuntimeError(
-                f"ANTs registration of {moving.name} to {fixed.name} failed in a subprocess "
-                f"(exit code {proc.returncode}): {tail}"
-            )
-        with np.load(dst) as z:
-            return z["magnitude"], z["warped"], z["displacement"], float(z["seconds"])
-
-
 def _save(
     path: Path,
     magnitude: np.ndarray,
@@ -355,7 +288,8 @@ def deformation(
     preset : ``"paper"`` (affine MI then SyN CC, ANTs' defaults) or ``"fast"``
         (fewer iterations, coarser levels); see :data:`DEFORMATION_PRESETS`.
     cache : read and write the on-disk cache (``cache_dir()/deformation``).
-    threads : ITK threads (see :func:`set_itk_threads`); ``None`` keeps the environment's setting.
+    threads : ITK threads (see :func:`~.ants_process.set_itk_threads`); ``None`` keeps the
+        environment's setting.
         ITK fixes its thread count at a process's first registration, so a later call asking
         for another count runs in a fresh child process (as ``isolated``).
     seed : random seed of ANTs' metric sampling, passed as ``ANTS_RANDOM_SEED = seed + 1``
@@ -394,10 +328,10 @@ def deformation(
         set_itk_threads(threads)
         if seed is not None:  # ANTs takes 0 as "seed from the clock": never pass it
             os.environ["ANTS_RANDOM_SEED"] = str(int(seed) + 1)
-        if not isolated and not _run_here(threads):
+        if not isolated and not run_here(threads):
             isolated = True
         if isolated:
-            magnitude, warped, field, seconds = _register_isolated(
+            magnitude, warped, field, seconds = register_isolated(
                 moving_volume, fixed_volume, preset
             )
         else:
