@@ -147,8 +147,8 @@ def _study_config(cohort, **extra):
 def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path):
     import json
 
-    from inversion_audit.study.index import read_scores
     from inversion_audit.study.runner import run_study
+    from inversion_audit.study.score_files import read_scores
 
     cohort = _write_cohort(tmp_path / "cohort", range(8))
     out = tmp_path / "study"

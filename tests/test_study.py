@@ -13,7 +13,6 @@ import pytest
 from conftest import make_blob_volume
 from inversion_audit.errors import JobCancelled
 from inversion_audit.study.config import study_config_from_dict
-from inversion_audit.study.index import read_scores
 from inversion_audit.study.paper import (
     PAPER_DICE,
     PAPER_MEAN_RANK,
@@ -23,6 +22,7 @@ from inversion_audit.study.paper import (
 )
 from inversion_audit.study.report import summarize_study, write_report
 from inversion_audit.study.runner import plan_study, run_study
+from inversion_audit.study.score_files import read_scores
 from roc_reference import sklearn_verification
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,9 @@ from scipy.stats import rankdata
 from conftest import RUNNER_STUDY_IDS, runner_study_config
 from inversion_audit.data import kfold_split
 from inversion_audit.errors import StudyError
-from inversion_audit.study.index import StudyIndex, read_scores
+from inversion_audit.study.index import StudyIndex
 from inversion_audit.study.layout import parse_run_name, run_name
+from inversion_audit.study.score_files import read_scores
 
 
 def _csv_rows(study):

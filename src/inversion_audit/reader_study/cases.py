@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StudyError
-from ..study.index import SCORE_COLUMNS, StudyIndex, read_scores
+from ..study.index import SCORE_COLUMNS, StudyIndex
 from ..study.layout import StudyPaths, run_name
+from ..study.score_files import read_scores
 
 __all__ = [
     "SCORE_COLUMNS",

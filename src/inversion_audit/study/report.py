@@ -17,7 +17,6 @@ from .figures import (
     rank_histogram_figure,
     verification_figure,
 )
-from .index import read_scores
 from .layout import StudyPaths
 from .membership_report import (
     membership_markdown,
@@ -25,6 +24,7 @@ from .membership_report import (
     membership_summary,
     read_holdout_ids,
 )
+from .score_files import read_scores
 from .summary import RANKED_METRICS, summarize_study
 from .tables import plain_summary, report_tables, tables_markdown
 

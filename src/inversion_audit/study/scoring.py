@@ -94,7 +94,7 @@ def write_match_study(
     run's ranking figures per metric (the study report's ``table3``).
     """
     from ..matching.pipeline import comparison_grid
-    from .index import read_scores
+    from .score_files import read_scores
     from .summary import summarize_study
 
     paths = StudyPaths(out)

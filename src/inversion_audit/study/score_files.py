@@ -1,0 +1,112 @@
+"""The study's score tables on disk, read and checked: ``scores/scores.csv`` (long format,
+:data:`~.layout.SCORE_COLUMNS`) and ``rankings/<run>.csv``.
+
+:class:`~.index.StudyIndex` reads them through these functions; a problem raises
+:class:`~inversion_audit.errors.StudyError` naming the file (and line).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+from ..errors import StudyError
+from .layout import SCORE_COLUMNS
+
+__all__ = ["RANKING_COLUMNS", "Ranking", "ScoreRow", "read_rankings", "read_scores"]
+
+RANKING_COLUMNS = ("reconstruction_id", "metric", "rank_of_true_match", "top1_candidate")
+
+
+class ScoreRow(TypedDict):
+    """One row of ``scores/scores.csv`` (long format, :data:`SCORE_COLUMNS`)."""
+
+    fold: int | None
+    arch: str
+    variant: str
+    threat_model: str
+    reconstruction_id: str
+    candidate_id: str
+    metric: str
+    value: float
+
+
+def _open_table(path: Path, columns: tuple[str, ...], what: str):
+    if not path.is_file():
+        raise StudyError(f"{path}: {what} not found (is {path.parent.parent} a finished study?)")
+    fh = open(path, newline="", encoding="utf-8")
+    reader = csv.DictReader(fh)
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        fh.close()
+        raise StudyError(f"{path}: missing column(s) {', '.join(missing)}")
+    return fh, reader
+
+
+def read_scores(path: str | os.PathLike[str]) -> list[ScoreRow]:
+    """Every row of a long-format ``scores.csv``, in file order.
+
+    ``fold`` is an int (``None`` when empty), ``value`` a float (``nan`` allowed), ``metric``
+    lower case. Raises :class:`StudyError` naming the file (and line) when it is missing,
+    lacks a column, or holds an empty id or a value that is not a number.
+    """
+    path = Path(path)
+    fh, reader = _open_table(path, SCORE_COLUMNS, "scores table")
+    rows: list[ScoreRow] = []
+    with fh:
+        for line, r in enumerate(reader, start=2):
+            rid, cid = r["reconstruction_id"], r["candidate_id"]
+            if not rid or not cid:
+                raise StudyError(f"{path}:{line}: empty reconstruction_id or candidate_id")
+            try:
+                value = float(r["value"])
+                fold = int(float(r["fold"])) if r["fold"].strip() else None
+            except ValueError as exc:
+                raise StudyError(f"{path}:{line}: {exc}") from exc
+            rows.append(
+                ScoreRow(
+                    fold=fold,
+                    arch=r["arch"],
+                    variant=r["variant"],
+                    threat_model=r["threat_model"],
+                    reconstruction_id=rid,
+                    candidate_id=cid,
+                    metric=r["metric"].strip().lower(),
+                    value=value,
+                )
+            )
+    return rows
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One row of ``rankings/<run>.csv``: where the true original ranked under one metric
+    (a tie shares the mean of its ranks, so a rank may be fractional)."""
+
+    reconstruction_id: str
+    metric: str
+    rank_of_true_match: float
+    top1_candidate: str
+
+
+def read_rankings(path: str | os.PathLike[str]) -> list[Ranking]:
+    """Every row of a ``rankings/<run>.csv``, in file order; raises :class:`StudyError` naming
+    the file when it is missing, lacks a column or holds a rank that is not a number."""
+    path = Path(path)
+    fh, reader = _open_table(path, RANKING_COLUMNS, "rankings table")
+    with fh:
+        try:
+            return [
+                Ranking(
+                    r["reconstruction_id"],
+                    r["metric"],
+                    float(r["rank_of_true_match"]),
+                    r["top1_candidate"],
+                )
+                for r in reader
+            ]
+        except ValueError as exc:
+            raise StudyError(f"{path}: {exc}") from exc
