@@ -14,6 +14,7 @@ from inversion_audit.matching.retrieval import open_set_verification, roc_points
 from inversion_audit.study.membership import (
     compare_members,
     fisher_exact_p,
+    holm_adjusted,
     newcombe_interval,
     wilson_bounds,
 )
@@ -192,3 +193,37 @@ def test_rank_average_and_reconstruction_error():
     b[1:] = 3.0
     assert reconstruction_error(a, b) == pytest.approx(np.mean((a - b) ** 2))
     assert reconstruction_error(a, b, mask) == 1.0
+
+
+def test_a_member_advantage_is_claimed_only_when_fisher_confirms_it_after_holm():
+    # 9/10 members vs 2/5 non-members: Newcombe's interval lies above zero, Fisher's p is 0.08
+    weak = compare_members(*_gallery(10, 5, 9, 2))
+    assert weak.interval[0] > 0
+    assert weak.fisher_p == pytest.approx(fisher_exact([[9, 1], [2, 3]]).pvalue)
+    assert "Suggestive, not established" in weak.verdict
+    assert "carry their training patients" not in weak.verdict
+
+    # 10/10 vs 2/5: p = 0.022 claims an advantage alone, but not after Holm over 3 metrics
+    alone = compare_members(*_gallery(10, 5, 10, 2))
+    assert alone.fisher_p < 0.05 and "carry their training patients" in alone.verdict
+    other = compare_members(*_gallery(10, 5, 8, 2, seed=1))
+    adjusted = holm_adjusted({"weak": weak, "alone": alone, "other": other})
+    # Holm by hand: ascending p times (m - i), then the running maximum, capped at 1
+    ps = {"weak": weak.fisher_p, "alone": alone.fisher_p, "other": other.fisher_p}
+    expected, running = {}, 0.0
+    for i, k in enumerate(sorted(ps, key=ps.get)):
+        running = max(running, min(1.0, (3 - i) * ps[k]))
+        expected[k] = running
+    for k in ps:
+        assert adjusted[k].fisher_p_holm == pytest.approx(expected[k])
+        assert adjusted[k].n_metrics == 3
+        assert adjusted[k].fisher_p == ps[k]  # the raw p is kept
+    assert expected["alone"] > 0.05
+    assert "Suggestive, not established" in adjusted["alone"].verdict
+    assert "Holm-adjusted over 3 metrics" in adjusted["alone"].verdict
+
+    # a clear advantage stays claimed after the correction
+    strong = compare_members(*_gallery(40, 20, 38, 4))
+    kept = holm_adjusted({"strong": strong, "weak": weak})
+    assert kept["strong"].fisher_p_holm == pytest.approx(min(1.0, 2 * strong.fisher_p))
+    assert "carry their training patients" in kept["strong"].verdict

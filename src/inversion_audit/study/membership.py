@@ -26,6 +26,7 @@ __all__ = [
     "MemberComparison",
     "compare_members",
     "fisher_exact_p",
+    "holm_adjusted",
     "newcombe_interval",
     "verdict",
     "wilson_bounds",
@@ -110,6 +111,9 @@ class MemberComparison:
     fisher_p: float
     confidence: float
     verdict: str
+    #: Fisher's p after Holm's correction over the metrics compared for the same run
+    fisher_p_holm: float = float("nan")
+    n_metrics: int = 1
 
     def to_dict(self) -> dict:
         """JSON-safe form (NaN becomes None)."""
@@ -161,7 +165,38 @@ def compare_members(
     p = fisher_exact_p(m.top1, m.n, n.top1, n.n)
     n_cand = len(matrix.candidate_ids)
     text = verdict(matrix.metric, m, n, interval, p, n_cand, confidence)
-    return MemberComparison(matrix.metric, n_cand, m, n, d, interval, p, confidence, text)
+    return MemberComparison(matrix.metric, n_cand, m, n, d, interval, p, confidence, text, p)
+
+
+def holm_adjusted(comparisons: dict[str, MemberComparison]) -> dict[str, MemberComparison]:
+    """The same comparisons with Fisher's p Holm-adjusted over them, and verdicts reworded.
+
+    One run is compared by several metrics; a member advantage is claimed only where the
+    interval excludes zero *and* the adjusted p is below ``1 - confidence``
+    (``statsmodels.stats.multitest.multipletests``, method ``holm``).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    keys = [k for k, c in comparisons.items() if np.isfinite(c.fisher_p)]
+    if not keys:
+        return dict(comparisons)
+    adjusted = multipletests([comparisons[k].fisher_p for k in keys], method="holm")[1]
+    out = dict(comparisons)
+    for k, q in zip(keys, adjusted, strict=True):
+        c = comparisons[k]
+        text = verdict(
+            c.metric,
+            c.members,
+            c.nonmembers,
+            c.interval,
+            c.fisher_p,
+            c.n_candidates,
+            c.confidence,
+            adjusted_p=float(q),
+            n_metrics=len(keys),
+        )
+        out[k] = dataclasses.replace(c, verdict=text, fisher_p_holm=float(q), n_metrics=len(keys))
+    return out
 
 
 def _pct(v: float, sign: bool = False) -> str:
@@ -176,10 +211,15 @@ def verdict(
     fisher_p: float,
     n_candidates: int,
     confidence: float = 0.95,
+    adjusted_p: float | None = None,
+    n_metrics: int = 1,
 ) -> str:
     """Plain-language verdict: latent exposure for anyone, the model's memory, or inconclusive.
 
     Worded with the interval of the difference in top-1 rates (members minus non-members).
+    A member advantage is claimed only when the interval excludes zero and Fisher's p
+    (``adjusted_p``: Holm-adjusted over ``n_metrics`` metrics, where given) is below
+    ``1 - confidence``; an interval above zero that the test does not confirm is "suggestive".
     """
     if members.n == 0 or nonmembers.n == 0:
         return f"{metric}: no comparison: {members.n} member and {nonmembers.n} non-member reconstructions."
@@ -193,6 +233,18 @@ def verdict(
     )
     chance = 1.0 / max(n_candidates, 1)
     nonmembers_found = nonmembers.top1_interval[0] > chance
+    p_claim = fisher_p if adjusted_p is None else adjusted_p
+    if lo > 0 and not p_claim < 1 - confidence:
+        tested = f"Fisher's exact test does not confirm it (p = {fisher_p:.2g}" + (
+            f"; Holm-adjusted over {n_metrics} metrics, p = {adjusted_p:.2g})"
+            if adjusted_p is not None and n_metrics > 1
+            else ")"
+        )
+        return (
+            f"{facts} Suggestive, not established: the interval lies above zero but {tested}; "
+            f"more non-members are needed to tell the model's memory of its training patients "
+            f"from latent exposure for anyone."
+        )
     if lo > 0:
         return (
             f"{facts} Members are identified more often: the published weights carry their "

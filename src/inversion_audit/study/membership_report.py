@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import StudyError
 from ..io import atomic_write_json
 from ..io.untrusted import read_json
-from .membership import compare_members
+from .membership import compare_members, holm_adjusted
 from .membership_inference import membership_inference
 from .summary import RANKED_METRICS, _matrix, _runs
 
@@ -93,11 +93,12 @@ def membership_summary(rows: list[dict], holdout: list[str], n_boot: int = 2000)
         if not nonmembers or not members:
             continue
         name = f"{arch}_{variant}_{threat.replace('+', '-')}"
-        metrics = {}
+        compared = {}
         for metric in RANKED_METRICS:
             m = _matrix(rr, metric)
             if m is not None:
-                metrics[metric] = compare_members(m, members, nonmembers).to_dict()
+                compared[metric] = compare_members(m, members, nonmembers)
+        metrics = {k: c.to_dict() for k, c in holm_adjusted(compared).items()}
         inference = membership_inference(_signals(rr, members, nonmembers), n_boot=n_boot)
         out[name] = {
             "n_members": len(members),
@@ -135,7 +136,8 @@ def membership_markdown(section: dict) -> list[str]:
         "Members trained the target; non-members (the holdout) trained neither the target nor "
         "the decoder. All reconstructions are ranked in one gallery holding both. Difference: "
         "members' top-1 rate minus non-members', with Newcombe's 95% interval and a Fisher "
-        "exact p-value. Own: mean score to the own original. TPR@1%: open-set verification "
+        "exact p-value (Holm-adjusted over the run's metrics in brackets; a member advantage is "
+        "claimed only where the interval excludes zero and the adjusted p is below 0.05). Own: mean score to the own original. TPR@1%: open-set verification "
         "over all (reconstruction, candidate) pairs of the group.",
         "",
     ]
@@ -154,7 +156,7 @@ def membership_markdown(section: dict) -> list[str]:
             ci = "" if lo is None else f" [{100 * lo:+.0f}, {100 * hi:+.0f}]"
             lines.append(
                 f"| {metric} | {m['top1']}/{m['n']} | {n['top1']}/{n['n']} | {diff}{ci} | "
-                f"{_f(c['fisher_p'], 2)} | {_f(m['mean_rank'], 1)} / {_f(n['mean_rank'], 1)} | "
+                f"{_f(c['fisher_p'], 2)} ({_f(c.get('fisher_p_holm'), 2)}) | {_f(m['mean_rank'], 1)} / {_f(n['mean_rank'], 1)} | "
                 f"{_f(m['auc'])} / {_f(n['auc'])} | {_p(m['tpr_at_1pct_fpr'])} / "
                 f"{_p(n['tpr_at_1pct_fpr'])} | {_f(m['own_mean'])} / {_f(n['own_mean'])} |"
             )
