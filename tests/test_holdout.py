@@ -138,7 +138,14 @@ def _study_config(cohort, **extra):
         "target": {"depth": 2, "base_filters": 4, "epochs": 2, "batch_size": 1, "lr": 0.01},
         "inversion": {"epochs": 2, "batch_size": 1, "lr": 0.01},
         "matching": {"metrics": ["ssim", "psnr", "dice", "reid"], "top_k": 1},
-        "reid": {"epochs": 2, "base_filters": 2, "embed_dim": 8, "input_size": 16},
+        "reid": {
+            "epochs": 2,
+            "base_filters": 2,
+            "embed_dim": 8,
+            "patch_size": 16,
+            "patch_stride": 4,
+            "min_inside": 0.3,  # the blob brains are small on this 32^3 grid
+        },
         **extra,
     }
 
@@ -197,6 +204,15 @@ def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path):
     md = (out / "report.md").read_text()
     assert "## Who leaks: members vs non-members" in md and "Inconclusive" in md
     assert any(line.startswith("Who leaks") for line in report["summary_text"])
+    # retraining the re-identifier alone reuses the fold's cross-fitted reconstructions
+    fold0 = out / "checkpoints" / run / "fold0"
+    (crossfit,) = fold0.glob("crossfit-*.npz")
+    before = (crossfit.stat().st_mtime_ns, (fold0 / "reid.safetensors").read_bytes())
+    config = _study_config(cohort)
+    config["reid"]["epochs"] = 3
+    run_study(study_config_from_dict(config), out)
+    assert crossfit.stat().st_mtime_ns == before[0]
+    assert (fold0 / "reid.safetensors").read_bytes() != before[1]
 
 
 def test_guard_fails_loudly_when_a_holdout_id_is_in_the_attack_set(tmp_path):

@@ -163,7 +163,7 @@ def test_reid_is_a_pipeline_metric_ranked_higher_is_better():
         cands,
         opts,
         device="cpu",
-        reid_fn=lambda r, c: reid_scores(net, list(r), list(c), 16, "cpu"),
+        reid_fn=lambda r, c, brains: reid_scores(net, list(r), list(c), 16, "cpu"),
     )
     got = {(a, b): v for a, b, m, v in out.rows if m == "reid"}
     want = reid_scores(net, list(recs.values()), imgs, 16, "cpu")

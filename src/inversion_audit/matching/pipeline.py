@@ -117,7 +117,7 @@ def score_reconstructions(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     registration_workers: int = 1,
-    reid_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    reid_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> PairScores:
     """Score every reconstruction (preprocessed grid) against every candidate.
 
@@ -126,8 +126,8 @@ def score_reconstructions(
     ``options.deformation_preset``, each candidate's foreground mask, one ITK thread and
     ``registration_workers`` child processes at once, or Dask when ``options.scheduler`` or
     ``options.n_workers`` is set. Every array must be on the candidates' common grid.
-    ``reid`` needs ``reid_fn(R, C)``: the learned re-identifier's ``[N, M]`` scores
-    (:func:`~inversion_audit.matching.reid.reid_scores`); asking for ``reid`` without it is a
+    ``reid`` needs ``reid_fn(R, C, brains)``: the learned re-identifier's ``[N, M]`` scores,
+    given the candidates' brain masks (:mod:`~inversion_audit.matching.reid_patches`); asking for ``reid`` without it is a
     :class:`~inversion_audit.errors.ConfigError`.
     """
     from ..metrics import correlation_matrix, psnr, ssim_matrix
@@ -156,7 +156,8 @@ def score_reconstructions(
     add("ssim", S)
     if "correlation" in metrics:
         add("correlation", correlation_matrix(R, C))
-    if "ssim_brain" in metrics or "correlation_brain" in metrics:
+    brain = None
+    if {"ssim_brain", "correlation_brain", "reid"} & set(metrics):
         brain = np.stack([brain_mask(candidates[j]) for j in cand_ids])
         if "ssim_brain" in metrics:
             add(
@@ -183,7 +184,7 @@ def score_reconstructions(
             raise ConfigError(
                 "metric 'reid' needs a trained re-identifier (matching/reid.py); none was given"
             )
-        add("reid", np.asarray(reid_fn(R, C), dtype=np.float64))
+        add("reid", np.asarray(reid_fn(R, C, brain), dtype=np.float64))
     if "dice" in metrics and segment_fn is not None:
         out.rows.extend(_dice(R, rec_ids, candidates, segment_fn, label_map, progress))
     return out

@@ -16,15 +16,12 @@ first use; :class:`ReidConfig` loads without it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -46,8 +43,6 @@ __all__ = [
     "train_reid",
 ]
 
-REID_FORMAT = "inversion-audit-reid/1"
-
 
 @dataclass(frozen=True)
 class ReidConfig:
@@ -60,6 +55,12 @@ class ReidConfig:
     input_size : volumes are resampled (trilinear) to ``input_size``^3 before the encoder.
     cross_fit_folds : parts of the attack set for cross-fitting the decoders (>= 2).
     negatives_per_positive : negative pairs drawn per positive pair in each epoch.
+    mode : ``"patches"`` compares aligned full-resolution patches inside the candidate's brain
+        (:mod:`inversion_audit.matching.reid_patches`); ``"volume"`` compares whole scans
+        resampled to ``input_size``^3.
+    patch_size, patch_stride, patches_per_subject, min_inside : the patches' edge (voxels), the
+        step of the scoring grid, positions drawn per subject and epoch, and the least fraction
+        of a patch inside the brain for it to count (``"patches"`` mode).
     """
 
     epochs: int = 40
@@ -71,6 +72,11 @@ class ReidConfig:
     cross_fit_folds: int = 2
     negatives_per_positive: int = 1
     seed: int = 0
+    mode: str = "patches"
+    patch_size: int = 24
+    patch_stride: int = 12
+    patches_per_subject: int = 16
+    min_inside: float = 0.75
 
     def __post_init__(self) -> None:
         limits = {
@@ -82,6 +88,9 @@ class ReidConfig:
             "cross_fit_folds": (2, 100),
             "negatives_per_positive": (1, 100),
             "seed": (0, 2**32 - 1),
+            "patch_size": (16, 512),  # three stride-2 blocks leave >= 2^3 for the norm
+            "patch_stride": (1, 512),
+            "patches_per_subject": (1, 10_000),
         }
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
@@ -90,6 +99,12 @@ class ReidConfig:
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or self.lr <= 0:
             raise ConfigError(f"reid.lr must be a positive number, got {self.lr!r}")
         object.__setattr__(self, "lr", float(self.lr))
+        if self.mode not in ("patches", "volume"):
+            raise ConfigError(f"reid.mode must be 'patches' or 'volume', got {self.mode!r}")
+        m = self.min_inside
+        if not isinstance(m, (int, float)) or isinstance(m, bool) or not 0 < m <= 1:
+            raise ConfigError(f"reid.min_inside must be a number in (0, 1], got {m!r}")
+        object.__setattr__(self, "min_inside", float(m))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/TOML-safe dict."""
@@ -212,11 +227,10 @@ def train_reid(
     ``head(|encoder(a) - encoder(b)|)``. Returns the network in eval mode and a history dict.
     """
     import torch
-    import torch.nn.functional as F
 
     from ..devices import get_device
     from ..progress import report
-    from ..training.loop import autocast, grad_scaler, memory_format, seed_everything, to_device
+    from ..training.loop import grad_scaler, memory_format, seed_everything
 
     n = len(reconstructions)
     if n != len(originals) or n < 2:
@@ -249,26 +263,46 @@ def train_reid(
         losses = []
         for s in range(0, a.size, config.batch_size):
             rows = order[s : s + config.batch_size]
-            ra, ob = xr[a[rows]], xo[b[rows]]
-            flip = torch.from_numpy(rng.random(rows.size) < 0.5)
-            ra = torch.where(flip[:, None, None, None, None], ra.flip(2), ra)
-            ob = torch.where(flip[:, None, None, None, None], ob.flip(2), ob)
-            both = to_device(torch.cat([ra, ob]), dev).contiguous(memory_format=memory_format(dev))
-            target = to_device(torch.from_numpy(y[rows]), dev)
-            opt.zero_grad(set_to_none=True)
-            with autocast(dev):
-                e = net["encoder"](both).float()
-            logit = net["head"]((e[: rows.size] - e[rows.size :]).abs()).squeeze(1)
-            loss = F.binary_cross_entropy_with_logits(logit, target)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            losses.append(siamese_step(net, opt, scaler, xr[a[rows]], xo[b[rows]], y[rows], rng))
             step += 1
             report(progress, step, total, "train-reid")
         history["epoch_loss"].append(float(np.mean(losses)))
     history["config"] = config.to_dict()
     return net.eval(), history
+
+
+def siamese_step(
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+) -> float:
+    """One optimiser step on pairs ``(first[i], second[i])`` with 0/1 ``labels``; each pair is
+    mirrored left-right together at random. Loss: binary cross-entropy on the logit of
+    ``head(|encoder(a) - encoder(b)|)``. Returns the batch loss."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..training.loop import autocast, memory_format, to_device
+
+    dev = next(net.parameters()).device
+    flip = torch.from_numpy(rng.random(len(labels)) < 0.5)[:, None, None, None, None]
+    first = torch.where(flip, first.flip(2), first)
+    second = torch.where(flip, second.flip(2), second)
+    both = to_device(torch.cat([first, second]), dev).contiguous(memory_format=memory_format(dev))
+    target = to_device(torch.from_numpy(np.asarray(labels, dtype=np.float32)), dev)
+    opt.zero_grad(set_to_none=True)
+    with autocast(dev):
+        e = net["encoder"](both).float()
+    logit = net["head"]((e[: len(labels)] - e[len(labels) :]).abs()).squeeze(1)
+    loss = F.binary_cross_entropy_with_logits(logit, target)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return float(loss.detach())
 
 
 def reid_scores(
@@ -308,71 +342,4 @@ def reid_matrix(
     return ScoreMatrix("reid", values, list(reconstruction_ids), list(candidate_ids), True)
 
 
-def save_reid(
-    path: str | os.PathLike[str], net: nn.Module, metadata: dict[str, Any] | None = None
-) -> tuple[Path, Path]:
-    """Write ``<stem>.safetensors`` and the ``<stem>.json`` sidecar atomically (no subject ids)."""
-    from safetensors.torch import save
-
-    from ..checkpoints import FORBIDDEN_KEYS, _versions, checkpoint_paths
-    from ..io import atomic_write_bytes, atomic_write_json
-
-    metadata = dict(metadata or {})
-    bad = [k for k in metadata if k in FORBIDDEN_KEYS]
-    if bad:
-        raise ValueError(f"reid metadata must not hold subject ids (keys {bad})")
-    weights, sidecar = checkpoint_paths(path)
-    weights = weights.with_suffix(".safetensors")
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    data = save(state)
-    record = {
-        **metadata,
-        "format": REID_FORMAT,
-        "kind": "reid",
-        "architecture": "reid",
-        "arch_args": dict(net.arch_args),
-        "weights_file": weights.name,
-        "weights_sha256": hashlib.sha256(data).hexdigest()[:16],
-        "tensors": {k: list(v.shape) for k, v in state.items()},
-        "versions": _versions(),
-    }
-    atomic_write_bytes(weights, data)
-    atomic_write_json(sidecar, record)
-    return weights, sidecar
-
-
-def load_reid(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
-    """Load a re-identifier saved by :func:`save_reid`; ``net.metadata`` holds the sidecar.
-
-    The sidecar is untrusted: its format, architecture arguments (bounded integers) and the
-    weights' hash are checked; every tensor must match the rebuilt network by name and shape.
-    """
-    from ..checkpoints import checkpoint_paths, load_weights
-    from ..devices import get_device
-    from ..io import file_hash
-    from ..io.untrusted import read_json
-    from ..io.weights import state_mismatch
-
-    weights, sidecar = checkpoint_paths(path)
-    meta = read_json(sidecar, CheckpointError, "reid sidecar")
-    if not isinstance(meta, dict) or meta.get("format") != REID_FORMAT:
-        raise CheckpointError(f"{sidecar}: not a reid sidecar (format {REID_FORMAT})")
-    args = meta.get("arch_args")
-    ok = isinstance(args, dict) and set(args) == {"base_filters", "embed_dim"}
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in args.values())
-    if not ok or not (1 <= args["base_filters"] <= 256 and 1 <= args["embed_dim"] <= 4096):
-        raise CheckpointError(f"{sidecar}: arch_args must be base_filters and embed_dim integers")
-    if weights.suffix != ".safetensors":
-        raise CheckpointError(f"{weights}: reid weights must be .safetensors")
-    if weights.exists() and file_hash(weights) != meta.get("weights_sha256"):
-        raise CheckpointError(f"{weights}: weights do not match their sidecar (hash differs)")
-    state = load_weights(weights)
-    net = build_reid_network(args["base_filters"], args["embed_dim"])
-    wrong = state_mismatch(net.state_dict(), state)
-    if wrong:
-        raise CheckpointError(
-            f"{weights}: tensors do not match the reid network: {'; '.join(wrong)}"
-        )
-    net.load_state_dict(state, strict=True)
-    net.metadata = meta  # type: ignore[attr-defined]
-    return net.eval().to(get_device(device))
+from .reid_io import REID_FORMAT, load_reid, save_reid  # noqa: E402  (re-exported)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from .holdout import check_holdout_unused
 from .layout import run_name
 
 if TYPE_CHECKING:
+    from ..attack.config import InversionConfig
+    from ..progress import ProgressCallback
     from .runner import _Study
 
 __all__ = ["reid_path", "train_reid_stage", "reid_scorer", "reid_rows"]
@@ -35,7 +37,9 @@ def train_reid_stage(
     """Train (or find done) the fold's re-identifier; return its stage key."""
     from ..checkpoints import load_target
     from ..io import ids_hash
-    from ..matching.reid import cross_fit_reconstructions, save_reid, train_reid
+    from ..matching.pipeline import brain_mask
+    from ..matching.reid import save_reid, train_reid
+    from ..matching.reid_patches import train_patch_reid
 
     run = run_name(arch, variant, threat)
     rcfg = study.config.reid_config()
@@ -51,18 +55,37 @@ def train_reid_stage(
         }
     )
     path = reid_path(study, run, fold)
+    # the cross-fitted reconstructions depend on neither the reid network nor its training
+    crossfit_key = config_hash(
+        {
+            "target": target_key,
+            "inversion": icfg.to_dict(),
+            "cross_fit_folds": rcfg.cross_fit_folds,
+            **study.attack_key(fold),
+        }
+    )
 
     def work() -> list[Path]:
         check_holdout_unused(
             getattr(study, "holdout_ids", []), {f"fold {fold.index} attack set": attack_ids}
         )
-        target = load_target(study.paths.target(arch, variant, fold.index), device=study.device)
-        images = [study.pre(i, pcfg, attack_cohort).image for i in attack_ids]
+        pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
+        images = [p.image for p in pres]
         progress = study.stage_progress(f"fold {fold.index} {run} reid")
-        recons = cross_fit_reconstructions(
-            target, images, icfg, rcfg.cross_fit_folds, study.device, attack_ids, progress
+        recons = _cross_fitted(
+            path.with_name(f"crossfit-{crossfit_key[:16]}.npz"),
+            lambda: load_target(study.paths.target(arch, variant, fold.index), device=study.device),
+            images,
+            icfg,
+            rcfg.cross_fit_folds,
+            study.device,
+            progress,
         )
-        net, history = train_reid(recons, images, rcfg, study.device, progress)
+        if rcfg.mode == "patches":
+            masks = [brain_mask(p) for p in pres]
+            net, history = train_patch_reid(recons, images, masks, rcfg, study.device, progress)
+        else:
+            net, history = train_reid(recons, images, rcfg, study.device, progress)
         meta = {
             "config": rcfg.to_dict(),
             "epoch_loss": history["epoch_loss"],
@@ -77,15 +100,53 @@ def train_reid_stage(
     return key
 
 
+def _cross_fitted(
+    path: Path,
+    load_target_model: Callable[[], Any],
+    images: list[np.ndarray],
+    icfg: InversionConfig,
+    folds: int,
+    device: str,
+    progress: ProgressCallback | None,
+) -> list[np.ndarray]:
+    """The attack set's cross-fitted reconstructions, cached in ``path`` (an ``.npz`` named by
+    the key of everything they depend on, read with ``allow_pickle=False``), so that
+    retraining the re-identifier alone reuses the decoders' work. Stored as float16 (the
+    images lie in [0, 1]), about 2 MB per reconstruction at ixi-dev's grid."""
+    import io
+
+    from ..io import atomic_write_bytes
+    from ..matching.reid import cross_fit_reconstructions
+
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            recons = data["reconstructions"]
+        if recons.shape == (len(images), *np.shape(images[0])):
+            return list(recons.astype(np.float32))
+    target = load_target_model()
+    recons = cross_fit_reconstructions(target, images, icfg, folds, device, None, progress)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, reconstructions=np.stack(recons).astype(np.float16))
+    for old in path.parent.glob("crossfit-*.npz"):
+        old.unlink()
+    atomic_write_bytes(path, buf.getvalue())
+    return recons
+
+
 def reid_scorer(
     study: _Study, run: str, fold: Fold
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``reid_fn(R, C)`` for :func:`~inversion_audit.matching.pipeline.score_reconstructions`."""
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """``reid_fn(R, C, brains)`` for
+    :func:`~inversion_audit.matching.pipeline.score_reconstructions`: the fold's re-identifier
+    in the study's ``[reid] mode``."""
     from ..matching.reid import load_reid, reid_scores
+    from ..matching.reid_patches import patch_reid_scores
 
     net = load_reid(reid_path(study, run, fold), device=study.device)
-    size = int(study.config.reid_config().input_size)
-    return lambda R, C: reid_scores(net, list(R), list(C), size, study.device)
+    rcfg = study.config.reid_config()
+    if rcfg.mode == "patches":
+        return lambda R, C, brains: patch_reid_scores(net, R, C, brains, rcfg, study.device)
+    return lambda R, C, brains: reid_scores(net, list(R), list(C), rcfg.input_size, study.device)
 
 
 def reid_rows(
