@@ -117,7 +117,7 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
             "defences": [
                 {"kind": "latent-noise", "strengths": [0.5, 4.0]},
                 {"kind": "dp-sgd", "strengths": [1.0], "delta": 1e-2},
-                {"kind": "obfuscation", "strengths": [4], "vae_epochs": 2, "vae_filters": 4},
+                {"kind": "obfuscation", "strengths": [4, 6], "vae_epochs": 2, "vae_filters": 4},
             ],
         }
     )
@@ -130,6 +130,8 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
         "bottleneck_dp-sgd-1",
         "bottleneck_obfuscation-4-unknown",
         "bottleneck_obfuscation-4-known",
+        "bottleneck_obfuscation-6-unknown",
+        "bottleneck_obfuscation-6-known",
     }
     with open(out / "scores" / "scores.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -138,6 +140,14 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
         run = f"unet_skull-stripped_{threat}"
         assert (out / "reconstructions" / run).is_dir()
         assert (out / "rankings" / f"{run}.csv").exists()
+
+    # one VAE serves both obfuscation strengths; each strength trains its own target
+    assert [p.name for p in (out / "stages").glob("*vae*")] == [
+        "fold0__unet_skull-stripped_obfuscation__vae.json"
+    ]
+    for levels in (4, 6):
+        stage = out / "stages" / f"fold0__unet_skull-stripped_obfuscation-{levels}__target.json"
+        assert stage.is_file()
 
     doc = json.loads((out / "report.json").read_text())
     table = {r["run"]: r for r in doc["privacy_utility"]["rows"]}

@@ -223,7 +223,8 @@ def obfuscate_inputs(model: nn.Module, obfuscator: Obfuscator) -> nn.Module:
 
 
 def save_vae(path: Any, vae: nn.Module, config: ObfuscationConfig) -> list[Any]:
-    """``<path>.safetensors`` + ``<path>.json`` (the config), atomically; returns both paths."""
+    """``<path>.safetensors`` + ``<path>.json`` (the VAE's settings), atomically; returns both
+    paths. The mapping's ``levels`` and ``bins`` are left out: one VAE serves every strength."""
     import dataclasses
     from pathlib import Path
 
@@ -234,7 +235,10 @@ def save_vae(path: Any, vae: nn.Module, config: ObfuscationConfig) -> list[Any]:
     stem = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
     weights = atomic_write_bytes(stem.with_suffix(".safetensors"), save(state))
-    sidecar = atomic_write_json(stem.with_suffix(".json"), dataclasses.asdict(config))
+    settings = dataclasses.asdict(config)
+    for mapping_only in ("levels", "bins"):
+        settings.pop(mapping_only)
+    sidecar = atomic_write_json(stem.with_suffix(".json"), settings)
     return [weights, sidecar]
 
 

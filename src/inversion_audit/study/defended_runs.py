@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["run_defences", "defended_threat", "utility_path", "UTILITY_DIR"]
 
 UTILITY_DIR = "utility"
+# the ObfuscationConfig fields the VAE depends on (the mapping's levels and bins are not)
+VAE_KEYS = ("seed", "vae_filters", "vae_latent", "vae_epochs", "vae_lr", "vae_beta")
 
 
 def defended_threat(threat: str, setting: DefenceSetting) -> str:
@@ -61,7 +63,10 @@ class _Defended:
         self.target_variant = f"{variant}_{setting.target_tag}" if own_target else variant
         self.target_path = study.paths.target(arch, self.target_variant, fold.index)
         self.pcfg = study.fold_pre_config(variant, fold)
-        self.vae_path = self.target_path.parent / "vae"
+        # one VAE per fold, variant and architecture, shared by every obfuscation strength
+        # (it depends on the attack set and the vae_* settings, not on the intensity mapping)
+        self.vae_variant = f"{variant}_obfuscation"
+        self.vae_path = study.paths.target(arch, self.vae_variant, fold.index).parent / "vae"
         self.obfuscation = None
         # non-members reconstructed by this fold's networks (issue 18), where the study has them
         self.holdout = list(getattr(study, "holdout_of", lambda f: [])(fold))
@@ -105,16 +110,15 @@ def _train_vae(d: _Defended) -> str:
 
     study = d.study
     attack_ids, attack_cohort = study.attack_ids(d.fold)
-    key = config_hash(
-        {"vae": d.obfuscation.__dict__, "pre": d.pcfg.to_dict(), **study.attack_key(d.fold)}
-    )
+    vae_settings = {k: v for k, v in d.obfuscation.__dict__.items() if k in VAE_KEYS}
+    key = config_hash({"vae": vae_settings, "pre": d.pcfg.to_dict(), **study.attack_key(d.fold)})
 
     def work() -> list[Path]:
         images = [study.pre(i, d.pcfg, attack_cohort).image for i in attack_ids]
         vae, _ = train_vae(images, d.obfuscation, device=study.device)
         return save_vae(d.vae_path, vae, d.obfuscation)
 
-    study.stages.run(f"fold{d.fold.index}/{d.arch}_{d.target_variant}/vae", key, work)
+    study.stages.run(f"fold{d.fold.index}/{d.arch}_{d.vae_variant}/vae", key, work)
     return key
 
 
