@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="list every stage as done or to run, and run nothing",
     )
+    p.add_argument(
+        "--reuse-from",
+        default=None,
+        metavar="STUDY",
+        help="copy the stages that STUDY finished with the same settings and inputs instead of "
+        "rerunning them (e.g. the undefended runs of an audit into its defences study)",
+    )
     add_quiet_arg(p)
     p.set_defaults(handler=_run)
 
@@ -41,13 +48,15 @@ def _run(args: argparse.Namespace) -> int:
     config = load_study_config(args.config)
     check_output_folder(args.out)  # an --out that is a file fails here, not after a stage
     if args.plan:
-        return _print_plan(config, args.out)
+        return _print_plan(config, args.out, args.reuse_from)
     if args.threads:
         config = dataclasses.replace(
             config, study=dataclasses.replace(config.study, threads=args.threads)
         )
     with tqdm_progress(quiet=args.quiet) as progress:
-        out = run_study(config, args.out, device=args.device, progress=progress)
+        out = run_study(
+            config, args.out, device=args.device, progress=progress, reuse_from=args.reuse_from
+        )
     report = Path(out).resolve() / "report.html"
     print(f"report: {report}")
     print(
@@ -56,16 +65,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_plan(config, out: str) -> int:
+def _print_plan(config, out: str, reuse_from: str | None = None) -> int:
     from ..study.runner import plan_study_seconds
 
-    plan = plan_study_seconds(config, out)
+    plan = plan_study_seconds(config, out, reuse_from)
+    here = {n for n, done, _ in plan_study_seconds(config, out) if done} if reuse_from else None
     for name, done, seconds in plan:
         when = "" if seconds is None else f"{'' if done else '~'}{seconds / 60:.1f} min"
-        print(f"{'done  ' if done else 'to run'}  {when:>10}  {name}")
+        status = "to run"
+        if done:
+            status = "reuse " if here is not None and name not in here else "done  "
+        print(f"{status}  {when:>10}  {name}")
     todo = [seconds for _, done, seconds in plan if not done]
     known = [s for s in todo if s is not None]
-    print(f"{len(plan) - len(todo)} of {len(plan)} stages done in {out}; {len(todo)} to run")
+    reused = (
+        f" ({len(plan) - len(todo) - len(here)} to copy from {reuse_from})"
+        if here is not None
+        else ""
+    )
+    print(
+        f"{len(plan) - len(todo)} of {len(plan)} stages done in {out}{reused}; {len(todo)} to run"
+    )
     if todo:
         unknown = len(todo) - len(known)
         print(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..data import Cohort, Fold, kfold_split
 from ..data.preprocess import PreprocessConfig, Preprocessed, config_with_nyul, preprocess_subject
-from ..errors import JobCancelled
+from ..errors import JobCancelled, StudyError
 from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash
 from ..progress import ProgressCallback, report
 from . import defended_runs, protocol
@@ -42,12 +42,13 @@ class _Study:
         device: str | None,
         progress: ProgressCallback | None,
         dry_run: bool = False,
+        reuse_from: Path | None = None,
     ):
         from ..devices import get_device
 
         self.config = config
         self.paths = StudyPaths(out)
-        self.stages = StageStore(out, dry_run=dry_run)
+        self.stages = StageStore(out, dry_run=dry_run, reuse_from=reuse_from)
         self.progress = progress
         self.device = str(get_device(device or config.study.device))
         full = resolve_cohort(config.cohort.path, config)
@@ -235,24 +236,28 @@ class _Study:
         self.write_provenance()
 
 
-def plan_study(config: StudyConfig, out_dir: str | Path) -> list[tuple[str, bool]]:
-    """Every stage of the study in run order, with whether it is already done in ``out_dir``.
+def plan_study(
+    config: StudyConfig, out_dir: str | Path, reuse_from: str | Path | None = None
+) -> list[tuple[str, bool]]:
+    """Every stage of the study in run order, with whether it is already done in ``out_dir``
+    (or can be copied from the study ``reuse_from``).
 
     Nothing is run or written: the stage keys are computed from the config and the input
     files, as a real run would, so a stage listed as not done is exactly one that
     ``run_study`` would (re)compute.
     """
-    return [(name, done) for name, done, _ in plan_study_seconds(config, out_dir)]
+    return [(name, done) for name, done, _ in plan_study_seconds(config, out_dir, reuse_from)]
 
 
 def plan_study_seconds(
-    config: StudyConfig, out_dir: str | Path
+    config: StudyConfig, out_dir: str | Path, reuse_from: str | Path | None = None
 ) -> list[tuple[str, bool, float | None]]:
     """:func:`plan_study` with each stage's wall seconds: recorded when done, else estimated
     from the same stage of the folds already run (see :func:`.stages.estimate_seconds`)."""
     from .stages import estimate_seconds
 
-    study = _Study(config, Path(out_dir), "cpu", None, dry_run=True)
+    reuse = Path(reuse_from) if reuse_from is not None else None
+    study = _Study(config, Path(out_dir), "cpu", None, dry_run=True, reuse_from=reuse)
     study.stages_in_order()
     return estimate_seconds(study.stages.plan, study.stages.timings)
 
@@ -262,11 +267,15 @@ def run_study(
     out_dir: str | Path,
     device: str | None = None,
     progress: ProgressCallback | None = None,
+    reuse_from: str | Path | None = None,
 ) -> Path:
     """Run (or resume) a study into ``out_dir`` and return the folder.
 
     A :class:`~inversion_audit.errors.JobCancelled` raised by ``progress`` stops the
-    run; completed stages are kept and a re-run continues from there.
+    run; completed stages are kept and a re-run continues from there. ``reuse_from``: another
+    study folder whose finished stages with the same name and key (same inputs, settings and
+    upstream stages) are copied instead of rerun, e.g. the undefended runs of an audit into
+    its defences study.
     """
     from ..children import clean_stale_scratch
     from ..devices import set_threads
@@ -282,7 +291,10 @@ def run_study(
     root_logger.setLevel(logging.INFO)
     try:
         log.info("study %s -> %s", config.study.name, out)
-        study = _Study(config, out, device, progress)
+        reuse = Path(reuse_from) if reuse_from is not None else None
+        if reuse is not None and not (reuse / "stages").is_dir():
+            raise StudyError(f"{reuse}: not a study folder (no stages/) to reuse stages from")
+        study = _Study(config, out, device, progress, reuse_from=reuse)
         result = study.run()
         log.info("study finished: %s", out / "report.html")
         return result

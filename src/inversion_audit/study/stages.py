@@ -32,7 +32,9 @@ class StageStore:
     any moment leaves either a complete stage or none.
     """
 
-    def __init__(self, study_dir: Path, dry_run: bool = False) -> None:
+    def __init__(
+        self, study_dir: Path, dry_run: bool = False, reuse_from: Path | None = None
+    ) -> None:
         self.root = Path(study_dir)
         self.dir = self.root / "stages"
         self.timings: dict[str, float] = {}
@@ -41,6 +43,10 @@ class StageStore:
         #: with ``dry_run``, :meth:`run` runs nothing and lists ``(name, done)`` here
         self.dry_run = dry_run
         self.plan: list[tuple[str, bool]] = []
+        #: another study whose finished stages with the same name and key are copied, not rerun
+        self.source = StageStore(Path(reuse_from)) if reuse_from is not None else None
+        #: stages copied from ``reuse_from`` (in order)
+        self.reused: list[str] = []
 
     def _path(self, name: str) -> Path:
         return self.dir / (name.replace("/", "__") + ".json")
@@ -76,15 +82,45 @@ class StageStore:
     def run(self, name: str, key: str, fn: Callable[[], list[Path]]) -> bool:
         """Run ``fn`` unless the stage is done; return True when it ran."""
         if self.dry_run:
-            self.plan.append((name, self.is_done(name, key)))
+            reusable = self.source is not None and self.source.is_done(name, key)
+            if reusable and name not in self.timings:
+                self.timings[name] = self.source.timings[name]
+            self.plan.append((name, self.is_done(name, key) or reusable))
             return False
         if self.is_done(name, key):
             if name not in self.resumed:
                 self.resumed.append(name)
             return False
+        if self._copy_from_source(name, key):
+            return False
         start = time.perf_counter()
         outputs = fn()
         self.record(name, key, outputs, time.perf_counter() - start)
+        return True
+
+    def _copy_from_source(self, name: str, key: str) -> bool:
+        """Copy a stage that ``reuse_from`` finished with the same key (same inputs, settings
+        and upstream stages, so the same outputs): its files, then its record, which names the
+        source folder. The outputs are checked against their hashes on both sides."""
+        import os
+        import shutil
+
+        if self.source is None or not self.source.is_done(name, key):
+            return False
+        rec = read_json(self.source._path(name), StudyError, "stage record")
+        for rel, digest in rec["outputs"].items():
+            dest = self.root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.reuse-{os.getpid()}")
+            shutil.copyfile(self.source.root / rel, tmp)
+            if file_hash(tmp) != digest:
+                tmp.unlink()
+                raise StudyError(f"{self.source.root / rel}: changed while it was copied")
+            os.replace(tmp, dest)
+        rec["reused_from"] = self.source.root.resolve().name
+        atomic_write_json(self._path(name), rec)
+        self.timings[name] = float(rec.get("seconds", 0.0))
+        self.reused.append(name)
         return True
 
 
