@@ -114,3 +114,20 @@ def test_patch_reid_beats_chance_on_unseen_subjects():
     # chance: 1 of 6 at rank 1, mean rank 3.5, AUC 0.5
     assert (ranks == 1).sum() >= 3 and ranks.mean() < 2.5
     assert roc_auc_score(np.eye(6, dtype=bool).ravel(), S.ravel()) > 0.75
+
+
+@pytest.mark.gpu
+def test_patch_reid_trains_and_scores_on_cuda_like_on_cpu():
+    vols = [make_blob_volume(seed=s) for s in range(3)]
+    images = [x for x, _ in vols]
+    brains = [lab > 0 for _, lab in vols]
+    recon = [_blurred(x, i) for i, x in enumerate(images)]
+    cfg = ReidConfig(
+        epochs=1, base_filters=2, embed_dim=8, patch_size=16, patch_stride=8, batch_size=4
+    )
+    net, history = train_patch_reid(recon, images, brains, cfg, device="cuda")
+    assert history["device"].startswith("cuda") and np.isfinite(history["epoch_loss"]).all()
+    args = (np.stack(recon), np.stack(images), np.stack(brains), cfg)
+    on_gpu = patch_reid_scores(net, *args, device="cuda")  # float16 autocast on CUDA
+    on_cpu = patch_reid_scores(net, *args, device="cpu")
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=2e-2, atol=2e-2)
