@@ -76,6 +76,7 @@ def train_reid_stage(
             path.with_name(f"crossfit-{crossfit_key[:16]}.npz"),
             lambda: load_target(study.paths.target(arch, variant, fold.index), device=study.device),
             images,
+            list(attack_ids),
             icfg,
             rcfg.cross_fit_folds,
             study.device,
@@ -104,6 +105,7 @@ def _cross_fitted(
     path: Path,
     load_target_model: Callable[[], Any],
     images: list[np.ndarray],
+    ids: list[str],
     icfg: InversionConfig,
     folds: int,
     device: str,
@@ -124,7 +126,7 @@ def _cross_fitted(
         if recons.shape == (len(images), *np.shape(images[0])):
             return list(recons.astype(np.float32))
     target = load_target_model()
-    recons = cross_fit_reconstructions(target, images, icfg, folds, device, None, progress)
+    recons = cross_fit_reconstructions(target, images, icfg, folds, device, ids, progress)
     buf = io.BytesIO()
     np.savez_compressed(buf, reconstructions=np.stack(recons).astype(np.float16))
     for old in path.parent.glob("crossfit-*.npz"):
