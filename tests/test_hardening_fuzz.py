@@ -56,7 +56,8 @@ SECTION_KEYS = {
     "inversion": ["epochs", "lr", "seed", "threat_model", "flip_augment", "ssim_weight"],
     "variant_preprocess": ["with-skull", "skull-stripped", "other"],
     "model": ["source", "path", "network", "network_args", "fold", "latent"],
-    "reid": ["epochs", "lr", "batch_size", "base_filters", "embed_dim", "input_size", "seed"],
+    "reid": ["epochs", "lr", "batch_size", "base_filters", "embed_dim", "input_size", "seed"]
+    + ["mode", "patch_size", "patch_stride", "patches_per_subject", "min_inside"],
 }
 #: peak memory (KiB) when the module was imported; no example may add more than 2 GiB to it
 BASE_RSS = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
