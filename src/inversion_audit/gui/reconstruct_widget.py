@@ -34,33 +34,7 @@ from ._workers import Job, JobPanel
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ReconstructWidget", "reconstruct_with_external_model"]
-
-
-def reconstruct_with_external_model(
-    volume: Any,
-    model: Path,
-    inversion: Path,
-    device: str = "auto",
-    labels: Any = None,
-    preprocessed: bool = False,
-    progress: Any = None,
-) -> Any:
-    """The worker for an external model (MONAI weights, bundle or nnU-Net folder): heavy
-    imports stay in here; the model is rebuilt as the decoder's sidecar records it."""
-    from ..attack import reconstruct_volume as reconstruct_core
-    from ..checkpoints import load_with_decoder
-    from ..progress import report
-
-    report(progress, 0, 2, "load models")
-    target, decoder, config = load_with_decoder(model, inversion, device)
-    device = str(next(decoder.parameters()).device)
-    report(progress, 1, 2, f"preprocess and reconstruct on {device}")
-    out = reconstruct_core(
-        target, decoder, volume, labels, config, device, preprocessed=preprocessed
-    )
-    report(progress, 2, 2, "done")
-    return out
+__all__ = ["ReconstructWidget"]
 
 
 def _path_row(edit: QLineEdit, title: str, parent: QWidget) -> QHBoxLayout:
@@ -175,7 +149,7 @@ class ReconstructWidget(QWidget):
             )
 
         job = Job(
-            reconstruct_with_external_model if external else reconstruct_volume,
+            reconstruct_volume,  # load_models rebuilds an external model from its decoder's sidecar
             volume,
             Path(target),
             Path(inversion),
