@@ -50,6 +50,9 @@ def test_defences_study_copies_the_audits_undefended_stages(tmp_path, capsys):
         assert rec["reused_from"] == "audit", name
         for rel, digest in rec["outputs"].items():
             assert file_hash(out / rel) == digest == file_hash(audit / rel)
+    provenance = json.loads((out / "provenance.json").read_text())
+    reused = {n.replace("/", "__") + ".json" for n in provenance["reused_stages"]}
+    assert reused == audit_stages and set(provenance["reused_stages"].values()) == {"audit"}
     ran = {p.name for p in (out / "stages").glob("*.json")} - audit_stages
     assert any("latent-noise-1" in n for n in ran)  # the defended run itself was computed
     for name in ran:

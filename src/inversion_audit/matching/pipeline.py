@@ -127,8 +127,8 @@ def score_reconstructions(
     ``registration_workers`` child processes at once, or Dask when ``options.scheduler`` or
     ``options.n_workers`` is set. Every array must be on the candidates' common grid.
     ``reid`` needs ``reid_fn(R, C, brains)``: the learned re-identifier's ``[N, M]`` scores,
-    given the candidates' brain masks (:mod:`~inversion_audit.matching.reid_patches`); asking for ``reid`` without it is a
-    :class:`~inversion_audit.errors.ConfigError`.
+    given the candidates' brain masks (:mod:`~inversion_audit.matching.reid_patches`); asking
+    for ``reid`` without it is a :class:`~inversion_audit.errors.ConfigError`.
     """
     from ..metrics import correlation_matrix, psnr, ssim_matrix
 

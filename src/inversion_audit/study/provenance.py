@@ -143,13 +143,19 @@ class Provenance:
             self.data["started"] = first
 
     def to_dict(
-        self, stage_seconds: dict[str, float], resumed_stages: list[str] | None = None
+        self,
+        stage_seconds: dict[str, float],
+        resumed_stages: list[str] | None = None,
+        reused_stages: dict[str, str] | None = None,
     ) -> dict:
-        """The JSON-safe record, with per-stage wall time and the stages resumed (skipped)."""
+        """The JSON-safe record, with per-stage wall time, the stages resumed (skipped) and the
+        stages copied from another study (``{stage: that study's folder name}``)."""
         self.data["stage_seconds"] = {k: round(v, 3) for k, v in sorted(stage_seconds.items())}
         self.data["total_stage_seconds"] = round(sum(stage_seconds.values()), 3)
         if resumed_stages is not None:
             self.data["resumed_stages"] = list(resumed_stages)
+        if reused_stages:
+            self.data["reused_stages"] = dict(reused_stages)
         return self.data
 
     def finish(self, status: str = "finished") -> None:

@@ -164,7 +164,7 @@ class _Study:
     def write_provenance(self) -> None:
         atomic_write_json(
             self.paths.root / "provenance.json",
-            self.provenance.to_dict(self.stages.timings, self.stages.resumed),
+            self.provenance.to_dict(self.stages.timings, self.stages.resumed, self.stages.reused),
         )
 
     def run(self) -> Path:

@@ -45,8 +45,8 @@ class StageStore:
         self.plan: list[tuple[str, bool]] = []
         #: another study whose finished stages with the same name and key are copied, not rerun
         self.source = StageStore(Path(reuse_from)) if reuse_from is not None else None
-        #: stages copied from ``reuse_from`` (in order)
-        self.reused: list[str] = []
+        #: stages copied from ``reuse_from``, with that study's folder name (in order)
+        self.reused: dict[str, str] = {}
 
     def _path(self, name: str) -> Path:
         return self.dir / (name.replace("/", "__") + ".json")
@@ -120,7 +120,7 @@ class StageStore:
         rec["reused_from"] = self.source.root.resolve().name
         atomic_write_json(self._path(name), rec)
         self.timings[name] = float(rec.get("seconds", 0.0))
-        self.reused.append(name)
+        self.reused[name] = rec["reused_from"]
         return True
 
 
