@@ -141,27 +141,35 @@ def test_provenance_merge_keeps_the_first_start():
     assert again["finished"] is None
 
 
-def test_remaining_time_is_estimated_from_the_same_stage_of_other_folds():
+def test_remaining_time_is_estimated_from_the_same_stage_or_kind():
     from inversion_audit.study.stages import estimate_seconds
 
     plan = [
         ("preprocess/skull-stripped", True),
         ("fold0/unet_skull-stripped/target", True),
+        ("fold0/unet_skull-stripped_bottleneck/inversion", True),
         ("fold1/unet_skull-stripped/target", True),
         ("fold2/unet_skull-stripped/target", False),
         ("fold2/segnet_skull-stripped/target", False),
+        ("fold0/unet_skull-stripped_bottleneck_latent-noise-1/inversion", False),
+        ("fold0/unet_skull-stripped_obfuscation/vae", False),
         ("report", False),
     ]
     timings = {
         "preprocess/skull-stripped": 50.0,
         "fold0/unet_skull-stripped/target": 100.0,
-        "fold1/unet_skull-stripped/target": 200.0,
+        "fold0/unet_skull-stripped_bottleneck/inversion": 300.0,
+        "fold1/unet_skull-stripped/target": 400.0,
     }
     assert estimate_seconds(plan, timings) == [
         ("preprocess/skull-stripped", True, 50.0),
         ("fold0/unet_skull-stripped/target", True, 100.0),
-        ("fold1/unet_skull-stripped/target", True, 200.0),
-        ("fold2/unet_skull-stripped/target", False, 150.0),  # the mean of folds 0 and 1
-        ("fold2/segnet_skull-stripped/target", False, None),  # no fold has run it yet
+        ("fold0/unet_skull-stripped_bottleneck/inversion", True, 300.0),
+        ("fold1/unet_skull-stripped/target", True, 400.0),
+        ("fold2/unet_skull-stripped/target", False, 250.0),  # the median of folds 0 and 1
+        ("fold2/segnet_skull-stripped/target", False, 250.0),  # no fold yet: every target
+        # a defended run's stage: the same kind of stage in the other runs
+        ("fold0/unet_skull-stripped_bottleneck_latent-noise-1/inversion", False, 300.0),
+        ("fold0/unet_skull-stripped_obfuscation/vae", False, None),  # nothing of the kind
         ("report", False, None),
     ]

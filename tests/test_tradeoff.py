@@ -166,8 +166,79 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
     md = (out / "report.md").read_text()
     assert "## Privacy–utility" in md and doc["privacy_utility"]["lines"]
     assert "privacy_utility" in doc["figures"]
-    # resumable: every stage, defended ones included, is done
-    assert all(done for _, done in plan_study(config, out))
+    # resumable: every stage, defended ones included, is done; the shared VAE is listed once
+    plan = plan_study(config, out)
+    assert all(done for _, done in plan)
+    names = [name for name, _ in plan]
+    assert (
+        len(names) == len(set(names))
+        and names.count("fold0/unet_skull-stripped_obfuscation/vae") == 1
+    )
+
+
+@pytest.mark.slow
+def test_defended_runs_train_their_own_reid_through_the_released_code(tmp_path):
+    """A defended run is judged against the learned re-identifier too, trained on cross-fitted
+    reconstructions through the defended release (not the undefended run's)."""
+    import json
+
+    import numpy as np
+
+    from inversion_audit.study.config import study_config_from_dict
+    from inversion_audit.study.runner import run_study
+    from inversion_audit.study.score_files import read_scores
+
+    cohort = _write_cohort(tmp_path / "cohort")
+    config = study_config_from_dict(
+        {
+            "study": {"name": "defended-reid", "seed": 1, "device": "cpu", "threads": 1},
+            "cohort": {"path": str(cohort)},
+            "folds": {"n_folds": 2, "seed": 0, "run_folds": [0]},
+            "variants": ["skull-stripped"],
+            "archs": ["unet"],
+            "threat_models": ["bottleneck"],
+            "preprocess": {"spacing": [2.0, 2.0, 2.0], "shape": [32, 32, 32], "divisible_by": 8},
+            "target": {"depth": 2, "base_filters": 4, "epochs": 1, "batch_size": 1, "lr": 0.01},
+            "inversion": {"epochs": 1, "batch_size": 1, "lr": 0.01},
+            "matching": {"metrics": ["ssim", "reid"], "top_k": 1},
+            "reid": {
+                "epochs": 1,
+                "base_filters": 2,
+                "embed_dim": 8,
+                "patch_size": 16,
+                "patch_stride": 8,
+                "min_inside": 0.3,
+            },
+            "defences": [{"kind": "latent-noise", "strengths": [4.0]}],
+        }
+    )
+    out = tmp_path / "study"
+    run_study(config, out)
+    plain, noisy = "unet_skull-stripped_bottleneck", "unet_skull-stripped_bottleneck_latent-noise-4"
+    assert (out / "stages" / f"fold0__{noisy}__reid.json").is_file()
+    crossfit = {}
+    for run in (plain, noisy):
+        fold0 = out / "checkpoints" / run / "fold0"
+        assert (fold0 / "reid.safetensors").is_file()
+        (path,) = fold0.glob("crossfit-*.npz")
+        with np.load(path, allow_pickle=False) as data:
+            crossfit[run] = data["reconstructions"].astype(np.float32)
+    # the attacker's cross-fitted reconstructions went through the noisy released code
+    assert crossfit[plain].shape == crossfit[noisy].shape
+    assert np.abs(crossfit[plain] - crossfit[noisy]).mean() > 1e-3
+    rows = read_scores(out / "scores" / "scores.csv")
+    pairs = {
+        (r["reconstruction_id"], r["candidate_id"])
+        for r in rows
+        if r["metric"] == "reid" and r["threat_model"] == "bottleneck_latent-noise-4"
+    }
+    recs = {
+        r["reconstruction_id"] for r in rows if r["threat_model"] == "bottleneck_latent-noise-4"
+    }
+    cands = {r["candidate_id"] for r in rows}
+    assert recs and pairs == {(a, b) for a in recs for b in cands}
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["runs"][noisy]["table3"]["reid"]["n"] == len(recs)
 
 
 def test_defended_run_names_parse():

@@ -90,6 +90,6 @@ def _print_plan(config, out: str, reuse_from: str | None = None) -> int:
         unknown = len(todo) - len(known)
         print(
             f"about {sum(known) / 3600:.1f} h of stage time left at the pace recorded so far"
-            + (f", plus {unknown} stage(s) with no earlier fold to go by" if unknown else "")
+            + (f", plus {unknown} stage(s) of a kind not run yet" if unknown else "")
         )
     return 0

@@ -10,8 +10,8 @@ For each fold, variant and architecture (after the undefended runs):
   scans; the attacker's decoder trains on obfuscated (``-known``) or plain (``-unknown``)
   attack scans, and the private scans are always released obfuscated;
 
-then per threat model the inversion, reconstruction and scoring stages, the run named
-``<arch>_<variant>_<threat>_<tag>`` (the ``threat_model`` column of ``scores.csv`` reads
+then per threat model the inversion, reconstruction, ``reid`` (where it is a metric) and
+scoring stages, the run named ``<arch>_<variant>_<threat>_<tag>`` (the ``threat_model`` column of ``scores.csv`` reads
 ``<threat>_<tag>``). Identification is always scored against the true originals.
 """
 
@@ -220,7 +220,8 @@ def _utility(d: _Defended, key: str) -> None:
 
 
 def _attack(d: _Defended, threat: str, key: str) -> None:
-    """Inversion, reconstruction (released codes of the private scans) and scoring."""
+    """Inversion, reconstruction (released codes of the private scans), the re-identifier
+    where ``reid`` is a metric, and scoring."""
     from .protocol import _score, reconstruct_stage, train_inversion_stage
 
     study, s = d.study, d.setting
@@ -246,8 +247,27 @@ def _attack(d: _Defended, threat: str, key: str) -> None:
         lambda: d.load("release"),
         {"inversion": inv_key, "ids": study.files_key(ids)},
     )
+    reid_key = None
+    if "reid" in study.config.matching.metrics:
+        # the attacker's re-identifier, trained on cross-fitted reconstructions through the
+        # target as this attacker sees it, so a defence is judged against the strongest matcher
+        from .reid_stage import train_reid_stage
+
+        attacker = config_hash({"target": key, "knows": s.knows_domain})
+        reid_key = train_reid_stage(
+            study, d.fold, d.variant, d.arch, threat, attacker, run, lambda: d.load("attack")
+        )
     # scored against the true originals; the 'dice' metric segments with the released target
-    _score(study, d.fold, d.variant, d.arch, column, rec_key, segmenter=lambda: d.load("release"))
+    _score(
+        study,
+        d.fold,
+        d.variant,
+        d.arch,
+        column,
+        rec_key,
+        reid_key,
+        segmenter=lambda: d.load("release"),
+    )
 
 
 def _num(value: float) -> float | None:

@@ -32,16 +32,26 @@ def reid_path(study: _Study, run: str, fold: Fold) -> Path:
 
 
 def train_reid_stage(
-    study: _Study, fold: Fold, variant: str, arch: str, threat: str, target_key: str
+    study: _Study,
+    fold: Fold,
+    variant: str,
+    arch: str,
+    threat: str,
+    target_key: str,
+    run: str | None = None,
+    load_target_model: Callable[[], Any] | None = None,
 ) -> str:
-    """Train (or find done) the fold's re-identifier; return its stage key."""
+    """Train (or find done) the fold's re-identifier; return its stage key.
+
+    ``run`` and ``load_target_model`` name a defended run and the target as its attacker sees
+    it (``target_key`` then covers the defence); default: the undefended run and target."""
     from ..checkpoints import load_target
     from ..io import ids_hash
     from ..matching.pipeline import brain_mask
     from ..matching.reid import save_reid, train_reid
     from ..matching.reid_patches import train_patch_reid
 
-    run = run_name(arch, variant, threat)
+    run = run or run_name(arch, variant, threat)
     rcfg = study.config.reid_config()
     icfg = study.config.inversion_config(threat)
     pcfg = study.fold_pre_config(variant, fold)
@@ -74,7 +84,12 @@ def train_reid_stage(
         progress = study.stage_progress(f"fold {fold.index} {run} reid")
         recons = _cross_fitted(
             path.with_name(f"crossfit-{crossfit_key[:16]}.npz"),
-            lambda: load_target(study.paths.target(arch, variant, fold.index), device=study.device),
+            load_target_model
+            or (
+                lambda: load_target(
+                    study.paths.target(arch, variant, fold.index), device=study.device
+                )
+            ),
             images,
             list(attack_ids),
             icfg,

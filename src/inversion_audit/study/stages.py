@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ class StageStore:
     def run(self, name: str, key: str, fn: Callable[[], list[Path]]) -> bool:
         """Run ``fn`` unless the stage is done; return True when it ran."""
         if self.dry_run:
+            if any(planned == name for planned, _ in self.plan):
+                return False  # a stage that several runs share (one VAE for every strength)
             reusable = self.source is not None and self.source.is_done(name, key)
             if reusable and name not in self.timings:
                 self.timings[name] = self.source.timings[name]
@@ -133,17 +136,24 @@ def _same_stage_other_fold(name: str) -> str:
 def estimate_seconds(
     plan: list[tuple[str, bool]], timings: dict[str, float]
 ) -> list[tuple[str, bool, float | None]]:
-    """Each planned stage with its wall seconds: recorded when done, else the mean recorded
-    time of the same stage in the other folds (``None`` when no fold has run it yet)."""
-    by_kind: dict[str, list[float]] = {}
+    """Each planned stage with its wall seconds: recorded when done, else the median recorded
+    time (robust to a run that was paused) of the same stage in the other folds, else of the
+    same kind of stage in other runs
+    (``fold0/unet_x_latent-noise-1/inversion`` from the runs' ``inversion`` stages; ``None``
+    when nothing of the kind has run yet)."""
+    same_stage: dict[str, list[float]] = {}
+    same_kind: dict[str, list[float]] = {}
     for name, done in plan:
         if done and name in timings:
-            by_kind.setdefault(_same_stage_other_fold(name), []).append(timings[name])
+            same_stage.setdefault(_same_stage_other_fold(name), []).append(timings[name])
+            same_kind.setdefault(name.rpartition("/")[2], []).append(timings[name])
     out = []
     for name, done in plan:
         if done:
             out.append((name, True, timings.get(name)))
-        else:
-            seen = by_kind.get(_same_stage_other_fold(name))
-            out.append((name, False, sum(seen) / len(seen) if seen else None))
+            continue
+        seen = same_stage.get(_same_stage_other_fold(name)) or same_kind.get(
+            name.rpartition("/")[2]
+        )
+        out.append((name, False, float(statistics.median(seen)) if seen else None))
     return out
