@@ -165,6 +165,27 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
     assert noisy < table["unet_skull-stripped_bottleneck"]["dice_private"]
     md = (out / "report.md").read_text()
     assert "## Privacy–utility" in md and doc["privacy_utility"]["lines"]
+    # at chance: the Wilson interval (statsmodels) of the best metric's top-1 holds 1/6
+    from statsmodels.stats.proportion import proportion_confint
+
+    from inversion_audit.study.defences_config import format_strength
+
+    for r in table.values():
+        low, high = proportion_confint(r["top1_best"], r["n"], alpha=0.05, method="wilson")
+        assert r["at_chance"] == (low <= 1 / 6 <= high)
+    # the answer: the setting at chance against every attacker with the highest Dice
+    settings: dict = {}
+    for r in table.values():
+        if r["defence"] != "none":
+            settings.setdefault((r["defence"], r["strength"]), []).append(r)
+    closing = [v[0] for v in settings.values() if all(r["at_chance"] for r in v)]
+    answer = doc["privacy_utility"]["lines"][-1]
+    if not closing:
+        assert "no defence setting tried brings identification to chance" in answer
+    else:
+        best = max(closing, key=lambda r: r["dice_private"])
+        assert f"{best['defence']} at {format_strength(best['strength'])} costs" in answer
+        assert f"(Dice {best['dice_private']:.3f}" in answer
     assert "privacy_utility" in doc["figures"]
     # resumable: every stage, defended ones included, is done; the shared VAE is listed once
     plan = plan_study(config, out)
