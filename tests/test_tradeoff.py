@@ -186,6 +186,11 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
         best = max(closing, key=lambda r: r["dice_private"])
         assert f"{best['defence']} at {format_strength(best['strength'])} costs" in answer
         assert f"(Dice {best['dice_private']:.3f}" in answer
+    # and the report's summary carries the answer
+    assert (
+        f"Which defence closes the leak (unet skull-stripped bottleneck): {answer.split(': ', 1)[1]}"
+        in doc["summary_text"]
+    )
     assert "privacy_utility" in doc["figures"]
     # resumable: every stage, defended ones included, is done; the shared VAE is listed once
     plan = plan_study(config, out)

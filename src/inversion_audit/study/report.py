@@ -185,7 +185,11 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         if config is not None
         else "Model inversion audit"
     )
+    from .tradeoff import privacy_utility, tradeoff_figure, tradeoff_markdown
+
+    tradeoff = privacy_utility(study_dir, summary, membership)
     summary_lines = plain_summary(summary) + membership_plain(membership)
+    summary_lines += [f"- {answer}" for answer in tradeoff["answers"]]
     md = [
         f"# {title}",
         "",
@@ -205,9 +209,6 @@ def write_report(study_dir: str | Path, config=None) -> dict:
     extra = study_dir / "reader_study" / "reader_study.md"
     if extra.exists():
         md += ["", *extra.read_text().splitlines()]
-    from .tradeoff import privacy_utility, tradeoff_figure, tradeoff_markdown
-
-    tradeoff = privacy_utility(study_dir, summary, membership)
     md += ["", *tradeoff_markdown(tradeoff)] if tradeoff["rows"] else []
     figs = _figures(study_dir, rows, summary, _deformation_preset(study_dir, config))
     if tradeoff["rows"]:

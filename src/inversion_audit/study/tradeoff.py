@@ -199,7 +199,9 @@ def _weakest_line(group: list[dict], undefended: dict | None) -> list[str]:
 def privacy_utility(
     study_dir: str | Path, summary: dict, membership: dict | None = None
 ) -> dict[str, Any]:
-    """The privacy–utility table (``rows``) and its plain-language ``lines``.
+    """The privacy–utility table (``rows``), its plain-language ``lines``, and per (arch,
+    variant, threat model) the ``answers`` for the report's summary: which defence setting
+    closes the leak at the least Dice.
 
     ``membership`` is the report's membership section (per run, ``membership_inference``
     signals with ``tpr_at_1pct_fpr``), if any. Empty (no rows) without a defended run.
@@ -207,18 +209,20 @@ def privacy_utility(
     study_dir = Path(study_dir)
     runs = summary.get("runs", {})
     if not any(split_threat(e["threat_model"])[1] for e in runs.values()):
-        return {"rows": [], "lines": []}
+        return {"rows": [], "lines": [], "answers": []}
     utility = _utility(study_dir)
     rows = [_row(run, e, utility, membership) for run, e in runs.items()]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["arch"], r["variant"], r["threat_model"])].append(r)
-    lines = []
+    lines, answers = [], []
     for (arch, variant, threat), group in groups.items():
         undefended = next((r for r in group if r["defence"] == "none"), None)
-        texts = [*_weakest_line(group, undefended), _cheapest_line(group, undefended)]
+        answer = _cheapest_line(group, undefended)
+        texts = [*_weakest_line(group, undefended), answer]
         lines += [f"{arch} {variant} {threat}: {t}" for t in texts]
-    return {"rows": rows, "lines": lines}
+        answers.append(f"Which defence closes the leak ({arch} {variant} {threat}): {answer}")
+    return {"rows": rows, "lines": lines, "answers": answers}
 
 
 def _f(x: Any, fmt: str = ".3f") -> str:
