@@ -11,8 +11,9 @@ For each fold, variant and architecture (after the undefended runs):
   attack scans, and the private scans are always released obfuscated;
 
 then per threat model the inversion, reconstruction, ``reid`` (where it is a metric) and
-scoring stages, the run named ``<arch>_<variant>_<threat>_<tag>`` (the ``threat_model`` column of ``scores.csv`` reads
-``<threat>_<tag>``). Identification is always scored against the true originals.
+scoring stages, the run named ``<arch>_<variant>_<threat>_<tag>`` (the ``threat_model``
+column of ``scores.csv`` reads ``<threat>_<tag>``). Identification is always scored against
+the true originals.
 """
 
 from __future__ import annotations

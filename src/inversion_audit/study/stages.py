@@ -137,10 +137,9 @@ def estimate_seconds(
     plan: list[tuple[str, bool]], timings: dict[str, float]
 ) -> list[tuple[str, bool, float | None]]:
     """Each planned stage with its wall seconds: recorded when done, else the median recorded
-    time (robust to a run that was paused) of the same stage in the other folds, else of the
-    same kind of stage in other runs
-    (``fold0/unet_x_latent-noise-1/inversion`` from the runs' ``inversion`` stages; ``None``
-    when nothing of the kind has run yet)."""
+    time (robust to a paused run) of the same stage in the other folds, else of the same kind
+    of stage in other runs (``fold0/unet_x_latent-noise-1/inversion`` from every ``inversion``
+    stage); ``None`` when nothing of the kind has run yet."""
     same_stage: dict[str, list[float]] = {}
     same_kind: dict[str, list[float]] = {}
     for name, done in plan:
