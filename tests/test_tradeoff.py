@@ -93,16 +93,11 @@ def _top1_from_scores(rows: list[dict], threat: str) -> tuple[int, int]:
     return hits, len(by_rec)
 
 
-@pytest.mark.slow
-def test_tiny_defended_study_rows_report_and_resume(tmp_path):
-    import csv
-    import json
-
+def _tiny_defended_config(cohort, epochs: int, **extra):
+    """A one-fold defended study of 6 blob subjects on a 32^3 grid (``extra``: more tables)."""
     from inversion_audit.study.config import study_config_from_dict
-    from inversion_audit.study.runner import plan_study, run_study
 
-    cohort = _write_cohort(tmp_path / "cohort")
-    config = study_config_from_dict(
+    return study_config_from_dict(
         {
             "study": {"name": "defended", "seed": 1, "device": "cpu", "threads": 1},
             "cohort": {"path": str(cohort)},
@@ -111,15 +106,36 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
             "archs": ["unet"],
             "threat_models": ["bottleneck"],
             "preprocess": {"spacing": [2.0, 2.0, 2.0], "shape": [32, 32, 32], "divisible_by": 8},
-            "target": {"depth": 2, "base_filters": 4, "epochs": 2, "batch_size": 1, "lr": 0.01},
-            "inversion": {"epochs": 2, "batch_size": 1, "lr": 0.01},
-            "matching": {"metrics": ["ssim", "correlation"], "top_k": 1},
-            "defences": [
-                {"kind": "latent-noise", "strengths": [0.5, 4.0]},
-                {"kind": "dp-sgd", "strengths": [1.0], "delta": 1e-2},
-                {"kind": "obfuscation", "strengths": [4, 6], "vae_epochs": 2, "vae_filters": 4},
-            ],
+            "target": {
+                "depth": 2,
+                "base_filters": 4,
+                "epochs": epochs,
+                "batch_size": 1,
+                "lr": 0.01,
+            },
+            "inversion": {"epochs": epochs, "batch_size": 1, "lr": 0.01},
+            **extra,
         }
+    )
+
+
+@pytest.mark.slow
+def test_tiny_defended_study_rows_report_and_resume(tmp_path):
+    import csv
+    import json
+
+    from inversion_audit.study.runner import plan_study, run_study
+
+    cohort = _write_cohort(tmp_path / "cohort")
+    config = _tiny_defended_config(
+        cohort,
+        epochs=2,
+        matching={"metrics": ["ssim", "correlation"], "top_k": 1},
+        defences=[
+            {"kind": "latent-noise", "strengths": [0.5, 4.0]},
+            {"kind": "dp-sgd", "strengths": [1.0], "delta": 1e-2},
+            {"kind": "obfuscation", "strengths": [4, 6], "vae_epochs": 2, "vae_filters": 4},
+        ],
     )
     out = tmp_path / "study"
     run_study(config, out)
@@ -210,33 +226,23 @@ def test_defended_runs_train_their_own_reid_through_the_released_code(tmp_path):
 
     import numpy as np
 
-    from inversion_audit.study.config import study_config_from_dict
     from inversion_audit.study.runner import run_study
     from inversion_audit.study.score_files import read_scores
 
     cohort = _write_cohort(tmp_path / "cohort")
-    config = study_config_from_dict(
-        {
-            "study": {"name": "defended-reid", "seed": 1, "device": "cpu", "threads": 1},
-            "cohort": {"path": str(cohort)},
-            "folds": {"n_folds": 2, "seed": 0, "run_folds": [0]},
-            "variants": ["skull-stripped"],
-            "archs": ["unet"],
-            "threat_models": ["bottleneck"],
-            "preprocess": {"spacing": [2.0, 2.0, 2.0], "shape": [32, 32, 32], "divisible_by": 8},
-            "target": {"depth": 2, "base_filters": 4, "epochs": 1, "batch_size": 1, "lr": 0.01},
-            "inversion": {"epochs": 1, "batch_size": 1, "lr": 0.01},
-            "matching": {"metrics": ["ssim", "reid"], "top_k": 1},
-            "reid": {
-                "epochs": 1,
-                "base_filters": 2,
-                "embed_dim": 8,
-                "patch_size": 16,
-                "patch_stride": 8,
-                "min_inside": 0.3,
-            },
-            "defences": [{"kind": "latent-noise", "strengths": [4.0]}],
-        }
+    config = _tiny_defended_config(
+        cohort,
+        epochs=1,
+        matching={"metrics": ["ssim", "reid"], "top_k": 1},
+        reid={
+            "epochs": 1,
+            "base_filters": 2,
+            "embed_dim": 8,
+            "patch_size": 16,
+            "patch_stride": 8,
+            "min_inside": 0.3,
+        },
+        defences=[{"kind": "latent-noise", "strengths": [4.0]}],
     )
     out = tmp_path / "study"
     run_study(config, out)

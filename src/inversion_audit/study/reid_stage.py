@@ -52,6 +52,9 @@ def train_reid_stage(
     from ..matching.reid_patches import train_patch_reid
 
     run = run or run_name(arch, variant, threat)
+    if load_target_model is None:
+        tpath = study.paths.target(arch, variant, fold.index)
+        load_target_model = lambda: load_target(tpath, device=study.device)  # noqa: E731
     rcfg = study.config.reid_config()
     icfg = study.config.inversion_config(threat)
     pcfg = study.fold_pre_config(variant, fold)
@@ -84,12 +87,7 @@ def train_reid_stage(
         progress = study.stage_progress(f"fold {fold.index} {run} reid")
         recons = _cross_fitted(
             path.with_name(f"crossfit-{crossfit_key[:16]}.npz"),
-            load_target_model
-            or (
-                lambda: load_target(
-                    study.paths.target(arch, variant, fold.index), device=study.device
-                )
-            ),
+            load_target_model,
             images,
             list(attack_ids),
             icfg,
