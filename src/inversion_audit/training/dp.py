@@ -173,6 +173,13 @@ class PrivateTraining:
         )
         return optimizer
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()`` (fp32, no scaler) without torch's notice that the first layer's
+        input needs no gradient: Opacus's per-sample hooks read the output gradient, not it."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            loss.backward()
+
     def epoch(self, passes: int = 1) -> Iterator[list[int]]:
         """Rows (training-subject indices) of each step of one epoch: ``passes`` passes.
 

@@ -191,7 +191,10 @@ def train_target(
             optimizer.zero_grad(set_to_none=True)
             with autocast(amp_dev):
                 loss = loss_fn(model(x), y)
-            scaler.scale(loss).backward()
+            if private is None:
+                scaler.scale(loss).backward()
+            else:
+                private.backward(loss)
             scaler.step(optimizer)
             scaler.update()
             losses.append(float(loss.detach()))
