@@ -163,3 +163,26 @@ def test_cancelled_registration_stops_its_child(make_napari_viewer, qtbot):
     assert seen["reports"] == []  # the worker reported nothing after the cancel
     assert [layer.name for layer in viewer.layers] == names
     assert widget.result is None
+
+
+def test_a_job_has_ended_only_once_its_panel_shows_the_end(qtbot):
+    """``is_running`` turns false in the same UI event that re-enables Run and writes the
+    status, so nobody polling the job can see the panel half-updated (the worker's
+    ``finished`` reaches each of its slots as a separate queued event)."""
+    from inversion_audit.gui._workers import Job, JobPanel
+
+    panel = JobPanel("Run")
+    qtbot.addWidget(panel)
+    for k in range(10):
+        job = Job(report_steps, 3, title=f"steps {k}", on_returned=lambda pid: None)
+        panel.start(job)
+        assert job.is_running and not panel.run_button.isEnabled()
+        seen: list[tuple[bool, bool]] = []
+        job.ended.connect(
+            lambda j=job, s=seen: s.append((j.is_running, panel.run_button.isEnabled()))
+        )
+        qtbot.waitUntil(lambda j=job: not j.is_running, timeout=20000)
+        # no event processed since: the panel already shows the end
+        assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+        assert panel.status.text() == f"steps {k}: done"
+        assert seen == [(False, True)]

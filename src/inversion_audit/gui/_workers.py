@@ -32,9 +32,14 @@ class Job(QObject):
     Signals
     -------
     progressed(done, total, stage) : emitted from the worker, delivered on the UI thread.
+    ended() : emitted on the UI thread once the job has ended (done, failed or cancelled)
+        and ``is_running`` is false. Connect to this, not to the worker's ``finished``:
+        each slot of a cross-thread signal is a separate queued event, so the UI could
+        otherwise be seen half-updated between them.
     """
 
     progressed = Signal(int, int, str)
+    ended = Signal()
 
     def __init__(
         self,
@@ -113,6 +118,7 @@ class Job(QObject):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        self.ended.emit()
 
 
 class JobPanel(QWidget):
@@ -146,14 +152,14 @@ class JobPanel(QWidget):
             if not replace:
                 raise RuntimeError(f"{old.title} is still running")
             old.progressed.disconnect(self._on_progress)
-            old.worker.finished.disconnect(self._on_finished)
+            old.ended.disconnect(self._on_finished)
             old.cancel()
         self.job = job
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.status.setText(f"{job.title}…")
         job.progressed.connect(self._on_progress)
-        job.worker.finished.connect(self._on_finished)
+        job.ended.connect(self._on_finished)
         return job.start()
 
     def cancel(self) -> None:

@@ -133,7 +133,7 @@ class RunStudyWidget(QWidget):
             title=f"Run study {config.study.name}",
             on_returned=self._show_study,
         )
-        job.worker.finished.connect(lambda: self._finished(job, out))
+        job.ended.connect(lambda: self._finished(job, out))
         return self.panel.start(job)
 
     def _show_study(self, out: str | Path) -> None:
