@@ -18,7 +18,10 @@ def test_defaults_and_round_trip(tmp_path):
     from inversion_audit.study.config import dump_study_config
 
     cfg = load_study_config(
-        _write(tmp_path, '[study]\nname = "x"\nseed = 3\n[folds]\nn_folds = 2\n')
+        _write(
+            tmp_path,
+            '[study]\nname = "x"\nseed = 3\n[folds]\nn_folds = 2\n[cohort]\npath = "sample"\n',
+        )
     )
     assert cfg.study.seed == 3 and cfg.folds.n_folds == 2
     assert cfg.preprocess_config("skull-stripped").skull_strip == "labels"
@@ -63,7 +66,9 @@ def test_bad_values(tmp_path):
 
 def test_grid_multiple_follows_the_network_depth():
     # depth 4 with 2x pooling needs sizes divisible by 16
-    cfg = study_config_from_dict({"target": {"depth": 4, "pool_size": 2}})
+    cfg = study_config_from_dict(
+        {"target": {"depth": 4, "pool_size": 2}, "cohort": {"path": "sample"}}
+    )
     assert cfg.preprocess_config("skull-stripped").divisible_by == 16
     with pytest.raises(ConfigError, match=r"divisible_by = 8 .*pool_size \*\* depth = 16"):
         study_config_from_dict({"target": {"depth": 4}, "preprocess": {"divisible_by": 8}})
@@ -126,3 +131,19 @@ def test_type_rules(value, tp, ok):
     from inversion_audit.study.config_types import type_ok
 
     assert type_ok(value, tp) is ok
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n# nothing\n", '[study]\nname = "x"\n', "[cohort]\nsample_n = 4\n"],
+)
+def test_a_config_must_name_its_cohort(tmp_path, text):
+    with pytest.raises(ConfigError, match=r"(names no cohort|empty).*\[cohort\] path") as err:
+        load_study_config(_write(tmp_path, text))
+    assert "study.toml" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["variants", "archs", "threat_models"])
+def test_an_empty_run_list_is_refused(tmp_path, key):
+    with pytest.raises(ConfigError, match=rf"{key} is empty"):
+        load_study_config(_write(tmp_path, f'{key} = []\n[cohort]\npath = "sample"\n'))

@@ -34,6 +34,7 @@ __all__ = [
     "Preprocessed",
     "preprocess_subject",
     "preprocess_cohort",
+    "save_pending",
     "learn_nyul_landmarks",
     "cache_dir",
     "config_with_nyul",
@@ -280,11 +281,16 @@ def _load_cache(path: Path, subject_id: str, config: PreprocessConfig) -> Prepro
 
 
 def preprocess_subject(
-    subject: Subject, config: PreprocessConfig, use_cache: bool = True
+    subject: Subject,
+    config: PreprocessConfig,
+    use_cache: bool = True,
+    pending: list[tuple[Path, Preprocessed]] | None = None,
 ) -> Preprocessed:
     """Preprocess one subject, reading from / writing to the on-disk cache.
 
-    The cache key is a content hash of the subject's files and the config.
+    The cache key is a content hash of the subject's files and the config. With
+    ``pending``, a new entry is appended there instead of written (a job that is still
+    checking its inputs writes nothing; :func:`save_pending` writes them later).
     """
     if not use_cache:
         return _compute(subject, config)
@@ -294,8 +300,18 @@ def preprocess_subject(
         if hit is not None:
             return hit
     pre = _compute(subject, config)
-    _save_cache(path, pre)
+    if pending is None:
+        _save_cache(path, pre)
+    else:
+        pending.append((path, pre))
     return pre
+
+
+def save_pending(pending: list[tuple[Path, Preprocessed]]) -> None:
+    """Write the cache entries :func:`preprocess_subject` deferred into ``pending``, and empty it."""
+    for path, pre in pending:
+        _save_cache(path, pre)
+    pending.clear()
 
 
 def preprocess_cohort(

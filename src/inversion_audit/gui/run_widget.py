@@ -103,6 +103,7 @@ class RunStudyWidget(QWidget):
     def run(self, config_path: str | Path, out_dir: str | Path, device: str = "cpu") -> Job | None:
         """Check the config and start the study in a worker; ``None`` (and an error) if invalid."""
         from ..study.config import load_study_config
+        from ..study.inputs import check_cohort_paths
 
         if not str(config_path).strip() or not str(out_dir).strip():
             show_error("Run study: choose a config file and an output folder first.")
@@ -118,6 +119,7 @@ class RunStudyWidget(QWidget):
             return None
         try:
             config = load_study_config(config_path)
+            check_cohort_paths(config)  # a missing cohort folder fails here, not in the job
         except InversionAuditError as exc:
             show_error(f"Run study: {user_message(exc)}")
             return None

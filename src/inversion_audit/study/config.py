@@ -192,6 +192,16 @@ class StudyConfig:
     source: str | None = None
 
     def __post_init__(self) -> None:
+        for key, allowed in (
+            ("variants", VARIANTS),
+            ("archs", ARCHS),
+            ("threat_models", THREAT_MODELS),
+        ):
+            if not getattr(self, key):
+                raise ConfigError(
+                    f"{key} is empty: name at least one of {', '.join(allowed)} "
+                    "(an empty list would run nothing)"
+                )
         for v in self.variants:
             if v not in VARIANTS:
                 raise ConfigError(
@@ -350,7 +360,14 @@ def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig
                 raise ConfigError(
                     f"unknown key '{key}' (allowed: {', '.join(sorted([*_SECTIONS, *_PLAIN]))})"
                 )
-        return StudyConfig(**kwargs, source=source)
+        config = StudyConfig(**kwargs, source=source)
+        cohort = data.get("cohort")
+        if not isinstance(cohort, dict) or "path" not in cohort:
+            raise ConfigError(
+                "the config names no cohort: set [cohort] path to a cohort folder or CSV "
+                'manifest, or path = "sample" for the bundled synthetic cohort'
+            )
+        return config
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}" if source else str(exc)) from exc
 
@@ -360,6 +377,8 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ConfigError(f"{path}: the config file is empty; a study needs at least [cohort] path")
     data = read_toml(path, ConfigError, "study config")  # size and nesting bounded first
     return study_config_from_dict(data, source=str(path))
 

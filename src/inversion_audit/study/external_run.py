@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..models.external import ExternalModel
     from .runner import _Study
 
-__all__ = ["RECORD", "external_fold", "external_markdown", "run_external"]
+__all__ = ["RECORD", "check_external", "external_fold", "external_markdown", "run_external"]
 
 RECORD = "external_model.json"
 ARCH = "external"
@@ -148,22 +148,37 @@ def own_segmentation(
     return (segment_fn, tcfg.label_map), f"the model's own segmentation ({given} classes)"
 
 
-def run_external(study: _Study) -> None:
-    """Every stage of the external run, in order (resumable like the protocol's)."""
+def check_external(study: _Study) -> None:
+    """Before anything is written: the members, the holdout and the model of every variant.
+
+    Sets the study's one fold and holdout and keeps each variant's loaded model in
+    ``study.external_models`` for :func:`run_external`.
+    """
     source = parse_model_source(study.config.model)
     fold = external_fold(study, source)
     study.folds = [fold]
     study.holdout_by_fold = assign_holdout(study.holdout_ids, study.folds)
-    attack_ids = study.attack_ids(fold)[0]
     check_holdout_unused(  # before any training: the model's members and the decoder's set
         study.holdout_ids,
-        {"model's members (the private set)": fold.private_set, "fold 0 attack set": attack_ids},
+        {
+            "model's members (the private set)": fold.private_set,
+            "fold 0 attack set": study.attack_ids(fold)[0],
+        },
     )
+    study.external_models = {v: _load(study, source, v) for v in study.config.variants}
+
+
+def run_external(study: _Study) -> None:
+    """Every stage of the external run, in order (resumable like the protocol's)."""
+    if not study.external_models:
+        check_external(study)
+    fold = study.folds[0]
+    attack_ids = study.attack_ids(fold)[0]
     record: dict[str, Any] = {"members": len(fold.private_set), "attack": len(attack_ids)}
     if study.holdout_ids:
         record["holdout"] = len(study.holdout_ids)
     for variant in study.config.variants:
-        model = _load(study, source, variant)
+        model = study.external_models[variant]
         record[variant] = model.describe()
         protocol.write_preprocessed(study, variant)
         own, dice_note = own_segmentation(study, model, fold, variant)

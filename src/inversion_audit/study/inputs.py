@@ -12,7 +12,13 @@ from ..data.preprocess import PreprocessConfig, preprocess_subject
 from ..errors import CohortError
 from .config import StudyConfig, missing_cohort
 
-__all__ = ["cohort_location", "resolve_cohort", "select_subjects", "common_shape"]
+__all__ = [
+    "check_cohort_paths",
+    "cohort_location",
+    "resolve_cohort",
+    "select_subjects",
+    "common_shape",
+]
 
 
 def cohort_location(path: str, config: StudyConfig, generate: bool = True) -> Path:
@@ -39,11 +45,32 @@ def cohort_location(path: str, config: StudyConfig, generate: bool = True) -> Pa
     return root
 
 
+def check_cohort_paths(config: StudyConfig) -> None:
+    """Raise :class:`~inversion_audit.errors.ConfigError` for a cohort folder the config names
+    (``path``, ``attack_path``, ``holdout_path``) that does not exist; generates nothing."""
+    from ..sample_data import SAMPLE_KEYWORD
+
+    for key in ("path", "attack_path", "holdout_path"):
+        value = getattr(config.cohort, key)
+        if value is None or (value == SAMPLE_KEYWORD and not Path(value).exists()):
+            continue
+        root = cohort_location(value, config, generate=False)
+        if not root.exists():
+            raise missing_cohort(config, f"cohort.{key}", value, root)
+
+
 def resolve_cohort(path: str, config: StudyConfig) -> Cohort:
     """The cohort a config's ``path`` names (see :func:`cohort_location`), loaded."""
     root = cohort_location(path, config)
     if not root.exists():
-        key = "cohort.attack_path" if path == config.cohort.attack_path else "cohort.path"
+        key = next(
+            (
+                f"cohort.{k}"
+                for k in ("path", "attack_path", "holdout_path")
+                if getattr(config.cohort, k) == path
+            ),
+            "cohort.path",
+        )
         raise missing_cohort(config, key, path, root)
     return load_cohort(root, config.cohort.image_pattern, config.cohort.labels_pattern)
 
@@ -60,10 +87,16 @@ def select_subjects(cohort: Cohort, config: StudyConfig) -> Cohort:
     return cohort.subset(ids)
 
 
-def common_shape(cohort: Cohort, base: PreprocessConfig) -> PreprocessConfig:
-    """Fix ``shape`` to the largest per-subject shape so that all subjects share one grid."""
+def common_shape(
+    cohort: Cohort, base: PreprocessConfig, pending: list | None = None
+) -> PreprocessConfig:
+    """Fix ``shape`` to the largest per-subject shape so that all subjects share one grid.
+
+    ``pending``: see :func:`~inversion_audit.data.preprocess.preprocess_subject` (cache
+    entries held back until the job has checked all its inputs).
+    """
     if base.shape is not None:
         return base
     loose = dataclasses.replace(base, intensity="none", nyul_landmarks=None)
-    shapes = np.array([preprocess_subject(s, loose).shape for s in cohort])
+    shapes = np.array([preprocess_subject(s, loose, pending=pending).shape for s in cohort])
     return dataclasses.replace(base, shape=tuple(int(v) for v in shapes.max(0)))

@@ -14,15 +14,23 @@ import time
 from pathlib import Path
 
 from ..data import Cohort, Fold, kfold_split
-from ..data.preprocess import PreprocessConfig, Preprocessed, config_with_nyul, preprocess_subject
+from ..data.cohort import require_valid
+from ..data.preprocess import (
+    PreprocessConfig,
+    Preprocessed,
+    config_with_nyul,
+    preprocess_subject,
+    save_pending,
+)
 from ..errors import JobCancelled, StudyError
 from ..io import atomic_write_json, atomic_write_text, config_hash, file_hash
+from ..io.paths import check_output_folder
 from ..progress import ProgressCallback, report
 from . import defended_runs, protocol
 from .collect import concatenate_scores, write_rankings
 from .config import StudyConfig, check_folds, dump_study_config
 from .holdout import assign_holdout, check_holdout_unused, gallery, resolve_holdout
-from .inputs import common_shape, resolve_cohort, select_subjects
+from .inputs import check_cohort_paths, common_shape, resolve_cohort, select_subjects
 from .layout import SCORE_COLUMNS, StudyPaths, run_name
 from .provenance import Provenance, read_provenance
 from .stages import StageStore
@@ -51,6 +59,7 @@ class _Study:
         self.stages = StageStore(out, dry_run=dry_run, reuse_from=reuse_from)
         self.progress = progress
         self.device = str(get_device(device or config.study.device))
+        check_cohort_paths(config)  # every folder named, before the sample cohort is generated
         full = resolve_cohort(config.cohort.path, config)
         protocol_cohort = select_subjects(full, config)
         # the non-member control: scored as candidates and reconstructed, never trained on
@@ -67,8 +76,17 @@ class _Study:
         if config.folds.run_folds is not None:
             self.folds = [f for f in self.folds if f.index in config.folds.run_folds]
         self.holdout_by_fold = assign_holdout(self.holdout_ids, self.folds)
+        # every image and label header is read before anything is written (a bad file late
+        # in the cohort must not leave the earlier subjects' outputs behind)
+        where = config.source or "config"
+        require_valid(self.cohort, require_labels=not config.model, where=f"{where}: cohort")
+        if self.attack_cohort is not None:
+            require_valid(self.attack_cohort, where=f"{where}: cohort.attack_path")
+        #: preprocessing cache entries computed while checking, written once the run starts
+        self.pending_cache: list = []
         self.pre_configs = {
-            v: common_shape(self.cohort, config.preprocess_config(v)) for v in config.variants
+            v: common_shape(self.cohort, config.preprocess_config(v), self.pending_cache)
+            for v in config.variants
         }
         self.input_hashes = {
             s.id: {k: file_hash(p) for k, p in s.files().items()} for s in self.cohort
@@ -88,6 +106,12 @@ class _Study:
                     f"fold {fold.index} attack set": self.attack_ids(fold)[0],
                 },
             )
+        #: with [model]: each variant's external model, loaded while checking the inputs
+        self.external_models: dict = {}
+        if config.model:  # the external model is loaded and checked before any write
+            from .external_run import check_external
+
+            check_external(self)
         # keyed by the subject's files, not its id: the attack cohort may reuse private ids
         self._pre_cache: dict[tuple[tuple[str, ...], str], Preprocessed] = {}
         self.provenance = Provenance(config.to_dict(), self.device)
@@ -170,6 +194,7 @@ class _Study:
     def run(self) -> Path:
         out = self.paths.root
         out.mkdir(parents=True, exist_ok=True)
+        save_pending(self.pending_cache)
         atomic_write_text(out / "config.toml", dump_study_config(self.config))
         self.provenance.merge_previous(read_provenance(out / "provenance.json"))
         self.write_provenance()  # the start is kept even if this invocation is interrupted
@@ -281,6 +306,12 @@ def run_study(
     from ..devices import set_threads
 
     out = Path(out_dir)
+    check_output_folder(out)
+    reuse = Path(reuse_from) if reuse_from is not None else None
+    if reuse is not None and not (reuse / "stages").is_dir():
+        raise StudyError(f"{reuse}: not a study folder (no stages/) to reuse stages from")
+    # every input is read and checked here; nothing is written before this succeeds
+    study = _Study(config, out, device, progress, reuse_from=reuse)
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_scratch()  # temporary images left by a killed earlier run
     set_threads(config.study.threads)
@@ -291,10 +322,6 @@ def run_study(
     root_logger.setLevel(logging.INFO)
     try:
         log.info("study %s -> %s", config.study.name, out)
-        reuse = Path(reuse_from) if reuse_from is not None else None
-        if reuse is not None and not (reuse / "stages").is_dir():
-            raise StudyError(f"{reuse}: not a study folder (no stages/) to reuse stages from")
-        study = _Study(config, out, device, progress, reuse_from=reuse)
         result = study.run()
         log.info("study finished: %s", out / "report.html")
         return result
