@@ -145,7 +145,10 @@ def test_cancel_then_resume_runs_the_study_and_opens_it(
     assert study_widget.entry_list.count() == 6  # the Open study widget lists the new study
 
 
-@pytest.mark.parametrize("problem", ["unknown key", "missing config", "unknown target key"])
+@pytest.mark.parametrize(
+    "problem",
+    ["unknown key", "missing config", "unknown target key", "empty config", "missing cohort"],
+)
 def test_bad_config_is_an_error_naming_the_problem(
     make_napari_viewer, tiny_cohort, tmp_path, problem
 ):
@@ -154,6 +157,12 @@ def test_bad_config_is_an_error_naming_the_problem(
         expected = "study.colour"
     elif problem == "missing config":
         config, expected = tmp_path / "nowhere.toml", "nowhere.toml"
+    elif problem == "empty config":
+        config, expected = tmp_path / "empty.toml", "[cohort] path"
+        config.write_text("")
+    elif problem == "missing cohort":
+        config = write_tiny_config(tmp_path / "bad.toml", tmp_path / "no-such-cohort")
+        expected = "no-such-cohort"
     else:
         config = write_tiny_config(tmp_path / "bad.toml", tiny_cohort)
         config.write_text(config.read_text().replace("[target]", "[target]\nwidth = 3"))
