@@ -140,3 +140,31 @@ def test_kfold_split_paper_protocol():
     assert kfold_split(ids, 4, seed=4) != folds
     with pytest.raises(ValueError):
         kfold_split(ids[:3], 4)
+
+
+def test_manifest_with_a_header_only_lists_no_subjects(tmp_path, capsys):
+    manifest = tmp_path / "empty.csv"
+    manifest.write_text("id,image,labels\n\n")
+    with pytest.raises(CohortError, match=r"empty\.csv: manifest lists no subjects"):
+        load_cohort(manifest)
+    assert main(["cohort", "check", str(manifest)]) == 1
+    assert f"{manifest}: manifest lists no subjects" in capsys.readouterr().err
+
+
+def test_manifest_that_is_not_utf8_names_the_byte(tiny_cohort, tmp_path, capsys):
+    manifest = tmp_path / "latin1.csv"
+    rows = f"id,image\nsub00,{tiny_cohort / 'sub00_T1.nii.gz'}\n"
+    manifest.write_bytes(rows.encode() + "sub01,Müller.nii.gz\n".encode("latin-1"))
+    offset = len(rows.encode()) + len("sub01,M")
+    message = f"{manifest}: not UTF-8 text (byte 0xfc at offset {offset})"
+    with pytest.raises(CohortError) as err:
+        load_cohort(manifest)
+    assert str(err.value) == message
+    assert main(["cohort", "check", str(manifest)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_manifest_with_a_byte_order_mark(tiny_cohort, tmp_path):
+    manifest = tmp_path / "excel.csv"
+    manifest.write_bytes(b"\xef\xbb\xbfid,image\nx," + bytes(tiny_cohort / "sub00_T1.nii.gz"))
+    assert load_cohort(manifest).ids == ["x"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import io
+import os
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from inversion_audit.errors import VolumeError
+from inversion_audit.errors import ConfigError, OutputError, VolumeError
 from inversion_audit.io import read_labels, read_volume, write_volume
 from inversion_audit.io.atomic import atomic_path, atomic_write_text
 
@@ -128,3 +131,144 @@ def test_labels_are_integers(tmp_path):
     nib.save(nib.Nifti1Image(lab, np.eye(4)), tmp_path / "x_seg.nii.gz")
     vol = read_labels(tmp_path / "x_seg.nii.gz")
     assert vol.array.dtype == np.int32 and set(np.unique(vol.array)) == {0, 7}
+
+
+def _header_only(path, shape, affine=np.diag([-2.0, 2.0, 2.0, 1.0])):
+    """A NIfTI whose header claims ``shape`` but holds 64 voxels (LAS: reorienting it to RAS
+    would read, and first allocate, every claimed voxel)."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.float32)
+    hdr.set_data_shape(shape)
+    hdr.set_qform(affine, code=1)
+    hdr.set_sform(affine, code=1)
+    hdr["vox_offset"] = 352
+    raw = hdr.binaryblock + b"\0" * 4 + np.zeros(64, np.float32).tobytes()
+    path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("axis.nii.gz", (4096, 4096, 4096)),  # today: MemoryError in as_closest_canonical
+        ("axis.nii", (4096, 2, 2)),  # one axis over 2048
+        ("total.nii.gz", (2048, 2048, 1024)),  # each axis allowed, 2^32 voxels in all
+    ],
+)
+def test_huge_header_grid_is_refused_unread(tmp_path, name, shape):
+    path = _header_only(tmp_path / name, shape)
+    for reader in (read_volume, read_labels):
+        with pytest.raises(VolumeError, match=rf"{name}: header claims a .* grid") as err:
+            reader(path)
+        assert "x".join(map(str, shape)) in str(err.value)
+
+
+def test_grid_bounds_are_inclusive_and_empty_grids_refused(tmp_path):
+    from inversion_audit.io.nifti import MAX_GRID_AXIS
+
+    data = np.ones((MAX_GRID_AXIS, 2, 2), np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "edge.nii")
+    assert read_volume(tmp_path / "edge.nii").shape == (MAX_GRID_AXIS, 2, 2)
+    nib.save(nib.Nifti1Image(np.zeros((0, 4, 4), np.float32), np.eye(4)), tmp_path / "e.nii")
+    with pytest.raises(VolumeError, match=r"e\.nii: header claims an empty grid"):
+        read_volume(tmp_path / "e.nii")
+
+
+def _enospc(code=errno.ENOSPC):
+    return OSError(code, os.strerror(code))
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_full_disk_while_writing_bytes_keeps_the_old_file(tmp_path, monkeypatch):
+    """The fault: the temporary file takes half the data, then the disk is full."""
+    from inversion_audit.io import atomic
+
+    target = tmp_path / "result.json"
+    atomic.atomic_write_json(target, {"old": 1})
+    before = target.read_bytes()
+
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            super().write(bytes(data)[: len(data) // 2])
+            raise _enospc()
+
+    monkeypatch.setattr(atomic, "open", lambda p, mode: FullDisk(p, mode), raising=False)
+    with pytest.raises(OutputError, match=f"no space left on device writing {target}"):
+        atomic.atomic_write_json(target, {"new": list(range(1000))})
+    assert target.read_bytes() == before
+    assert _files(tmp_path) == ["result.json"]
+    # a new file: nothing is left behind at all
+    with pytest.raises(OutputError, match=r"writing .*fresh\.txt"):
+        atomic.atomic_write_text(tmp_path / "fresh.txt", "x" * 100)
+    assert _files(tmp_path) == ["result.json"]
+
+
+def test_full_disk_while_writing_a_volume_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "recon.nii.gz"
+    write_volume(target, np.ones((3, 3, 3), np.float32), np.eye(4))
+    before = target.read_bytes()
+
+    def full_disk_save(img, filename):
+        with open(filename, "wb") as fh:  # the writer had begun
+            fh.write(before[:10])
+        raise _enospc(errno.EDQUOT)
+
+    monkeypatch.setattr(nib, "save", full_disk_save)
+    with pytest.raises(
+        OutputError, match=r"no space left on device writing .*recon\.nii\.gz \(disk quota"
+    ):
+        write_volume(target, np.zeros((3, 3, 3), np.float32), np.eye(4))
+    assert target.read_bytes() == before
+    assert _files(tmp_path) == ["recon.nii.gz"]
+
+
+def test_full_disk_at_the_rename_and_other_errors(tmp_path, monkeypatch):
+    from inversion_audit.io import atomic
+
+    target = tmp_path / "t.txt"
+    atomic.atomic_write_text(target, "old")
+    real_replace = os.replace
+
+    def failing_replace(src, dst, code=errno.ENOSPC):
+        raise _enospc(code)
+
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    with pytest.raises(OutputError, match="no space left on device writing"):
+        atomic.atomic_write_text(target, "new")
+    assert target.read_text() == "old" and _files(tmp_path) == ["t.txt"]
+    # any other OS error is not a full disk: it stays what it is (and the old file stays)
+    monkeypatch.setattr(atomic.os, "replace", lambda s, d: failing_replace(s, d, errno.EACCES))
+    with pytest.raises(PermissionError):
+        atomic.atomic_write_text(target, "new")
+    assert target.read_text() == "old" and _files(tmp_path) == ["t.txt"]
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    assert atomic.atomic_write_text(target, "new").read_text() == "new"
+
+
+@pytest.mark.parametrize("reader", ["read_text", "read_json", "read_toml"])
+def test_untrusted_text_that_is_not_utf8_names_the_byte(tmp_path, reader):
+    from inversion_audit.io import untrusted
+
+    path = tmp_path / "conf.txt"
+    path.write_bytes(b'{"a": "caf\xc3\xa9 \xff"}')
+    with pytest.raises(ConfigError) as err:
+        getattr(untrusted, reader)(path, ConfigError)
+    assert str(err.value) == f"{path}: not UTF-8 text (byte 0xff at offset 13)"
+
+
+def test_not_utf8_scans_the_whole_file_for_the_first_bad_byte(tmp_path):
+    from inversion_audit.io.untrusted import not_utf8
+
+    path = tmp_path / "big.csv"
+    block = 2**20
+    # a two-byte character across the scanner's block boundary, then a bad byte
+    data = b"a" * (block - 1) + "é".encode() + b"b" * 10 + b"\xfe" + b"c" * 10
+    path.write_bytes(data)
+    assert str(not_utf8(path, ConfigError)) == (
+        f"{path}: not UTF-8 text (byte 0xfe at offset {block + 11})"
+    )
+    path.write_bytes(b"abc\xc3")  # a character cut off at the end of the file
+    assert str(not_utf8(path, ConfigError)).endswith("(byte 0xc3 at offset 3)")

@@ -9,6 +9,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "StudyError",
+    "OutputError",
     "JobCancelled",
 ]
 
@@ -35,6 +36,10 @@ class ConfigError(InversionAuditError, ValueError):
 
 class StudyError(InversionAuditError, ValueError):
     """A study folder is missing, incomplete, or holds a malformed table; names the folder or file."""
+
+
+class OutputError(InversionAuditError, OSError):
+    """An output could not be written (disk full, quota exceeded); names the file."""
 
 
 class JobCancelled(InversionAuditError):

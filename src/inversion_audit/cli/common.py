@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..data import Cohort
+    from ..data import Cohort, Subject
 
 __all__ = [
     "add_device_args",
     "add_quiet_arg",
+    "check_subjects",
     "fail",
     "load_cohort_arg",
     "split_ids",
@@ -66,3 +68,23 @@ def load_cohort_arg(path: str, image_pattern: str, labels_pattern: str) -> Cohor
     from ..sample_data import resolve_cohort_path
 
     return load_cohort(resolve_cohort_path(path), image_pattern, labels_pattern)
+
+
+def check_subjects(
+    subjects: list[Subject],
+    skull_strip: str,
+    where: str | os.PathLike[str],
+    require_labels: bool = False,
+) -> None:
+    """Refuse, before a command writes anything, subjects it could not finish: every file is
+    opened (header and voxels) and each subject must have what ``skull_strip`` needs (labels
+    or a mask). Raises :class:`~inversion_audit.errors.CohortError` naming ``where`` and each
+    bad file."""
+    from ..data.cohort import require_valid
+    from ..errors import CohortError
+
+    if skull_strip == "mask":
+        no_mask = [s.id for s in subjects if s.mask is None]
+        if no_mask:
+            raise CohortError(f"{where}: skull_strip='mask' but no mask for {', '.join(no_mask)}")
+    require_valid(subjects, require_labels=require_labels or skull_strip == "labels", where=where)

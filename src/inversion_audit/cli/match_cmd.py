@@ -20,6 +20,10 @@ else from the reconstruction folder's name when it is a run name (a study's
 Deformation runs on each reconstruction's SSIM top-k candidates (``--top-k``; default: all),
 with one ITK thread per registration, so results do not depend on ``--threads``.
 Exit code 1 if a registration failed (the other results are still written).
+
+Validate, then write: the flags, the output folder, every reconstruction file and every
+candidate's files (headers and voxels) are checked before the first write, to ``--out`` or to
+the preprocessing cache; a refusal leaves both as they were.
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from pathlib import Path
 
 from ..data import DEFAULT_IMAGE_PATTERN, DEFAULT_LABELS_PATTERN
 from ..errors import ConfigError
-from .common import add_device_args, add_quiet_arg, load_cohort_arg, setup_logging
+from .common import (
+    add_device_args,
+    add_quiet_arg,
+    check_subjects,
+    load_cohort_arg,
+    setup_logging,
+)
 
 __all__ = ["register"]
 
@@ -103,7 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_match)
 
 
-def _options(args: argparse.Namespace, n_candidates: int):
+def _options(args: argparse.Namespace):
+    """The scoring options of the flags (``top_k`` as given: ``None`` means all candidates)."""
     from ..matching.pipeline import PIPELINE_METRICS, MatchOptions
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -119,7 +130,7 @@ def _options(args: argparse.Namespace, n_candidates: int):
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     return MatchOptions(
         metrics=tuple(metrics),
-        top_k=args.top_k or n_candidates,
+        top_k=args.top_k,
         deformation_preset=args.preset,
         scheduler=args.scheduler,
         n_workers=args.workers,
@@ -143,9 +154,10 @@ def _run_tags(args: argparse.Namespace) -> tuple[int | None, str, str, str]:
 
 
 def _match(args: argparse.Namespace) -> int:
+    import dataclasses
     import os
 
-    from ..data import PreprocessConfig, preprocess_cohort
+    from ..data import PreprocessConfig, preprocess_cohort, save_pending
     from ..devices import set_threads
     from ..io import atomic_write_json
     from ..io.paths import check_output_folder
@@ -156,25 +168,32 @@ def _match(args: argparse.Namespace) -> int:
 
     setup_logging(args.quiet)
     set_threads(args.threads)
+    # validate, then write: flags, the output folder, every reconstruction and candidate file
+    # are checked before the first write (to --out, or to the cache by preprocessing)
     tags = _run_tags(args)
-    check_output_folder(args.out)  # before the scoring, not after it
+    options = _options(args)
+    check_output_folder(args.out)
     files, pattern = inputs.find_reconstructions(args.reconstructions, args.reconstruction_pattern)
-    cohort = load_cohort_arg(args.candidates, args.image_pattern, args.labels_pattern)
-    options = _options(args, len(cohort.ids))
     base = PreprocessConfig(
         skull_strip=args.skull_strip,
         intensity=args.intensity,
         bias_correction=args.bias_correction,
     )
     config = inputs.grid_config(base, files, pattern, args.shape, args.spacing)
+    on_pre = inputs.on_preprocessed_grid(pattern)
+    cohort = load_cohort_arg(args.candidates, args.image_pattern, args.labels_pattern)
+    inputs.check_reconstructions(files, on_pre, config, cohort.ids)
+    check_subjects(list(cohort), args.skull_strip, args.candidates)
+    options = dataclasses.replace(options, top_k=args.top_k or len(cohort))
     with tqdm_progress(args.quiet) as progress:
-        pres = preprocess_cohort(list(cohort), config, progress=progress)
+        pending: list = []  # cache entries held back until every reconstruction fits its grid
+        pres = preprocess_cohort(list(cohort), config, progress=progress, pending=pending)
         candidates = {p.subject_id: p for p in pres}
-        on_pre = inputs.on_preprocessed_grid(pattern)
         recs = {
             rid: inputs.load_reconstruction(files[rid], rid, on_pre, candidates, config.shape)
             for rid in sorted(files)
         }
+        save_pending(pending)
         scores = score_reconstructions(
             recs,
             candidates,

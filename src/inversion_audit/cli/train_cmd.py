@@ -7,6 +7,10 @@ writes ``OUT/<id>_recon.nii.gz`` (the subject's original grid) and
 ``OUT/<id>_recon_pre.nii.gz`` (the preprocessed grid). Settings come from flags, or
 from ``--config FILE.toml`` with ``[target]``, ``[inversion]`` and ``[preprocess]``
 tables (flags override it).
+
+Validate, then write: each command reads and checks its config, checkpoints, subject ids and
+every subject's files (headers and voxels) before it writes to ``--out`` or to the
+preprocessing cache; a refusal leaves both as they were.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..data import (
     DEFAULT_IMAGE_PATTERN,
@@ -23,8 +29,8 @@ from ..data import (
     PreprocessConfig,
     config_with_nyul,
     preprocess_subject,
+    save_pending,
 )
-from ..data.cohort import require_valid
 from ..errors import CohortError, ConfigError
 from ..io.paths import check_output_folder, output_path
 from ..io.untrusted import read_json, read_toml
@@ -32,11 +38,16 @@ from ..models import ARCHITECTURES
 from .common import (
     add_device_args,
     add_quiet_arg,
+    check_subjects,
     fail,
     load_cohort_arg,
     setup_logging,
     split_ids,
 )
+
+if TYPE_CHECKING:
+    from ..data import Subject
+    from ..training import TargetConfig
 
 __all__ = ["register"]
 
@@ -188,12 +199,52 @@ def _cohort_subjects(args: argparse.Namespace):
     return [cohort[i] for i in ids]
 
 
-def _fixed_shape(subjects, config: PreprocessConfig) -> PreprocessConfig:
-    """With no shape given, the smallest grid (divisible as required) that holds every subject."""
+def _fixed_shape(subjects, config: PreprocessConfig, pending: list) -> PreprocessConfig:
+    """With no shape given, the smallest grid (divisible as required) that holds every subject;
+    new cache entries are held in ``pending`` until the grid has been checked."""
     if config.shape is not None:
         return config
-    shapes = [preprocess_subject(s, config).shape for s in subjects]
+    shapes = [preprocess_subject(s, config, pending=pending).shape for s in subjects]
     return dataclasses.replace(config, shape=tuple(max(sh[a] for sh in shapes) for a in range(3)))
+
+
+def _check_trainable(
+    config: TargetConfig, pre_config: PreprocessConfig, subjects: list[Subject]
+) -> None:
+    """Refuse, before preprocessing writes the cache, what training would refuse later: a grid
+    the network cannot take, labels outside the label map or beyond ``n_classes``."""
+    from ..io import read_labels
+
+    multiple = config.multiple
+    if pre_config.shape is not None:
+        if any(s % multiple for s in pre_config.shape):
+            raise ConfigError(
+                f"preprocess shape {tuple(pre_config.shape)} is not divisible by {multiple} "
+                "(pool_size ** depth)"
+            )
+        if config.patch_size is not None and any(
+            p > s for p, s in zip(config.patch_size, pre_config.shape, strict=True)
+        ):
+            raise ConfigError(
+                f"patch_size {config.patch_size} is larger than the grid {pre_config.shape}"
+            )
+    elif pre_config.divisible_by % multiple:
+        raise ConfigError(
+            f"preprocess divisible_by {pre_config.divisible_by} is not a multiple of {multiple} "
+            "(pool_size ** depth)"
+        )
+    allowed = None if config.label_map is None else {0, *config.label_map}
+    for subject in subjects:
+        present = {int(v) for v in np.unique(read_labels(subject.labels).array)}
+        if allowed is not None and present - allowed:
+            raise CohortError(
+                f"{subject.labels}: labels {sorted(present - allowed)[:10]} are not in the label map"
+            )
+        top = max(config.label_map.values()) if config.label_map else max(present)
+        if config.n_classes is not None and top >= config.n_classes:
+            raise CohortError(
+                f"{subject.labels}: labels reach class {top} but n_classes is {config.n_classes}"
+            )
 
 
 def _train_target(args: argparse.Namespace) -> int:
@@ -224,8 +275,12 @@ def _train_target(args: argparse.Namespace) -> int:
         raise CohortError(
             f"{args.cohort}: training a target needs labels; none for {', '.join(missing)}"
         )
-    require_valid(subjects, require_labels=True, where=args.cohort)
-    pre_config = _fixed_shape(subjects, config_with_nyul(pre_config, subjects))
+    check_subjects(subjects, pre_config.skull_strip, args.cohort, require_labels=True)
+    _check_trainable(config, pre_config, subjects)
+    pending: list = []
+    pre_config = _fixed_shape(subjects, config_with_nyul(pre_config, subjects), pending)
+    _check_trainable(config, pre_config, [])  # the computed grid against the patch size
+    save_pending(pending)
     with tqdm_progress(args.quiet) as progress:
         pres = preprocess_cohort(subjects, pre_config, progress=progress)
         try:
@@ -277,7 +332,7 @@ def _train_inversion(args: argparse.Namespace) -> int:
         )
     check_output_folder(args.out, ("inversion.safetensors", "inversion.json"))
     subjects = _cohort_subjects(args)
-    require_valid(subjects, require_labels=pre_config.skull_strip == "labels", where=args.cohort)
+    check_subjects(subjects, pre_config.skull_strip, args.cohort)
     with tqdm_progress(args.quiet) as progress:
         pres = preprocess_cohort(subjects, pre_config, progress=progress)
         try:
@@ -322,11 +377,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     # everything is checked before the first write: the folder, every output name, every file
     names = [f"{s.id}{suffix}" for s in subjects for suffix in RECON_SUFFIXES]
     check_output_folder(out, (*names, RECORD))
-    strip = pre_config.skull_strip
-    require_valid(subjects, require_labels=strip == "labels", where=args.cohort)
-    no_mask = [s.id for s in subjects if strip == "mask" and s.mask is None]
-    if no_mask:
-        raise CohortError(f"{args.cohort}: skull_strip='mask' but no mask for {', '.join(no_mask)}")
+    check_subjects(subjects, pre_config.skull_strip, args.cohort)
     done: list[str] = []
     with tqdm_progress(args.quiet) as progress:
         try:

@@ -19,6 +19,7 @@ from .preprocess import (
     learn_nyul_landmarks,
     preprocess_cohort,
     preprocess_subject,
+    save_pending,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "load_cohort",
     "preprocess_cohort",
     "preprocess_subject",
+    "save_pending",
     "validate_cohort",
     "validate_subject",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import CohortError, VolumeError
 from ..io import Volume, read_labels, read_volume
 from ..io.paths import check_subject_id
+from ..io.untrusted import not_utf8
 
 __all__ = [
     "Subject",
@@ -154,7 +155,8 @@ def _from_csv(path: Path) -> list[Subject]:
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise CohortError(f"{path}: manifest larger than {MAX_MANIFEST_BYTES // 2**20} MiB")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a spreadsheet's byte order mark is not part of the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             cols = set(reader.fieldnames or ())
             if not {"id", "image"} <= cols:
@@ -162,8 +164,14 @@ def _from_csv(path: Path) -> list[Subject]:
                     f"{path}: manifest needs columns 'id' and 'image', has {sorted(cols)}"
                 )
             rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise CohortError(f"{path}: unreadable CSV manifest ({exc})") from exc
+    except UnicodeDecodeError:
+        raise not_utf8(path, CohortError) from None
+    except csv.Error as exc:
+        raise CohortError(f"{path}: unreadable CSV manifest ({exc})") from None
+    except OSError as exc:
+        raise CohortError(f"{path}: unreadable CSV manifest ({exc.strerror or exc})") from None
+    if not rows:
+        raise CohortError(f"{path}: manifest lists no subjects (a header and no rows)")
 
     def resolve(value: str | None) -> Path | None:
         if not value:

@@ -319,13 +319,15 @@ def preprocess_cohort(
     config: PreprocessConfig,
     use_cache: bool = True,
     progress=None,
+    pending: list[tuple[Path, Preprocessed]] | None = None,
 ) -> list[Preprocessed]:
-    """Preprocess several subjects in order, reporting progress as ``(done, total, "preprocess")``."""
+    """Preprocess several subjects in order, reporting progress as ``(done, total, "preprocess")``;
+    ``pending`` as in :func:`preprocess_subject`."""
     from ..progress import report
 
     out = []
     for k, subject in enumerate(subjects):
-        out.append(preprocess_subject(subject, config, use_cache))
+        out.append(preprocess_subject(subject, config, use_cache, pending))
         report(progress, k + 1, len(subjects), "preprocess")
     return out
 

@@ -1,7 +1,13 @@
-"""Atomic file writing: write to a temporary file in the same folder, then rename."""
+"""Atomic file writing: write to a temporary file in the same folder, then rename.
+
+A full disk (``ENOSPC``) or an exceeded quota (``EDQUOT``) raises
+:class:`~inversion_audit.errors.OutputError` naming the file, with the temporary file
+removed and any older file left as it was.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -10,7 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import InversionAuditError, OutputError
+
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json"]
+
+#: errno values that mean "the disk (or the user's share of it) is full"
+_NO_SPACE = {errno.ENOSPC: "", getattr(errno, "EDQUOT", -1): " (disk quota exceeded)"}
 
 
 def _suffixes(path: Path) -> str:
@@ -26,21 +37,42 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     left intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{_suffixes(path)}", dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; final files get normal permissions
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{_suffixes(path)}", dir=path.parent
+        )
+        os.close(fd)
+    except OSError as exc:
+        _raise_no_space(path, exc)
+        raise
+    tmp_path = Path(tmp)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        # mkstemp creates 0600; final files get normal permissions
+        os.chmod(tmp_path, 0o666 & ~umask)
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        _raise_no_space(path, exc)
         raise
+
+
+def _raise_no_space(path: Path, exc: BaseException) -> None:
+    """Raise :class:`OutputError` naming ``path`` if ``exc`` (or an exception it was raised
+    from, e.g. inside a writer library) says the disk is full; else return."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain: the writer may have wrapped the OS error
+        if seen is None or isinstance(seen, InversionAuditError) or not isinstance(seen, Exception):
+            return  # already named, or an interrupt
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            raise OutputError(
+                f"no space left on device writing {path}{_NO_SPACE[seen.errno]}; "
+                "nothing was replaced"
+            ) from exc
+        seen = seen.__cause__ or seen.__context__
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

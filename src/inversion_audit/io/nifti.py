@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -22,12 +23,17 @@ __all__ = [
     "to_nifti",
     "scrub_header",
     "FREE_TEXT_FIELDS",
+    "MAX_GRID_AXIS",
+    "MAX_GRID_VOXELS",
     "NIFTI_SUFFIXES",
 ]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: Header fields that may carry free text (names, dates, scanner notes).
 FREE_TEXT_FIELDS = ("descrip", "aux_file", "db_name", "intent_name")
+#: the largest grid a header may claim, per axis and in all: checked before any voxel is read
+MAX_GRID_AXIS = 2048
+MAX_GRID_VOXELS = 2**31
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +108,7 @@ def _load_canonical(path: Path) -> nib.Nifti1Image:
         raise VolumeError(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # nibabel raises many kinds on corrupt headers
         raise VolumeError(f"{path}: corrupt NIfTI header ({type(exc).__name__}: {exc})") from exc
+    _check_grid(path, img.shape)
     if len(img.shape) < 3 or (len(img.shape) > 3 and any(s != 1 for s in img.shape[3:])):
         raise VolumeError(f"{path}: expected a 3D volume, got shape {img.shape}")
     try:
@@ -117,6 +124,18 @@ def _load_canonical(path: Path) -> nib.Nifti1Image:
     }
     canonical.header_text = _header_text(img.header)
     return canonical
+
+
+def _check_grid(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse, from the header alone, a grid that is empty or too large to allocate."""
+    dims = [int(s) for s in shape]
+    if any(d < 1 for d in dims):
+        raise VolumeError(f"{path}: header claims an empty grid {tuple(dims)}")
+    if any(d > MAX_GRID_AXIS for d in dims[:3]) or math.prod(dims) > MAX_GRID_VOXELS:
+        raise VolumeError(
+            f"{path}: header claims a {'x'.join(map(str, dims))} grid, larger than "
+            f"{MAX_GRID_AXIS} voxels per axis or {MAX_GRID_VOXELS} voxels in all; refused unread"
+        )
 
 
 def _header_text(header) -> dict[str, bytes]:

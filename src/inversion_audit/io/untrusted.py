@@ -1,4 +1,4 @@
-"""Reading small untrusted text files (sidecars, configs): size and nesting bounded before parsing.
+"""Reading small untrusted text files (sidecars, configs): size, UTF-8 and nesting checked before parsing.
 
 A checkpoint sidecar or a study config may come from someone else. Before a parser
 sees it, the file's size is checked (no runaway memory) and the nesting depth of its
@@ -8,6 +8,7 @@ is refused here, not by a ``RecursionError`` deep inside the parser).
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -20,7 +21,9 @@ from ..errors import InversionAuditError
 __all__ = [
     "MAX_TEXT_BYTES",
     "MAX_NESTING",
+    "decode_utf8",
     "nesting_depth",
+    "not_utf8",
     "read_json",
     "read_text",
     "read_toml",
@@ -65,6 +68,44 @@ def nesting_depth(text: str, comments: bool = False) -> int:
     return deepest
 
 
+def _not_utf8_message(path: str | os.PathLike[str], byte: int, offset: int) -> str:
+    return f"{path}: not UTF-8 text (byte 0x{byte:02x} at offset {offset})"
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike[str], error: type[InversionAuditError]) -> str:
+    """``data`` (the bytes of file ``path``) as UTF-8 text; else ``error`` naming the file,
+    the first bad byte and its offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(_not_utf8_message(path, exc.object[exc.start], exc.start)) from None
+
+
+def not_utf8(path: str | os.PathLike[str], error: type[InversionAuditError]) -> InversionAuditError:
+    """The error to raise when a text read of ``path`` hit a ``UnicodeDecodeError``.
+
+    The decoder's own offset is relative to a buffered chunk, so the file is scanned once
+    more (in blocks, bounded memory) for its first byte that is not UTF-8.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                chunk = fh.read(2**20)
+                start = offset - len(decoder.getstate()[0])  # file offset of the decoder's input
+                try:
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as exc:
+                    return error(_not_utf8_message(path, exc.object[exc.start], start + exc.start))
+                if not chunk:
+                    break
+                offset += len(chunk)
+    except OSError as exc:
+        return error(f"{path}: unreadable ({exc.strerror or exc})")
+    return error(f"{path}: not UTF-8 text")  # the file changed since the failed read
+
+
 def _read_text(
     path: Path, error: type[InversionAuditError], max_bytes: int, kind: str, comments: bool
 ) -> str:
@@ -72,11 +113,13 @@ def _read_text(
         size = path.stat().st_size
         if size > max_bytes:
             raise error(f"{path}: {kind} is {size} bytes, more than the {max_bytes} allowed")
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise error(f"{path}: unreadable {kind} ({exc})") from None
+    # universal newlines, as a text-mode read would give
+    text = decode_utf8(data, path, error).replace("\r\n", "\n").replace("\r", "\n")
     depth = nesting_depth(text, comments=comments)
     if depth > MAX_NESTING:
         raise error(f"{path}: {kind} is nested {depth} levels deep (at most {MAX_NESTING})")

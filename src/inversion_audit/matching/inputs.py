@@ -20,6 +20,7 @@ from ..errors import ConfigError, VolumeError
 
 __all__ = [
     "AUTO_PATTERNS",
+    "check_reconstructions",
     "find_reconstructions",
     "grid_config",
     "load_reconstruction",
@@ -39,13 +40,20 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
 def find_reconstructions(
     folder: str | Path, pattern: str | None = None
 ) -> tuple[dict[str, Path], str]:
-    """Reconstruction files by subject id, and the pattern used (auto: recon_pre first)."""
+    """Reconstruction files by subject id, and the pattern used (auto: recon_pre first).
+
+    Hidden files (``._x`` from macOS) are skipped; an id that is not a safe subject id
+    (:func:`~inversion_audit.io.paths.check_subject_id`) is refused naming its file.
+    """
+    from ..io.paths import check_subject_id
+
     folder = Path(folder)
     if not folder.is_dir():
         raise VolumeError(f"{folder}: reconstruction folder not found")
+    names = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     for pat in (pattern,) if pattern else AUTO_PATTERNS:
         rx = _pattern_regex(pat)
-        found = {m["id"]: p for p in sorted(folder.iterdir()) if (m := rx.match(p.name))}
+        found = {check_subject_id(m["id"], p): p for p in names if (m := rx.match(p.name))}
         if found:
             return found, pat
     raise VolumeError(
@@ -81,6 +89,37 @@ def grid_config(
         shape=tuple(int(s) for s in shape),
         divisible_by=1,
     )
+
+
+def check_reconstructions(
+    files: dict[str, Path], on_preprocessed: bool, config: PreprocessConfig, candidate_ids
+) -> None:
+    """Read every reconstruction file once (header and voxels) before anything is written,
+    and refuse, naming the file, what :func:`load_reconstruction` would refuse later: a
+    preprocessed-grid file of another shape or voxel size than ``config``'s, a source-grid
+    file of a subject that is not among ``candidate_ids``."""
+    from ..io import read_volume
+
+    known = set(candidate_ids)
+    for rid, path in sorted(files.items()):
+        if not on_preprocessed and rid not in known:
+            raise VolumeError(
+                f"{path}: subject {rid!r} is not a candidate, so its preprocessed grid "
+                "is unknown; use the <id>_recon_pre.nii.gz file instead"
+            )
+        vol = read_volume(path)
+        if not on_preprocessed:
+            continue
+        if vol.shape != tuple(config.shape):
+            raise VolumeError(
+                f"{path}: shape {vol.shape} is not the preprocessed shape {tuple(config.shape)}"
+            )
+        if not np.allclose(vol.spacing, config.spacing, atol=1e-3):
+            raise VolumeError(
+                f"{path}: grid differs from the preprocessing's: voxel size {vol.spacing} mm, "
+                f"not {tuple(config.spacing)}; --spacing/--shape/--skull-strip must match the "
+                "attack's preprocessing"
+            )
 
 
 def load_reconstruction(

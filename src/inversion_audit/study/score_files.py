@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
 from ..errors import StudyError
+from ..io.untrusted import not_utf8
 from .layout import SCORE_COLUMNS
 
 __all__ = ["RANKING_COLUMNS", "Ranking", "ScoreRow", "read_rankings", "read_scores"]
@@ -34,16 +37,25 @@ class ScoreRow(TypedDict):
     value: float
 
 
-def _open_table(path: Path, columns: tuple[str, ...], what: str):
+@contextmanager
+def _table(path: Path, columns: tuple[str, ...], what: str) -> Iterator[csv.DictReader]:
+    """A reader of the CSV table ``path``; every failure while it is read is a
+    :class:`StudyError` naming the file (a short row reads as empty values)."""
     if not path.is_file():
         raise StudyError(f"{path}: {what} not found (is {path.parent.parent} a finished study?)")
-    fh = open(path, newline="", encoding="utf-8")
-    reader = csv.DictReader(fh)
-    missing = [c for c in columns if c not in (reader.fieldnames or [])]
-    if missing:
-        fh.close()
-        raise StudyError(f"{path}: missing column(s) {', '.join(missing)}")
-    return fh, reader
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh, restval="")
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise StudyError(f"{path}: missing column(s) {', '.join(missing)}")
+            yield reader
+    except UnicodeDecodeError:
+        raise not_utf8(path, StudyError) from None
+    except csv.Error as exc:
+        raise StudyError(f"{path}: malformed {what} ({exc})") from None
+    except OSError as exc:
+        raise StudyError(f"{path}: unreadable {what} ({exc.strerror or exc})") from None
 
 
 def read_scores(path: str | os.PathLike[str]) -> list[ScoreRow]:
@@ -54,9 +66,8 @@ def read_scores(path: str | os.PathLike[str]) -> list[ScoreRow]:
     lacks a column, or holds an empty id or a value that is not a number.
     """
     path = Path(path)
-    fh, reader = _open_table(path, SCORE_COLUMNS, "scores table")
     rows: list[ScoreRow] = []
-    with fh:
+    with _table(path, SCORE_COLUMNS, "scores table") as reader:
         for line, r in enumerate(reader, start=2):
             rid, cid = r["reconstruction_id"], r["candidate_id"]
             if not rid or not cid:
@@ -96,17 +107,12 @@ def read_rankings(path: str | os.PathLike[str]) -> list[Ranking]:
     """Every row of a ``rankings/<run>.csv``, in file order; raises :class:`StudyError` naming
     the file when it is missing, lacks a column or holds a rank that is not a number."""
     path = Path(path)
-    fh, reader = _open_table(path, RANKING_COLUMNS, "rankings table")
-    with fh:
-        try:
-            return [
-                Ranking(
-                    r["reconstruction_id"],
-                    r["metric"],
-                    float(r["rank_of_true_match"]),
-                    r["top1_candidate"],
-                )
-                for r in reader
-            ]
-        except ValueError as exc:
-            raise StudyError(f"{path}: {exc}") from exc
+    rows: list[Ranking] = []
+    with _table(path, RANKING_COLUMNS, "rankings table") as reader:
+        for line, r in enumerate(reader, start=2):
+            try:
+                rank = float(r["rank_of_true_match"])
+            except ValueError as exc:
+                raise StudyError(f"{path}:{line}: {exc}") from exc
+            rows.append(Ranking(r["reconstruction_id"], r["metric"], rank, r["top1_candidate"]))
+    return rows
