@@ -83,8 +83,8 @@ def _load(study: _Study, source: ModelSource, variant: str) -> ExternalModel:
         raise ConfigError(f"{where}: [model] {exc}") from exc
     if model.in_channels != 1:
         raise ConfigError(
-            f"{where}: model.network_args.in_channels: {path} takes {model.in_channels} input "
-            "channels; the cohort gives one image"
+            f"{where}: [model] {model.channels_key}: the cohort gives one image per subject; "
+            f"this model ({model.weights}) takes {model.in_channels}"
         )
     if model.preprocess is not None:  # nnU-Net: the plans' spacing and patch size
         base = study.pre_configs[variant]

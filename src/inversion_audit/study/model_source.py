@@ -6,7 +6,7 @@ source = "monai"                 # "monai" | "bundle" | "nnunet"
 path = "weights.safetensors"     # weights file | bundle folder | nnU-Net trained model folder
 network = "BasicUNet"            # monai only
 network_args = { spatial_dims = 3, in_channels = 1, out_channels = 6 }   # monai only
-fold = 0                         # nnunet only
+fold = 0                         # nnunet only: 0..99, or "all" (the folder fold_all)
 latent = "auto"                  # or a module path
 members = ["IXI002-Guys-0828"]   # or members_file = "ids.txt" / an nnU-Net splits_final.json
 ```
@@ -38,7 +38,7 @@ class ModelSource:
     path: str
     network: str | None = None
     network_args: dict[str, Any] = field(default_factory=dict)
-    fold: int = 0
+    fold: int | str = 0
     latent: str = "auto"
     members: tuple[str, ...] = ()
     members_file: str | None = None
@@ -75,8 +75,12 @@ def parse_model_source(data: Any) -> ModelSource | None:
             f"model.network and model.network_args apply to source = 'monai' only, not {source!r}"
         )
     fold = data.get("fold", 0)
-    if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold <= 99:
-        raise ConfigError(f"model.fold must be an integer in 0..99, got {fold!r}")
+    if fold != "all" and (
+        not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold <= 99
+    ):
+        raise ConfigError(
+            f"model.fold must be an integer in 0..99 or 'all', got {str(fold)[:40]!r}"
+        )
     if "fold" in data and source != "nnunet":
         raise ConfigError("model.fold applies to source = 'nnunet' only")
     latent = data.get("latent", "auto")
@@ -108,22 +112,31 @@ def model_path(value: str, config_source: str | None) -> Path:
     return p
 
 
-def _read_members_file(path: Path, fold: int) -> list[str]:
-    if not path.is_file():
-        raise ConfigError(f"model.members_file = {str(path)!r}: file not found")
-    kind = "model.members_file"
-    if path.suffix == ".json":  # nnU-Net's splits_final.json: [{"train": [...], "val": [...]}, ...]
-        splits = read_json(path, ConfigError, kind)
+def _split_ids(splits: Any, fold: int | str, path: Path) -> list[str]:
+    """Fold K's training cases of an nnU-Net splits file; for ``"all"``, every case of fold 0."""
+    index = 0 if fold == "all" else fold
+    keys = ("train", "val") if fold == "all" else ("train",)  # fold "all" trains on every case
+    ids: list[str] = []
+    for key in keys:
         try:
-            ids = splits[fold]["train"]
+            part = splits[index][key]
         except (IndexError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"model.members_file {path}: not an nnU-Net splits file with fold {fold} "
                 f"({type(exc).__name__})"
             ) from exc
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ConfigError(f"model.members_file {path}: fold {fold} 'train' must list ids")
-        return ids
+        if not isinstance(part, list) or not all(isinstance(i, str) for i in part):
+            raise ConfigError(f"model.members_file {path}: fold {index} {key!r} must list ids")
+        ids += part
+    return ids
+
+
+def _read_members_file(path: Path, fold: int | str) -> list[str]:
+    if not path.is_file():
+        raise ConfigError(f"model.members_file = {str(path)!r}: file not found")
+    kind = "model.members_file"
+    if path.suffix == ".json":  # nnU-Net's splits_final.json: [{"train": [...], "val": [...]}, ...]
+        return _split_ids(read_json(path, ConfigError, kind), fold, path)
     text = read_text(path, ConfigError, kind, max_bytes=64 * 2**20)
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 

@@ -103,7 +103,9 @@ def check_external_args(args: Any, where: str) -> None:
             raise ConfigError(f"{where}.network_args must be a table")
         check_literal(args["network_args"], f"{where}.network_args")
     fold = args.get("fold", 0)
-    if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold <= 99:
-        raise ConfigError(f"{where}.fold must be an integer in 0..99")
+    if fold != "all" and (
+        not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold <= 99
+    ):
+        raise ConfigError(f"{where}.fold must be an integer in 0..99 or 'all'")
     for k, shape in enumerate(shapes):
         _ints(shape, 4, 1, MAX_CHANNELS, f"{where}.latent.skip_shapes[{k}]")

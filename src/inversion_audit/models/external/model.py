@@ -87,6 +87,7 @@ class ExternalModel:
     normalization : what :meth:`ExternalTarget.model_input` applies: ``"none"``, ``"zscore"``
         or ``"zscore-mask"``.
     build : what else rebuilds the network from its path (MONAI ``network_args``, nnU-Net ``fold``).
+    channels_key : the file and key that set ``in_channels`` (named when the cohort cannot feed it).
     """
 
     network: nn.Module
@@ -102,6 +103,7 @@ class ExternalModel:
     axes: tuple[int, ...] = (0, 1, 2)
     normalization: str = "none"
     build: dict[str, Any] = field(default_factory=dict)
+    channels_key: str = "model.network_args.in_channels"
     _target: ExternalTarget | None = field(default=None, repr=False)
 
     def describe(self) -> dict[str, Any]:

@@ -1,18 +1,17 @@
-"""An nnU-Net v2 trained model folder: the network rebuilt from its plans, checked before any import.
+"""An nnU-Net v2 trained model folder: the network rebuilt from its plans, without nnU-Net's locator.
 
 The folder holds ``plans.json``, ``dataset.json`` and ``fold_K/checkpoint_final.pth`` (or
-``checkpoint_best.pth``). The class in the plans and every dotted name that nnU-Net would
-import (``_kw_requires_import``) must be on an allowlist (``dynamic_network_architectures``
-architectures, ``torch.nn`` layer classes) before nnU-Net's ``get_network_from_plans`` runs.
+``checkpoint_best.pth``; ``fold_all`` for a model trained on every case). The class in the
+plans and every class nnU-Net would import (``_kw_requires_import``) are looked up in
+explicit tables (:mod:`.nnunet_arch`); nnU-Net's ``get_network_from_plans`` is never called.
 The checkpoint loads with ``weights_only=True`` and only numpy's scalar and dtype globals.
 The preprocessing the plans record is mapped onto the project's :class:`PreprocessConfig`;
-what cannot be matched is listed.
+what cannot be matched is listed. 2D configurations are refused.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,42 @@ from ...io import file_hash
 from ...io.untrusted import read_json
 from .model import ExternalModel
 from .monai import latent_on_grid
+from .nnunet_arch import NOT_3D, build_nnunet_network, check_architecture
 from .weights import fill_network, read_pickle
 
-__all__ = ["check_architecture", "load_nnunet", "plans_preprocessing"]
+__all__ = ["check_architecture", "check_fold", "load_nnunet", "plans_preprocessing"]
 
-_NETWORK = re.compile(r"^dynamic_network_architectures\.architectures(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-_TORCH_OP = re.compile(r"^torch\.nn\.(?:modules\.[a-z_]+\.)?([A-Z][A-Za-z0-9]*)$")
-#: torch.nn layer classes a plan may name as conv, norm, dropout or nonlinearity ops
-TORCH_OPS = frozenset(
-    "Conv1d Conv2d Conv3d InstanceNorm1d InstanceNorm2d InstanceNorm3d BatchNorm1d BatchNorm2d "
-    "BatchNorm3d GroupNorm LayerNorm Dropout Dropout1d Dropout2d Dropout3d LeakyReLU ReLU PReLU "
-    "ELU GELU SiLU Identity".split()
-)
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")
 READERS_KEEPING_AXES = ("NibabelIO", "NibabelIOWithReorient")
+MAX_LISTED = 20
+
+
+def check_fold(fold: Any, where: str = "model.fold") -> int | str:
+    """``fold`` as nnU-Net names its folders: an integer in 0..99 or ``"all"``."""
+    if isinstance(fold, str) and fold.isdigit() and len(fold) <= 2:
+        fold = int(fold)
+    if fold == "all" or (isinstance(fold, int) and not isinstance(fold, bool) and 0 <= fold <= 99):
+        return fold
+    raise ConfigError(f"{where} must be an integer in 0..99 or 'all', got {str(fold)[:40]!r}")
+
+
+def _trained_models_below(root: Path) -> list[str]:
+    """``Dataset*/<Trainer>__<Plans>__<config>`` folders (or ``<Trainer>__...`` ones) holding plans.json."""
+    found = [*root.glob("Dataset*/*__*__*/plans.json"), *root.glob("*__*__*/plans.json")]
+    return sorted(str(p.parent.relative_to(root)) for p in found)
+
+
+def _check_model_folder(root: Path) -> None:
+    if (root / "plans.json").is_file():
+        return
+    below = _trained_models_below(root) if root.is_dir() else []
+    if below:
+        listed = ", ".join(below[:MAX_LISTED]) + (" ..." if len(below) > MAX_LISTED else "")
+        raise ConfigError(
+            f"{root}: not an nnU-Net trained model folder (no plans.json); it holds "
+            f"{len(below)} trained model folder(s): {listed}. Set the path to one of them"
+        )
+    raise ConfigError(f"{root}: not an nnU-Net trained model folder: plans.json is missing")
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -63,54 +84,15 @@ def _configuration(plans: dict[str, Any], name: str, path: Path) -> dict[str, An
         parent = node.get("inherits_from")
         if not parent:
             break
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: key configurations.{name}.inherits_from must be a name")
         name = parent
     return cfg
 
 
-def check_architecture(arch: Any, path: Path) -> tuple[str, dict[str, Any], list[str]]:
-    """``(class name, kwargs, kwargs to import)`` of a plans ``architecture`` entry, allowlisted.
-
-    Raises :class:`ConfigError` naming ``path`` and the key for anything off the allowlist.
-    """
-    if not isinstance(arch, dict):
-        raise ConfigError(f"{path}: key architecture must be a table")
-    name, kwargs = arch.get("network_class_name"), arch.get("arch_kwargs")
-    needs = arch.get("_kw_requires_import", [])
-    if not isinstance(name, str) or not _NETWORK.match(name):
-        raise ConfigError(
-            f"{path}: key architecture.network_class_name = {name!r} is not allowed; "
-            "only dynamic_network_architectures.architectures classes are built"
-        )
-    if not isinstance(kwargs, dict) or not isinstance(needs, list):
-        raise ConfigError(
-            f"{path}: keys architecture.arch_kwargs / _kw_requires_import are malformed"
-        )
-    for key in needs:
-        if key not in kwargs:
-            raise ConfigError(
-                f"{path}: key architecture._kw_requires_import names {key!r}, not in arch_kwargs"
-            )
-    for key, value in kwargs.items():
-        imported = key in needs
-        if imported and value is None:
-            continue
-        if isinstance(value, str) and (imported or "." in value):
-            op = _TORCH_OP.match(value)
-            if not (op and op.group(1) in TORCH_OPS):
-                raise ConfigError(
-                    f"{path}: key architecture.arch_kwargs.{key} = {value!r} is not allowed; "
-                    f"only torch.nn layers ({', '.join(sorted(TORCH_OPS))}) are imported"
-                )
-        elif imported:
-            raise ConfigError(
-                f"{path}: key architecture.arch_kwargs.{key} must name a torch.nn layer"
-            )
-    return name, kwargs, list(needs)
-
-
 def _axes(plans: dict[str, Any], dataset: dict[str, Any]) -> tuple[int, ...]:
     forward = plans.get("transpose_forward", [0, 1, 2])
-    if sorted(forward) != [0, 1, 2]:
+    if not isinstance(forward, list) or sorted(map(str, forward)) != ["0", "1", "2"]:
         raise ConfigError(
             f"plans.json: transpose_forward {forward!r} is not a permutation of 0, 1, 2"
         )
@@ -171,40 +153,49 @@ def load_nnunet(
     latent: str = "auto",
     configuration: str | None = None,
 ) -> ExternalModel:
-    """Rebuild an nnU-Net v2 model (deep supervision off), load ``fold_K``'s weights, find its latent."""
+    """Rebuild an nnU-Net v2 model (deep supervision off), load ``fold_K``'s weights, find its latent.
+
+    ``fold`` is 0..99 or ``"all"`` (the folder ``fold_all``).
+    """
     root = Path(folder)
+    fold = check_fold(fold)
+    _check_model_folder(root)
     plans_path, dataset_path = root / "plans.json", root / "dataset.json"
     plans, dataset = _json(plans_path), _json(dataset_path)
+    if configuration is None:
+        parts = root.name.split("__")
+        configuration = parts[-1] if len(parts) == 3 else "3d_fullres"
+    if configuration.startswith("2d"):
+        raise ConfigError(f"{root}: configuration {configuration!r}: {NOT_3D}")
+    cfg = _configuration(plans, configuration, plans_path)
+    patch = cfg.get("patch_size")
+    if isinstance(patch, list) and len(patch) == 2:
+        raise ConfigError(
+            f"{plans_path}: key configurations.{configuration}.patch_size = {patch}: {NOT_3D}"
+        )
+    if not (
+        isinstance(patch, list)
+        and len(patch) == 3
+        and all(isinstance(p, int) and not isinstance(p, bool) and 0 < p <= 1024 for p in patch)
+    ):
+        raise ConfigError(
+            f"{plans_path}: key configurations.{configuration}.patch_size must be 3 integers"
+        )
+    name, cls, kwargs = check_architecture(cfg.get("architecture"), plans_path)
+    in_channels, n_out = _classes(dataset, dataset_path)
     fold_dir = root / f"fold_{fold}"
     weights = next((fold_dir / n for n in CHECKPOINTS if (fold_dir / n).is_file()), None)
     if weights is None:
         raise ConfigError(f"{fold_dir}: no {' or '.join(CHECKPOINTS)} (model.fold = {fold!r})")
-    if configuration is None:
-        parts = root.name.split("__")
-        configuration = parts[-1] if len(parts) == 3 else "3d_fullres"
-    cfg = _configuration(plans, configuration, plans_path)
-    name, kwargs, needs = check_architecture(cfg.get("architecture"), plans_path)
-    in_channels, n_out = _classes(dataset, dataset_path)
     ckpt = read_pickle(weights, allow_numpy=True)
     state = ckpt.get("network_weights") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{weights}: no 'network_weights' state dict in the checkpoint")
     state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
-
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-
-    try:
-        net = get_network_from_plans(
-            name, kwargs, needs, in_channels, n_out, allow_init=False, deep_supervision=False
-        )
-    except (ImportError, TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{plans_path}: cannot build {name} from the plans: {exc}") from exc
-    fill_network(net, state, weights, f"{name.rsplit('.', 1)[-1]} from {plans_path.name}")
+    net = build_nnunet_network(cls, kwargs, in_channels, n_out, plans_path)
+    fill_network(net, state, weights, f"{name} from {plans_path.name}")
     net.eval()
     axes = _axes(plans, dataset)
-    patch = [int(p) for p in cfg.get("patch_size", [])]
-    if len(patch) != 3:
-        raise ConfigError(f"{plans_path}: configuration {configuration!r} has no 3D patch_size")
     grid = [0, 0, 0]
     for k, a in enumerate(axes):
         grid[a] = patch[k]
@@ -215,10 +206,10 @@ def load_nnunet(
             f"axes: the project's (x, y, z) arrays are permuted to the network's order {list(axes)}",
         )
     taps = latent_on_grid(net, in_channels, tuple(patch), latent, weights)
-    return ExternalModel(
+    model = ExternalModel(
         net,
         "nnunet",
-        name.rsplit(".", 1)[-1],
+        name,
         in_channels,
         tuple(grid),
         taps,
@@ -228,5 +219,7 @@ def load_nnunet(
         diffs,
         axes,
         normalization,
-        {"fold": int(fold)} if str(fold).isdigit() else {},
+        {"fold": fold},
     )
+    model.channels_key = f"{dataset_path}: key channel_names"
+    return model

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
-from ...io.weights import state_mismatch
+from ...io.weights import refusal_reason, state_mismatch, without_unsafe_advice
 
 __all__ = ["numpy_globals", "read_pickle", "read_state_dict", "fill_network"]
 
@@ -63,14 +62,16 @@ def read_pickle(path: str | os.PathLike[str], allow_numpy: bool = False) -> Any:
         with torch.serialization.safe_globals(allowed):
             return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([A-Za-z_][\w.]*)", str(exc))
-        reason = f"it names {found.group(1)}" if found else type(exc).__name__
         raise CheckpointError(
             f"{p}: refused: the pickle names objects beyond tensors and plain values, which could "
-            f"run code when loaded; nothing was executed. Export the weights as .safetensors. ({reason})"
+            "run code when loaded; nothing was executed. Export the weights as .safetensors. "
+            f"({refusal_reason(exc)})"
         ) from None
     except Exception as exc:
-        raise CheckpointError(f"{p}: unreadable torch checkpoint ({type(exc).__name__})") from exc
+        reason = without_unsafe_advice(str(exc))[:200]
+        raise CheckpointError(
+            f"{p}: unreadable torch checkpoint ({type(exc).__name__}: {reason})"
+        ) from None
 
 
 def read_state_dict(
