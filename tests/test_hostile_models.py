@@ -482,7 +482,15 @@ def test_int8_weights_are_refused_naming_file_and_tensor(tmp_path):
     )
 
 
-def test_int8_target_under_a_float_sidecar_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    ("dtype", "recorded", "expected"),
+    [
+        ("int8", True, r"tensor \S+ is int8, its sidecar records float32"),
+        ("float16", True, r"tensor \S+ is float16, its sidecar records float32"),
+        ("int8", False, r"is int8, the network expects float32"),  # a sidecar without dtypes
+    ],
+)
+def test_weights_of_another_dtype_than_the_sidecar_are_refused(tmp_path, dtype, recorded, expected):
     from safetensors.torch import save_file
 
     from inversion_audit.checkpoints import load_target, save_checkpoint
@@ -491,17 +499,18 @@ def test_int8_target_under_a_float_sidecar_is_refused(tmp_path):
 
     model = build_target_network("unet", n_classes=2, depth=2, base_filters=4).eval()
     weights, sidecar = save_checkpoint(tmp_path / "target", model)
+    assert set(json.loads(sidecar.read_text())["dtypes"].values()) == {"float32", "int64"}
     state = {
-        k: (v * 100).to(torch.int8) if v.is_floating_point() else v
+        k: (v * 100).to(getattr(torch, dtype)) if v.is_floating_point() else v
         for k, v in model.state_dict().items()
     }
     save_file(state, str(weights))
     record = json.loads(sidecar.read_text())
     record["weights_sha256"] = file_hash(weights)  # the sidecar is the attacker's too
+    if not recorded:
+        del record["dtypes"]
     sidecar.write_text(json.dumps(record))
-    with pytest.raises(
-        CheckpointError, match=r"target\.safetensors.*is int8, the network expects float32"
-    ):
+    with pytest.raises(CheckpointError, match=rf"target\.safetensors: .*{expected}"):
         load_target(weights)
 
 

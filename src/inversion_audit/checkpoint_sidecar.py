@@ -24,6 +24,8 @@ SIDECAR_FORMAT = "inversion-audit-checkpoint/1"
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 MAX_TENSORS = 10_000
+#: dtypes a sidecar may record for a tensor (``save_checkpoint`` writes ``torch.<name>``'s name)
+TENSOR_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "bool")
 
 
 def check_target_args(arch: Any, args: Any, where: str) -> None:
@@ -118,7 +120,7 @@ def _fields(meta: dict[str, Any]) -> None:
         raise ConfigError(
             f"threat_model must be one of {', '.join(THREAT_MODELS)}, got {short_repr(threat)}"
         )
-    for key in ("config", "final_losses", "history", "versions", "tensors"):
+    for key in ("config", "final_losses", "history", "versions", "tensors", "dtypes"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise ConfigError(f"{key} must be a table, got {type(meta[key]).__name__}")
     tensors = meta.get("tensors") or {}
@@ -133,6 +135,14 @@ def _fields(meta: dict[str, Any]) -> None:
             )
         ):
             raise ConfigError(f"tensors.{short_repr(tname)} must be a list of sizes")
+    dtypes = meta.get("dtypes") or {}
+    if len(dtypes) > MAX_TENSORS:
+        raise ConfigError(f"dtypes lists more than {MAX_TENSORS} tensors")
+    for tname, dtype in dtypes.items():
+        if dtype not in TENSOR_DTYPES:
+            raise ConfigError(
+                f"dtypes.{short_repr(tname)} must be one of {', '.join(TENSOR_DTYPES)}"
+            )
     if "label_map" in meta:
         try:
             parse_label_map(meta["label_map"])

@@ -160,6 +160,7 @@ def save_checkpoint(
         "weights_file": weights.name,
         "weights_sha256": hashlib.sha256(data).hexdigest()[:16],
         "tensors": {k: list(v.shape) for k, v in state.items()},
+        "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in state.items()},
         "versions": _versions(),
     }
     if arch == "inversion":
@@ -185,7 +186,17 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return check_sidecar(meta, sidecar)
 
 
-def _fill(model: nn.Module, state: dict[str, torch.Tensor], weights: Path) -> None:
+def _fill(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    weights: Path,
+    dtypes: dict[str, str] | None = None,
+) -> None:
+    """Load ``state`` into ``model``; every tensor must fit it and have its sidecar's dtype."""
+    for name, want in (dtypes or {}).items():
+        got = str(state[name].dtype).removeprefix("torch.") if name in state else want
+        if got != want:
+            raise CheckpointError(f"{weights}: tensor {name} is {got}, its sidecar records {want}")
     expected = model.state_dict()
     parts = state_mismatch(expected, state)
     if parts:
@@ -222,7 +233,7 @@ def load_target(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
         model = build_target_network(meta["architecture"], **meta["arch_args"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{weights}: invalid architecture in sidecar: {exc}") from exc
-    _fill(model, state, weights)
+    _fill(model, state, weights, meta.get("dtypes"))
     model.metadata = meta
     model.label_map = parse_label_map(meta.get("label_map"))
     return model.eval().to(get_device(device))
@@ -273,7 +284,7 @@ def load_inversion(
                 f"{weights}: decoder was trained against different target weights"
             )
         _same_preprocessing(meta, getattr(target, "metadata", None) or {}, weights)
-    _fill(decoder, state, weights)
+    _fill(decoder, state, weights, meta.get("dtypes"))
     decoder.metadata = meta
     decoder.target_weights_sha256 = meta.get("target_weights_sha256")
     return decoder.eval().to(get_device(device))
