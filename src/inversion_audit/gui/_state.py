@@ -1,7 +1,8 @@
 """GUI state shared by the widgets of one viewer: a plain evented dataclass.
 
 The widgets only display and edit this state; they never read each other's Qt widgets.
-``state_for(viewer)`` returns the one :class:`AuditState` of a viewer, created on first use.
+``state_for(viewer)`` returns the one :class:`AuditState` of a viewer, created on first use;
+creating it also puts the orientation overlays on the viewer (:mod:`._orientation`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def state_for(viewer: Any) -> AuditState:
     """The shared :class:`AuditState` of ``viewer`` (dropped when the viewer is garbage-collected).
 
     napari hands each plugin widget its own proxy of the viewer, so the state is keyed by
-    the proxied viewer (``__wrapped__``, the standard object-proxy attribute).
+    the proxied viewer (``__wrapped__``, the standard object-proxy attribute). The first call
+    for a viewer installs its orientation letters, slice position and radiological axial view.
     """
     inner = getattr(viewer, "__wrapped__", None)
     while inner is not None and inner is not viewer:
@@ -64,4 +66,7 @@ def state_for(viewer: Any) -> AuditState:
     if state is None:
         state = _STATES[key] = AuditState()
         weakref.finalize(viewer, _STATES.pop, key, None)
+        from ._orientation import install_orientation
+
+        install_orientation(viewer)
     return state
