@@ -16,6 +16,7 @@ import pytest
 
 from conftest import runner_study_config, write_blob_cohort
 from inversion_audit.gui._ranking import rank_candidates
+from inversion_audit.gui.review_panel import open_tab
 from inversion_audit.study.index import CandidateScore, StudyIndex, entry_defence
 
 pytest.importorskip("pytestqt")
@@ -56,7 +57,7 @@ def _visible_items(widget) -> list[str]:
 
 
 def _open(viewer, study):
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    opener = open_tab(viewer, "Open study")
     assert opener.open_study(study) is not None
     return opener
 
@@ -135,7 +136,7 @@ def test_open_study_marks_members_filters_defences_and_hides_while_blinded(
     entry = index.entry(BASE, "sub-000")
     opener.select(entry)
     qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
-    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    table = open_tab(viewer, "Candidate matches")
     keys = [table.sort_combo.itemText(i) for i in range(table.sort_combo.count())]
     assert "psnr" in keys and "fused" in keys
     table.sort_combo.setCurrentText("psnr")
@@ -176,7 +177,7 @@ def test_compare_shows_undefended_beside_defended(make_napari_viewer, qtbot, def
     opener.all_runs.setChecked(True)
     opener.select(entry)
     qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
-    _, compare = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare")
+    compare = open_tab(viewer, "Compare")
     assert compare.compare_defence()
     left, right = compare.original_combo.layer(), compare.reconstruction_combo.layer()
     assert left.metadata["inversion_audit"]["run"] == BASE
@@ -194,8 +195,8 @@ def test_compare_shows_undefended_beside_defended(make_napari_viewer, qtbot, def
 
 
 def test_reader_study_mixes_defended_cases_and_keeps_the_run_in_the_key(defended_study, tmp_path):
-    from inversion_audit.reader_study.database import write_design
     from inversion_audit.reader_study.design import create_design
+    from inversion_audit.reader_study.package import write_package
     from inversion_audit.reader_study.session import BlindedStudy
 
     plain = create_design(defended_study, ["ann"], n_candidates=2, seed=0)
@@ -210,8 +211,8 @@ def test_reader_study_mixes_defended_cases_and_keeps_the_run_in_the_key(defended
             case.reconstruction_path
             == f"reconstructions/{case.run}/{case.reconstruction_id}_recon_pre.nii.gz"
         )
-    db = write_design(tmp_path / "rs.sqlite", mixed)
-    study = BlindedStudy(db)
+    package = write_package(tmp_path / "package", tmp_path / "key.sqlite", mixed)
+    study = BlindedStudy(package)
     session = study.log_in("ann")
     session.open_case()
     seen = 0
@@ -226,14 +227,13 @@ def test_reader_study_mixes_defended_cases_and_keeps_the_run_in_the_key(defended
 
 def test_reader_study_cli_include_defended(defended_study, tmp_path):
     from inversion_audit.cli.main import main
-    from inversion_audit.reader_study.store import ReaderStudyStore
+    from inversion_audit.reader_study.key import read_key
 
-    out = tmp_path / "cli.sqlite"
+    out, key = tmp_path / "package", tmp_path / "key.sqlite"
     rc = main(
         ["reader-study", "create", "--study", str(defended_study), "--readers", "ann"]
-        + ["--candidates", "2", "--include-defended", "--out", str(out)]
+        + ["--candidates", "2", "--include-defended", "--out", str(out), "--key", str(key)]
     )
     assert rc == 0
-    with ReaderStudyStore(out) as store:
-        runs = {c.run for c in store.design.cases}
+    runs = {c.run for c in read_key(key)[0].cases}
     assert runs == {p.name for p in (defended_study / "reconstructions").iterdir()}

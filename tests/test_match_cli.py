@@ -190,15 +190,15 @@ def test_match_scores_the_demo_study_as_the_study_did(tmp_path, capsys):
     entry = index.entries[0]
     assert index.candidate_file(entry.variant, entry.reconstruction_id).is_file()
     assert index.reconstruction_file(entry).is_file()
-    db = tmp_path / "readers.sqlite"
+    package, key = tmp_path / "package", tmp_path / "readers.key"
     code = main(
         [
             "reader-study", "create", "--study", str(out), "--readers", "alice", "--candidates", "3",
-            "--out", str(db),
+            "--out", str(package), "--key", str(key),
         ]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    assert db.is_file()
+    assert key.is_file() and any(package.iterdir())
 
 
 def test_match_errors_name_the_file(tiny_cohort, tmp_path, capsys):

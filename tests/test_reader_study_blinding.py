@@ -2,6 +2,7 @@
 
 Every image of a case shares one grid and one window; nothing a reader can reach names a
 subject, a file or a score; the answer's position on screen is uniform over cases and readers.
+Readers open the reader package; the key (subjects, files) is read here only to check it.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from scipy.stats import chisquare
 from inversion_audit.gui.demo_study import demo_study_dir
 from inversion_audit.reader_study import (
     LABELS,
+    PackageStore,
     ReaderSession,
     ReaderStudyStore,
     create_design,
-    write_design,
+    read_key,
+    write_package,
 )
 
 DEMO = demo_study_dir()
@@ -62,13 +65,19 @@ def demo_scores(run: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory) -> Path:
+    """The demo study's reader package (its key is ``key.sqlite`` beside it)."""
     design = create_design(DEMO, ["alice", "bob"], n_candidates=K, seed=0, quality_only_cases=1)
-    return write_design(tmp_path_factory.mktemp("rs") / "rs.sqlite", design)
+    root = tmp_path_factory.mktemp("rs")
+    return write_package(root / "pkg", root / "key.sqlite", design)
+
+
+def demo_key(demo_db: Path):
+    return read_key(demo_db.parent / "key.sqlite")[0]
 
 
 def test_every_case_on_one_centred_grid_and_window(demo_db):
-    with ReaderStudyStore(demo_db) as store:
-        design = store.design
+    design = demo_key(demo_db)
+    with PackageStore(demo_db) as store:
         for reader in design.readers:
             s = ReaderSession(store, reader)
             while not s.done:
@@ -93,15 +102,16 @@ def test_every_case_on_one_centred_grid_and_window(demo_db):
 
 
 def test_images_are_the_files_voxel_for_voxel_in_the_shown_order(demo_db):
-    with ReaderStudyStore(demo_db) as store:
+    design = demo_key(demo_db)
+    with PackageStore(demo_db) as store:
         s = ReaderSession(store, "bob")
         s.open_case()
         while s.case.kind != "match":
             s.go_to(s.position + 1)
         cid = store.case_order("bob")[s.position]
-        case = store.design.case(cid)
+        case = design.case(cid)
         paths = {c.label: c.path for c in case.candidates}
-        shown = store.design.shown_labels("bob", cid)
+        shown = design.shown_labels("bob", cid)
         images = s.images()
         expected = [case.reconstruction_path] + [paths[label] for label in shown]
         for im, rel in zip(images, expected, strict=True):
@@ -116,7 +126,7 @@ def test_images_are_the_files_voxel_for_voxel_in_the_shown_order(demo_db):
 
 def test_reader_case_holds_nothing_but_what_a_reader_sees(demo_db):
     subjects = demo_subjects()
-    with ReaderStudyStore(demo_db) as store:
+    with PackageStore(demo_db) as store:
         s = ReaderSession(store, "alice")
         while not s.done:
             case = s.case
@@ -135,8 +145,8 @@ def test_non_members_are_cases_that_look_like_any_other(demo_db):
     legitimate case, and lets readers' identification of members and non-members be compared
     from the key); what a reader sees of a case carries no membership."""
     holdout = demo_holdout()
-    with ReaderStudyStore(demo_db) as store:
-        design = store.design
+    design = demo_key(demo_db)
+    with PackageStore(demo_db) as store:
         match = {c.reconstruction_id: c for c in design.cases if c.kind == "match"}
         assert set(match) == demo_reconstructions(design.run) and holdout < set(match)
         for rid in holdout:  # the true original is among the candidates, as for members
@@ -171,11 +181,12 @@ def test_answer_position_is_uniform_over_cases_and_readers():
     )
 
 
-def test_candidate_orders_survive_the_store(demo_db):
+def test_candidate_orders_survive_the_package_and_key(demo_db):
     design = create_design(DEMO, ["alice", "bob"], n_candidates=K, seed=0, quality_only_cases=1)
-    with ReaderStudyStore(demo_db) as store:
-        assert store.design.candidate_orders == design.candidate_orders
-        assert store.design.to_dict() == design.to_dict()
+    with PackageStore(demo_db) as store:
+        assert store.blind.candidate_orders == design.candidate_orders
+        assert store.blind == design.blind()
+    assert demo_key(demo_db).to_dict() == design.to_dict()
 
 
 # -- the widget ------------------------------------------------------------------------------
@@ -191,13 +202,12 @@ def test_widget_layers_share_grid_and_window_and_name_nothing(make_napari_viewer
     assert widget.log_in("alice")
     # the widget holds the reader's view of the database, never the store or its design
     from inversion_audit.reader_study.design import Design
+    from test_reader_study_package import reachable
 
-    held = [*vars(widget).values(), widget.study, widget.session]
-    held += [getattr(o, a) for o in (widget.study, widget.session) for a in dir(o) if a[0] != "_"]
-    assert not [o for o in held if isinstance(o, ReaderStudyStore | Design)]
+    objects, _ = reachable([widget.study, widget.session])
+    assert not [o for o in objects if isinstance(o, ReaderStudyStore | Design)]
     assert not hasattr(widget, "store") and not hasattr(widget.study, "design")
-    with ReaderStudyStore(demo_db) as store:  # the coordinator's view
-        run = store.design.run
+    run = demo_key(demo_db).run  # the coordinator's view
     n_cases = len(demo_reconstructions(run)) + 1  # a match case each, one quality-only case
     assert widget.study.readers == ("alice", "bob") and widget.study.n_cases == n_cases
     forbidden = [s.lower() for s in demo_subjects()] + [".nii", "ssim", "fold", "sub-"]

@@ -1,4 +1,6 @@
-"""Reader-study store: WAL, append-only answers, validation, concurrency, crash durability, sessions."""
+"""Reader-study answer stores: WAL, append-only answers, validation, concurrency, crash
+durability, sessions. Readers answer into a reader package (``PackageStore``); the
+single-file database of earlier versions (``ReaderStudyStore``) keeps the same rules."""
 
 from __future__ import annotations
 
@@ -8,32 +10,56 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from inversion_audit.reader_study import (
-    RECONSTRUCTION_LAYER,
+    PackageStore,
     ReaderSession,
     ReaderStudyError,
     ReaderStudyStore,
     create_design,
     write_design,
+    write_package,
 )
 from inversion_audit.reader_study.database import utc_now
-from test_reader_study_design import build_fake_study, subject_ids
+from test_reader_study_design import build_reader_source_study
+
+
+@pytest.fixture(scope="session")
+def reader_source_study(tmp_path_factory) -> Path:
+    return build_reader_source_study(tmp_path_factory)
+
+
+def _design(study: Path, **kw):
+    return create_design(
+        study, ["alice", "bob", "carol"], n_candidates=4, quality_only_cases=2, seed=5, **kw
+    )
 
 
 @pytest.fixture
-def study_db(tmp_path):
-    study = build_fake_study(tmp_path / "study")
-    design = create_design(
-        study, ["alice", "bob", "carol"], n_candidates=4, quality_only_cases=2, seed=5
-    )
-    return write_design(tmp_path / "rs.sqlite", design)
+def study_db(reader_source_study, tmp_path) -> Path:
+    """A reader package (what readers answer into)."""
+    write_package(tmp_path / "pkg", tmp_path / "key.sqlite", _design(reader_source_study))
+    return tmp_path / "pkg"
+
+
+@pytest.fixture(params=["package", "single file"])
+def any_store(reader_source_study, tmp_path, request):
+    """An open store of each kind over the same design."""
+    design = _design(reader_source_study)
+    if request.param == "package":
+        write_package(tmp_path / "pkg", tmp_path / "key.sqlite", design)
+        store = PackageStore(tmp_path / "pkg")
+    else:
+        store = ReaderStudyStore(write_design(tmp_path / "rs.sqlite", design))
+    with store:
+        yield store
 
 
 def _answer(store, reader, case_id, **kw):
-    case = store.design.case(case_id)
+    case = store.blind.case(case_id)
     if case.kind == "match":
         kw.setdefault("match", case.labels[0])
         kw.setdefault("confidence", 3)
@@ -44,70 +70,70 @@ def _answer(store, reader, case_id, **kw):
 
 
 def _first_match(store, reader):
-    return next(c for c in store.case_order(reader) if store.design.case(c).kind == "match")
+    return next(c for c in store.case_order(reader) if store.blind.case(c).kind == "match")
 
 
 def test_database_uses_wal_and_busy_timeout(study_db):
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
         timeout = store._conn.execute("PRAGMA busy_timeout").fetchone()[0]
     assert mode == "wal" and timeout >= 1000
-    raw = sqlite3.connect(study_db)
+    raw = sqlite3.connect(study_db / "reader-study.sqlite")
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     raw.close()
-    assert {"design", "cases", "case_candidates", "readers", "answers"} <= tables
+    assert {"package", "cases", "readers", "reader_cases", "answers"} <= tables
 
 
-def test_answers_are_an_append_only_audit_trail(study_db):
-    with ReaderStudyStore(study_db) as store:
-        cid = _first_match(store, "alice")
-        first = _answer(store, "alice", cid, match="A", confidence=2, comment="unsure")
-        second = _answer(store, "Alice", cid, match="none", confidence=5)
-        assert (first.revision, second.revision) == (1, 2)
-        assert store.current_answers("alice")[("alice", cid)].match == "none"
-        trail = store.history("alice", cid)
-        assert [(a.match, a.confidence, a.comment) for a in trail] == [
-            ("A", 2, "unsure"),
-            ("none", 5, None),
-        ]
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._conn.execute("UPDATE answers SET match = 'B'")
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            store._conn.execute("DELETE FROM answers")
-        with pytest.raises(sqlite3.DatabaseError, match="frozen"):
-            store._conn.execute("UPDATE case_candidates SET is_true = 1 - is_true")
-        with pytest.raises(sqlite3.DatabaseError, match="frozen"):
-            store._conn.execute("INSERT INTO readers VALUES ('mallory', 99)")
-        assert [a.match for a in store.history("alice", cid)] == ["A", "none"]
+def test_answers_are_an_append_only_audit_trail(any_store):
+    store = any_store
+    cid = _first_match(store, "alice")
+    first = _answer(store, "alice", cid, match="A", confidence=2, comment="unsure")
+    second = _answer(store, "Alice", cid, match="none", confidence=5)
+    assert (first.revision, second.revision) == (1, 2)
+    assert store.current_answers("alice")[("alice", cid)].match == "none"
+    trail = store.history("alice", cid)
+    assert [(a.match, a.confidence, a.comment) for a in trail] == [
+        ("A", 2, "unsure"),
+        ("none", 5, None),
+    ]
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store._conn.execute("UPDATE answers SET match = 'B'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store._conn.execute("DELETE FROM answers")
+    with pytest.raises(sqlite3.DatabaseError, match="frozen"):
+        store._conn.execute("UPDATE cases SET kind = 'quality'")
+    with pytest.raises(sqlite3.DatabaseError, match="frozen"):
+        store._conn.execute("UPDATE reader_cases SET labels = ''")
+    with pytest.raises(sqlite3.DatabaseError, match="frozen"):
+        store._conn.execute("INSERT INTO readers VALUES ('mallory', 99)")
+    assert [a.match for a in store.history("alice", cid)] == ["A", "none"]
 
 
-def test_answers_are_validated_against_the_design(study_db):
-    with ReaderStudyStore(study_db) as store:
-        cid = _first_match(store, "bob")
-        quality = next(c.case_id for c in store.design.cases if c.kind == "quality")
-        with pytest.raises(ReaderStudyError, match="match must be one of A, B, C, D or 'none'"):
-            _answer(store, "bob", cid, match="E")
-        with pytest.raises(ReaderStudyError, match="confidence must be an integer from 1 to 5"):
-            _answer(store, "bob", cid, confidence=6)
-        with pytest.raises(ReaderStudyError, match="'confidence' question needs an answer"):
-            _answer(store, "bob", cid, confidence=None)
-        with pytest.raises(ReaderStudyError, match="'match' question is not asked"):
-            _answer(store, "bob", quality, match="A")
-        with pytest.raises(ReaderStudyError, match="'mallory' is not a reader"):
-            _answer(store, "mallory", cid)
-        with pytest.raises(ReaderStudyError, match="seconds"):
-            _answer(store, "bob", cid, seconds=-1)
-        assert store.history() == []
-        _answer(store, "bob", quality, anatomy=1)
-        assert store.history()[0].anatomy == 1 and store.history()[0].match is None
+def test_answers_are_validated_against_the_design(any_store):
+    store = any_store
+    cid = _first_match(store, "bob")
+    quality = next(c.case_id for c in store.blind.cases if c.kind == "quality")
+    with pytest.raises(ReaderStudyError, match="match must be one of A, B, C, D or 'none'"):
+        _answer(store, "bob", cid, match="E")
+    with pytest.raises(ReaderStudyError, match="confidence must be an integer from 1 to 5"):
+        _answer(store, "bob", cid, confidence=6)
+    with pytest.raises(ReaderStudyError, match="'confidence' question needs an answer"):
+        _answer(store, "bob", cid, confidence=None)
+    with pytest.raises(ReaderStudyError, match="'match' question is not asked"):
+        _answer(store, "bob", quality, match="A")
+    with pytest.raises(ReaderStudyError, match="'mallory' is not a reader"):
+        _answer(store, "mallory", cid)
+    with pytest.raises(ReaderStudyError, match="seconds"):
+        _answer(store, "bob", cid, seconds=-1)
+    assert store.history() == []
+    _answer(store, "bob", quality, anatomy=1)
+    assert store.history()[0].anatomy == 1 and store.history()[0].match is None
 
 
-def test_no_revisit_design_refuses_changes(tmp_path):
-    study = build_fake_study(tmp_path / "study")
-    db = write_design(
-        tmp_path / "rs.sqlite", create_design(study, ["alice"], n_candidates=3, allow_revisit=False)
-    )
-    with ReaderStudyStore(db) as store:
+def test_no_revisit_design_refuses_changes(reader_source_study, tmp_path):
+    design = create_design(reader_source_study, ["alice"], n_candidates=3, allow_revisit=False)
+    write_package(tmp_path / "pkg", tmp_path / "key.sqlite", design)
+    with PackageStore(tmp_path / "pkg") as store:
         cid = store.case_order("alice")[0]
         _answer(store, "alice", cid)
         with pytest.raises(ReaderStudyError, match="allows no changes"):
@@ -120,7 +146,7 @@ def test_no_revisit_design_refuses_changes(tmp_path):
 
 
 def test_resume_position_is_first_unanswered(study_db):
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         order = store.case_order("carol")
         assert store.resume_position("carol") == 0
         _answer(store, "carol", order[0])
@@ -131,15 +157,15 @@ def test_resume_position_is_first_unanswered(study_db):
 
 
 def _concurrent_writer(db, reader, shared_case, start, n):
-    from inversion_audit.reader_study import ReaderStudyStore
+    from inversion_audit.reader_study import PackageStore
     from inversion_audit.reader_study.database import utc_now
 
-    store = ReaderStudyStore(db)
+    store = PackageStore(db)
     start.wait()
     order = store.case_order(reader)
     for i in range(n):
         cid = order[i % len(order)]
-        case = store.design.case(cid)
+        case = store.blind.case(cid)
         kw = (
             {"match": case.labels[i % len(case.labels)], "confidence": 1 + i % 5}
             if case.kind == "match"
@@ -161,13 +187,13 @@ def _concurrent_writer(db, reader, shared_case, start, n):
 
 
 def kw_for(store, case_id):
-    case = store.design.case(case_id)
+    case = store.blind.case(case_id)
     return {"match": case.labels[0], "confidence": 2} if case.kind == "match" else {}
 
 
 @pytest.mark.slow
 def test_concurrent_writers_from_two_processes(study_db):
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         shared = store.case_order("carol")[0]
     ctx = mp.get_context("spawn")
     start = ctx.Event()
@@ -182,7 +208,7 @@ def test_concurrent_writers_from_two_processes(study_db):
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0]
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         assert store.integrity_check() == "ok"
         for reader in ("alice", "bob"):
             rows = store.history(reader)
@@ -198,12 +224,12 @@ def test_concurrent_writers_from_two_processes(study_db):
 _KILLED_WRITER = textwrap.dedent(
     """
     import sys
-    from inversion_audit.reader_study import ReaderStudyStore
+    from inversion_audit.reader_study import PackageStore
     from inversion_audit.reader_study.database import utc_now
 
-    store = ReaderStudyStore(sys.argv[1])
+    store = PackageStore(sys.argv[1])
     wait = sys.argv[2] == "wait"
-    order = [c for c in store.case_order("alice") if store.design.case(c).kind == "match"]
+    order = [c for c in store.case_order("alice") if store.blind.case(c).kind == "match"]
     plan = [(order[0], "A"), (order[1], "B"), (order[0], "C"), (order[2], "none")] + [
         (order[i % len(order)], "D") for i in range(200)
     ]
@@ -245,7 +271,7 @@ def _run_and_kill(db, mode: str, kill_after: int) -> list[list[str]]:
 @pytest.mark.parametrize("mode", ["wait", "stream"])
 def test_answers_survive_a_killed_writer(study_db, mode):
     committed = _run_and_kill(study_db, mode, kill_after=4 if mode == "wait" else 12)
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         assert store.integrity_check() == "ok"
         rows = store.history("alice")
         # everything reported committed is there; at most the answer in flight is extra
@@ -279,7 +305,7 @@ class FakeClock:
 
 def test_session_times_only_on_screen_and_resumes(study_db):
     clock = FakeClock()
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         s = ReaderSession(store, " ALICE ", clock=clock)
         assert s.reader == "alice" and s.position == 0 and s.total == 8
         assert s.progress_text() == "case 1 of 8"
@@ -317,28 +343,3 @@ def _answer_kw(session):
     if "match" in qs:
         kw.update(match=session.case.labels[-1], confidence=3)
     return kw
-
-
-def test_session_images_are_blinded_with_geometry(study_db):
-    with ReaderStudyStore(study_db) as store:
-        s = ReaderSession(store, "bob")
-        while s.case.kind != "match":
-            s.go_to(s.position + 1)
-        images = s.images()
-        assert [im.name for im in images] == [RECONSTRUCTION_LAYER, "A", "B", "C", "D"]
-        for im in images:
-            assert im.data.shape == (16, 16, 16)
-            assert im.scale == pytest.approx((2.0, 2.0, 2.0))
-            # centred: voxel (15, 15, 15) / 2 sits at the world origin, not at the file's
-            assert im.translate == pytest.approx((-15.0, -15.0, -15.0))
-            assert im.contrast_limits == (0.0, 1.0)
-        case_id = store.case_order("bob")[s.position]
-        case = store.design.case(case_id)
-        shown_b = store.design.shown_labels("bob", case_id)[1]
-        path = next(c.path for c in case.candidates if c.label == shown_b)
-        (store.study_dir / path).unlink()
-        with pytest.raises(ReaderStudyError) as err:
-            s.images()
-        msg = str(err.value)
-        assert f"case {s.position + 1}" in msg and "image B" in msg
-        assert not any(sid in msg for sid in subject_ids(6)) and ".nii" not in msg

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -9,17 +11,30 @@ pytest.importorskip("pytestqt")
 from qtpy.QtCore import Qt  # noqa: E402
 from qtpy.QtWidgets import QComboBox, QGroupBox, QWidget  # noqa: E402
 
-from inversion_audit.reader_study import ReaderStudyStore, create_design, write_design  # noqa: E402
-from test_reader_study_design import build_fake_study, subject_ids  # noqa: E402
+from inversion_audit.reader_study import (  # noqa: E402
+    PackageStore,
+    create_design,
+    read_key,
+    write_design,
+    write_package,
+)
+from test_reader_study_design import build_reader_source_study, subject_ids  # noqa: E402
 
 KEYS = {x: getattr(Qt.Key, f"Key_{x}") for x in "ABCD0"}
 
 
+@pytest.fixture(scope="session")
+def reader_source_study(tmp_path_factory) -> Path:
+    return build_reader_source_study(tmp_path_factory)
+
+
 @pytest.fixture
-def study_db(tmp_path):
-    study = build_fake_study(tmp_path / "study")
-    design = create_design(study, ["alice", "bob"], n_candidates=4, quality_only_cases=1, seed=2)
-    return write_design(tmp_path / "rs.sqlite", design)
+def study_db(reader_source_study, tmp_path) -> Path:
+    """A reader package (what the widget opens); its key is ``key.sqlite`` beside it."""
+    design = create_design(
+        reader_source_study, ["alice", "bob"], n_candidates=4, quality_only_cases=1, seed=2
+    )
+    return write_package(tmp_path / "pkg", tmp_path / "key.sqlite", design)
 
 
 def open_widget(make_napari_viewer, qtbot):
@@ -72,9 +87,8 @@ def test_widget_flow_answers_three_cases_by_keyboard(make_napari_viewer, qtbot, 
     assert widget.open_database(str(study_db))
     assert not widget.log_in("mallory")
     assert widget.log_in("Alice")
-    with ReaderStudyStore(study_db) as store:
-        order = store.case_order("alice")
-        design = store.design
+    design = read_key(study_db.parent / "key.sqlite")[0]  # the coordinator's view
+    order = design.orders["alice"]
     assert widget.progress_label.text() == "case 1 of 7"
     pressed = []
     for i, key in enumerate(["B", "0", "C"]):
@@ -94,12 +108,12 @@ def test_widget_flow_answers_three_cases_by_keyboard(make_napari_viewer, qtbot, 
             assert shown == ["Reconstruction"]
         for layer in viewer.layers:
             assert tuple(layer.scale) == pytest.approx((2.0, 2.0, 2.0))
-            assert tuple(layer.translate) == pytest.approx((-15.0, -15.0, -15.0))  # centred
+            assert tuple(layer.translate) == pytest.approx((-31.0, -31.0, -31.0))  # centred
         answer_case(qtbot, widget, key, confidence=i + 2, comment=f"note {i}: A or B?")
         pressed.append((case, key))
         assert widget.progress_label.text() == f"case {i + 2} of 7", widget.status_label.text()
 
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         rows = store.history("alice")
     assert [r.case_id for r in rows] == list(order[:3])
     for row, (case, key) in zip(rows, pressed, strict=True):
@@ -114,7 +128,7 @@ def test_widget_flow_answers_three_cases_by_keyboard(make_napari_viewer, qtbot, 
     # Enter without answers saves nothing
     qtbot.keyClick(widget, Qt.Key.Key_Return)
     assert "Please answer" in widget.status_label.text()
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         assert len(store.history("alice")) == 3
 
     # going back shows the saved answer; changing it appends a revision
@@ -124,7 +138,7 @@ def test_widget_flow_answers_three_cases_by_keyboard(make_napari_viewer, qtbot, 
     assert widget.anatomy_group.checkedId() == 3
     widget.anatomy_group.button(5).click()
     qtbot.keyClick(widget, Qt.Key.Key_Return)
-    with ReaderStudyStore(study_db) as store:
+    with PackageStore(study_db) as store:
         trail = store.history("alice", order[2])
     assert [(r.revision, r.anatomy) for r in trail] == [(1, 3), (2, 5)]
 
@@ -172,7 +186,7 @@ def test_nothing_shown_names_a_subject_file_score_or_fold(
     viewer, dock, widget = open_widget(make_napari_viewer, qtbot)
     widget.open_database(str(study_db))
     widget.log_in("bob")
-    forbidden = [s.lower() for s in subject_ids(6)] + [
+    forbidden = [s.lower() for s in subject_ids()] + [
         ".nii",
         "recon_pre",
         "ssim",
@@ -191,3 +205,17 @@ def test_nothing_shown_names_a_subject_file_score_or_fold(
     assert not [
         s for s in visible_strings(widget, dock, viewer) if any(f in s.lower() for f in forbidden)
     ]
+
+
+def test_widget_refuses_a_key_and_a_single_file_database(make_napari_viewer, qtbot, study_db):
+    """Readers open the package only: the key, or a single-file database of earlier versions
+    (which holds the key), is refused with a line saying what to open instead."""
+    viewer, dock, widget = open_widget(make_napari_viewer, qtbot)
+    key = study_db.parent / "key.sqlite"
+    assert not widget.open_database(str(key))
+    assert "answer key" in widget.status_label.text() and widget.study is None
+    design = read_key(key)[0]
+    legacy = write_design(study_db.parent / "old.sqlite", design)
+    assert not widget.open_database(str(legacy))
+    assert "split" in widget.status_label.text() and widget.study is None
+    assert widget.open_database(str(study_db)) and widget.study.n_cases == 7

@@ -85,11 +85,12 @@ def main(study: Path) -> None:
 
 def reader_case(study: Path) -> None:
     """A reader's first case: the reconstruction and candidates A-E on linked cameras."""
-    from inversion_audit.reader_study import create_design, write_design
+    from inversion_audit.reader_study import create_design
+    from inversion_audit.reader_study.package import write_package
 
     with tempfile.TemporaryDirectory() as tmp:
         design = create_design(study, ["alice", "bob"], n_candidates=5, seed=0)
-        db = write_design(Path(tmp) / "rs.sqlite", design)
+        db = write_package(Path(tmp) / "package", Path(tmp) / "key.sqlite", design, study)
         viewer = napari.Viewer(title="Inversion Audit reader study")
         viewer.window.resize(1280, 800)
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reader study")

@@ -1,4 +1,9 @@
-"""``inversion-audit reader-study create|analyze``: blinded expert reader studies."""
+"""``inversion-audit reader-study create|analyze|split``: blinded expert reader studies.
+
+``create`` writes a reader package folder (what readers open) and a separate key file (the
+coordinator's); ``analyze`` joins the key with the package's answers; ``split`` turns a
+single-file database of earlier versions into a package and a key.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reader-study", help="blinded expert reader studies of a finished study")
     rsub = p.add_subparsers(dest="reader_study_command", metavar="ACTION")
 
-    c = rsub.add_parser("create", help="freeze a blinded case design into a new SQLite file")
+    c = rsub.add_parser(
+        "create", help="write a blinded reader package (for readers) and its key (for you)"
+    )
     c.add_argument("--study", required=True, help="study folder written by 'inversion-audit run'")
     c.add_argument(
         "--readers", required=True, nargs="+", help="reader names: alice,bob or alice bob"
@@ -54,21 +61,58 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="mix in cases from the run's defended runs (the defence is kept in the key only)",
     )
-    c.add_argument(
-        "--out", required=True, help="new SQLite file (an existing design is never overwritten)"
-    )
+    _add_outputs(c)
     c.set_defaults(handler=_create)
 
     a = rsub.add_parser("analyze", help="accuracy, agreement, time and Likert statistics")
-    a.add_argument("db", help="reader-study SQLite file")
+    a.add_argument(
+        "db", help="the study's key (or a single-file reader-study database of earlier versions)"
+    )
+    a.add_argument(
+        "--package",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="PACKAGE",
+        help="reader package folder(s) holding the answers (default: the one the key records); "
+        "readers' copies may be given together",
+    )
     a.add_argument("--out", required=True, help="output folder")
     a.set_defaults(handler=_analyze)
+
+    s = rsub.add_parser(
+        "split",
+        help="turn a single-file database of earlier versions into a reader package and a key",
+    )
+    s.add_argument("db", help="single-file reader-study database (its answers are carried over)")
+    _add_outputs(s)
+    s.set_defaults(handler=_split)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
-def _create(args: argparse.Namespace) -> int:
-    from ..reader_study import QUESTIONS, create_design, write_design
+def _add_outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PACKAGE",
+        help="new (or empty) folder for the reader package, which readers get",
+    )
+    p.add_argument(
+        "--key",
+        required=True,
+        help="new file for the answer key, kept by the coordinator (never inside --out)",
+    )
 
+
+def _written(out: str, key: str) -> None:
+    print(f"reader package: {out} (give this folder to the readers)")
+    print(f"answer key: {key} (keep it from readers; 'reader-study analyze' reads it)")
+
+
+def _create(args: argparse.Namespace) -> int:
+    from ..reader_study import QUESTIONS, check_outputs, create_design, write_package
+
+    check_outputs(args.out, args.key)  # before any work; nothing is written on a refusal
     readers = split_ids(args.readers) or []
     questions = tuple(split_ids(args.questions) or QUESTIONS)
     design = create_design(
@@ -83,20 +127,29 @@ def _create(args: argparse.Namespace) -> int:
         questions=questions,
         include_defended=args.include_defended,
     )
-    path = write_design(args.out, design)
+    write_package(args.out, args.key, design)
     n_match = sum(c.kind == "match" for c in design.cases)
     print(
-        f"{path}: {len(design.cases)} cases ({n_match} match, {len(design.cases) - n_match} quality-only) "
-        f"from run {design.run}, {design.n_candidates} candidates ({design.strategy}), "
-        f"readers {', '.join(design.readers)}"
+        f"{len(design.cases)} cases ({n_match} match, {len(design.cases) - n_match} "
+        f"quality-only) from run {design.run}, {design.n_candidates} candidates "
+        f"({design.strategy}), readers {', '.join(design.readers)}"
     )
+    _written(args.out, args.key)
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from ..reader_study import split_database
+
+    split_database(args.db, args.out, args.key)
+    _written(args.out, args.key)
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from ..reader_study import write_analysis
 
-    result = write_analysis(args.db, args.out)
+    result = write_analysis(args.db, args.out, args.package)
     pooled = result["pooled"]
     if result["n_answer_rows"] == 0:
         print(f"{args.db}: no answers yet")

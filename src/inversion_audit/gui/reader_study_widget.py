@@ -1,9 +1,10 @@
 """Reader study dock widget (Plugins > Inversion Audit > Reader study).
 
-A radiologist opens the study database, logs in by name and answers blinded cases: the
-reconstruction and candidates A, B, C... side by side in napari's grid (one shared camera).
+A radiologist opens the reader package (the folder ``reader-study create`` wrote; it holds no
+answer key), logs in by name and answers blinded cases: the reconstruction and candidates A,
+B, C... side by side in napari's grid (one shared camera).
 Keys: A-H pick a candidate, 0 picks "none", Enter commits and shows the next case. Each
-answer is committed to the database when given; the clock runs only while the case is on
+answer is committed to the package when given; the clock runs only while the case is on
 screen. State lives in :class:`~inversion_audit.reader_study.ReaderSession`; this widget only
 displays it. Layers are added from arrays under blinded names, never from file paths, in
 a fixed order, all on one grid with one intensity window (:mod:`._reader_viewer`).
@@ -48,7 +49,7 @@ class ReaderStudyWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = napari_viewer
-        # the reader's view of the database: names, case count, sessions; never the design
+        # the reader's view of the package: names, case count, sessions (no key in it)
         self.study: BlindedStudy | None = None
         self.session: ReaderSession | None = None
         self._layers: list = []
@@ -60,14 +61,14 @@ class ReaderStudyWidget(QWidget):
         login = QFormLayout()
         db_row = QHBoxLayout()
         self.db_edit = QLineEdit()
-        self.db_edit.setPlaceholderText("reader-study database (.sqlite)")
+        self.db_edit.setPlaceholderText("reader package")
         self.browse_button = QPushButton("Browse…")
-        self.browse_button.setToolTip("Choose the study database file")
+        self.browse_button.setToolTip("Choose the reader package you were given")
         self.open_button = QPushButton("Open")
         db_row.addWidget(self.db_edit)
         db_row.addWidget(self.browse_button)
         db_row.addWidget(self.open_button)
-        login.addRow("Study", db_row)
+        login.addRow("Package", db_row)
         reader_row = QHBoxLayout()
         self.reader_combo = QComboBox()
         self.reader_combo.setEditable(True)
@@ -78,7 +79,7 @@ class ReaderStudyWidget(QWidget):
         login.addRow("Reader", reader_row)
         outer.addLayout(login)
 
-        self.progress_label = QLabel("Open a study and log in")
+        self.progress_label = QLabel("Open a reader package and log in")
         font = self.progress_label.font()
         font.setBold(True)
         self.progress_label.setFont(font)
@@ -129,7 +130,7 @@ class ReaderStudyWidget(QWidget):
 
     # -- actions ---------------------------------------------------------------------------
     def open_database(self, path: str) -> bool:
-        """Open a reader-study database; returns False (and says why) on failure."""
+        """Open a reader package (its folder); returns False (and says why) on failure."""
         self._log_out()
         try:
             study = BlindedStudy(path.strip())
@@ -150,7 +151,7 @@ class ReaderStudyWidget(QWidget):
     def log_in(self, reader: str) -> bool:
         """Log in as ``reader`` and show their first unanswered case."""
         if self.study is None:
-            self._error("Open a study database first.")
+            self._error("Open a reader package first.")
             return False
         self._log_out()
         try:
@@ -231,7 +232,7 @@ class ReaderStudyWidget(QWidget):
         qs = s.questions() if active else ()
         case = s.case if active else None
         self.progress_label.setText(
-            s.progress_text() if s is not None else "Open a study and log in"
+            s.progress_text() if s is not None else "Open a reader package and log in"
         )
         if case is None:
             self.task_label.setText("")
@@ -290,9 +291,7 @@ class ReaderStudyWidget(QWidget):
         show_error(text)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open reader study", "", "Reader study (*.sqlite *.db)"
-        )
+        path = QFileDialog.getExistingDirectory(self, "Open reader package")
         if path:
             self.open_database(path)
 

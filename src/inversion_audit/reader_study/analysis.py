@@ -14,11 +14,13 @@ import itertools
 import os
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 
 from ..stats import wilson_interval
 from .agreement import binomial_p_greater, cohen_kappa, fleiss_kappa
 from .design import Case, Design
-from .store import Answer, ReaderStudyStore
+from .key import read_results
+from .store import Answer
 
 __all__ = [
     "wilson_interval",
@@ -203,8 +205,11 @@ def _analyze(design: Design, history: list[Answer]) -> dict:
     }
 
 
-def analyze(db_path: str | os.PathLike[str]) -> dict:
-    """Statistics of a reader-study database as a JSON-serialisable dict.
+def analyze(path: str | os.PathLike[str], packages: Sequence[str | os.PathLike[str]] = ()) -> dict:
+    """Statistics of a reader study as a JSON-serialisable dict.
+
+    ``path`` is the study's key, with ``packages`` its reader package(s) (by default the one
+    recorded in the key), or a single-file database of earlier versions.
 
     Keys: ``design``, ``readers`` (per reader), ``pooled``, ``ssim_matcher`` (all match
     cases), ``by_confidence``, ``agreement`` (``fleiss_kappa``, ``cohen_kappa`` per pair),
@@ -212,5 +217,4 @@ def analyze(db_path: str | os.PathLike[str]) -> dict:
     ``chance``, ``p_vs_chance``, ``vs_ssim`` (the SSIM matcher on the same cases),
     ``time`` (seconds per case) and ``likert`` (anatomy counts 1-5).
     """
-    with ReaderStudyStore(db_path) as store:
-        return _analyze(store.design, store.history())
+    return _analyze(*read_results(path, packages))

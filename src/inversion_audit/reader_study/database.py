@@ -1,11 +1,14 @@
-"""The reader-study database file: its schema, a design frozen into a new file, and
-connections to it.
+"""Reader-study SQLite files: their schemas, connections, and the design tables.
 
-One file holds everything. :func:`write_design` writes the schema and the design once (an
-atomic write) and adds triggers that forbid changing the design or any answer afterwards;
-:func:`connect` opens it in WAL mode with a busy timeout and full sync, so several napari
-instances can share it. Reading the design back and recording answers is
-:class:`~.store.ReaderStudyStore`.
+Three kinds of file share these pieces. A **key** (:mod:`.key`, the coordinator's) holds the
+design: cases, subjects, files, truth and scores, and the reader orders. A **reader package**
+(:mod:`.package_db`) holds only the blinded design and the answers. A **single-file**
+database of earlier versions (:func:`~.design_tables.write_design`, schema 1 and 2) holds
+the design and the answers together; it is still read for analysis but never by readers.
+
+Every file is written once, atomically, and frozen by triggers: the design cannot change and
+answers are append-only. :func:`connect` opens a file for answers in WAL mode with a busy
+timeout and full sync, so several napari instances can share it.
 """
 
 from __future__ import annotations
@@ -13,30 +16,39 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import __version__
 from ..errors import InversionAuditError
 from ..io import atomic_path
-from .design import Design
 
 __all__ = [
+    "ANSWERS_SCHEMA",
+    "DESIGN_SCHEMA",
     "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "ReaderStudyError",
     "connect",
+    "connect_read_only",
+    "design_meta",
+    "file_role",
+    "fill_sqlite",
+    "freeze_sql",
     "has_design",
+    "read_orders",
+    "run_script",
     "utc_now",
-    "write_design",
+    "write_new_sqlite",
 ]
 
+#: the single-file format's version (:func:`write_design`)
 SCHEMA_VERSION = 2
-#: versions this code reads; version 1 has no per-reader candidate order (case order is used)
-READABLE_SCHEMA_VERSIONS = (1, 2)
+#: design-table versions this code reads: 1 has no per-reader candidate order, 3 is a key
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 BUSY_TIMEOUT_MS = 30_000
 
-_SCHEMA = """
+DESIGN_SCHEMA = """
 CREATE TABLE design (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE cases (
     case_id TEXT PRIMARY KEY,
@@ -67,6 +79,9 @@ CREATE TABLE reader_cases (
     PRIMARY KEY (reader, position),
     UNIQUE (reader, case_id)
 );
+"""
+#: the answer trail; ``case_id`` references the file's own ``cases`` table
+ANSWERS_SCHEMA = """
 CREATE TABLE answers (
     answer_id INTEGER PRIMARY KEY AUTOINCREMENT,
     reader TEXT NOT NULL REFERENCES readers(reader),
@@ -83,28 +98,29 @@ CREATE TABLE answers (
 );
 CREATE INDEX answers_by_reader_case ON answers (reader, case_id, revision);
 """
+DESIGN_TABLES = ("design", "cases", "case_candidates", "readers", "reader_cases")
 
-_FROZEN = ("design", "cases", "case_candidates", "readers", "reader_cases")
 
-
-def _freeze_sql() -> str:
-    parts = []
-    for table in _FROZEN:
-        for op in ("INSERT", "UPDATE", "DELETE"):
-            parts.append(
-                f"CREATE TRIGGER {table}_frozen_{op.lower()} BEFORE {op} ON {table} "
-                f"BEGIN SELECT RAISE(ABORT, 'the reader-study design is frozen'); END;"
-            )
-    for op in ("UPDATE", "DELETE"):
-        parts.append(
+def freeze_sql(tables: tuple[str, ...], answers: bool) -> list[str]:
+    """Triggers that forbid any change of ``tables`` (and, with ``answers``, any update or
+    delete of an answer)."""
+    out = [
+        f"CREATE TRIGGER {table}_frozen_{op.lower()} BEFORE {op} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, 'the reader-study design is frozen'); END"
+        for table in tables
+        for op in ("INSERT", "UPDATE", "DELETE")
+    ]
+    if answers:
+        out += [
             f"CREATE TRIGGER answers_append_only_{op.lower()} BEFORE {op} ON answers "
-            f"BEGIN SELECT RAISE(ABORT, 'answers are append-only'); END;"
-        )
-    return "\n".join(parts)
+            f"BEGIN SELECT RAISE(ABORT, 'answers are append-only'); END"
+            for op in ("UPDATE", "DELETE")
+        ]
+    return out
 
 
 class ReaderStudyError(InversionAuditError, ValueError):
-    """A reader-study database is missing, foreign, or an answer does not fit its design."""
+    """A reader-study file is missing, foreign, or an answer does not fit its design."""
 
 
 def utc_now() -> str:
@@ -125,97 +141,112 @@ def connect(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
     return conn
 
 
-def has_design(path: Path) -> bool | None:
-    """True if ``path`` holds a design, False if an SQLite file without one, None if not SQLite."""
+def connect_read_only(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open ``db_path`` read-only (it must exist)."""
+    path = Path(db_path).resolve()
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+
+
+def _tables(path: Path) -> set[str] | None:
+    """The table names of SQLite file ``path``, None if it is not one."""
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_read_only(path)
         try:
-            row = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'design'"
-            ).fetchone()
+            return {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
         finally:
             conn.close()
     except sqlite3.DatabaseError:
         return None
-    return row is not None
 
 
-def write_design(db_path: str | os.PathLike[str], design: Design) -> Path:
-    """Freeze ``design`` into a new SQLite file; refuse to overwrite an existing one."""
-    path = Path(db_path)
+def has_design(path: Path) -> bool | None:
+    """True if ``path`` holds design tables, False if an SQLite file without, None if not SQLite."""
+    tables = _tables(path)
+    return None if tables is None else "design" in tables
+
+
+def design_meta(conn: sqlite3.Connection) -> dict:
+    """The ``design`` table's settings, JSON-decoded."""
+    return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM design")}
+
+
+def file_role(path: str | os.PathLike[str]) -> str | None:
+    """``"key"``, ``"package"`` (a reader package's database), ``"single"`` (design and
+    answers in one file, the format of earlier versions), or None when none of these."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    tables = _tables(path)
+    if tables is None:
+        return None
+    if "package" in tables:
+        return "package"
+    if "design" not in tables:
+        return None
+    conn = connect_read_only(path)
+    try:
+        role = design_meta(conn).get("role")
+    except (sqlite3.DatabaseError, ValueError):
+        return None
+    finally:
+        conn.close()
+    return "key" if role == "key" else "single"
+
+
+def write_new_sqlite(
+    path: str | os.PathLike[str], fill: Callable[[sqlite3.Connection], None], wal: bool = True
+) -> Path:
+    """Write a new SQLite file atomically: ``fill`` runs in one transaction on a temporary
+    file renamed to ``path``. Refuses to overwrite anything."""
+    path = Path(path)
     if path.exists():
-        if has_design(path):
+        if file_role(path):
             raise ReaderStudyError(
                 f"{path}: already holds a frozen reader-study design; refusing to overwrite it "
                 "(choose another output file)"
             )
         raise ReaderStudyError(f"{path}: file exists; refusing to overwrite it")
-    try:
-        study_rel = os.path.relpath(design.study_dir, path.resolve().parent)
-    except ValueError:  # another drive on Windows
-        study_rel = design.study_dir
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "study_dir": design.study_dir,
-        "study_dir_relative": study_rel,
-        "run": design.run,
-        "n_candidates": design.n_candidates,
-        "strategy": design.strategy,
-        "seed": design.seed,
-        "allow_revisit": design.allow_revisit,
-        "questions": list(design.questions),
-        "created_at": utc_now(),
-        "inversion_audit_version": __version__,
-    }
     with atomic_path(path) as tmp:
-        conn = sqlite3.connect(str(tmp), isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN")
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
-            conn.executemany(
-                "INSERT INTO design (key, value) VALUES (?, ?)",
-                [(k, json.dumps(v)) for k, v in meta.items()],
-            )
-            for pos, case in enumerate(design.cases):
-                conn.execute(
-                    "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        case.case_id,
-                        pos,
-                        case.kind,
-                        case.run,
-                        case.fold,
-                        case.reconstruction_id,
-                        case.reconstruction_path,
-                        case.true_label,
-                        case.ssim_pick,
-                    ),
-                )
-                conn.executemany(
-                    "INSERT INTO case_candidates VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (case.case_id, c.label, c.candidate_id, c.path, int(c.is_true), c.ssim)
-                        for c in case.candidates
-                    ],
-                )
-            for rpos, reader in enumerate(design.readers):
-                conn.execute("INSERT INTO readers VALUES (?, ?)", (reader, rpos))
-                shown = design.candidate_orders.get(reader, {})
-                conn.executemany(
-                    "INSERT INTO reader_cases VALUES (?, ?, ?, ?)",
-                    [
-                        (reader, i, cid, "".join(shown.get(cid, ())))
-                        for i, cid in enumerate(design.orders[reader])
-                    ],
-                )
-            for stmt in _freeze_sql().split("\n"):
-                conn.execute(stmt)
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+        fill_sqlite(tmp, fill, wal)
         if path.exists():
             raise ReaderStudyError(f"{path}: appeared while writing; refusing to overwrite it")
     return path
+
+
+def fill_sqlite(tmp: Path, fill: Callable[[sqlite3.Connection], None], wal: bool = True) -> None:
+    """Run ``fill`` in one transaction on a new SQLite file ``tmp`` and close it."""
+    conn = sqlite3.connect(str(tmp), isolation_level=None)
+    try:
+        if wal:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN")
+        fill(conn)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Execute the ``;``-separated statements of ``script`` (no ``;`` inside a statement)."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def read_orders(
+    conn: sqlite3.Connection, readers: tuple[str, ...], with_labels: bool
+) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, tuple[str, ...]]]]:
+    """Each reader's case order and candidate orders from the ``reader_cases`` table."""
+    labels_column = "labels" if with_labels else "''"
+    orders: dict[str, tuple[str, ...]] = {}
+    candidate_orders: dict[str, dict[str, tuple[str, ...]]] = {}
+    for r in readers:
+        rows = conn.execute(
+            f"SELECT case_id, {labels_column} FROM reader_cases WHERE reader = ? ORDER BY position",
+            (r,),
+        ).fetchall()
+        orders[r] = tuple(cid for cid, _ in rows)
+        candidate_orders[r] = {cid: tuple(shown) for cid, shown in rows if shown}
+    return orders, candidate_orders

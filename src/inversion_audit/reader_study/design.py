@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CohortError, ConfigError
+from .blind import BlindCase, BlindDesign, questions_for
 from .cases import RunScores, candidate_file, read_study_scores, reconstruction_file
 
 __all__ = [
@@ -111,9 +112,24 @@ class Design:
 
     def questions_for(self, case: Case) -> tuple[str, ...]:
         """The questions asked for ``case``: quality cases ask no match or confidence."""
-        if case.kind == "quality":
-            return tuple(q for q in self.questions if q in ("anatomy", "comment"))
-        return self.questions
+        return questions_for(self.questions, case.kind)
+
+    def blind(self) -> BlindDesign:
+        """What a reader may know of this design (cases listed by id, not in design order)."""
+        return BlindDesign(
+            questions=tuple(self.questions),
+            allow_revisit=self.allow_revisit,
+            readers=tuple(self.readers),
+            cases=tuple(
+                BlindCase(c.case_id, c.kind, c.labels)
+                for c in sorted(self.cases, key=lambda c: c.case_id)
+            ),
+            orders={r: tuple(o) for r, o in self.orders.items()},
+            candidate_orders={
+                r: {cid: tuple(ls) for cid, ls in by_case.items()}
+                for r, by_case in self.candidate_orders.items()
+            },
+        )
 
     def to_dict(self) -> dict:
         """A JSON-serialisable copy."""

@@ -1,29 +1,30 @@
 """Reader-study outputs: the answer trail and case key as CSV, the report's Markdown section,
-and :func:`write_analysis`, which writes them all beside ``reader_study.json``."""
+and :func:`write_analysis`, which writes them all beside ``reader_study.json``. These are
+the coordinator's files: ``case_key.csv`` unblinds the cases."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..io import atomic_write_json, atomic_write_text
 from .analysis import LEVELS, _analyze
 from .design import Design
-from .store import ReaderStudyStore
+from .key import read_results
+from .store import Answer
 
 __all__ = ["answers_long_table", "markdown_section", "write_analysis"]
 
 
-def answers_long_table(db_path: str | os.PathLike[str]) -> str:
-    """The full answer trail as long-format CSV text.
+def answers_long_table(history: Sequence[Answer]) -> str:
+    """The answer trail ``history`` (oldest first) as long-format CSV text.
 
     Columns: reader, case, question, answer, time_shown, time_answered, seconds, revision,
     current. One row per answered question of every answer revision.
     """
-    with ReaderStudyStore(db_path) as store:
-        history = store.history()
     latest = {(a.reader, a.case_id): a.answer_id for a in history}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -180,18 +181,21 @@ def markdown_section(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_analysis(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict:
+def write_analysis(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    packages: Sequence[str | os.PathLike[str]] = (),
+) -> dict:
     """Write ``reader_study.json``, ``reader_study.md``, ``answers.csv`` and ``case_key.csv``.
 
-    ``case_key.csv`` unblinds the cases (subject ids, true labels); keep it from readers.
-    Returns the analysis dict.
+    ``path`` and ``packages`` as for :func:`~.analysis.analyze`. ``case_key.csv`` unblinds
+    the cases (subject ids, true labels); keep it from readers. Returns the analysis dict.
     """
     out = Path(out_dir)
-    with ReaderStudyStore(db_path) as store:
-        design, history = store.design, store.history()
+    design, history = read_results(path, packages)
     result = _analyze(design, history)
     atomic_write_json(out / "reader_study.json", result)
     atomic_write_text(out / "reader_study.md", markdown_section(result))
-    atomic_write_text(out / "answers.csv", answers_long_table(db_path))
+    atomic_write_text(out / "answers.csv", answers_long_table(history))
     atomic_write_text(out / "case_key.csv", _case_key_table(design))
     return result

@@ -1,17 +1,18 @@
-"""One reader's pass through a study, without any GUI: position, on-screen time, answers.
+"""One reader's pass through a reader package, without any GUI: position, on-screen time,
+answers.
 
-The napari widget is a thin view of a :class:`ReaderSession`. Everything a session hands to
-a view is blinded: a :class:`ReaderCase` (the case's number in this reader's order, its
-kind, the letters shown and the questions) and :class:`CaseImage` arrays named
-"Reconstruction", "A", "B"..., never a subject id, file name, score, fold or the answer key,
-which stays in the store for analysis.
+The napari widget is a thin view of a :class:`ReaderSession`. A session opens only a
+reader package (:class:`~.store.PackageStore`), which holds the blinded design and neutral
+copies of the case images: nothing a session holds, public or private, reaches a subject id,
+a source file, a score or the answer key, which stays in the coordinator's key file.
+Everything it hands to a view is a :class:`ReaderCase` (the case's number in this reader's
+order, its kind, the letters shown and the questions) and :class:`CaseImage` arrays named
+"Reconstruction", "A", "B"...
 
-Every image of a case is shown on one common grid: the same shape, voxel size and the
-centred preprocessed-space affine that scoring uses (no subject's scanner position), with
-one intensity window for all (:data:`DISPLAY_WINDOW`, the preprocessed space's range).
-Each reader sees each case's candidates in an order of their own
-(:attr:`~inversion_audit.reader_study.design.Design.candidate_orders`): the n-th letter
-shown is the n-th label of that order, and answers are stored under the case's labels.
+Every image of a case is shown on one common grid (:mod:`.grid`: same shape, voxel size and
+the centred affine, one intensity window). Each reader sees each case's candidates in an
+order of their own: the n-th letter shown is the n-th label of that order, and answers are
+stored under the case's labels.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from ..io import read_volume
-from ..metrics.deformation import centred_affine
+from .blind import BlindCase
 from .database import ReaderStudyError, utc_now
-from .design import LABELS, Case
-from .store import Answer, ReaderStudyStore
+from .design import LABELS
+from .grid import DISPLAY_WINDOW, common_grid, windowed
+from .store import RECONSTRUCTION_FILE, Answer, PackageStore
 
 __all__ = [
     "RECONSTRUCTION_LAYER",
@@ -47,9 +49,6 @@ log = logging.getLogger(__name__)
 
 #: the display name of a case's reconstruction; candidates are named by their label
 RECONSTRUCTION_LAYER = "Reconstruction"
-#: the intensity window of every image (preprocessed images are scaled to 0-1); values
-#: outside are clipped, so no image carries a range of its own
-DISPLAY_WINDOW = (0.0, 1.0)
 
 
 class CaseTimer:
@@ -105,56 +104,27 @@ class CaseImage:
     contrast_limits: tuple[float, float]
 
 
-def common_grid(
-    arrays: list[np.ndarray], spacings: list[tuple[float, ...]]
-) -> tuple[list[np.ndarray], tuple[float, ...], tuple[float, ...]]:
-    """``arrays`` centred on one grid: (arrays, scale, translate) of the centred affine.
-
-    Arrays of different shapes are zero-padded or cropped about their centres to the
-    largest size along each axis; voxel sizes must agree (within 0.1%).
-    """
-    spacing = tuple(float(v) for v in spacings[0])
-    if any(not np.allclose(sp, spacing, rtol=1e-3) for sp in spacings):
-        raise ValueError("the images do not share one voxel size")
-    shape = tuple(max(a.shape[i] for a in arrays) for i in range(3))
-    out = []
-    for a in arrays:
-        canvas = np.zeros(shape, np.float32)
-        src, dst = [], []
-        for n, m in zip(a.shape, shape, strict=True):
-            lo = (m - n) // 2 if m >= n else 0
-            cut = (n - m) // 2 if n > m else 0
-            size = min(n, m)
-            dst.append(slice(lo, lo + size))
-            src.append(slice(cut, cut + size))
-        canvas[tuple(dst)] = a[tuple(src)]
-        out.append(canvas)
-    affine = centred_affine(shape, spacing)
-    return out, spacing, tuple(float(t) for t in affine[:3, 3])
-
-
 class BlindedStudy:
-    """An open reader-study database as a reader's view may hold it: the reader names, the
-    number of cases and :meth:`log_in`. The design (answer key, run, subject ids, files) stays
-    in the private store; a view keeps this object and the :class:`ReaderSession`, never the
-    store.
+    """An open reader package as a reader's view holds it: the reader names, the number of
+    cases and :meth:`log_in`. The package has no key; a single-file database of earlier
+    versions or a key is refused (:class:`~.store.PackageStore`).
     """
 
-    def __init__(self, db_path: str | os.PathLike[str]):
-        self._store = ReaderStudyStore(db_path)
+    def __init__(self, path: str | os.PathLike[str]):
+        self._store = PackageStore(path)
 
     @property
     def path(self) -> Path:
-        """The database file the reader opened."""
+        """The package folder the reader opened."""
         return self._store.path
 
     @property
     def readers(self) -> tuple[str, ...]:
-        return tuple(self._store.design.readers)
+        return tuple(self._store.blind.readers)
 
     @property
     def n_cases(self) -> int:
-        return len(self._store.design.cases)
+        return len(self._store.blind.cases)
 
     def log_in(self, reader: str, clock: Callable[[], float] = time.monotonic) -> ReaderSession:
         """A session for ``reader`` (a name of the design), at their first unanswered case."""
@@ -168,18 +138,20 @@ class ReaderSession:
     """A logged-in reader working through their case order.
 
     Only :attr:`case`, :meth:`images`, :meth:`current_answer` and :meth:`submit` face the
-    reader; they speak in the letters this reader sees. The answer key stays in the store.
+    reader; they speak in the letters this reader sees.
 
     Parameters
     ----------
-    store : the open study database.
+    store : the open reader package.
     reader : a reader name of the design (case and surrounding spaces ignored).
     clock : monotonic seconds, replaceable for tests.
     """
 
     def __init__(
-        self, store: ReaderStudyStore, reader: str, clock: Callable[[], float] = time.monotonic
+        self, store: PackageStore, reader: str, clock: Callable[[], float] = time.monotonic
     ):
+        if not isinstance(store, PackageStore):
+            raise ReaderStudyError("a reader session opens a reader package only")
         self._store = store
         self.reader = store.reader_name(reader)
         self._order = store.case_order(self.reader)
@@ -199,15 +171,15 @@ class ReaderSession:
 
     @property
     def allow_revisit(self) -> bool:
-        return self._store.design.allow_revisit
+        return self._store.blind.allow_revisit
 
-    def _key_case(self) -> Case | None:
-        """The store's case at the current position, with its key (never for a view)."""
-        return None if self.done else self._store.design.case(self._order[self.position])
+    def _key_case(self) -> BlindCase | None:
+        """The package's case at the current position (its id is for the store only)."""
+        return None if self.done else self._store.blind.case(self._order[self.position])
 
-    def _shown(self, case: Case) -> tuple[str, ...]:
+    def _shown(self, case: BlindCase) -> tuple[str, ...]:
         """The case's labels in the order this reader sees them (letter i shows label i)."""
-        shown = self._store.design.shown_labels(self.reader, case.case_id)
+        shown = self._store.blind.shown_labels(self.reader, case.case_id)
         if sorted(shown) != sorted(case.labels):
             raise ReaderStudyError(
                 f"{self._store.path}: the candidate order of {case.case_id} for {self.reader} "
@@ -215,9 +187,9 @@ class ReaderSession:
             )
         return shown
 
-    def _to_key(self, case: Case, letter: str | None) -> str | None:
+    def _to_key(self, case: BlindCase, letter: str | None) -> str | None:
         """A shown letter as the case's label (``none`` and ``None`` stay as they are)."""
-        if letter is None or not case.candidates or letter not in LABELS:
+        if letter is None or not case.labels or letter not in LABELS:
             return letter
         shown = self._shown(case)
         i = LABELS.index(letter)
@@ -225,8 +197,8 @@ class ReaderSession:
             raise ReaderStudyError(f"case {self.position + 1}: no candidate {letter}")
         return shown[i]
 
-    def _to_letter(self, case: Case, label: str | None) -> str | None:
-        if label is None or not case.candidates or label not in case.labels:
+    def _to_letter(self, case: BlindCase, label: str | None) -> str | None:
+        if label is None or not case.labels or label not in case.labels:
             return label
         return LABELS[self._shown(case).index(label)]
 
@@ -239,8 +211,8 @@ class ReaderSession:
         return ReaderCase(
             number=self.position + 1,
             kind=case.kind,
-            labels=tuple(LABELS[: len(case.candidates)]),
-            questions=self._store.design.questions_for(case),
+            labels=tuple(LABELS[: len(case.labels)]),
+            questions=self._store.blind.questions_for(case),
         )
 
     def progress_text(self) -> str:
@@ -253,7 +225,7 @@ class ReaderSession:
         case = self.case
         return () if case is None else case.questions
 
-    def _shown_answer(self, case: Case, answer: Answer) -> Answer:
+    def _shown_answer(self, case: BlindCase, answer: Answer) -> Answer:
         return dataclasses.replace(answer, match=self._to_letter(case, answer.match))
 
     def current_answer(self) -> Answer | None:
@@ -351,14 +323,12 @@ class ReaderSession:
         if case is None:
             return []
         number = self.position + 1
-        study = self._store.study_dir
-        paths = {c.label: c.path for c in case.candidates}
-        items = [(RECONSTRUCTION_LAYER, case.reconstruction_path)]
-        items += [(LABELS[i], paths[label]) for i, label in enumerate(self._shown(case))]
+        items = [(RECONSTRUCTION_LAYER, RECONSTRUCTION_FILE)]
+        items += [(LABELS[i], label) for i, label in enumerate(self._shown(case))]
         arrays, spacings = [], []
-        for name, rel in items:
+        for name, file in items:
             try:
-                vol = read_volume(study / rel)
+                vol = read_volume(self._store.image_file(case.case_id, file))
             except Exception as exc:
                 # the message names the file: log it for the coordinator, never show it
                 log.error("reader study case %s, %s: %s", case.case_id, name, exc)
@@ -366,7 +336,7 @@ class ReaderSession:
                     f"case {number}: image {name} could not be opened; "
                     "please tell the study coordinator"
                 ) from None
-            arrays.append(np.clip(np.nan_to_num(vol.array), *DISPLAY_WINDOW))
+            arrays.append(windowed(vol.array))
             spacings.append(vol.spacing)
         try:
             arrays, scale, translate = common_grid(arrays, spacings)

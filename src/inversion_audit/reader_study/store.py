@@ -1,23 +1,33 @@
-"""An open reader-study database: the frozen design read back and the append-only answer trail.
+"""Open reader-study files: the append-only answer trail, over the blinded design.
 
 Every answer is committed in its own ``BEGIN IMMEDIATE`` transaction as soon as it is given.
 Answers are never updated or deleted (triggers forbid it): changing an answer appends a new
-revision, and the current answer is the latest. The file, its schema and connections are
-:mod:`.database`.
+revision, and the current answer is the latest. :class:`PackageStore` is a reader package
+(blinded design and answers, what readers open); :class:`ReaderStudyStore` a single-file
+database of earlier versions (design with its key, and answers). The files, their schemas
+and connections are :mod:`.database`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from .database import READABLE_SCHEMA_VERSIONS, ReaderStudyError, connect, has_design, utc_now
-from .design import MATCH_NONE, Candidate, Case, Design
+from ..io.paths import output_path
+from .blind import BlindDesign
+from .database import ReaderStudyError, connect, file_role, utc_now
+from .design import MATCH_NONE
+from .design_tables import read_design
+from .package_db import PACKAGE_DB, read_package
 
-__all__ = ["Answer", "ReaderStudyStore"]
+__all__ = ["Answer", "AnswerStore", "PackageStore", "ReaderStudyStore", "RECONSTRUCTION_FILE"]
+
+#: the reconstruction's file name in a package case folder (candidates are ``<label>.nii.gz``)
+RECONSTRUCTION_FILE = "reconstruction"
 
 
 @dataclass(frozen=True)
@@ -44,103 +54,28 @@ def _check_level(name: str, value: int | None) -> None:
         raise ReaderStudyError(f"{name} must be an integer from 1 to 5, got {value!r}")
 
 
-class ReaderStudyStore:
-    """An open reader-study database.
+class AnswerStore:
+    """The answer trail of an open file, validated against its blinded design."""
 
-    Parameters
-    ----------
-    db_path : a file written by :func:`write_design`.
-    """
+    path: Path
+    blind: BlindDesign
 
-    def __init__(self, db_path: str | os.PathLike[str]):
-        self.path = Path(db_path)
-        if not self.path.is_file():
-            raise ReaderStudyError(f"{self.path}: reader-study database not found")
-        if not has_design(self.path):
-            raise ReaderStudyError(f"{self.path}: not a reader-study database")
-        self._conn = connect(self.path)
-        self.design = self._load_design()
-
-    # -- design -------------------------------------------------------------------------
-    def _load_design(self) -> Design:
-        c = self._conn
-        meta = {k: json.loads(v) for k, v in c.execute("SELECT key, value FROM design")}
-        version = meta.get("schema_version")
-        if version not in READABLE_SCHEMA_VERSIONS:
-            raise ReaderStudyError(
-                f"{self.path}: schema version {version} is not one of {READABLE_SCHEMA_VERSIONS}"
-            )
-        self._meta = meta
-        cands: dict[str, list[Candidate]] = {}
-        for case_id, label, cid, path, is_true, ssim in c.execute(
-            "SELECT case_id, label, candidate_id, path, is_true, ssim FROM case_candidates "
-            "ORDER BY case_id, label"
-        ):
-            cands.setdefault(case_id, []).append(Candidate(label, cid, path, bool(is_true), ssim))
-        cases = tuple(
-            Case(
-                case_id=row[0],
-                kind=row[1],
-                run=row[2],
-                fold=row[3],
-                reconstruction_id=row[4],
-                reconstruction_path=row[5],
-                candidates=tuple(cands.get(row[0], ())),
-                ssim_pick=row[6],
-            )
-            for row in c.execute(
-                "SELECT case_id, kind, run, fold, reconstruction_id, reconstruction_path, ssim_pick "
-                "FROM cases ORDER BY position"
-            )
-        )
-        readers = tuple(r for (r,) in c.execute("SELECT reader FROM readers ORDER BY position"))
-        labels_column = "labels" if version >= 2 else "''"
-        orders: dict[str, tuple[str, ...]] = {}
-        candidate_orders: dict[str, dict[str, tuple[str, ...]]] = {}
-        for r in readers:
-            rows = c.execute(
-                f"SELECT case_id, {labels_column} FROM reader_cases WHERE reader = ? "
-                "ORDER BY position",
-                (r,),
-            ).fetchall()
-            orders[r] = tuple(cid for cid, _ in rows)
-            candidate_orders[r] = {cid: tuple(shown) for cid, shown in rows if shown}
-        return Design(
-            study_dir=meta["study_dir"],
-            run=meta["run"],
-            n_candidates=int(meta["n_candidates"]),
-            strategy=meta["strategy"],
-            seed=int(meta["seed"]),
-            allow_revisit=bool(meta["allow_revisit"]),
-            questions=tuple(meta["questions"]),
-            readers=readers,
-            cases=cases,
-            orders=orders,
-            candidate_orders=candidate_orders,
-        )
-
-    @property
-    def study_dir(self) -> Path:
-        """The study folder: the recorded path, or the same relative to this file if moved."""
-        recorded = Path(self._meta["study_dir"])
-        if recorded.is_dir():
-            return recorded
-        moved = (self.path.resolve().parent / self._meta["study_dir_relative"]).resolve()
-        if moved.is_dir():
-            return moved
-        raise ReaderStudyError(f"{self.path}: study folder {recorded} not found")
+    def __init__(self, path: Path, conn: sqlite3.Connection, blind: BlindDesign):
+        self.path = path
+        self.blind = blind
+        self._conn = conn
 
     def reader_name(self, name: str) -> str:
         """The design's spelling of reader ``name`` (matched ignoring case and spaces)."""
         wanted = name.strip().lower()
-        for r in self.design.readers:
+        for r in self.blind.readers:
             if r.lower() == wanted:
                 return r
         raise ReaderStudyError(f"{self.path}: {name.strip()!r} is not a reader of this study")
 
     def case_order(self, reader: str) -> tuple[str, ...]:
         """Case ids in the order ``reader`` sees them."""
-        return self.design.orders[self.reader_name(reader)]
+        return self.blind.orders[self.reader_name(reader)]
 
     # -- answers ------------------------------------------------------------------------
     def record_answer(
@@ -162,10 +97,10 @@ class ReaderStudyStore:
         not ask must be ``None``. ``seconds`` is the time the case was on screen.
         """
         reader = self.reader_name(reader)
-        if case_id not in self.design.orders[reader]:
+        if case_id not in self.blind.orders[reader]:
             raise ReaderStudyError(f"{self.path}: {case_id} is not a case of reader {reader}")
-        case = self.design.case(case_id)
-        asked = self.design.questions_for(case)
+        case = self.blind.case(case_id)
+        asked = self.blind.questions_for(case)
         given = {"match": match, "confidence": confidence, "anatomy": anatomy}
         for q, v in given.items():
             if q in asked and v is None:
@@ -191,7 +126,7 @@ class ReaderStudyStore:
             (n,) = c.execute(
                 "SELECT COUNT(*) FROM answers WHERE reader = ? AND case_id = ?", (reader, case_id)
             ).fetchone()
-            if n and not self.design.allow_revisit:
+            if n and not self.blind.allow_revisit:
                 raise ReaderStudyError(
                     f"{case_id}: already answered by {reader} and this design allows no changes"
                 )
@@ -249,7 +184,7 @@ class ReaderStudyStore:
         """Index in the reader's order of their first unanswered case (= number of cases when done)."""
         reader = self.reader_name(reader)
         answered = {cid for (_, cid) in self.current_answers(reader)}
-        order = self.design.orders[reader]
+        order = self.blind.orders[reader]
         return next((i for i, cid in enumerate(order) if cid not in answered), len(order))
 
     def integrity_check(self) -> str:
@@ -259,8 +194,100 @@ class ReaderStudyStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> ReaderStudyStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _refuse(path: Path, role: str | None, wanted: str) -> ReaderStudyError:
+    """Why ``path`` (a file of ``role``) cannot be opened as ``wanted``."""
+    if role == "key":
+        return ReaderStudyError(
+            f"{path}: this is a reader study's answer key (the coordinator's); readers open "
+            "the reader package folder, and 'reader-study analyze KEY --package PACKAGE' "
+            "joins the two"
+        )
+    if role == "package":
+        return ReaderStudyError(f"{path}: this is a reader package, not a {wanted}")
+    if role == "single":
+        return ReaderStudyError(
+            f"{path}: a reader-study database of an earlier version holds the answer key and "
+            "cannot be opened by readers; make a reader package and a key from it with "
+            "'inversion-audit reader-study split'"
+        )
+    return ReaderStudyError(f"{path}: not a {wanted}")
+
+
+class ReaderStudyStore(AnswerStore):
+    """A single-file reader-study database (design, key and answers; earlier versions).
+
+    Opened for analysis and for :func:`~.package.split_database`; never by readers.
+
+    Parameters
+    ----------
+    db_path : a file written by :func:`~.design_tables.write_design`.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str]):
+        path = Path(db_path)
+        if not path.is_file():
+            raise ReaderStudyError(f"{path}: reader-study database not found")
+        role = file_role(path)
+        if role != "single":
+            raise _refuse(path, role, "reader-study database")
+        conn = connect(path)
+        try:
+            self.design, self._meta = read_design(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        super().__init__(path, conn, self.design.blind())
+
+    @property
+    def study_dir(self) -> Path:
+        """The study folder: the recorded path, or the same relative to this file if moved."""
+        recorded = Path(self._meta["study_dir"])
+        if recorded.is_dir():
+            return recorded
+        moved = (self.path.resolve().parent / self._meta["study_dir_relative"]).resolve()
+        if moved.is_dir():
+            return moved
+        raise ReaderStudyError(f"{self.path}: study folder {recorded} not found")
+
+
+class PackageStore(AnswerStore):
+    """An open reader package: its blinded design, case images and answer trail.
+
+    Parameters
+    ----------
+    path : the package folder written by :func:`~.package.write_package` (or its
+        ``reader-study.sqlite``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        given = Path(path)
+        folder = given if given.is_dir() else given.parent
+        db = folder / PACKAGE_DB if given.is_dir() else given
+        if not given.exists():
+            raise ReaderStudyError(f"{given}: reader package not found")
+        role = file_role(db)
+        if role != "package":
+            raise _refuse(given, file_role(given) if given.is_file() else role, "reader package")
+        conn = connect(db)
+        try:
+            blind, self._meta = read_package(conn, db)
+        except BaseException:
+            conn.close()
+            raise
+        super().__init__(folder, conn, blind)
+
+    @property
+    def package_id(self) -> str:
+        """The id the package shares with its key."""
+        return str(self._meta["package_id"])
+
+    def image_file(self, case_id: str, name: str) -> Path:
+        """A case image: ``<case_id>/<name>.nii.gz`` (``reconstruction`` or a label)."""
+        return output_path(self.path, case_id, f"{name}.nii.gz")
