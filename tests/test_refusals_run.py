@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 import tomli_w
 
 from conftest import RUNNER_STUDY_IDS, runner_study_config, write_blob_cohort
@@ -180,3 +181,31 @@ def test_a_valid_run_caches_what_checking_computed(tmp_path):
         main(["run", str(_config(tmp_path, data)), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     )
     assert len(list((cache / "preprocessed").glob("*.npz"))) >= 2 * len(RUNNER_STUDY_IDS)
+
+
+@pytest.mark.parametrize("plan", [False, True], ids=["run", "plan"])
+def test_a_hostile_nnunet_folder_runs_no_code_and_writes_nothing(tmp_path, capsys, plan):
+    """``network_class_name`` as an attribute path to ``torch.hub.load`` with a planted
+    ``hubconf.py``: refused from the table before any write, in ``run`` and ``run --plan``."""
+    from test_hostile_models import THROUGH, hostile_nnunet
+
+    def edit(arch, hub):
+        arch["network_class_name"] = THROUGH[0]
+        arch["arch_kwargs"] = {**arch["arch_kwargs"], **hub}
+
+    root, marker = hostile_nnunet(tmp_path, edit)
+    data = runner_study_config(_cohort(tmp_path))
+    data["model"] = {
+        "source": "nnunet",
+        "path": str(root),
+        "fold": 0,
+        "members": list(RUNNER_STUDY_IDS[:2]),
+    }
+    config, out = _config(tmp_path, data), tmp_path / "out"
+    if plan:
+        code = main(["run", str(config), "--out", str(out), "--plan"])
+        err = capsys.readouterr().err
+        assert code != 0 and "network_class_name" in err and not out.exists()
+    else:
+        _refused(config, out, capsys, "plans.json", "network_class_name")
+    assert not marker.exists()
