@@ -262,6 +262,9 @@ def test_exports(answered_db, tmp_path):
     assert md.startswith("## Expert reader study")
     assert "| r1 | 4 | 3 | 75% |" in md and "| **pooled** | 12 | 7 | 58% |" in md
     assert "Fleiss' kappa 0.29" in md
+    # every hand-made candidate is its own file: no image recurs, nothing to eliminate
+    assert res["recurrence"]["policy"] == res["design"]["recurrence"] == "unique"
+    assert "Candidate recurrence: unique; each of the 16 candidate images" in md
     with open(out / "case_key.csv") as fh:
         key = {r["case"]: r for r in csv.DictReader(fh)}
     assert key["c2"]["true_label"] == "B" and key["c2"]["ssim_pick"] == "A"

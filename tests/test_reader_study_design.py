@@ -104,7 +104,15 @@ def test_match_cases_hold_true_original_and_shuffled_candidates(reader_source_st
 
 
 def test_hardest_strategy_takes_top_ssim_distractors(reader_source_study):
-    d = create_design(reader_source_study, ["alice"], n_candidates=3, strategy="hardest", run=RUN)
+    """Unbalanced (``recurrence="free"``): each case's K-1 highest-SSIM others."""
+    d = create_design(
+        reader_source_study,
+        ["alice"],
+        n_candidates=3,
+        strategy="hardest",
+        run=RUN,
+        recurrence="free",
+    )
     ssim = study_ssim(reader_source_study)[RUN]
     for case in d.cases:
         rid = case.reconstruction_id

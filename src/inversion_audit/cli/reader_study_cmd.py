@@ -61,6 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="mix in cases from the run's defended runs (the defence is kept in the key only)",
     )
+    c.add_argument(
+        "--recurrence",
+        choices=["balanced", "unique", "free"],
+        default="balanced",
+        help="how often a candidate recurs across cases: balanced (each subject the truth of one "
+        "case and shown in K), unique (no image in two cases; fewer cases), free (as drawn)",
+    )
     _add_outputs(c)
     c.set_defaults(handler=_create)
 
@@ -126,6 +133,7 @@ def _create(args: argparse.Namespace) -> int:
         allow_revisit=not args.no_revisit,
         questions=questions,
         include_defended=args.include_defended,
+        recurrence=args.recurrence,
     )
     write_package(args.out, args.key, design)
     n_match = sum(c.kind == "match" for c in design.cases)

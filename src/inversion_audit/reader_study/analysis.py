@@ -5,6 +5,8 @@ wrong). Intervals are Wilson 95%; the test against chance (1/K) is a one-sided e
 binomial test. Pooled figures treat every (reader, case) answer as one trial, ignoring that
 readers see the same cases. Agreement uses the match answers: Fleiss' kappa over the cases
 every reader answered, Cohen's kappa over the cases each pair answered (``agreement.py``).
+How often each candidate image recurs across the cases (``recurrence``) says whether a reader
+could have worked by elimination.
 The files written from these numbers are in ``export.py``.
 """
 
@@ -176,6 +178,7 @@ def _analyze(design: Design, history: list[Answer]) -> dict:
         ),
     }
     ssim_all = [ssim_correct(c) for c in match_cases if c.ssim_pick is not None]
+    recurrence = design.recurrence
     return {
         "design": {
             "run": design.run,
@@ -189,7 +192,9 @@ def _analyze(design: Design, history: list[Answer]) -> dict:
             "n_quality_cases": len(design.cases) - len(match_cases),
             "questions": list(design.questions),
             "allow_revisit": design.allow_revisit,
+            "recurrence": recurrence["policy"],
         },
+        "recurrence": recurrence,
         "readers": per_reader,
         "pooled": pooled,
         "ssim_matcher": _accuracy(sum(ssim_all), len(ssim_all), chance),
@@ -213,7 +218,9 @@ def analyze(path: str | os.PathLike[str], packages: Sequence[str | os.PathLike[s
 
     Keys: ``design``, ``readers`` (per reader), ``pooled``, ``ssim_matcher`` (all match
     cases), ``by_confidence``, ``agreement`` (``fleiss_kappa``, ``cohen_kappa`` per pair),
-    ``likert``. Each accuracy block holds ``n``, ``correct``, ``accuracy``, ``ci95``,
+    ``likert``, ``recurrence`` (the policy the key's cases show, per-image appearance counts
+    min/max, those of truths and distractors, ``elimination_possible``;
+    :func:`~.recurrence.recurrence_summary`). Each accuracy block holds ``n``, ``correct``, ``accuracy``, ``ci95``,
     ``chance``, ``p_vs_chance``, ``vs_ssim`` (the SSIM matcher on the same cases),
     ``time`` (seconds per case) and ``likert`` (anatomy counts 1-5).
     """

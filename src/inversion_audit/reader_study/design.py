@@ -2,7 +2,9 @@
 
 Each match case shows one reconstruction and ``n_candidates`` candidate originals: the true
 original plus K-1 others, drawn at random or as the hardest by SSIM, in shuffled order and
-labelled A, B, C... Optional quality-only cases show a reconstruction alone (seed 002).
+labelled A, B, C... How often a candidate recurs across cases follows a recurrence policy
+(``recurrence.py``: balanced by default, so appearance counts do not give the truth away).
+Optional quality-only cases show a reconstruction alone (seed 002).
 Cases carry random anonymised ids; each reader gets their own seeded case order and, for
 each case, their own seeded order of its candidates (:attr:`Design.candidate_orders`), so
 no position on screen is tied to the answer across readers.
@@ -22,12 +24,15 @@ import numpy as np
 from ..errors import CohortError, ConfigError
 from .blind import BlindCase, BlindDesign, questions_for
 from .cases import RunScores, candidate_file, read_study_scores, reconstruction_file
+from .recurrence import RECURRENCE, recurrence_summary
+from .recurrence import draw_cases as _draw_cases
 
 __all__ = [
     "QUESTIONS",
     "MATCH_NONE",
     "LABELS",
     "STRATEGIES",
+    "RECURRENCE",
     "Candidate",
     "Case",
     "Design",
@@ -109,6 +114,11 @@ class Design:
         case = self.case(case_id)
         order = self.candidate_orders.get(reader, {}).get(case_id)
         return tuple(order) if order else case.labels
+
+    @property
+    def recurrence(self) -> dict:
+        """How often each candidate image recurs across the match cases (policy, counts)."""
+        return recurrence_summary(self.cases)
 
     def questions_for(self, case: Case) -> tuple[str, ...]:
         """The questions asked for ``case``: quality cases ask no match or confidence."""
@@ -222,33 +232,12 @@ def _require_file(path: Path) -> None:
         raise CohortError(f"{path}: file not found")
 
 
-def _match_candidates(
-    study: Path,
-    rs: RunScores,
-    rid: str,
-    strategy: str,
-    k: int,
-    rng: np.random.Generator,
-    scores_path: Path,
+def _labelled(
+    study: Path, rs: RunScores, rid: str, shuffled: Sequence[str]
 ) -> tuple[Candidate, ...]:
-    """The true original of ``rid`` and K-1 others of run ``rs``, shuffled, labelled A, B..."""
-    rec = rs.reconstructions[rid]
+    """The case's subjects ``shuffled`` as candidates labelled A, B..., their files checked."""
     _require_file(reconstruction_file(study, rs.run, rid))
-    pool = sorted(rec.candidates - {rid})
-    if strategy == "hardest":
-        pool = [c for c in pool if c in rec.ssim]
-    if len(pool) < k - 1:
-        what = "SSIM-scored other candidates" if strategy == "hardest" else "other candidates"
-        raise ConfigError(
-            f"{scores_path}: reconstruction {rid} in run {rs.run} has {len(pool)} {what}; "
-            f"{k} candidates per case need {k - 1}"
-        )
-    if strategy == "hardest":
-        others = sorted(pool, key=lambda c: (-rec.ssim[c], c))[: k - 1]
-    else:
-        others = [str(c) for c in rng.choice(pool, size=k - 1, replace=False)]
-    chosen = [rid, *others]
-    shuffled = [chosen[i] for i in rng.permutation(k)]
+    rec = rs.reconstructions[rid]
     cands = []
     for label, cid in zip(LABELS, shuffled, strict=False):
         cpath = candidate_file(study, rs.variant, cid)
@@ -272,6 +261,7 @@ def create_design(
     allow_revisit: bool = True,
     questions: Sequence[str] = QUESTIONS,
     include_defended: bool = False,
+    recurrence: str = "balanced",
 ) -> Design:
     """Build a blinded reader-study design from a finished study folder.
 
@@ -290,11 +280,19 @@ def create_design(
     include_defended : also make match cases of the run's defended runs' reconstructions
         (``<run>_<defence tag>``), mixed with the undefended ones, so readers judge what a
         defence leaves recognisable. A case's run (its defence) is kept in the key only.
+    recurrence : how often a candidate image recurs across cases (:mod:`.recurrence`):
+        ``"balanced"`` (each reconstructed subject the truth of one case per run and a
+        distractor in K-1 others), ``"unique"`` (no image in two cases: at most n // K
+        cases) or ``"free"`` (each case drawn on its own, as earlier versions did).
     """
     study = Path(study_dir).resolve()
     names = _check_readers(readers)
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if recurrence not in RECURRENCE:
+        raise ConfigError(
+            f"unknown recurrence {recurrence!r}; choose one of {', '.join(RECURRENCE)}"
+        )
     if not 2 <= n_candidates <= len(LABELS):
         raise ConfigError(f"n_candidates must be between 2 and {len(LABELS)}, got {n_candidates}")
     questions = tuple(questions)
@@ -312,11 +310,11 @@ def create_design(
     rng = np.random.default_rng(seed)
     k = n_candidates
     recon_ids = sorted(rs.reconstructions)
-    drafts: list[tuple[str, RunScores, str, tuple[Candidate, ...]]] = []
-    for source in [rs, *(_defended_runs(runs, rs.run) if include_defended else [])]:
-        for rid in sorted(source.reconstructions):
-            cands = _match_candidates(study, source, rid, strategy, k, rng, scores_path)
-            drafts.append(("match", source, rid, cands))
+    sources = [rs, *(_defended_runs(runs, rs.run) if include_defended else [])]
+    drafts: list[tuple[str, RunScores, str, tuple[Candidate, ...]]] = [
+        ("match", src, rid, _labelled(study, src, rid, shuffled))
+        for src, rid, shuffled in _draw_cases(sources, strategy, recurrence, k, rng, scores_path)
+    ]
 
     if quality_only_cases > len(recon_ids):
         raise ConfigError(

@@ -117,6 +117,30 @@ def _acc_row(name: str, b: dict) -> str:
     )
 
 
+def _recurrence_line(rec: dict | None) -> str:
+    """What the cases' recurrence lets a reader infer, in one sentence."""
+    if not rec or rec["n_images"] == 0:
+        return ""
+    a, t, o = rec["appearances"], rec["truth_appearances"], rec["distractor_appearances"]
+    if rec["policy"] == "unique":
+        return (
+            f"Candidate recurrence: unique; each of the {rec['n_images']} candidate images "
+            "appears in one case only, so no reader could work by elimination across cases."
+        )
+    if rec["policy"] == "balanced":
+        return (
+            f"Candidate recurrence: balanced; each of the {rec['n_images']} candidate images "
+            f"appears in {a['min']} cases, as truth and distractor alike, so counting "
+            "appearances across cases tells a reader nothing about the answer."
+        )
+    return (
+        f"Candidate recurrence: free; the {rec['n_images']} candidate images appear in "
+        f"{a['min']} to {a['max']} cases (truths {_num(t['mean'], '.1f')} on average, "
+        f"distractors {_num(o['mean'], '.1f')}), so a reader comparing files across cases "
+        "could work by elimination and accuracy may be overstated."
+    )
+
+
 def markdown_section(result: dict) -> str:
     """A markdown section (``## Expert reader study``) for the study report."""
     d = result["design"]
@@ -129,6 +153,11 @@ def markdown_section(result: dict) -> str:
         f"scores and folds"
         + (f"; {d['n_quality_cases']} quality-only cases." if d["n_quality_cases"] else "."),
         "",
+    ]
+    recurrence = _recurrence_line(result.get("recurrence"))
+    if recurrence:
+        lines += [recurrence, ""]
+    lines += [
         "| reader | cases | correct | top-1 accuracy | 95% CI (Wilson) | p vs chance | "
         "SSIM on same cases | p reader vs SSIM (McNemar) | median s/case |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
