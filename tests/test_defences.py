@@ -182,3 +182,47 @@ def test_dp_sgd_latent_noise_and_obfuscation_on_cuda():
     vae, _ = train_vae(images, obf_config, device="cuda")
     out = Obfuscator(vae, obf_config).tensor(x)
     assert out.is_cuda and len(torch.unique(out)) <= 4
+
+
+def test_vae_weights_round_trip_with_a_hash_checked_sidecar(tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from inversion_audit.defences.obfuscation import (
+        VAE_FORMAT,
+        ObfuscationConfig,
+        load_vae,
+        save_vae,
+        train_vae,
+    )
+    from inversion_audit.errors import CheckpointError
+
+    images, _ = _tiny(n=2)
+    config = ObfuscationConfig(vae_filters=2, vae_latent=2, vae_epochs=1, seed=3)
+    vae, _ = train_vae(images, config)
+    weights, sidecar = save_vae(tmp_path / "vae", vae, config)
+    meta = json.loads(sidecar.read_text())
+    assert meta["format"] == VAE_FORMAT and meta["weights_file"] == weights.name
+    assert meta["arch_args"] == {"vae_filters": 2, "vae_latent": 2}
+    assert "levels" not in meta["settings"] and meta["settings"]["seed"] == 3
+    # one VAE serves every strength: another levels/bins loads it
+    loaded = load_vae(tmp_path / "vae", ObfuscationConfig(vae_filters=2, vae_latent=2, levels=4))
+    for name, tensor in vae.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name])
+
+    with pytest.raises(CheckpointError, match="vae_filters"):
+        load_vae(tmp_path / "vae", ObfuscationConfig(vae_filters=4, vae_latent=2))
+    # weights changed after the sidecar was written: refused by the hash
+    state = {k: v + 1 for k, v in vae.state_dict().items()}
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match="hash"):
+        load_vae(weights, config)
+    # a sidecar from before the hash check (flat settings) is refused, naming the file
+    sidecar.write_text(json.dumps({"seed": 3, "vae_filters": 2, "vae_latent": 2}))
+    with pytest.raises(CheckpointError, match="without a weights hash"):
+        load_vae(tmp_path / "vae", config)
+    sidecar.unlink()
+    with pytest.raises(CheckpointError, match="sidecar vae.json is missing"):
+        load_vae(tmp_path / "vae", config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -13,11 +14,11 @@ from ..devices import get_device
 from ..io import state_hash
 from ..models.latent import Latent
 from ..progress import ProgressCallback, report
+from ..training.fit import fit
 from ..training.loop import (
     TrainingHistory,
     autocast,
     batches,
-    grad_scaler,
     memory_format,
     recalibrate_batchnorm,
     seed_everything,
@@ -122,7 +123,10 @@ def train_inversion(
 
     def latent_of(rows: list[int], x: torch.Tensor | None = None) -> Latent:
         if cache is not None:
-            return cache.select(rows).to(dev, non_blocking=dev.type == "cuda")
+            chosen = cache.select(rows)  # a gather: pinned again for a non-blocking copy
+            if dev.type == "cuda":
+                chosen = chosen.pin_memory()
+            return chosen.to(dev, non_blocking=dev.type == "cuda")
         with torch.no_grad(), autocast(dev):
             x = to_device(x_all[rows], dev) if x is None else x
             return target.encode(x).for_threat_model(config.threat_model)
@@ -132,43 +136,47 @@ def train_inversion(
         dev, memory_format=memory_format(dev)
     )
     optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    scaler = grad_scaler(dev)
     loss_fn = InversionLoss(config.ssim_weight, config.gradient_weight)
     history = TrainingHistory("inversion", config.to_dict(), str(dev), int(x_all.shape[0]))
-    total = config.epochs * -(-x_all.shape[0] // config.batch_size)
-    report(progress, 0, total, "train-inversion")
-    terms: dict[str, list[float]] = {}
-    for epoch in range(config.epochs):
-        decoder.train()
-        losses = []
+    epoch_terms: list[dict[str, torch.Tensor]] = []  # the loss terms of the current epoch
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, Latent]]:
+        epoch_terms.clear()
         for rows in batches(x_all.shape[0], config.batch_size, rng):
             x = to_device(x_all[rows], dev)
-            latent = latent_of(rows, x)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(dev):
-                loss = loss_fn(decoder(latent).float(), x)
-            scaler.scale(loss).backward()
-            _assert_no_gradient(target)
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
-            for name, value in loss_fn.terms.items():
-                terms.setdefault(name, []).append(value)
-            history.step_loss.append(losses[-1])
-            history.steps += 1
-            report(progress, history.steps, total, "train-inversion")
-        history.epoch_loss.append(float(np.mean(losses)))
-        log.info(
-            "inversion epoch %d/%d: loss %.5f", epoch + 1, config.epochs, history.epoch_loss[-1]
-        )
+            yield x, latent_of(rows, x)
+
+    def loss_of(batch: tuple[torch.Tensor, Latent]) -> torch.Tensor:
+        x, latent = batch
+        loss = loss_fn(decoder(latent).float(), x)
+        epoch_terms.append(loss_fn.tensor_terms)
+        return loss
+
+    run = fit(
+        decoder,
+        optimizer,
+        epoch_batches,
+        loss_of,
+        dev,
+        epochs=config.epochs,
+        steps_per_epoch=-(-x_all.shape[0] // config.batch_size),
+        after_backward=lambda: _assert_no_gradient(target),
+        progress=progress,
+        stage="train-inversion",
+    )
+    history.epoch_loss, history.step_loss, history.steps = run.train_loss, run.step_loss, run.steps
+    history.stopped_by = run.stopped_by
 
     def forward(rows: list[int]) -> None:
         with autocast(dev):
             decoder(latent_of(rows))
 
     recalibrate_batchnorm(decoder, batches(x_all.shape[0], config.batch_size, None), forward)
-    history.best_epoch = config.epochs - 1
-    history.loss_terms = {name: float(np.mean(v[-len(losses) :])) for name, v in terms.items()}
+    history.best_epoch = run.best_epoch
+    history.loss_terms = {
+        name: float(np.mean(torch.stack([t[name] for t in epoch_terms]).float().cpu().tolist()))
+        for name in (epoch_terms[0] if epoch_terms else {})
+    }
     history.seconds = time.perf_counter() - start
     if state_hash(target) != before:
         raise RuntimeError("the target network's weights changed during inversion training")

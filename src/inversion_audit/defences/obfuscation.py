@@ -13,7 +13,7 @@ The mapping (:func:`intensity_mapping`) is numpy only; the VAE imports torch on 
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,8 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
+    from ..progress import ProgressCallback
+
 __all__ = [
     "ObfuscationConfig",
     "Obfuscator",
@@ -33,6 +35,9 @@ __all__ = [
     "apply_mapping",
     "train_vae",
     "vae_loss",
+    "VAE_FORMAT",
+    "load_vae",
+    "save_vae",
 ]
 
 
@@ -143,36 +148,56 @@ def vae_loss(recon: Any, x: Any, mu: Any, logvar: Any, beta: float) -> Any:
 
 
 def train_vae(
-    images: list[np.ndarray], config: ObfuscationConfig, device: str = "cpu"
+    images: list[np.ndarray],
+    config: ObfuscationConfig,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
 ) -> tuple[nn.Module, list[float]]:
-    """Train the VAE on ``images`` (the attack set); returns it in eval mode and the step losses."""
+    """Train the VAE on ``images`` (the attack set), one image per Adam step.
+
+    ``progress`` is called as ``(step, total, "train-vae")`` and may raise ``JobCancelled``.
+    Returns the VAE in eval mode (``vae.history``: its
+    :class:`~inversion_audit.training.fit.FitHistory`) and the step losses.
+    """
     import torch
 
     from ..devices import get_device
+    from ..training.fit import fit
     from ..training.loop import seed_everything, stack_images, to_device
 
     dev = get_device(device)
     x_all = stack_images(images, "image")
     if any(s % 4 for s in x_all.shape[2:]):
         raise ValueError(f"VAE input grid {tuple(x_all.shape[2:])} must be divisible by 4")
+    if dev.type == "cuda":
+        x_all = x_all.pin_memory()
     rng = seed_everything(config.seed)
     vae = build_vae(config).to(dev)
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
-    losses: list[float] = []
-    start = time.perf_counter()
-    vae.train()
-    for _ in range(config.vae_epochs):
+
+    def epoch_batches(epoch: int) -> Iterator[torch.Tensor]:
         for k in rng.permutation(x_all.shape[0]):
-            x = to_device(x_all[[int(k)]], dev)
-            optimizer.zero_grad(set_to_none=True)
-            recon, mu, logvar = vae(x)
-            loss = vae_loss(recon, x, mu, logvar, config.vae_beta)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            yield to_device(x_all[[int(k)]], dev)
+
+    def loss_of(x: torch.Tensor) -> torch.Tensor:
+        recon, mu, logvar = vae(x)
+        return vae_loss(recon.float(), x, mu.float(), logvar.float(), config.vae_beta)
+
+    run = fit(
+        vae,
+        optimizer,
+        epoch_batches,
+        loss_of,
+        dev,
+        epochs=config.vae_epochs,
+        steps_per_epoch=x_all.shape[0],
+        progress=progress,
+        stage="train-vae",
+    )
     vae.eval()
-    vae.seconds = time.perf_counter() - start
-    return vae, losses
+    vae.history = run
+    vae.seconds = run.seconds
+    return vae, run.step_loss
 
 
 class Obfuscator:
@@ -222,32 +247,4 @@ def obfuscate_inputs(model: nn.Module, obfuscator: Obfuscator) -> nn.Module:
     return model
 
 
-def save_vae(path: Any, vae: nn.Module, config: ObfuscationConfig) -> list[Any]:
-    """``<path>.safetensors`` + ``<path>.json`` (the VAE's settings), atomically; returns both
-    paths. The mapping's ``levels`` and ``bins`` are left out: one VAE serves every strength."""
-    import dataclasses
-    from pathlib import Path
-
-    from safetensors.torch import save
-
-    from ..io import atomic_write_bytes, atomic_write_json
-
-    stem = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
-    weights = atomic_write_bytes(stem.with_suffix(".safetensors"), save(state))
-    settings = dataclasses.asdict(config)
-    for mapping_only in ("levels", "bins"):
-        settings.pop(mapping_only)
-    sidecar = atomic_write_json(stem.with_suffix(".json"), settings)
-    return [weights, sidecar]
-
-
-def load_vae(path: Any, config: ObfuscationConfig, device: str = "cpu") -> nn.Module:
-    """The VAE saved by :func:`save_vae` (safetensors only), in eval mode on ``device``."""
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
-    vae = build_vae(config)
-    vae.load_state_dict(load_file(str(Path(path).with_suffix(".safetensors"))))
-    return vae.eval().to(device)
+from .vae_io import VAE_FORMAT, load_vae, save_vae  # noqa: E402  (re-exported)

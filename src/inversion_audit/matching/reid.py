@@ -16,6 +16,7 @@ first use; :class:`ReidConfig` loads without it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from ..attack.config import InversionConfig
     from ..progress import ProgressCallback
+    from ..training.fit import FitHistory
     from .ranking import ScoreMatrix
 
 __all__ = [
@@ -229,8 +231,8 @@ def train_reid(
     import torch
 
     from ..devices import get_device
-    from ..progress import report
-    from ..training.loop import grad_scaler, memory_format, seed_everything
+    from ..training.fit import fit
+    from ..training.loop import memory_format, seed_everything
 
     n = len(reconstructions)
     if n != len(originals) or n < 2:
@@ -246,47 +248,59 @@ def train_reid(
     net = build_reid_network(config.base_filters, config.embed_dim).to(dev)
     net = net.to(memory_format=memory_format(dev))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    scaler = grad_scaler(dev)
     k = config.negatives_per_positive
-    steps_per_epoch = -(-n * (1 + k) // config.batch_size)
-    total = config.epochs * steps_per_epoch
-    history: dict[str, Any] = {"epoch_loss": [], "n_subjects": n, "device": str(dev)}
-    step = 0
-    report(progress, 0, total, "train-reid")
-    for _ in range(config.epochs):
-        net.train()
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
         others = (np.arange(n)[:, None] + rng.integers(1, n, (n, k))) % n
         a = np.r_[np.arange(n), np.repeat(np.arange(n), k)]
         b = np.r_[np.arange(n), others.ravel()]
         y = np.r_[np.ones(n), np.zeros(n * k)].astype(np.float32)
         order = rng.permutation(a.size)
-        losses = []
         for s in range(0, a.size, config.batch_size):
             rows = order[s : s + config.batch_size]
-            losses.append(siamese_step(net, opt, scaler, xr[a[rows]], xo[b[rows]], y[rows], rng))
-            step += 1
-            report(progress, step, total, "train-reid")
-        history["epoch_loss"].append(float(np.mean(losses)))
-    history["config"] = config.to_dict()
-    return net.eval(), history
+            yield xr[a[rows]], xo[b[rows]], y[rows]
+
+    run = fit(
+        net,
+        opt,
+        epoch_batches,
+        lambda batch: siamese_loss(net, *batch, rng),
+        dev,
+        epochs=config.epochs,
+        steps_per_epoch=-(-n * (1 + k) // config.batch_size),
+        progress=progress,
+        stage="train-reid",
+    )
+    return net.eval(), reid_history(run, n, dev, config)
 
 
-def siamese_step(
+def reid_history(run: FitHistory, n: int, dev: torch.device, config: ReidConfig) -> dict[str, Any]:
+    """The re-identifier's history dict from a :class:`~inversion_audit.training.fit.FitHistory`."""
+    return {
+        "epoch_loss": run.train_loss,
+        "n_subjects": n,
+        "device": str(dev),
+        "steps": run.steps,
+        "stopped_by": run.stopped_by,
+        "seconds": run.seconds,
+        "config": config.to_dict(),
+    }
+
+
+def siamese_loss(
     net: nn.Module,
-    opt: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
     first: torch.Tensor,
     second: torch.Tensor,
     labels: np.ndarray,
     rng: np.random.Generator,
-) -> float:
-    """One optimiser step on pairs ``(first[i], second[i])`` with 0/1 ``labels``; each pair is
-    mirrored left-right together at random. Loss: binary cross-entropy on the logit of
-    ``head(|encoder(a) - encoder(b)|)``. Returns the batch loss."""
+) -> torch.Tensor:
+    """Loss of pairs ``(first[i], second[i])`` with 0/1 ``labels``; each pair is mirrored
+    left-right together at random. Binary cross-entropy on the logit of
+    ``head(|encoder(a) - encoder(b)|)``; the head runs in float32."""
     import torch
     import torch.nn.functional as F
 
-    from ..training.loop import autocast, memory_format, to_device
+    from ..training.loop import full_precision, memory_format, to_device
 
     dev = next(net.parameters()).device
     flip = torch.from_numpy(rng.random(len(labels)) < 0.5)[:, None, None, None, None]
@@ -294,15 +308,10 @@ def siamese_step(
     second = torch.where(flip, second.flip(2), second)
     both = to_device(torch.cat([first, second]), dev).contiguous(memory_format=memory_format(dev))
     target = to_device(torch.from_numpy(np.asarray(labels, dtype=np.float32)), dev)
-    opt.zero_grad(set_to_none=True)
-    with autocast(dev):
-        e = net["encoder"](both).float()
-    logit = net["head"]((e[: len(labels)] - e[len(labels) :]).abs()).squeeze(1)
-    loss = F.binary_cross_entropy_with_logits(logit, target)
-    scaler.scale(loss).backward()
-    scaler.step(opt)
-    scaler.update()
-    return float(loss.detach())
+    e = net["encoder"](both).float()
+    with full_precision(dev):
+        logit = net["head"]((e[: len(labels)] - e[len(labels) :]).abs()).squeeze(1)
+        return F.binary_cross_entropy_with_logits(logit, target)
 
 
 def reid_scores(

@@ -14,6 +14,7 @@ at random (not only on the grid) from each original's own brain.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -99,9 +100,9 @@ def train_patch_reid(
     import torch
 
     from ..devices import get_device
-    from ..progress import report
-    from ..training.loop import grad_scaler, memory_format, seed_everything
-    from .reid import build_reid_network, siamese_step
+    from ..training.fit import fit
+    from ..training.loop import memory_format, seed_everything
+    from .reid import build_reid_network, reid_history, siamese_loss
 
     n = len(reconstructions)
     if not n == len(originals) == len(masks) or n < 2:
@@ -115,14 +116,8 @@ def train_patch_reid(
     net = build_reid_network(config.base_filters, config.embed_dim).to(dev)
     net = net.to(memory_format=memory_format(dev))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    scaler = grad_scaler(dev)
-    pairs = n * per * (1 + k)
-    total = config.epochs * -(-pairs // config.batch_size)
-    history: dict[str, Any] = {"epoch_loss": [], "n_subjects": n, "device": str(dev)}
-    step = 0
-    report(progress, 0, total, "train-reid")
-    for _ in range(config.epochs):
-        net.train()
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
         a = np.repeat(np.arange(n), per * (1 + k))
         other = (a + rng.integers(1, n, a.size)) % n
         positive = np.tile(np.r_[np.ones(per), np.zeros(per * k)], n).astype(bool)
@@ -131,17 +126,26 @@ def train_patch_reid(
         corners = np.stack([valid[j][rng.integers(len(valid[j]))] for j in b])
         y = positive.astype(np.float32)
         order = rng.permutation(a.size)
-        losses = []
         for s in range(0, a.size, config.batch_size):
             rows = order[s : s + config.batch_size]
-            ra = _crops(xr, a[rows], corners[rows], size)
-            ob = _crops(xo, b[rows], corners[rows], size)
-            losses.append(siamese_step(net, opt, scaler, ra, ob, y[rows], rng))
-            step += 1
-            report(progress, step, total, "train-reid")
-        history["epoch_loss"].append(float(np.mean(losses)))
-    history["config"] = config.to_dict()
-    return net.eval(), history
+            yield (
+                _crops(xr, a[rows], corners[rows], size),
+                _crops(xo, b[rows], corners[rows], size),
+                y[rows],
+            )
+
+    run = fit(
+        net,
+        opt,
+        epoch_batches,
+        lambda batch: siamese_loss(net, *batch, rng),
+        dev,
+        epochs=config.epochs,
+        steps_per_epoch=-(-n * per * (1 + k) // config.batch_size),
+        progress=progress,
+        stage="train-reid",
+    )
+    return net.eval(), reid_history(run, n, dev, config)
 
 
 def _embed_patches(

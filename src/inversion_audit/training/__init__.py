@@ -1,4 +1,5 @@
-"""Training of target segmentation networks on the private set.
+"""Training of target segmentation networks on the private set, and the one training loop
+(``training.fit.fit``) shared by the target, inversion decoder, re-identifier and VAE.
 
 ``TargetConfig`` loads without torch; the training functions import it on first use.
 """
@@ -11,6 +12,7 @@ from typing import Any
 from .config import TargetConfig, label_map_from_groups, parse_label_map
 
 __all__ = [
+    "FitHistory",
     "TargetConfig",
     "TrainingHistory",
     "apply_label_map",
@@ -21,6 +23,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "FitHistory": "fit",
     "TrainingHistory": "loop",
     "apply_label_map": "target",
     "segment": "target",

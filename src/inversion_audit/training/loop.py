@@ -18,6 +18,7 @@ __all__ = [
     "batches",
     "autocast",
     "grad_scaler",
+    "full_precision",
     "memory_format",
     "seed_everything",
     "recalibrate_batchnorm",
@@ -37,6 +38,7 @@ class TrainingHistory:
     val_loss : validation loss per epoch (empty without a validation split).
     step_loss : training loss per optimiser step.
     best_epoch : epoch (0-based) whose weights were kept.
+    stopped_by : ``"budget"`` or ``"plateau"`` (early stopping); see ``training.fit``.
     privacy : the DP-SGD record (ε, δ, sampling; see ``training.dp``); empty without DP.
     """
 
@@ -51,6 +53,7 @@ class TrainingHistory:
     loss_terms: dict[str, float] = field(default_factory=dict)
     best_epoch: int | None = None
     stopped_early: bool = False
+    stopped_by: str = "budget"
     privacy: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
@@ -110,13 +113,23 @@ def autocast(device: torch.device) -> AbstractContextManager:
     return nullcontext()
 
 
+def full_precision(device: torch.device) -> AbstractContextManager:
+    """Autocast switched off on CUDA (a float32 island inside an AMP step); nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", enabled=False)
+    return nullcontext()
+
+
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     """A gradient scaler that is active on CUDA only."""
     return torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy to ``device`` (non-blocking from pinned memory on CUDA) in its memory format."""
+    """Copy to ``device`` in its memory format; on CUDA from pinned memory, non-blocking
+    (a CPU tensor not yet pinned, such as a gathered batch, is pinned first)."""
+    if device.type == "cuda" and t.device.type == "cpu" and not t.is_pinned():
+        t = t.pin_memory()
     t = t.to(device, non_blocking=device.type == "cuda")
     return t.contiguous(memory_format=memory_format(device)) if t.ndim == 5 else t
 

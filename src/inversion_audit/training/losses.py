@@ -28,7 +28,8 @@ def gradient_difference_loss(prediction: torch.Tensor, target: torch.Tensor) -> 
 class InversionLoss(nn.Module):
     """``||D^(Z) - X||^2`` (paper eq. 1, as the voxel mean) plus optional SSIM and gradient terms.
 
-    ``forward`` returns the total loss; ``terms`` holds the parts of the last call as floats.
+    ``forward`` returns the total loss; ``tensor_terms`` holds the parts of the last call as
+    detached tensors on the loss's device, ``terms`` the same as floats (a device sync).
     """
 
     def __init__(self, ssim_weight: float = 0.0, gradient_weight: float = 0.0) -> None:
@@ -40,18 +41,23 @@ class InversionLoss(nn.Module):
             from monai.losses import SSIMLoss
 
             self.ssim = SSIMLoss(spatial_dims=3, data_range=1.0)
-        self.terms: dict[str, float] = {}
+        self.tensor_terms: dict[str, torch.Tensor] = {}
+
+    @property
+    def terms(self) -> dict[str, float]:
+        """The parts of the last call as floats."""
+        return {name: float(value) for name, value in self.tensor_terms.items()}
 
     def forward(self, reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         mse = torch.mean((reconstruction - image) ** 2)
         total = mse
-        self.terms = {"mse": float(mse.detach())}
+        self.tensor_terms = {"mse": mse.detach()}
         if self.ssim is not None:
             ssim_term = self.ssim(reconstruction.float(), image.float())
             total = total + self.ssim_weight * ssim_term
-            self.terms["ssim"] = float(ssim_term.detach())
+            self.tensor_terms["ssim"] = ssim_term.detach()
         if self.gradient_weight > 0:
             grad_term = gradient_difference_loss(reconstruction, image)
             total = total + self.gradient_weight * grad_term
-            self.terms["gradient"] = float(grad_term.detach())
+            self.tensor_terms["gradient"] = grad_term.detach()
         return total

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -12,13 +12,13 @@ from torch import nn
 
 from ..devices import get_device
 from ..models import build_target_network
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback
 from .config import TargetConfig
+from .fit import fit
 from .loop import (
     TrainingHistory,
     autocast,
     batches,
-    grad_scaler,
     memory_format,
     recalibrate_batchnorm,
     seed_everything,
@@ -164,66 +164,50 @@ def train_target(
 
         model = make_dp_compatible(model)
         private = PrivateTraining(dp_config, len(train_rows), config.batch_size, config.seed)
-    amp_dev = dev if private is None else torch.device("cpu")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if private is not None:
         optimizer = private.attach(model, optimizer)
-    scaler = grad_scaler(amp_dev)
     loss_fn = segmentation_loss()
     resolved = {**config.to_dict(), "n_classes": n_classes}
     history = TrainingHistory("target", resolved, str(dev), len(train_rows), len(val_rows))
     sampler = _PatchSampler(y_all, config.patch_size, rng)
-    n_items = len(train_rows) * (config.patches_per_subject if config.patch_size else 1)
-    steps_per_epoch = -(-n_items // config.batch_size)
-    total = config.epochs * steps_per_epoch
-    best_val, best_state, since_best = float("inf"), None, 0
-    start = time.perf_counter()
-    report(progress, 0, total, "train-target")
-    for epoch in range(config.epochs):
-        model.train()
-        losses = []
-        passes = config.patches_per_subject if config.patch_size else 1
-        for rows in (
+    passes = config.patches_per_subject if config.patch_size else 1
+    n_items = len(train_rows) * passes
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rows_of_steps = (
             batches(n_items, config.batch_size, rng) if private is None else private.epoch(passes)
-        ):
-            x, y = sampler.batch(x_all, [train_rows[r % len(train_rows)] for r in rows])
-            x, y = to_device(x, dev), to_device(y, dev)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast(amp_dev):
-                loss = loss_fn(model(x), y)
-            if private is None:
-                scaler.scale(loss).backward()
-            else:
-                private.backward(loss)
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
-            history.step_loss.append(losses[-1])
-            history.steps += 1
-            report(progress, history.steps, total, "train-target")
-        history.epoch_loss.append(float(np.mean(losses)))
-        history.best_epoch = epoch
-        if val_rows:
-            val = _validation_loss(model, loss_fn, x_all, y_all, val_rows, dev)
-            history.val_loss.append(val)
-            if val < best_val:
-                best_val, best_state, since_best = val, copy.deepcopy(model.state_dict()), 0
-            else:
-                since_best += 1
-            history.best_epoch = int(np.argmin(history.val_loss))
-        log.info(
-            "target %s epoch %d/%d: loss %.4f%s",
-            config.arch,
-            epoch + 1,
-            config.epochs,
-            history.epoch_loss[-1],
-            f", val {history.val_loss[-1]:.4f}" if history.val_loss else "",
         )
-        if val_rows and config.patience and since_best >= config.patience:
-            history.stopped_early = epoch + 1 < config.epochs
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        for rows in rows_of_steps:
+            x, y = sampler.batch(x_all, [train_rows[r % len(train_rows)] for r in rows])
+            yield to_device(x, dev), to_device(y, dev)
+
+    def loss_of(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return loss_fn(model(batch[0]), batch[1])
+
+    def validate() -> float:
+        return _validation_loss(model, loss_fn, x_all, y_all, val_rows, dev)
+
+    start = time.perf_counter()
+    run = fit(
+        model,
+        optimizer,
+        epoch_batches,
+        loss_of,
+        dev,
+        epochs=config.epochs,
+        steps_per_epoch=-(-n_items // config.batch_size),
+        validate=validate if val_rows else None,
+        patience=config.patience if val_rows else 0,
+        amp=private is None,  # DP-SGD: per-sample clipping in float32
+        backward=private.backward if private is not None else None,
+        progress=progress,
+        stage="train-target",
+    )
+    history.epoch_loss, history.val_loss = run.train_loss, run.val_loss
+    history.step_loss, history.steps = run.step_loss, run.steps
+    history.best_epoch, history.stopped_by = run.best_epoch, run.stopped_by
+    history.stopped_early = run.stopped_by == "plateau"
     if private is not None:
         history.privacy = private.detach()
         log.info("target %s DP-SGD: %s", config.arch, history.privacy)
@@ -249,10 +233,9 @@ def _validation_loss(model, loss_fn, x_all, y_all, rows, dev) -> float:
     out = []
     for k in rows:
         with autocast(dev):
-            out.append(
-                float(loss_fn(model(to_device(x_all[[k]], dev)), to_device(y_all[[k]], dev)))
-            )
-    return float(np.mean(out))
+            loss = loss_fn(model(to_device(x_all[[k]], dev)), to_device(y_all[[k]], dev))
+        out.append(loss.detach().float().reshape(()))
+    return float(np.mean(torch.stack(out).cpu().tolist()))  # one device-to-host copy
 
 
 def model_device(model: nn.Module, device: str | None) -> torch.device:
