@@ -2,8 +2,10 @@
 answer keys while the canvas has focus.
 
 Layers are added from arrays under blinded names, never from file paths, in a fixed order
-(Reconstruction, A, B, ...), all on one grid with one intensity window (see
-:mod:`..reader_study.session`). Key bindings put back the ones they replaced.
+(Reconstruction, A, B, ...), all on one grid with one intensity window, the case's (see
+:mod:`..reader_study.session`); the contrast range of every layer is that window too, so no
+layer's controls differ from another's. The viewer gets orientation letters
+(:func:`._orientation.install_orientation`). Key bindings put back the ones they replaced.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..reader_study import DISPLAY_WINDOW
 from ._layers import axial_view
+from ._orientation import install_orientation
 
 if TYPE_CHECKING:
     import napari
@@ -21,6 +23,14 @@ __all__ = ["bind_keys", "remove_case_layers", "show_case_layers", "unbind_keys",
 
 #: key -> (our function, the binding it replaced or ``None``)
 Bound = dict[str, tuple[Callable, Any]]
+
+
+def _proxied(viewer: Any) -> Any:
+    """The viewer behind napari's plugin proxy (``__wrapped__``), as other widgets key it."""
+    inner = getattr(viewer, "__wrapped__", None)
+    while inner is not None and inner is not viewer:
+        viewer, inner = inner, getattr(inner, "__wrapped__", None)
+    return viewer
 
 
 def viewer_grid(viewer: napari.viewer.Viewer):
@@ -40,7 +50,9 @@ def remove_case_layers(viewer: napari.viewer.Viewer, layers: list) -> None:
 
 def show_case_layers(viewer: napari.viewer.Viewer, layers: list, images: list) -> list:
     """Show ``images`` (:class:`~..reader_study.CaseImage`) and return their layers, reusing the
-    previous case's ``layers`` when they fit; otherwise those are removed."""
+    previous case's ``layers`` when they fit; otherwise those are removed. Every layer is
+    shown in its image's window (the case's) with that window as its contrast range."""
+    install_orientation(_proxied(viewer))  # R/L/A/P/S/I letters, slice in mm (idempotent)
     grid = viewer_grid(viewer)
     reuse = [layer.name for layer in layers] == [im.name for im in images] and all(
         layer in viewer.layers for layer in layers
@@ -50,7 +62,7 @@ def show_case_layers(viewer: napari.viewer.Viewer, layers: list, images: list) -
             layer.data = im.data
             layer.scale = im.scale
             layer.translate = im.translate
-            layer.contrast_limits_range = DISPLAY_WINDOW
+            layer.contrast_limits_range = im.contrast_limits
             layer.contrast_limits = im.contrast_limits
         viewer.reset_view()
         return layers
@@ -67,7 +79,7 @@ def show_case_layers(viewer: napari.viewer.Viewer, layers: list, images: list) -
             colormap="gray",
             metadata={},
         )
-        layer.contrast_limits_range = DISPLAY_WINDOW
+        layer.contrast_limits_range = im.contrast_limits
         overlay = getattr(layer, "name_overlay", None)  # napari >= 0.6: name in each cell
         if overlay is not None:
             overlay.visible = True

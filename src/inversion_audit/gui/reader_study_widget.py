@@ -7,7 +7,8 @@ Keys: A-H pick a candidate, 0 picks "none", Enter commits and shows the next cas
 answer is committed to the package when given; the clock runs only while the case is on
 screen. State lives in :class:`~inversion_audit.reader_study.ReaderSession`; this widget only
 displays it. Layers are added from arrays under blinded names, never from file paths, in
-a fixed order, all on one grid with one intensity window (:mod:`._reader_viewer`).
+a fixed order, all on one grid with one intensity window, the case's own (from its images'
+0.5th-99.5th brain percentiles), under orientation letters (:mod:`._reader_viewer`).
 """
 
 from __future__ import annotations

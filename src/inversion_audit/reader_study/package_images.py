@@ -3,8 +3,10 @@ neutral copies.
 
 Each case folder holds ``reconstruction.nii.gz`` and ``<label>.nii.gz`` per candidate, every
 image on the case's common grid (:func:`~.grid.common_grid`: one shape, one voxel size, the
-centred affine, no scanner position), clipped to :data:`~.grid.DISPLAY_WINDOW`, float32,
-written by :func:`~inversion_audit.io.write_volume` (scrubbed header, no source text).
+centred affine, no scanner position), float32 with NaN as 0 and otherwise the source's values
+(not clipped: a reader session shows every image of a case in the one window it computes from
+them, :func:`~.grid.case_window`), written by :func:`~inversion_audit.io.write_volume`
+(scrubbed header, no source text).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ..io.paths import output_path
 from ..metrics.deformation import centred_affine
 from .database import ReaderStudyError
 from .design import Case, Design
-from .grid import common_grid, windowed
+from .grid import common_grid, display_array
 from .store import RECONSTRUCTION_FILE
 
 __all__ = ["case_sources", "check_case_images", "write_case_images"]
@@ -52,7 +54,7 @@ def write_case_images(package: Path, study: Path, case: Case) -> None:
     for name, path in case_sources(study, case):
         vol = read_volume(path)  # checked by check_case_images; errors name the file
         names.append(name)
-        arrays.append(windowed(vol.array))
+        arrays.append(display_array(vol.array))
         spacings.append(vol.spacing)
     try:
         arrays, spacing, _ = common_grid(arrays, spacings)

@@ -10,9 +10,11 @@ order, its kind, the letters shown and the questions) and :class:`CaseImage` arr
 "Reconstruction", "A", "B"...
 
 Every image of a case is shown on one common grid (:mod:`.grid`: same shape, voxel size and
-the centred affine, one intensity window). Each reader sees each case's candidates in an
-order of their own: the n-th letter shown is the n-th label of that order, and answers are
-stored under the case's labels.
+the centred affine) in one intensity window computed from the case's own images
+(:func:`~.grid.case_window`: the lowest to the highest of their 0.5th-99.5th percentiles over
+their brain voxels), the same for every image of the case. Each reader sees each case's
+candidates in an order of their own: the n-th letter shown is the n-th label of that order,
+and answers are stored under the case's labels.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..io import read_volume
 from .blind import BlindCase
 from .database import ReaderStudyError, utc_now
 from .design import LABELS
-from .grid import DISPLAY_WINDOW, common_grid, windowed
+from .grid import DISPLAY_WINDOW, case_window, common_grid, display_array
 from .store import RECONSTRUCTION_FILE, Answer, PackageStore
 
 __all__ = [
@@ -95,7 +97,8 @@ class ReaderCase:
 
 @dataclass(frozen=True)
 class CaseImage:
-    """A blinded image to display: its layer name, voxels and geometry (mm)."""
+    """A blinded image to display: its layer name, voxels, geometry (mm) and window (the
+    case's, the same for every image of the case)."""
 
     name: str
     data: np.ndarray
@@ -317,7 +320,8 @@ class ReaderSession:
     def images(self) -> list[CaseImage]:
         """The current case's blinded images, the reconstruction then letters A, B, ...
 
-        All on one common centred grid, all in :data:`DISPLAY_WINDOW`.
+        All on one common centred grid, all in the one window of the case
+        (:func:`~.grid.case_window` of these images).
         """
         case = self._key_case()
         if case is None:
@@ -336,7 +340,7 @@ class ReaderSession:
                     f"case {number}: image {name} could not be opened; "
                     "please tell the study coordinator"
                 ) from None
-            arrays.append(windowed(vol.array))
+            arrays.append(display_array(vol.array))
             spacings.append(vol.spacing)
         try:
             arrays, scale, translate = common_grid(arrays, spacings)
@@ -346,7 +350,8 @@ class ReaderSession:
                 f"case {number}: its images do not share one voxel size; "
                 "please tell the study coordinator"
             ) from None
+        window = case_window(arrays)  # one window from all the case's images: no cue
         return [
-            CaseImage(name, data, scale, translate, DISPLAY_WINDOW)
+            CaseImage(name, data, scale, translate, window)
             for (name, _), data in zip(items, arrays, strict=True)
         ]
