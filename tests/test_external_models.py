@@ -693,7 +693,9 @@ def test_reconstruct_widget_runs_an_external_model(make_napari_viewer, qtbot, tm
     inversion, _ = _decoder_beside(tmp_path, load_monai(path, "BasicUNet", TINY["BasicUNet"]))
     viewer = make_napari_viewer()
     viewer.add_image(blob_image((20, 22, 18), seed=3) * 900.0, name="T1", scale=(2.0, 2.0, 2.0))
-    _, widget = viewer.window.add_plugin_dock_widget("napari-inversion-audit", "Reconstruct")
+    from inversion_audit.gui.review_panel import open_tab
+
+    widget = open_tab(viewer, "Reconstruct")
     widget.target_edit.setText(str(path))
     widget.inversion_edit.setText(str(inversion))
     widget.device_combo.setCurrentText("cpu")

@@ -20,6 +20,7 @@ import pytest
 
 from inversion_audit.errors import JobCancelled
 from inversion_audit.gui._subprocess import call_in_subprocess
+from inversion_audit.gui.review_panel import open_tab
 
 PLUGIN = "napari-inversion-audit"
 CHILD = "inversion_audit.gui._child"
@@ -121,7 +122,7 @@ def test_cancelled_reconstruction_stops_before_reconstructing(make_napari_viewer
     target, inversion = make_tiny_checkpoints(tmp_path / "ck", shape=(16, 16, 16), spacing=2.0)
     viewer = make_napari_viewer()
     viewer.add_image(blob_image((20, 22, 18), seed=3) * 900.0, name="T1", scale=(2.0, 2.0, 2.0))
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruct")
+    widget = open_tab(viewer, "Reconstruct")
     widget.target_edit.setText(str(target))
     widget.inversion_edit.setText(str(inversion))
     widget.device_combo.setCurrentText("cpu")
@@ -146,7 +147,7 @@ def test_cancelled_registration_stops_its_child(make_napari_viewer, qtbot):
     viewer.add_image(fixed, name="candidate", scale=(2.0, 2.0, 2.0))
     viewer.add_image(np.roll(fixed, 2, axis=0), name="recon", scale=(2.0, 2.0, 2.0))
     names = [layer.name for layer in viewer.layers]
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget = open_tab(viewer, "Deformation")
     widget.moving_combo.choose("recon")
     widget.fixed_combo.choose("candidate")
     widget.preset_combo.setCurrentText("fast")

@@ -13,6 +13,7 @@ import pytest
 
 from gui_fakes import copy_study
 from inversion_audit.gui._ranking import blinded_codes, rank_candidates
+from inversion_audit.gui.review_panel import open_tab
 from inversion_audit.io import read_volume
 from inversion_audit.study.index import CandidateScore, StudyIndex
 
@@ -57,12 +58,12 @@ def test_blinded_codes_are_a_fixed_shuffle():
 
 # -- widget ------------------------------------------------------------------------------------
 def _open(viewer, qtbot, study, subject="sub-001"):
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    opener = open_tab(viewer, "Open study")
     index = opener.open_study(study.root)
     entry = index.search(subject)[0]
     opener.select(entry)
     qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    widget = open_tab(viewer, "Candidate matches")
     return widget, index, entry
 
 
@@ -123,7 +124,8 @@ def test_selecting_a_row_shows_the_candidate_beside_the_reconstruction(
     other = widget.rows[2].candidate.candidate_id
     widget.select_row(2)
     qtbot.waitUntil(lambda: widget.state.candidate_id == other, timeout=15000)
-    assert sum(layer.name.startswith("candidate ") for layer in viewer.layers) == 1
+    roles = [layer.metadata.get("inversion_audit", {}).get("role") for layer in viewer.layers]
+    assert roles.count("candidate") == 1 and other in viewer.layers
 
 
 def test_export_csv_round_trips_the_table(make_napari_viewer, qtbot, tmp_path, fake_study):

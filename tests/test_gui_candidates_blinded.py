@@ -1,6 +1,6 @@
 """Candidate matches in blinded mode, on the bundled demo study (a real study-runner output).
 
-Every image layer shares one grid and window; no layer name, layer metadata or widget text
+Every image layer shares one grid and one window; no layer name, layer metadata or widget text
 holds a subject id or a score; the true original's row is uniform over reconstructions.
 
 Run under Xvfb: ``xvfb-run -a .venv/bin/pytest tests/test_gui_candidates_blinded.py -q``.
@@ -16,6 +16,7 @@ from scipy.stats import chisquare
 
 from inversion_audit.gui._ranking import blinded_codes
 from inversion_audit.gui.demo_study import demo_study_dir
+from inversion_audit.gui.review_panel import open_tab
 
 pytest.importorskip("pytestqt")
 
@@ -69,12 +70,12 @@ def test_true_original_row_is_uniform_over_reconstructions():
 @pytest.mark.slow
 def test_blinded_mode_shows_one_grid_and_no_id_or_score(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    opener = open_tab(viewer, "Open study")
     index = opener.open_study(DEMO)
     entry = index.entries[0]
     opener.select(entry)
     qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    widget = open_tab(viewer, "Candidate matches")
     ids, scores = _demo_ids_and_scores()
     assert any(entry.reconstruction_id in s for s in _strings(widget, viewer))  # not blinded yet
 
@@ -87,12 +88,12 @@ def test_blinded_mode_shows_one_grid_and_no_id_or_score(make_napari_viewer, qtbo
         widget.select_row(row)
         qtbot.waitUntil(lambda cid=cid: widget.state.candidate_id == cid, timeout=15000)
         images = [la for la in viewer.layers if la.visible]
-        assert [la.name for la in images] == ["Reconstruction", f"candidate {codes[row]}"]
+        assert [la.name for la in images] == ["recon", codes[row]]
         for la in images:
             assert la.data.shape == images[0].data.shape
             assert tuple(la.scale) == tuple(images[0].scale)
             assert tuple(la.translate) == tuple(images[0].translate)
-            assert tuple(la.contrast_limits) == (0.0, 1.0)
+            assert tuple(la.contrast_limits) == tuple(images[0].contrast_limits)  # one window
             assert tuple(la.contrast_limits_range) == (0.0, 1.0)
         strings = [s.lower() for s in _strings(widget, viewer)]
         assert not [s for s in strings if any(i in s for i in ids)]
@@ -102,5 +103,5 @@ def test_blinded_mode_shows_one_grid_and_no_id_or_score(make_napari_viewer, qtbo
     job = widget.blinded_check.setChecked(False)
     assert job is None
     qtbot.waitUntil(lambda: widget.state.original_layer is not None, timeout=15000)
-    assert f"{entry.reconstruction_id} original" in [la.name for la in viewer.layers]
-    assert "Reconstruction" not in [la.name for la in viewer.layers]
+    assert "original" in [la.name for la in viewer.layers]
+    assert not any(la.metadata["inversion_audit"].get("blinded") for la in viewer.layers)

@@ -11,6 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from gui_fakes import blob_image
 from inversion_audit.gui._compute import checkerboard, curtain
+from inversion_audit.gui.review_panel import open_tab
 
 PLUGIN = "napari-inversion-audit"
 SCALE = (2.0, 2.0, 2.5)
@@ -47,7 +48,7 @@ def pair_viewer(make_napari_viewer):
     )
     viewer.add_image(original, name="original", scale=SCALE, translate=TRANSLATE)
     viewer.add_image(recon.astype(np.float32), name="recon", scale=SCALE, translate=TRANSLATE)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare")
+    widget = open_tab(viewer, "Compare")
     widget.original_combo.choose("original")
     widget.reconstruction_combo.choose("recon")
     return viewer, widget
@@ -65,8 +66,8 @@ def test_difference_and_ssim_map_layers_with_scores(pair_viewer, qtbot):
     viewer, widget = pair_viewer
     _compute(qtbot, widget)
     a, b = viewer.layers["original"].data, viewer.layers["recon"].data
-    diff = viewer.layers["recon difference"]
-    smap = viewer.layers["recon SSIM map"]
+    diff = viewer.layers["difference"]
+    smap = viewer.layers["SSIM map"]
     for layer in (diff, smap):
         np.testing.assert_allclose(layer.scale, SCALE)
         np.testing.assert_allclose(layer.translate, TRANSLATE)
@@ -97,7 +98,7 @@ def test_reconstruction_on_another_grid_is_resampled_onto_the_original(pair_view
     viewer.add_image(coarse, name="coarse", scale=tuple(2 * s for s in SCALE), translate=TRANSLATE)
     widget.reconstruction_combo.choose("coarse")
     _compute(qtbot, widget)
-    assert viewer.layers["coarse difference"].data.shape == viewer.layers["original"].data.shape
+    assert viewer.layers["difference"].data.shape == viewer.layers["original"].data.shape
 
 
 def test_view_modes(pair_viewer):
@@ -107,13 +108,14 @@ def test_view_modes(pair_viewer):
     assert {layer.name for layer in viewer.layers if layer.visible} == {"original", "recon"}
     widget.set_mode("checkerboard")
     assert not viewer.canvas.grid.enabled
-    board = viewer.layers["recon checkerboard"]
+    board = viewer.layers["checkerboard"]
     tile = widget.tile_slider.value()
     a, b = viewer.layers["original"].data, viewer.layers["recon"].data
     assert board.data[0, 0, 0] == a[0, 0, 0] and board.data[tile, 0, 0] == b[tile, 0, 0]
     np.testing.assert_allclose(board.scale, SCALE)
     widget.set_mode("curtain")
-    assert not board.visible and viewer.layers["recon curtain"].visible
+    curtain_layer = viewer.layers["curtain"]  # the same layer, reused by the next view
+    assert curtain_layer is board and curtain_layer.visible and "checkerboard" not in viewer.layers
     widget.set_mode("overlay")
     assert viewer.layers.index("recon") > viewer.layers.index("original")
     widget.opacity_slider.setValue(30)
@@ -139,5 +141,5 @@ def test_screenshot_of_the_ssim_map_is_not_blank(pair_viewer, qtbot):
     viewer, widget = pair_viewer
     _compute(qtbot, widget)
     for layer in viewer.layers:
-        layer.visible = layer.name == "recon SSIM map"
+        layer.visible = layer.name == "SSIM map"
     assert screenshot(viewer, qtbot).std() > 5.0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from inversion_audit.gui.review_panel import open_tab
+
 pytest.importorskip("pytestqt")
 
 PLUGIN = "napari-inversion-audit"
@@ -26,7 +28,7 @@ def viewer_widget(make_napari_viewer):
     viewer.add_image(recon, name="recon", scale=(2, 2, 2))
     viewer.add_labels((original > 0.2).astype(np.int32), name="labels", scale=(2, 2, 2))
     axial_view(viewer)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Compare")
+    widget = open_tab(viewer, "Compare")
     widget.original_combo.choose("original")
     widget.reconstruction_combo.choose("recon")
     return viewer, widget
@@ -59,7 +61,7 @@ def test_curtain_cuts_across_the_axial_slice_shown(viewer_widget):
     assert tuple(viewer.dims.displayed) == (1, 0)  # axial: S-I is the sliced axis
     widget.axis_combo.setCurrentIndex(2)  # S-I would show one image per slice
     widget.set_mode("curtain")
-    cut = viewer.layers["recon curtain"].data
+    cut = viewer.layers["curtain"].data
     z = int(viewer.dims.current_step[2])
     shown = cut[:, :, z]
     assert (shown <= 0.4).any() and (shown >= 0.6).any()  # both images on the slice on screen

@@ -17,6 +17,7 @@ import pytest
 from gui_fakes import blob_image, copy_study, ticks_while_running
 from inversion_audit.gui._layers import layer_volume
 from inversion_audit.gui._registration import displacement_vectors
+from inversion_audit.gui.review_panel import open_tab
 from inversion_audit.io import read_volume
 from inversion_audit.metrics import deformation
 
@@ -40,12 +41,12 @@ def test_displacement_vectors_subsample_and_convert_mm_to_voxels():
 def _scored_pair(viewer, qtbot, study):
     """Open ``study``, select sub-001 and another candidate whose deformation was scored;
     returns ``(index, entry, candidates table, candidate id)``."""
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    opener = open_tab(viewer, "Open study")
     index = opener.open_study(study.root)
     entry = index.search("sub-001")[0]
     opener.select(entry)
     qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
-    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    table = open_tab(viewer, "Candidate matches")
     row = next(
         r
         for r in table.rows
@@ -64,7 +65,7 @@ def test_stored_study_result_opens_without_a_worker(
     study = copy_study(runner_study, tmp_path / "study")
     viewer = make_napari_viewer()
     index, entry, table, cid = _scored_pair(viewer, qtbot, study)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget = open_tab(viewer, "Deformation")
     assert widget.fixed_combo.currentText() == table.state.candidate_layer
     start = time.perf_counter()
     view = widget.run()
@@ -103,7 +104,7 @@ def test_stored_map_mask_from_a_child_process_when_it_needs_bias_correction(
     index, entry, table, cid = _scored_pair(viewer, qtbot, study)
     candidate = (str(index.root), index.variants()[0], cid)
     assert not mask_needs_child(candidate)  # this study's preprocessing has no N4
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget = open_tab(viewer, "Deformation")
     assert widget.run().cached  # the stored view, its mask computed here
     (shown,) = [la for la in viewer.layers if la.name.endswith("displacement (mm)")]
     expected = np.array(shown.data)
@@ -128,7 +129,7 @@ def test_registering_a_study_pair_again_gives_the_studys_score(
     study = copy_study(runner_study, tmp_path / "study")
     viewer = make_napari_viewer()
     _, entry, _, cid = _scored_pair(viewer, qtbot, study)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget = open_tab(viewer, "Deformation")
     widget.cache_check.setChecked(False)
     widget.preset_combo.setCurrentText("fast")  # the study's matching.deformation_preset
     job = widget.run()
@@ -146,7 +147,7 @@ def pair_viewer(make_napari_viewer):
     moving = np.roll(fixed, 2, axis=0)
     viewer.add_image(fixed, name="candidate", scale=SCALE, translate=TRANSLATE)
     viewer.add_image(moving, name="recon", scale=SCALE, translate=TRANSLATE)
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    widget = open_tab(viewer, "Deformation")
     widget.moving_combo.choose("recon")
     widget.fixed_combo.choose("candidate")
     widget.preset_combo.setCurrentText("fast")
@@ -160,13 +161,10 @@ def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, 
     assert job.error is None, job.error
     assert seconds > 1.0  # a real job, long enough to measure
     assert len(ticks) >= 0.5 * seconds / 0.05, (len(ticks), seconds)  # the event loop kept running
-    layer = viewer.layers["recon → candidate displacement (mm)"]
+    layer = viewer.layers["displacement (mm)"]
     np.testing.assert_allclose(layer.scale, SCALE)
     np.testing.assert_allclose(layer.translate, TRANSLATE)
     assert layer.data.shape == viewer.layers["candidate"].data.shape
-    # layers outside a study: the study never scored the pair, so no mean is shown
-    assert np.isnan(widget.result.mean_displacement_mm)
-    assert "mean displacement not computed" in widget.result_label.text()
     # the map equals a fresh registration with the study's function, parameters and seed
     fixed, moving = (layer_volume(viewer.layers[n]) for n in ("candidate", "recon"))
     fresh = deformation(moving, fixed, preset="fast", cache=False, threads=1, seed=0, isolated=True)
@@ -177,6 +175,10 @@ def test_registration_runs_in_a_worker_and_the_ui_stays_responsive(pair_viewer, 
     head = fixed.array > threshold_otsu(fixed.array[fixed.array > 0]) * 0.5
     assert 0.05 < head.mean() < 0.9
     np.testing.assert_allclose(layer.data[head], fresh.magnitude.array[head], rtol=1e-5, atol=1e-5)
+    # layers outside a study: the mean displacement over that head, as the label says
+    mean = widget.result.mean_displacement_mm
+    assert mean == pytest.approx(float(fresh.magnitude.array[head].mean()), rel=1e-4)
+    assert f"mean displacement {mean:.2f} mm" in widget.result_label.text()
     assert (layer.data[~head] == 0).all() and (fresh.magnitude.array[~head] > 0).any()
     assert widget.legend.range[0] == 0.0 and widget.legend.range[1] > 0.0
     # screenshot: the magnitude map over the candidate is drawn and follows its opacity
@@ -197,7 +199,7 @@ def test_vectors_layer_shows_the_displacement_field(pair_viewer, qtbot):
     job = widget.run()
     qtbot.waitUntil(lambda: not job.is_running, timeout=180000)
     assert job.error is None, job.error
-    layer = viewer.layers["recon → candidate vectors"]
+    layer = viewer.layers["vectors"]
     assert layer._type_string == "vectors"
     np.testing.assert_allclose(layer.scale, SCALE)
     np.testing.assert_allclose(layer.translate, TRANSLATE)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from inversion_audit.gui.demo_study import demo_study_dir
+from inversion_audit.gui.review_panel import open_tab
 
 pytest.importorskip("pytestqt")
 
@@ -20,13 +21,13 @@ PLUGIN = "napari-inversion-audit"
 
 def test_stored_results_replace_each_other_with_an_honest_legend(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    opener = open_tab(viewer, "Open study")
     index = opener.open_study(demo_study_dir())
     entry = index.entries[0]
     opener.select(entry)
     qtbot.waitUntil(lambda: opener.state.entry == entry, timeout=15000)
-    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Deformation")
+    table = open_tab(viewer, "Candidate matches")
+    widget = open_tab(viewer, "Deformation")
     scored = [r for r in table.rows if np.isfinite(r.candidate.deformation)]
     assert len(scored) >= 2
     for row in scored[:2]:
@@ -36,7 +37,8 @@ def test_stored_results_replace_each_other_with_an_honest_legend(make_napari_vie
         view = widget.run()
         assert view is not None and view.cached  # the study's stored map, no registration
         maps = [la for la in viewer.layers if la.name.endswith("displacement (mm)")]
-        assert len(maps) == 1 and cid in maps[0].name  # the previous pair's map is gone
+        assert len(maps) == 1  # the previous pair's map is gone (its layer reused)
+        assert maps[0].metadata["inversion_audit"]["title"] == f"recon → {cid}"
         layer = maps[0]
         high = float(np.max(layer.data))
         assert tuple(layer.contrast_limits) == pytest.approx((0.0, high))

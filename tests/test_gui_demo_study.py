@@ -16,6 +16,7 @@ from qtpy.QtCore import Qt
 from gui_fakes import copy_study
 from inversion_audit.errors import CohortError
 from inversion_audit.gui import demo_study as demo
+from inversion_audit.gui.review_panel import open_tab
 
 PLUGIN = "napari-inversion-audit"
 
@@ -46,7 +47,7 @@ def test_demo_sample_opens_the_study_in_the_widgets(
     np.testing.assert_allclose(original.scale, study.spacing)
     np.testing.assert_allclose(recon.translate, original.translate)
     qtbot.waitUntil(lambda: tuple(viewer.dims.order) == (2, 1, 0), timeout=5000)  # axial slices
-    _, table = viewer.window.add_plugin_dock_widget(PLUGIN, "Candidate matches")
+    table = open_tab(viewer, "Candidate matches")
     assert table.table.rowCount() == len(study.subjects)
 
 
@@ -69,7 +70,7 @@ def test_bundled_demo_study_opens_in_seconds(make_napari_viewer):
     assert {e.run for e in state.study.entries} >= {"unet_skull-stripped_bottleneck"}
     # Open study marks the non-member holdout (holdout.json) apart from the members
     holdout = set(json.loads((folder / "holdout.json").read_text())["holdout"])
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    opener = open_tab(viewer, "Open study")
     items = [opener.entry_list.item(r) for r in range(opener.entry_list.count())]
     assert len(items) == len(state.study.entries)
     marks = {}

@@ -13,6 +13,7 @@ import pytest
 
 from inversion_audit.gui._messages import user_message
 from inversion_audit.gui.demo_study import demo_study_dir
+from inversion_audit.gui.review_panel import open_tab
 
 PLUGIN = "napari-inversion-audit"
 DEMO = demo_study_dir()
@@ -70,7 +71,7 @@ def test_torch_refusal_becomes_one_line_without_advice(tmp_path):
 def _opener(make_napari_viewer, qtbot):
     pytest.importorskip("pytestqt")
     viewer = make_napari_viewer()
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    opener = open_tab(viewer, "Open study")
     return viewer, opener
 
 
@@ -115,3 +116,15 @@ def test_failed_open_study_keeps_field_and_list_consistent(make_napari_viewer, q
     assert notes.errors() and "not a study" in notes.errors()[0]
     assert opener.path_edit.text() == str(opener.state.study.root)
     assert opener.entry_list.count() == n and opener.state.study.root == DEMO.resolve()
+
+
+def test_a_corrupt_nifti_is_one_notification_naming_it(make_napari_viewer, qtbot, tmp_path):
+    pytest.importorskip("pytestqt")
+    viewer = make_napari_viewer()
+    path = tmp_path / "damaged scan_T1.nii.gz"
+    path.write_bytes(b"\x1f\x8b not really a volume")
+    with Notes() as notes:
+        viewer.open(str(path), plugin=PLUGIN)  # as a drop or File › Open does: no exception
+    (error,) = notes.errors()
+    assert str(path) in error and "\n" not in error and "Traceback" not in error
+    assert len(viewer.layers) == 0

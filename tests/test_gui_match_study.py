@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 
 from inversion_audit.cli.main import main
 from inversion_audit.data import PreprocessConfig, load_cohort, preprocess_subject
+from inversion_audit.gui.review_panel import open_tab
 from inversion_audit.io import read_volume, write_volume
 
 PLUGIN = "napari-inversion-audit"
@@ -34,7 +35,7 @@ def test_open_study_opens_a_match_folder(make_napari_viewer, qtbot, tiny_cohort,
     )  # fmt: skip
     assert code == 0
     viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    widget = open_tab(viewer, "Open study")
     index = widget.open_study(out)
     assert index is not None and widget.entry_list.count() == 2
     entry = index.search("sub02")[0]
@@ -51,4 +52,5 @@ def test_open_study_opens_a_match_folder(make_napari_viewer, qtbot, tiny_cohort,
     np.testing.assert_array_equal(
         recon.data, read_volume(recon_dir / "sub02_recon_pre.nii.gz").array
     )
-    assert any(layer.name == "sub02 labels" for layer in viewer.layers)
+    labels = viewer.layers["labels"]
+    assert labels.metadata["inversion_audit"]["subject"] == "sub02"

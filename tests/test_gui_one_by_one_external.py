@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gui_fakes import Notifications, blob_image
+from inversion_audit.gui.review_panel import open_tab
 from test_external_models import TINY, blob_images, save_monai, write_bundle, write_nnunet
 
 PLUGIN = "napari-inversion-audit"
@@ -28,8 +29,8 @@ def decoder_beside(tmp_path, model, preprocess):
 
 def open_widgets(make_napari_viewer):
     viewer = make_napari_viewer()
-    _, opener = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
-    _, recon = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruct")
+    opener = open_tab(viewer, "Open study")
+    recon = open_tab(viewer, "Reconstruct")
     return viewer, opener, recon
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gui_fakes import Notifications, blob_image, make_tiny_checkpoints, ticks_while_running
+from inversion_audit.gui.review_panel import open_tab
 
 PLUGIN = "napari-inversion-audit"
 
@@ -19,7 +20,7 @@ def checkpoints(tmp_path):
 
 
 def _widget(viewer, target, inversion):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruct")
+    widget = open_tab(viewer, "Reconstruct")
     widget.target_edit.setText(str(target))
     widget.inversion_edit.setText(str(inversion))
     widget.device_combo.setCurrentText("cpu")

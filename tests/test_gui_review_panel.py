@@ -13,15 +13,32 @@ pytest.importorskip("pytestqt")
 
 PLUGIN = "napari-inversion-audit"
 SINGLE = ("Open study", "Compare", "Candidate matches", "Deformation", "Reconstruct")
+TITLES = ("Study", "Compare", "Candidates", "Deformation", "Reconstruct")
 
 
-def test_review_and_the_single_widgets_are_in_the_plugins_menu():
+def test_review_is_the_one_menu_entry_for_review():
     import npe2
 
     pm = npe2.PluginManager.instance()
     pm.discover()
     names = [w.display_name for w in pm.get_manifest(PLUGIN).contributions.widgets]
-    assert "Review" in names and set(SINGLE) <= set(names)
+    assert "Review" in names and not set(SINGLE) & set(names)
+
+
+def test_single_widgets_open_as_tabs_of_the_one_panel(make_napari_viewer):
+    from qtpy.QtWidgets import QDockWidget
+
+    from inversion_audit.gui.review_panel import open_review, open_tab
+
+    viewer = make_napari_viewer()
+    panel = open_review(viewer)
+    for name, tab in zip(SINGLE, TITLES, strict=True):
+        widget = open_tab(viewer, name)
+        assert widget is panel.pages[tab]
+        assert panel.tabs.tabText(panel.tabs.currentIndex()) == tab
+    docks = viewer.window._qt_window.findChildren(QDockWidget)
+    inner = [d.inner_widget() for d in docks if hasattr(d, "inner_widget")]
+    assert sum(isinstance(w, type(panel)) for w in inner) == 1
 
 
 @pytest.mark.slow
@@ -30,13 +47,7 @@ def test_panel_fits_1280x800_with_ten_candidate_rows(make_napari_viewer, qtbot):
     window = viewer.window._qt_window
     window.resize(1280, 800)
     _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
-    assert [panel.tabs.tabText(i) for i in range(panel.tabs.count())] == [
-        "Study",
-        "Compare",
-        "Candidates",
-        "Deformation",
-        "Reconstruct",
-    ]
+    assert tuple(panel.tabs.tabText(i) for i in range(panel.tabs.count())) == TITLES
     hint = panel.sizeHint()
     assert hint.width() <= 1280 and hint.height() <= 800
     opener = panel.pages["Study"]

@@ -92,7 +92,8 @@ def test_cancel_then_resume_runs_the_study_and_opens_it(
     out = tmp_path / "study"
     viewer = make_napari_viewer()
     widget = _widget(viewer)
-    _, study_widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
+    study_widget = panel.pages["Study"]
     state = state_for(viewer)
     assert state.study is None
 
@@ -142,7 +143,7 @@ def test_cancel_then_resume_runs_the_study_and_opens_it(
     assert state.study is not None and state.study.root.resolve() == out.resolve()
     assert len(state.study.entries) == 6  # every subject is reconstructed in its private fold
     assert {e.run for e in state.study.entries} == {"unet_skull-stripped_bottleneck"}
-    assert study_widget.entry_list.count() == 6  # the Open study widget lists the new study
+    assert study_widget.entry_list.count() == 6  # the Review panel's Study tab lists it
 
 
 @pytest.mark.parametrize(
@@ -178,3 +179,52 @@ def test_bad_config_is_an_error_naming_the_problem(
     assert state_for(viewer).study is None
     assert not out.exists()
     assert widget.panel.run_button.isEnabled()
+
+
+def test_overrides_keep_the_config_unless_given():
+    from inversion_audit.errors import ConfigError
+    from inversion_audit.study.config import StudyConfig, StudySection, apply_overrides
+
+    config = StudyConfig(study=StudySection(device="cpu", threads=2))
+    assert apply_overrides(config) is config
+    assert apply_overrides(config, device=None, threads=None).study == config.study
+    changed = apply_overrides(config, device="cuda", threads=4)
+    assert (changed.study.device, changed.study.threads) == ("cuda", 4)
+    assert apply_overrides(config, threads=3).study.device == "cpu"
+    with pytest.raises(ConfigError, match="study.device"):
+        apply_overrides(config, device="tpu")
+
+
+@pytest.mark.parametrize(("pick", "reaches"), [("as config", "cpu"), ("auto", "auto")])
+def test_device_dropdown_honours_the_config_unless_a_device_is_picked(
+    make_napari_viewer, qtbot, tiny_cohort, tmp_path, monkeypatch, pick, reaches
+):
+    """napari's Run study honours a config's device = 'cpu' when the dropdown says 'as config',
+    and overrides it when the user picks a device: the device run_study runs on is its
+    ``device`` argument, else the config's ``study.device`` (``runner._Study``)."""
+    import inversion_audit.gui.run_widget as run_widget
+    from inversion_audit.errors import JobCancelled
+
+    seen: dict = {}
+
+    def fake_run_study_in_child(config, out_dir, device=None, progress=None):
+        seen["device"] = device or config.study.device  # as run_study resolves it
+        raise JobCancelled("stopped before the study starts")
+
+    monkeypatch.setattr(run_widget, "run_study_in_child", fake_run_study_in_child)
+    config = write_tiny_config(tmp_path / "tiny.toml", tiny_cohort)  # device = "cpu"
+    widget = _widget(make_napari_viewer())
+    combo = widget.device_combo
+    assert combo.currentText() == run_widget.AS_CONFIG and combo.itemText(0) == "as config"
+    combo.list_devices()  # listing the devices keeps "as config" first and chosen
+    assert combo.itemText(0) == "as config" and combo.device() is None
+    assert combo.findText("auto") > 0 and combo.findText("cpu") > 0
+    combo.setCurrentText(pick)
+    widget.config_edit.setText(str(config))
+    widget.out_edit.setText(str(tmp_path / "study"))
+    with Notifications():
+        widget.panel.run_button.click()
+        job = widget.panel.job
+        assert job is not None
+        qtbot.waitUntil(lambda: not job.is_running, timeout=30000)
+    assert job.cancelled and seen == {"device": reaches}

@@ -12,6 +12,7 @@ import pytest
 
 from gui_fakes import copy_study
 from inversion_audit.errors import StudyError
+from inversion_audit.gui.review_panel import open_tab
 from inversion_audit.study.index import StudyIndex
 
 PLUGIN = "napari-inversion-audit"
@@ -79,7 +80,7 @@ def test_index_rejects_a_folder_that_is_not_a_study(tmp_path):
 
 # -- widget ------------------------------------------------------------------------------------
 def _open_widget(viewer):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    widget = open_tab(viewer, "Open study")
     return widget
 
 

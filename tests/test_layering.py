@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models",),
     ("training",),
     ("attack", "defences"),
-    ("checkpoints", "checkpoint_sidecar"),
+    ("checkpoints", "checkpoint_sidecar", "attack_pair"),
     ("metrics",),
     ("matching",),
     ("study",),

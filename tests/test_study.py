@@ -636,7 +636,7 @@ def test_run_command_plan_quiet_and_bad_config(tiny_cohort, tmp_path, capsys):
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert f"report: {(out / 'report.html').resolve()}" in captured.out
-    assert "Plugins > Inversion Audit > Open study" in captured.out
+    assert "Plugins > Inversion Audit > Review" in captured.out
     assert "train-target" not in captured.err and "it/s" not in captured.err  # --quiet: no bars
     assert main(["run", str(config), "--out", str(out), "--plan"]) == 0
     printed = capsys.readouterr().out

@@ -62,7 +62,7 @@ def main(study: Path) -> None:
     names = {
         opener.state.original_layer,
         opener.state.reconstruction_layer,
-        f"{opener.state.reconstruction_layer} difference",
+        "difference",
     }
     for layer in viewer.layers:
         layer.visible = layer.name in names

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "inversion_audit.cli.run_cmd",
     "inversion_audit.cli.reader_study_cmd",
     "inversion_audit.cli.train_cmd",
+    "inversion_audit.cli.inversion_cmd",
     "inversion_audit.cli.match_cmd",
 ]
 

@@ -1,7 +1,7 @@
 """``inversion-audit match``: score reconstructions against a candidate cohort and rank the candidates.
 
 The scores come from the study's own scoring pipeline (:mod:`inversion_audit.matching.pipeline`),
-and the output folder is laid out like a study, so it opens in the napari plugin's Open study
+and the output folder is laid out like a study, so it opens in the napari plugin's Review panel (Study tab)
 and in ``inversion-audit reader-study create``:
 
 - ``preprocessed/<variant>/<id>.nii.gz``: the candidates preprocessed with the flags given here

@@ -38,29 +38,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from ..io.paths import check_output_folder
     from ..progress import tqdm_progress
-    from ..study.config import load_study_config
+    from ..study.config import apply_overrides, load_study_config
     from ..study.runner import run_study
 
-    config = load_study_config(args.config)
+    # --device and --threads override the config as napari's Run study does (None: as it says)
+    config = apply_overrides(
+        load_study_config(args.config), device=args.device, threads=args.threads
+    )
     check_output_folder(args.out)  # an --out that is a file fails here, not after a stage
     if args.plan:
         return _print_plan(config, args.out, args.reuse_from)
-    if args.threads:
-        config = dataclasses.replace(
-            config, study=dataclasses.replace(config.study, threads=args.threads)
-        )
     with tqdm_progress(quiet=args.quiet) as progress:
-        out = run_study(
-            config, args.out, device=args.device, progress=progress, reuse_from=args.reuse_from
-        )
+        out = run_study(config, args.out, progress=progress, reuse_from=args.reuse_from)
     report = Path(out).resolve() / "report.html"
     print(f"report: {report}")
     print(
-        f"open the study in napari: napari, then Plugins > Inversion Audit > Open study, and choose {Path(out).resolve()}"
+        f"open the study in napari: napari, then Plugins > Inversion Audit > Review, Study tab, and choose {Path(out).resolve()}"
     )
     return 0
 

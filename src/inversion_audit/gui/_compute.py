@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CheckpointError
 from ..io import Volume, read_labels, read_volume
 from ..metrics.comparison import Comparison, align_to, compare_volumes
 from ..progress import ProgressCallback, report
+from ._display import OVERLAY_BLENDING, OVERLAY_OPACITY, comparison_window
 from ._layers import volume_layer_kwargs
 
 if TYPE_CHECKING:
@@ -28,19 +28,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Comparison",
+    "LABELS_LAYER",
     "LayerData",
     "LoadedModels",
     "META_KEY",
+    "ORIGINAL_LAYER",
+    "RECONSTRUCTION_LAYER",
     "align_to",
     "check_checkpoints",
     "checkerboard",
     "compare_volumes",
     "curtain",
-    "display_scale",
     "load_candidate_layer",
     "load_entry_layers",
     "load_models",
-    "original_layer_name",
     "reconstruct_volume",
     "reconstruction_layer_name",
 ]
@@ -55,12 +56,14 @@ def _meta(study: StudyIndex, role: str, **extra: Any) -> dict[str, Any]:
     return {META_KEY: {"study": str(study.root), "role": role, **extra}}
 
 
-def original_layer_name(subject_id: str) -> str:
-    return f"{subject_id} original"
+#: the short layer names of a selection (details in the layer's metadata ``title``)
+ORIGINAL_LAYER, RECONSTRUCTION_LAYER, LABELS_LAYER = "original", "recon", "labels"
 
 
-def reconstruction_layer_name(entry: ReconstructionEntry) -> str:
-    return f"{entry.reconstruction_id} reconstruction ({entry.run})"
+def reconstruction_layer_name(entry: ReconstructionEntry, k: int = 0) -> str:
+    """The layer name of the ``k``-th reconstruction of a selection: ``recon`` for the
+    selected run, ``recon 2``, ``recon 3``... for the subject's other runs."""
+    return RECONSTRUCTION_LAYER if k == 0 else f"{RECONSTRUCTION_LAYER} {k + 1}"
 
 
 def load_entry_layers(
@@ -72,44 +75,64 @@ def load_entry_layers(
     """A reconstruction's layers: its original (preprocessed, as compared), the
     reconstruction(s) on the same grid, and the subject's labels when available.
 
-    With ``all_runs`` every run's reconstruction of the subject is loaded.
+    With ``all_runs`` every run's reconstruction of the subject is loaded. The images share
+    the comparison's window (:mod:`._display`); the reconstruction lies over the original at
+    the Compare tab's default opacity and blending.
     """
     sid = entry.reconstruction_id
     entries = [e for e in study.entries if e.reconstruction_id == sid] if all_runs else [entry]
     entries = sorted(entries, key=lambda e: e.run != entry.run)  # the selected run first
     total = len(entries) + 2
-    report(progress, 0, total, f"{sid}: original")
+    report(progress, 0, total, "original")
     original = read_volume(study.candidate_file(entry.variant, sid))
+    recons = []
+    for k, e in enumerate(entries):
+        report(progress, k + 1, total, f"reconstruction {k + 1}")
+        recons.append(read_volume(study.reconstruction_file(e)))
+    window = comparison_window([original.array, *(r.array for r in recons)], original.array)
     layers: list[LayerData] = [
         (
             original.array,
             volume_layer_kwargs(
                 original,
-                original_layer_name(sid),
+                ORIGINAL_LAYER,
                 colormap="gray",
-                metadata=_meta(study, "original", subject=sid, variant=entry.variant),
+                contrast_limits=window,
+                metadata=_meta(
+                    study,
+                    "original",
+                    subject=sid,
+                    variant=entry.variant,
+                    title=f"{sid} original ({entry.variant}, preprocessed)",
+                ),
             ),
             "image",
         )
     ]
-    for k, e in enumerate(entries):
-        report(progress, k + 1, total, f"{sid}: reconstruction {e.run}")
-        recon = read_volume(study.reconstruction_file(e))
+    for k, (e, recon) in enumerate(zip(entries, recons, strict=True)):
         layers.append(
             (
                 recon.array,
                 volume_layer_kwargs(
                     recon,
-                    reconstruction_layer_name(e),
+                    reconstruction_layer_name(e, k),
                     colormap="gray",
+                    contrast_limits=window,
+                    opacity=OVERLAY_OPACITY,
+                    blending=OVERLAY_BLENDING,
                     metadata=_meta(
-                        study, "reconstruction", subject=sid, run=e.run, variant=e.variant
+                        study,
+                        "reconstruction",
+                        subject=sid,
+                        run=e.run,
+                        variant=e.variant,
+                        title=f"{sid} reconstruction ({e.run})",
                     ),
                 ),
                 "image",
             )
         )
-    report(progress, total - 1, total, f"{sid}: labels")
+    report(progress, total - 1, total, "labels")
     labels_file = study.labels_file(entry.variant, sid)
     if labels_file is not None:
         labels = read_labels(labels_file)
@@ -118,14 +141,14 @@ def load_entry_layers(
                 labels.array,
                 volume_layer_kwargs(
                     labels,
-                    f"{sid} labels",
+                    LABELS_LAYER,
                     opacity=0.4,
-                    metadata=_meta(study, "labels", subject=sid),
+                    metadata=_meta(study, "labels", subject=sid, title=f"{sid} labels"),
                 ),
                 "labels",
             )
         )
-    report(progress, total, total, f"{sid}: loaded")
+    report(progress, total, total, "loaded")
     return layers
 
 
@@ -146,7 +169,12 @@ def load_candidate_layer(
         "colormap": "gray",
         **reconstruction_geometry,
         "metadata": _meta(
-            study, "candidate", subject=candidate_id, run=entry.run, variant=entry.variant
+            study,
+            "candidate",
+            subject=candidate_id,
+            run=entry.run,
+            variant=entry.variant,
+            title=f"candidate {candidate_id} ({entry.variant}, preprocessed)",
         ),
     }
     report(progress, 1, 1, f"candidate {name}")
@@ -164,66 +192,30 @@ class LoadedModels:
     device: str
 
 
-#: the files of a MONAI bundle or nnU-Net folder whose change reloads the model
-_MODEL_FILES = ("configs/*", "models/*", "*.json", "fold_*/checkpoint_*.pth")
-
-
-def _mtime(path: Path) -> int:
-    """Modification time of a checkpoint and its sidecar, or of a model folder's configs,
-    plans and weights (a change to any of them reloads it)."""
-    if path.is_dir():
-        stamps = [f.stat().st_mtime_ns for g in _MODEL_FILES for f in path.glob(g) if f.is_file()]
-        return max(stamps, default=path.stat().st_mtime_ns)
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        raise CheckpointError(f"{path}: checkpoint not found") from None
-    sidecar = path.with_suffix(".json")
-    return max(stamp, sidecar.stat().st_mtime_ns) if sidecar.is_file() else stamp
-
-
 @lru_cache(maxsize=4)
 def _load_models_cached(
     target: str, target_mtime: int, inversion: str, inversion_mtime: int, device: str
-):
-    from ..checkpoints import (
-        is_external_decoder,
-        load_inversion,
-        load_target,
-        load_with_decoder,
-        preprocess_config,
-    )
-    from ..devices import get_device
-    from ..models.external import is_model_folder
+) -> LoadedModels:
+    from ..attack_pair import load_attack_pair
 
-    dev = str(get_device(device))
-    if is_model_folder(target) or is_external_decoder(inversion):
-        # an external model, rebuilt as the decoder's sidecar records it (weights' hash checked)
-        return LoadedModels(*load_with_decoder(target, inversion, dev), dev)
-    target_model = load_target(target, device=dev)
-    decoder = load_inversion(inversion, target=target_model, device=dev)
-    try:
-        config = preprocess_config(decoder.metadata)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{inversion}: {exc}") from exc
-    if config is None:
-        raise CheckpointError(
-            f"{inversion}: sidecar has no 'preprocess' config to prepare inputs with"
-        )
-    return LoadedModels(target_model, decoder, config, dev)
+    pair = load_attack_pair(target, inversion, device)
+    return LoadedModels(pair.target, pair.decoder, pair.preprocess, pair.device)
 
 
 def load_models(target: str | Path, inversion: str | Path, device: str = "auto") -> LoadedModels:
     """Load (or reuse) a target checkpoint, or an external model (MONAI weights, bundle or
-    nnU-Net folder), and its inversion decoder on ``device``.
+    nnU-Net folder), and its inversion decoder on ``device``
+    (:func:`~inversion_audit.attack_pair.load_attack_pair`).
 
     Models are cached by path, modification time and device, so a second run with the
     same files reuses them and an overwritten checkpoint is reloaded. Raises
-    :class:`CheckpointError` naming the file.
+    :class:`~inversion_audit.errors.CheckpointError` naming the file.
     """
+    from ..attack_pair import model_stamp
+
     target, inversion = Path(target), Path(inversion)
     return _load_models_cached(
-        str(target), _mtime(target), str(inversion), _mtime(inversion), device
+        str(target), model_stamp(target), str(inversion), model_stamp(inversion), device
     )
 
 
@@ -304,12 +296,3 @@ def curtain(a: np.ndarray, b: np.ndarray, axis: int, fraction: float) -> np.ndar
     shape[axis] = a.shape[axis]
     before = (np.arange(a.shape[axis]) < cut).reshape(shape)
     return np.where(before, a, b).astype(np.float32)
-
-
-def display_scale(array: np.ndarray) -> np.ndarray:
-    """An image in [0, 1] as is; any other range robustly scaled to [0, 1] (0.5-99.5 percentiles)."""
-    array = np.asarray(array, np.float32)
-    if array.min() >= 0.0 and array.max() <= 1.0:
-        return array
-    lo, hi = np.percentile(array, (0.5, 99.5))
-    return np.clip((array - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)

@@ -25,6 +25,7 @@ __all__ = [
     "outside_transparent_colormap",
     "mask_in_child",
     "mask_needs_child",
+    "mean_inside",
     "register_for_display",
     "slice_lattice",
     "vectors_for_view",
@@ -103,6 +104,15 @@ def mask_in_child(
     return brain_mask(fixed, study_candidate)
 
 
+def mean_inside(magnitude: np.ndarray, mask: np.ndarray) -> float:
+    """The mean displacement (mm) over ``mask`` (NaN when the mask is empty or off-grid)."""
+    m = np.asarray(mask, bool)
+    values = np.asarray(magnitude, np.float64)
+    if m.shape != values.shape or not m.any():
+        return float("nan")
+    return float(values[m].mean())
+
+
 def masked_magnitude(magnitude: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The magnitude map inside ``mask`` and 0 (drawn transparent) outside."""
     return np.where(np.asarray(mask, bool), np.asarray(magnitude, np.float32), 0.0).astype(
@@ -153,7 +163,8 @@ def register_for_display(
 ) -> DisplayResult:
     """Register as :func:`~._registration.register_pair` does (the study's way for a study
     candidate), plus the brain mask and, with ``vectors_step``, the displacement vectors of
-    every slice inside the brain. Call it through ``call_in_subprocess``."""
+    every slice inside the brain. A pair the study did not score gets the mean displacement
+    inside that brain. Call it through ``call_in_subprocess``."""
     view = register_pair(
         moving,
         fixed,
@@ -166,5 +177,8 @@ def register_for_display(
     vectors = None
     if vectors_step and view.vectors is not None:
         vectors = slice_lattice(view.vectors, int(vectors_step), brain.mask)
-    light = DeformationView(view.magnitude, view.mean_displacement_mm, None, view.cached)
+    mean = view.mean_displacement_mm
+    if not np.isfinite(mean):
+        mean = mean_inside(view.magnitude, brain.mask)
+    light = DeformationView(view.magnitude, mean, None, view.cached)
     return DisplayResult(light, brain, vectors)

@@ -24,8 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..checkpoints import is_external_decoder
-from ..models.external import is_model_folder
+from ..attack_pair import target_problem
 from ._compute import LoadedModels, check_checkpoints
 from ._messages import checkpoint_problem
 from ._workers import Job, JobPanel
@@ -45,17 +44,10 @@ def pair_problem(target: Path, inversion: Path) -> str | None:
     """Why ``target`` + ``inversion`` cannot be a pair, in a line naming the file (or ``None``).
 
     ``target`` may be a MONAI bundle or nnU-Net folder, or weights (a paper network's
-    checkpoint, or MONAI weights when the decoder was trained against an external model).
+    checkpoint, or MONAI weights when the decoder was trained against an external model);
+    loading the pair (:func:`~inversion_audit.attack_pair.load_attack_pair`) tells which.
     """
-    if target.is_dir() and not is_model_folder(target):
-        return (
-            f"target model {target}: a folder that is neither a MONAI bundle (configs/) "
-            "nor an nnU-Net trained model folder (plans.json)"
-        )
-    if is_model_folder(target):
-        return checkpoint_problem(inversion, "inversion checkpoint")
-    what = "target model weights" if is_external_decoder(inversion) else "target checkpoint"
-    return checkpoint_problem(target, what) or checkpoint_problem(inversion, "inversion checkpoint")
+    return target_problem(target) or checkpoint_problem(inversion, "inversion checkpoint")
 
 
 def _describe(target: Path, models: LoadedModels) -> str:

@@ -126,3 +126,10 @@ class ColorLegend(QWidget):
         self.low.setText(f"{low:.2f}")
         self.high.setText(f"{high:.2f} {self.unit}".strip())
         self.range = (float(low), float(high))
+
+    def clear(self) -> None:
+        """No colour bar and no range (nothing computed)."""
+        self.bar.clear()
+        self.low.setText("")
+        self.high.setText("")
+        self.range = None

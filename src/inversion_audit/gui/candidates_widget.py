@@ -1,15 +1,15 @@
-"""Candidate matches (Plugins > Inversion Audit > Candidate matches).
+"""Candidate matches (the Review panel's Candidates tab).
 
 A table of every candidate original scored against the selected reconstruction: rank,
 candidate, SSIM, correlation and mean displacement (when computed), ranked by SSIM by
 default or by correlation, deformation or the fused rank. Selecting a row shows that
 candidate beside the reconstruction (napari grid: one camera, so position and zoom are
-linked). The true original is highlighted only outside blinded mode. In blinded mode
-candidates are listed under codes in code order (a seeded shuffle, not by score) with no
-scores; the subject's named layers (original, reconstruction, labels) leave the viewer and
-the reconstruction is shown as "Reconstruction", each candidate as "candidate C03", both
-on the centred preprocessed grid with the 0-1 window, with no subject id in any layer name
-or metadata. The table exports to CSV (written atomically).
+linked), both whole and in one window (:mod:`._display`). The true original is highlighted
+only outside blinded mode. In blinded mode candidates are listed under codes in code order
+(a seeded shuffle, not by score) with no scores; the selection's named layers leave the
+viewer (:mod:`._blinding`): the reconstruction is ``recon`` on the centred preprocessed grid,
+each candidate is its code (``C03``), with no subject id in any layer name or metadata, and
+export is off. The table exports to CSV (written atomically).
 """
 
 from __future__ import annotations
@@ -39,8 +39,15 @@ from qtpy.QtWidgets import (
 )
 
 from ..io import atomic_write_text
-from ..reader_study.session import DISPLAY_WINDOW, common_grid
-from ._compute import META_KEY, load_candidate_layer, load_entry_layers
+from ..reader_study.session import DISPLAY_WINDOW
+from ._blinding import (
+    blind_layers,
+    blinded_metadata,
+    finish_unblinding,
+    start_unblinding,
+)
+from ._compute import load_candidate_layer, load_entry_layers
+from ._display import FULL_VIEW, sync_titles, window_layers
 from ._layers import find_layer, same_geometry, set_layer
 from ._ranking import RANK_KEYS, RankedCandidate, blinded_codes, rank_candidates, rank_keys
 from ._state import state_for
@@ -49,26 +56,19 @@ from ._workers import Job, JobPanel
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["CandidatesWidget", "COLUMNS"]
+__all__ = ["CandidatesWidget", "COLUMNS", "EXPORT_BLINDED_TIP"]
 
-COLUMNS = ("rank", "candidate", "SSIM", "correlation", "mean displacement (mm)")
+#: column headers (short: the panel is narrow) and their full names, shown as tooltips
+COLUMNS = ("#", "candidate", "SSIM", "corr.", "disp.")
+COLUMN_TIPS = ("rank", "candidate", "SSIM", "correlation", "mean displacement (mm)")
 TRUE_MATCH_COLOR = QColor(255, 200, 0, 110)
-#: the reconstruction's layer name in blinded mode
-BLINDED_RECONSTRUCTION = "Reconstruction"
-#: roles of the layers Open study adds for a selection (named after the subject)
-_ENTRY_ROLES = ("original", "reconstruction", "labels")
 #: columns shown only outside blinded mode (rank and scores)
 _SCORE_COLUMNS = (0, 2, 3, 4)
-
-
-def _blinded_metadata(role: str) -> dict[str, Any]:
-    return {META_KEY: {"role": role, "blinded": True}}
-
-
-def _layer_info(layer: Any) -> dict[str, Any]:
-    meta = layer.metadata if isinstance(layer.metadata, dict) else {}
-    info = meta.get(META_KEY)
-    return info if isinstance(info, dict) else {}
+EXPORT_TIP = "Save the table as you see it (CSV)"
+EXPORT_BLINDED_TIP = (
+    "Export is off while blinded: the table's scores and ranks would give the true original "
+    "away. Untick blinded to export."
+)
 
 
 def _number(value: float, digits: int = 3) -> str:
@@ -93,22 +93,27 @@ class CandidatesWidget(QWidget):
         self.blinded_check = QCheckBox("blinded (hide the true original)")
         self.blinded_check.setChecked(self.state.blinded)
         self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, (text, tip) in enumerate(zip(COLUMNS, COLUMN_TIPS, strict=True)):
+            header = QTableWidgetItem(text)
+            header.setToolTip(tip)
+            self.table.setHorizontalHeaderItem(col, header)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        rows = self.table.verticalHeader()  # compact rows: ten fit the panel at 1280x800
+        rows.setDefaultSectionSize(self.table.fontMetrics().height() + 8)
         self.export_button = QPushButton("Export CSV…")
         self.panel = JobPanel("Show selected")
         self.panel.run_button.hide()
 
         top = QHBoxLayout()
         top.addWidget(QLabel("rank by"))
-        top.addWidget(self.sort_combo)
-        top.addWidget(self.blinded_check)
+        top.addWidget(self.sort_combo, stretch=1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(top)
+        layout.addWidget(self.blinded_check)
         layout.addWidget(self.table, stretch=1)
         layout.addWidget(self.panel)
         layout.addWidget(self.export_button)
@@ -121,6 +126,7 @@ class CandidatesWidget(QWidget):
         self.state.events.entry.connect(self._entry_changed)
         self.state.events.blinded.connect(self._blinded_changed)
         self.refresh()
+        self._export_enabled()
 
     # -- table -------------------------------------------------------------------------------
     def _entry_changed(self, *_: Any) -> None:
@@ -131,7 +137,7 @@ class CandidatesWidget(QWidget):
         self.state.candidate_layer = None
         self.refresh()
         if self.state.blinded:
-            self._blind_layers()
+            blind_layers(self.viewer, self.state)
 
     def _set_blinded(self, value: bool) -> None:
         self.state.blinded = bool(value)
@@ -139,63 +145,28 @@ class CandidatesWidget(QWidget):
     def _blinded_changed(self, value: bool) -> None:
         self.blinded_check.setChecked(bool(value))
         self.refresh()
+        self._export_enabled()
+        self.panel.status.setText("")  # a job's title may name a subject
         self.apply_blinding()
+
+    def _export_enabled(self) -> None:
+        blinded = self.state.blinded
+        self.export_button.setEnabled(not blinded)
+        self.export_button.setToolTip(EXPORT_BLINDED_TIP if blinded else EXPORT_TIP)
 
     # -- blinded layers ----------------------------------------------------------------------
     def apply_blinding(self) -> Job | None:
         """Swap the selection's named layers for blinded ones, or back (a loading job)."""
         if self.state.blinded:
-            self._blind_layers()
+            blind_layers(self.viewer, self.state)
             return None
-        return self._unblind_layers()
-
-    def _blind_layers(self) -> None:
-        recon = find_layer(self.viewer, self.state.reconstruction_layer)
-        if self.state.entry is None or recon is None:
-            return
-        if _layer_info(recon).get("blinded"):
-            return
-        (data,), scale, translate = common_grid(
-            [np.clip(np.nan_to_num(np.asarray(recon.data, np.float32)), *DISPLAY_WINDOW)],
-            [tuple(recon.scale)],
-        )
-        for layer in list(self.viewer.layers):
-            info = _layer_info(layer)
-            if info.get("role") in _ENTRY_ROLES and not info.get("blinded"):
-                self.viewer.layers.remove(layer)
-        layer = set_layer(
-            self.viewer,
-            data,
-            {
-                "name": BLINDED_RECONSTRUCTION,
-                "scale": scale,
-                "translate": translate,
-                "contrast_limits": DISPLAY_WINDOW,
-                "colormap": "gray",
-                "metadata": _blinded_metadata("reconstruction"),
-            },
-        )
-        layer.contrast_limits_range = DISPLAY_WINDOW
-        self.state.original_layer = None
-        self.state.reconstruction_layer = BLINDED_RECONSTRUCTION
-
-    def _unblind_layers(self) -> Job | None:
-        blinded = [la for la in self.viewer.layers if _layer_info(la).get("blinded")]
-        if not blinded:
-            return None
-        for layer in blinded:
-            self.viewer.layers.remove(layer)
-        self.state.candidate_id = self.state.candidate_layer = None
+        view = start_unblinding(self.viewer, self.state)
         study, entry = self.state.study, self.state.entry
-        if study is None or entry is None:
+        if view is None or study is None or entry is None:
             return None
 
         def show(layers: list) -> None:
-            for data, kwargs, kind in layers:
-                set_layer(self.viewer, data, kwargs, kind)
-            roles = {kw["metadata"][META_KEY]["role"]: kw["name"] for _, kw, _ in reversed(layers)}
-            self.state.original_layer = roles.get("original")
-            self.state.reconstruction_layer = roles.get("reconstruction")
+            finish_unblinding(self.viewer, self.state, study, layers, view)
 
         job = Job(load_entry_layers, study, entry, title="Show the named layers", on_returned=show)
         return self.panel.start(job, replace=True)
@@ -305,25 +276,23 @@ class CandidatesWidget(QWidget):
             self.show_candidate(self.rows[rows.pop()].candidate.candidate_id)
 
     def show_candidate(self, candidate_id: str) -> Job | None:
-        """Load a candidate (worker) and show it beside the reconstruction in grid mode."""
+        """Load a candidate (worker) and show it beside the reconstruction in grid mode,
+        both whole and in one window."""
         study, entry = self.state.study, self.state.entry
         recon = find_layer(self.viewer, self.state.reconstruction_layer)
         if study is None or entry is None or recon is None:
             show_error("Candidate matches: load a reconstruction with Open study first.")
             return None
-        name = f"candidate {self.display_id(candidate_id)}"
+        name = self.display_id(candidate_id)
         previous = self.state.candidate_layer
         blinded = self.state.blinded
 
         def show(data: Any) -> None:
             array, kwargs, kind = data
-            if blinded:  # no id in the metadata; the window every blinded image shares
+            kwargs = {**kwargs, **FULL_VIEW, "visible": True}
+            if blinded:  # no id in the metadata; the blinded images' range
                 array = np.clip(np.nan_to_num(np.asarray(array, np.float32)), *DISPLAY_WINDOW)
-                kwargs = {
-                    **kwargs,
-                    "metadata": _blinded_metadata("candidate"),
-                    "contrast_limits": DISPLAY_WINDOW,
-                }
+                kwargs["metadata"] = blinded_metadata("candidate")
             old = find_layer(self.viewer, previous)
             if old is not None and previous != name:
                 self.viewer.layers.remove(old.name)
@@ -332,16 +301,15 @@ class CandidatesWidget(QWidget):
                 layer.contrast_limits_range = DISPLAY_WINDOW
             for other in self.viewer.layers:
                 other.visible = other.name in (layer.name, recon.name)
-            for shown in (layer, recon):  # each grid panel titled with its layer's name
-                overlay = getattr(shown, "name_overlay", None)
-                if overlay is not None:
-                    overlay.visible = True
+            recon.opacity, recon.blending = FULL_VIEW["opacity"], FULL_VIEW["blending"]
+            window_layers([recon, layer], reference=layer)
             i, j = self.viewer.layers.index(recon.name), self.viewer.layers.index(layer.name)
             if j != i + 1:  # the candidate's grid cell right beside the reconstruction's
                 self.viewer.layers.move(j, i + 1 if j > i else i)
             if not self.viewer.canvas.grid.enabled:
                 self.viewer.canvas.grid.enabled = True
                 self.viewer.reset_view()
+            sync_titles(self.viewer)
             self.state.candidate_id = candidate_id
             self.state.candidate_layer = name
 
@@ -359,28 +327,33 @@ class CandidatesWidget(QWidget):
 
     # -- export ------------------------------------------------------------------------------
     def table_csv(self) -> str:
-        """The table as CSV text (true-original column only outside blinded mode)."""
+        """The table as CSV text; while blinded only the codes, in code order."""
         entry = self.state.entry
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
+        if self.state.blinded:
+            w.writerow(["candidate"])
+            for row in self.rows:
+                w.writerow([self.display_id(row.candidate.candidate_id)])
+            return buf.getvalue()
         header = ["rank", "candidate", "ssim", "correlation", "mean_displacement_mm", "ranked_by"]
-        if not self.state.blinded:
-            header.append("true_original")
-        w.writerow(header)
+        w.writerow([*header, "true_original"])
         for row in self.rows:
             c = row.candidate
-            line = [row.rank, self.display_id(c.candidate_id)]
+            line = [row.rank, c.candidate_id]
             line += [
                 "" if math.isnan(v) else f"{v:.6g}" for v in (c.ssim, c.correlation, c.deformation)
             ]
             line.append(self.sort_combo.currentText())
-            if not self.state.blinded:
-                line.append(int(entry is not None and c.candidate_id == entry.reconstruction_id))
+            line.append(int(entry is not None and c.candidate_id == entry.reconstruction_id))
             w.writerow(line)
         return buf.getvalue()
 
-    def export_csv(self, path: str | Path) -> Path:
-        """Write the table to ``path`` atomically."""
+    def export_csv(self, path: str | Path) -> Path | None:
+        """Write the table to ``path`` atomically; refused (``None``) while blinded."""
+        if self.state.blinded:
+            show_error(f"Candidate matches: {EXPORT_BLINDED_TIP}")
+            return None
         out = atomic_write_text(Path(path), self.table_csv())
         show_info(f"Candidate table written to {out}")
         return out
@@ -388,6 +361,9 @@ class CandidatesWidget(QWidget):
     def _browse_export(self) -> None:
         if not self.rows:
             show_error("Candidate matches: nothing to export yet.")
+            return
+        if self.state.blinded:
+            show_error(f"Candidate matches: {EXPORT_BLINDED_TIP}")
             return
         path, _ = QFileDialog.getSaveFileName(
             self, "Export candidate table", "candidates.csv", "CSV (*.csv)"

@@ -1,14 +1,17 @@
-"""Compare (Plugins > Inversion Audit > Compare): a reconstruction over its original.
+"""Compare (the Review panel's Compare tab): a reconstruction over its original.
 
-Views: overlay (blending mode and opacity of the reconstruction), side by side (napari
-grid, one shared camera), checkerboard, and curtain. "Compute" adds a difference layer
-(reconstruction - original, diverging colormap, symmetric contrast limits) and an SSIM
-map layer, and shows the global SSIM, correlation and PSNR; it runs in a worker.
+Views (:mod:`._compare_views`): overlay (blending mode and opacity of the reconstruction),
+side by side (napari grid, one shared camera, each panel titled), checkerboard and curtain
+(one shared layer). All follow :mod:`._display`'s one rule: one window for both images,
+the opacity and blending this tab shows (side by side, and the Candidates tab's grid, which
+this tab then shows as "side by side": each image whole). "Compute" adds a ``difference``
+layer (reconstruction - original, diverging colormap, symmetric contrast limits) and an
+``SSIM map`` layer, reused by the next pair, and shows the global SSIM, correlation and PSNR;
+it runs in a worker. Outside blinded mode the study's recorded scores of a study pair are
+shown too; while blinded only what is computed against the image the user picked.
 
-Defaults that do not mislead the eye: label layers are hidden while comparing (they would
-tint the images); side by side draws both images at full opacity with their names in each
-panel; the curtain cuts across the slice on screen; axes are named by anatomy (R–L, A–P,
-S–I: volumes are in RAS voxel order).
+Axes are named by anatomy (R–L, A–P, S–I: volumes are in RAS voxel order); the curtain cuts
+across the slice on screen.
 
 "Undefended vs defended" puts the undefended reconstruction of the selected subject beside
 a defended run's reconstruction of the same subject (both loaded with Open study's "every
@@ -24,19 +27,21 @@ import numpy as np
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QSlider, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QWidget,
+)
 
 from ..study.layout import parse_run_name
-from ._compute import (
-    META_KEY,
-    Comparison,
-    align_to,
-    checkerboard,
-    compare_volumes,
-    curtain,
-    display_scale,
-)
-from ._layers import find_layer, layer_volume, same_geometry, set_layer
+from ._compare_views import VIEW_MODES, show_composite, show_images, subject_reconstructions
+from ._compute import META_KEY, Comparison, align_to, compare_volumes
+from ._display import OVERLAY_BLENDING, OVERLAY_OPACITY
+from ._layers import layer_volume, same_geometry, set_layer
 from ._state import state_for
 from ._widgets import ColorLegend, LayerCombo
 from ._workers import Job, JobPanel
@@ -46,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CompareWidget", "VIEW_MODES"]
 
-VIEW_MODES = ("overlay", "side by side", "checkerboard", "curtain")
 BLENDINGS = ("translucent", "additive", "minimum", "opaque")
 #: blue where the reconstruction is darker, black where equal, red where brighter (dark canvas)
 DIFFERENCE_COLORMAP = Colormap(
@@ -56,6 +60,10 @@ DIFFERENCE_COLORMAP = Colormap(
 SSIM_COLORMAP = "magma"
 #: the three voxel axes of a RAS volume, by anatomy
 AXIS_NAMES = ("R–L (x)", "A–P (y)", "S–I (z)")
+#: the layer names of Compute's results
+DIFFERENCE_LAYER, SSIM_LAYER = "difference", "SSIM map"
+METRICS_NONE = "SSIM –  ·  correlation –  ·  PSNR –"
+SIDE_TIP = "side by side shows each image whole: opacity 100%, translucent"
 
 
 def _slider(low: int, high: int, value: int) -> QSlider:
@@ -79,31 +87,39 @@ class CompareWidget(QWidget):
         self.mode_combo.addItems(VIEW_MODES)
         self.blending_combo = QComboBox()
         self.blending_combo.addItems(BLENDINGS)
-        self.opacity_slider = _slider(0, 100, 50)
+        self.blending_combo.setCurrentText(OVERLAY_BLENDING)
+        self.opacity_slider = _slider(0, 100, round(OVERLAY_OPACITY * 100))
+        self.opacity_label = QLabel("")
         self.tile_slider = _slider(1, 32, 8)
         self.curtain_slider = _slider(0, 100, 50)
         self.axis_combo = QComboBox()
         self.axis_combo.addItems(list(AXIS_NAMES))
         self.axis_combo.setCurrentIndex(0)  # R–L: across an axial slice
-        self.panel = JobPanel("Compute difference and SSIM map")
-        self.metrics_label = QLabel("SSIM –  ·  correlation –  ·  PSNR –")
+        self.panel = JobPanel("Compute maps")
+        self.panel.run_button.setToolTip(
+            "compute the difference and SSIM map layers and the global SSIM, correlation, PSNR"
+        )
+        self.metrics_label = QLabel(METRICS_NONE)
         self.metrics_label.setWordWrap(True)
         self.difference_legend = ColorLegend()
         self.ssim_legend = ColorLegend()
 
+        opacity_row = QHBoxLayout()
+        opacity_row.addWidget(self.opacity_slider, stretch=1)
+        opacity_row.addWidget(self.opacity_label)
         form = QFormLayout(self)
         form.addRow("original", self.original_combo)
         form.addRow("reconstruction", self.reconstruction_combo)
         form.addRow("view", self.mode_combo)
         form.addRow("blending", self.blending_combo)
-        form.addRow("opacity", self.opacity_slider)
+        form.addRow("opacity", opacity_row)
         form.addRow("checkerboard tile (voxels)", self.tile_slider)
         form.addRow("curtain position", self.curtain_slider)
         form.addRow("curtain axis", self.axis_combo)
-        self.defence_button = QPushButton("Undefended vs defended (side by side)")
+        self.defence_button = QPushButton("Undefended vs defended")
         self.defence_button.setToolTip(
-            "the subject's undefended reconstruction beside a defended run's (load every run's "
-            "reconstruction in Open study first)"
+            "the subject's undefended reconstruction beside a defended run's, side by side "
+            "(load every run's reconstruction in Open study first)"
         )
         form.addRow(self.defence_button)
         form.addRow(self.panel)
@@ -122,6 +138,10 @@ class CompareWidget(QWidget):
         self.panel.run_button.clicked.connect(self.compute)
         self.defence_button.clicked.connect(lambda: self.compare_defence())
         self.state.events.entry.connect(self._follow_state)
+        self.state.events.original_layer.connect(self._pair_changed)
+        self.state.events.blinded.connect(self._blinded_changed)
+        napari_viewer.canvas.grid.events.enabled.connect(self._grid_changed)
+        self._show_controls()
         self._follow_state()
 
     # -- layers ------------------------------------------------------------------------------
@@ -130,51 +150,57 @@ class CompareWidget(QWidget):
         self.reconstruction_combo.reset_choices()
 
     def _follow_state(self, *_: Any) -> None:
+        """A new selection: its pair, shown as this tab says; its recorded scores."""
         self.original_combo.choose(self.state.original_layer)
         self.reconstruction_combo.choose(self.state.reconstruction_layer)
+        self._clear_results()
         recorded = self.recorded_scores()
         if recorded:
             self.metrics_label.setText(f"study scores.csv: {recorded}\n(Compute for the maps)")
+        if self._pair(quiet=True) is not None:
+            self.apply_view()
+
+    def _pair_changed(self, *_: Any) -> None:
+        """The selection's layers came back (unblinding): show them as this tab says."""
+        self.original_combo.choose(self.state.original_layer)
+        self.reconstruction_combo.choose(self.state.reconstruction_layer)
+        if self.state.original_layer is not None and self._pair(quiet=True) is not None:
+            self.apply_view()
+
+    def _blinded_changed(self, *_: Any) -> None:
+        """Nothing computed against the named pair, nor recorded, stays on show."""
+        self._clear_results()
+        self.panel.status.setText("")
+        self.original_combo.choose(self.state.original_layer)
+        self.reconstruction_combo.choose(self.state.reconstruction_layer)
+
+    def _clear_results(self) -> None:
+        self.comparison = None
+        self.metrics_label.setText(METRICS_NONE)
+        for legend in (self.difference_legend, self.ssim_legend):
+            legend.clear()
 
     def _forget(self, *_: Any) -> None:
         self.comparison = None
 
-    def _pair(self) -> tuple[Any, Any] | None:
+    def _pair(self, quiet: bool = False) -> tuple[Any, Any] | None:
         original, recon = self.original_combo.layer(), self.reconstruction_combo.layer()
+        problem = None
         if original is None or recon is None:
-            show_error("Compare: choose an original and a reconstruction image layer.")
-            return None
-        if original.name == recon.name:
-            show_error("Compare: the original and the reconstruction are the same layer.")
+            problem = "Compare: choose an original and a reconstruction image layer."
+        elif original.name == recon.name:
+            problem = "Compare: the original and the reconstruction are the same layer."
+        if problem is not None:
+            if not quiet:
+                show_error(problem)
             return None
         return original, recon
 
-    @property
-    def composite_name(self) -> str:
-        return f"{self.reconstruction_combo.currentText()} {self.mode_combo.currentText()}"
-
     # -- defended vs undefended ---------------------------------------------------------------
-    def _subject_reconstructions(self) -> dict[str, str]:
-        """run -> layer name of the selected subject's loaded reconstructions (this study)."""
-        study, entry = self.state.study, self.state.entry
-        if study is None or entry is None:
-            return {}
-        out = {}
-        for layer in self.viewer.layers:
-            info = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
-            if (
-                info.get("role") == "reconstruction"
-                and info.get("study") == str(study.root)
-                and info.get("subject") == entry.reconstruction_id
-                and info.get("run")
-            ):
-                out[info["run"]] = layer.name
-        return out
-
     def compare_defence(self, defended_run: str | None = None) -> bool:
         """The undefended reconstruction (left, as "original") beside ``defended_run``'s (the
         selected run when it is defended, else the first defended run loaded), side by side."""
-        layers = self._subject_reconstructions()
+        layers = subject_reconstructions(self.viewer, self.state.study, self.state.entry)
 
         def defended(run: str) -> bool:
             threat = parse_run_name(run)[2]
@@ -206,20 +232,34 @@ class CompareWidget(QWidget):
         self.mode_combo.setCurrentText(mode)
         self.apply_view()
 
+    def _show_controls(self) -> None:
+        """Opacity and blending apply to the overlay; other views show each image whole."""
+        overlay = self.mode_combo.currentText() == "overlay"
+        for control in (self.opacity_slider, self.blending_combo):
+            control.setEnabled(overlay)
+            control.setToolTip("" if overlay else SIDE_TIP)
+        value = self.opacity_slider.value() if overlay else 100
+        self.opacity_label.setText(f"{value}%")
+
+    def _grid_changed(self, *_: Any) -> None:
+        """The grid turned on or off elsewhere (Candidates, Deformation): say what is shown."""
+        on, mode = self.viewer.canvas.grid.enabled, self.mode_combo.currentText()
+        if on != (mode == "side by side") and (on or mode == "side by side"):
+            self.mode_combo.blockSignals(True)
+            self.mode_combo.setCurrentText("side by side" if on else "overlay")
+            self.mode_combo.blockSignals(False)
+            if not on:
+                self.apply_overlay()
+        self._show_controls()
+
     def apply_overlay(self) -> None:
-        """Blending and opacity of the reconstruction over the original."""
+        """Blending and opacity of the reconstruction over the original (overlay view)."""
+        self._show_controls()
         recon = self.reconstruction_combo.layer()
-        if recon is None:
+        if recon is None or self.mode_combo.currentText() != "overlay":
             return
         recon.blending = self.blending_combo.currentText()
         recon.opacity = self.opacity_slider.value() / 100.0
-
-    def _titles(self, layers: list[Any], visible: bool) -> None:
-        """Each grid panel titled with its layer's name (napari >= 0.6), or untitled."""
-        for layer in layers:
-            overlay = getattr(layer, "name_overlay", None)
-            if overlay is not None:
-                overlay.visible = visible
 
     def _curtain_axis(self) -> int:
         """The chosen curtain axis, moved onto the slice shown when it is the sliced axis."""
@@ -233,64 +273,38 @@ class CompareWidget(QWidget):
         return axis
 
     def apply_view(self) -> None:
+        """Show the chosen pair in the chosen view."""
+        self._show_controls()
         pair = self._pair()
         if pair is None:
             return
         original, recon = pair
         mode = self.mode_combo.currentText()
-        grid = self.viewer.canvas.grid
-        for m in ("checkerboard", "curtain"):
-            layer = find_layer(self.viewer, f"{recon.name} {m}")
-            if layer is not None and m != mode:
-                layer.visible = False
-        for layer in self.viewer.layers:  # labels would tint the images
-            if type(layer).__name__ == "Labels":
-                layer.visible = False
         if mode in ("overlay", "side by side"):
-            original.visible = recon.visible = True
-            side = mode == "side by side"
-            if side:
-                for layer in self.viewer.layers:
-                    layer.visible = layer.name in (original.name, recon.name)
-            if grid.enabled != side:
-                grid.enabled = side
-                self.viewer.reset_view()
-            i, j = self.viewer.layers.index(original.name), self.viewer.layers.index(recon.name)
-            if j < i:  # the reconstruction is drawn over the original
-                self.viewer.layers.move(j, i)
-            self._titles([original, recon], side)
-            if side:  # each image whole, in its own titled panel
-                original.opacity = recon.opacity = 1.0
-                original.blending = recon.blending = "translucent"
-            else:
-                self.apply_overlay()
+            show_images(
+                self.viewer,
+                original,
+                recon,
+                side=mode == "side by side",
+                opacity=self.opacity_slider.value() / 100.0,
+                blending=self.blending_combo.currentText(),
+            )
             return
-        self._titles([original, recon], False)
-        grid.enabled = False
-        a = display_scale(original.data)
-        b = (
+        aligned = (
             self.comparison.aligned
             if self.comparison is not None
             else align_to(layer_volume(recon), layer_volume(original))
         )
-        b = display_scale(b)
-        if mode == "checkerboard":
-            data = checkerboard(a, b, self.tile_slider.value())
-        else:
-            data = curtain(a, b, self._curtain_axis(), self.curtain_slider.value() / 100.0)
-        set_layer(
+        show_composite(
             self.viewer,
-            data,
-            {
-                "name": self.composite_name,
-                "colormap": "gray",
-                "contrast_limits": (0.0, 1.0),
-                "visible": True,
-                **same_geometry(original),
-                "metadata": {META_KEY: {"role": mode}},
-            },
+            original,
+            recon,
+            aligned,
+            mode,
+            self.tile_slider.value(),
+            self._curtain_axis(),
+            self.curtain_slider.value() / 100.0,
         )
-        original.visible = recon.visible = False
 
     # -- difference and SSIM ------------------------------------------------------------------
     def compute(self) -> Job | None:
@@ -300,7 +314,7 @@ class CompareWidget(QWidget):
             return None
         original, recon = pair
         geometry = same_geometry(original)
-        names = (f"{recon.name} difference", f"{recon.name} SSIM map")
+        title = f"{recon.name} vs {original.name}"
 
         def show(result: Comparison) -> None:
             self.comparison = result
@@ -314,11 +328,11 @@ class CompareWidget(QWidget):
                 self.viewer,
                 result.difference,
                 {
-                    "name": names[0],
+                    "name": DIFFERENCE_LAYER,
                     "colormap": DIFFERENCE_COLORMAP,
                     "contrast_limits": (-limit, limit),
                     **geometry,
-                    "metadata": {META_KEY: {"role": "difference"}},
+                    "metadata": {META_KEY: {"role": "difference", "title": title}},
                 },
             )
             low = float(min(result.ssim_map.min(), 0.99))
@@ -326,12 +340,12 @@ class CompareWidget(QWidget):
                 self.viewer,
                 result.ssim_map,
                 {
-                    "name": names[1],
+                    "name": SSIM_LAYER,
                     "colormap": SSIM_COLORMAP,
                     "contrast_limits": (low, 1.0),
                     "visible": False,
                     **geometry,
-                    "metadata": {META_KEY: {"role": "ssim_map"}},
+                    "metadata": {META_KEY: {"role": "ssim_map", "title": title}},
                 },
             )
             self.difference_legend.set_colormap(diff.colormap, -limit, limit)
@@ -342,15 +356,16 @@ class CompareWidget(QWidget):
             compare_volumes,
             layer_volume(original),
             layer_volume(recon),
-            title=f"Compare {recon.name}",
+            title=f"Compare {title}",
             on_returned=show,
         )
         return self.panel.start(job, replace=True)
 
     def recorded_scores(self) -> str:
-        """The selected study reconstruction's own scores from ``scores.csv`` ("" when none)."""
+        """The selected study reconstruction's own scores from ``scores.csv`` ("" when none,
+        and always while blinded: they would point at the true original)."""
         s, entry = self.state, self.state.entry
-        if s.study is None or entry is None:
+        if s.study is None or entry is None or s.blinded:
             return ""
         sid = entry.reconstruction_id
         recorded = [
@@ -362,6 +377,10 @@ class CompareWidget(QWidget):
         """The global scores, with the study's recorded ones when a study reconstruction is shown."""
         text = f"SSIM {result.ssim:.3f}  ·  correlation {result.correlation:.3f}  ·  PSNR {result.psnr:.1f} dB"
         recorded = self.recorded_scores()
-        if recorded and self.reconstruction_combo.currentText() == self.state.reconstruction_layer:
+        study_pair = (
+            self.original_combo.currentText() == self.state.original_layer
+            and self.reconstruction_combo.currentText() == self.state.reconstruction_layer
+        )
+        if recorded and study_pair:
             text += f"\n(study scores.csv: {recorded})"
         return text

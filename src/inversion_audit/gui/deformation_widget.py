@@ -1,4 +1,4 @@
-"""Deformation (Plugins > Inversion Audit > Deformation).
+"""Deformation (the Review panel's Deformation tab).
 
 Registers a reconstruction (moving) to a chosen candidate (fixed) with ANTs, preset
 ``paper`` (affine + SyN as in the paper) or ``fast``, and shows the displacement
@@ -7,7 +7,10 @@ the study's scoring mask for a study candidate) with a colour legend of its rang
 optionally a Vectors layer of the displacement field on every slice of the viewed axis
 (an in-plane lattice, re-selected when the view changes), and the mean displacement norm. The registration runs in a child process driven by a thread worker
 (ANTs holds the GIL), with progress and Cancel. A pair the study already registered
-opens at once from ``deformation/<run>/``.
+opens at once from ``deformation/<run>/`` (never while blinded: the study's numbers would
+point at the true original). A new registration reports its mean displacement inside the
+candidate's brain. The layers are ``displacement (mm)`` and ``vectors``, reused by the next
+pair (the pair in their metadata).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ._deformation_display import (
     register_for_display,
     vectors_for_view,
 )
+from ._display import sync_titles
 from ._layers import find_layer, layer_volume, same_geometry, set_layer
 from ._registration import DeformationView, cached_deformation
 from ._state import state_for
@@ -45,6 +49,9 @@ __all__ = ["DeformationWidget", "PRESETS", "MAGNITUDE_COLORMAP"]
 
 PRESETS = ("fast", "paper")
 MAGNITUDE_COLORMAP = "turbo"
+#: the layer names of a result
+MAGNITUDE_LAYER, VECTORS_LAYER = "displacement (mm)", "vectors"
+NO_RESULT = "mean displacement –"
 
 
 def _register_in_child(*args: Any, progress: Any = None, **kwargs: Any) -> DisplayResult:
@@ -84,10 +91,13 @@ class DeformationWidget(QWidget):
             "a subsampled Vectors layer of the displacement field (registers again when the "
             "study holds only the magnitude map)"
         )
-        self.cache_check = QCheckBox("use the study's stored result when there is one")
+        self.cache_check = QCheckBox("use the study's stored result")
+        self.cache_check.setToolTip(
+            "open the study's own result for a pair it registered (never while blinded)"
+        )
         self.cache_check.setChecked(True)
         self.panel = JobPanel("Register")
-        self.result_label = QLabel("mean displacement –")
+        self.result_label = QLabel(NO_RESULT)
         self.result_label.setWordWrap(True)
         self.legend = ColorLegend(unit="mm")
 
@@ -109,6 +119,15 @@ class DeformationWidget(QWidget):
         self.fixed_combo.choose(self.state.candidate_layer or self.state.original_layer)
         napari_viewer.dims.events.order.connect(self._show_vectors)
         napari_viewer.dims.events.ndisplay.connect(self._show_vectors)
+        self.state.events.blinded.connect(self._blinded_changed)
+
+    def _blinded_changed(self, *_: Any) -> None:
+        """A result computed against the named pair is not shown on (its layers are removed
+        with the pair's, :mod:`._blinding`)."""
+        self.result, self.brain, self._vectors = None, None, None
+        self.result_label.setText(NO_RESULT)
+        self.legend.clear()
+        self.panel.status.setText("")
 
     def reset_choices(self, *_: Any) -> None:
         self.moving_combo.reset_choices()
@@ -145,7 +164,8 @@ class DeformationWidget(QWidget):
             )
             return None
         step = self.step_spin.value() if self.vectors_check.isChecked() else None
-        if self.cache_check.isChecked() and step is None:  # studies store no vector fields
+        use_cache = self.cache_check.isChecked() and not self.state.blinded
+        if use_cache and step is None:  # studies store no vector fields
             stored = self.cached(moving, fixed)
             if stored is not None and stored.magnitude.shape == fixed.data.shape:
                 return self._show_stored(stored, moving, fixed)
@@ -191,8 +211,8 @@ class DeformationWidget(QWidget):
         # the legend spans exactly the numbers written beside it: 0 to the map's maximum
         high = float(shown_map.max()) if shown_map.size else 0.0
         high = high if np.isfinite(high) and high > 0 else 1.0
-        name = f"{moving.name} → {fixed.name} displacement (mm)"
-        vectors_name = f"{moving.name} → {fixed.name} vectors"
+        name, vectors_name = MAGNITUDE_LAYER, VECTORS_LAYER
+        pair = f"{moving.name} → {fixed.name}"
         for old in list(self.viewer.layers):  # a new result replaces the previous pair's
             role = (
                 old.metadata.get(META_KEY, {}).get("role")
@@ -217,6 +237,7 @@ class DeformationWidget(QWidget):
                 "metadata": {
                     META_KEY: {
                         "role": "deformation",
+                        "title": pair,
                         "mean_displacement_mm": view.mean_displacement_mm,
                         "stored": bool(view.cached),
                         "mask": result.brain.source,
@@ -235,7 +256,7 @@ class DeformationWidget(QWidget):
                     "edge_color": "yellow",
                     "length": 1.0,
                     **geometry,
-                    "metadata": {META_KEY: {"role": "deformation_vectors"}},
+                    "metadata": {META_KEY: {"role": "deformation_vectors", "title": pair}},
                 },
                 "vectors",
             )
@@ -247,6 +268,7 @@ class DeformationWidget(QWidget):
             self.viewer.reset_view()
         fixed.visible = True
         moving.visible = False
+        sync_titles(self.viewer)
         self.legend.set_colormap(layer.colormap, 0.0, high)
         source = (
             "stored in the study"
@@ -254,7 +276,6 @@ class DeformationWidget(QWidget):
             else f"ANTs preset {self.preset_combo.currentText()}"
         )
         mean = view.mean_displacement_mm
-        # a pair the study did not score has no mean: never an average the study did not take
         shown = f"{mean:.2f} mm" if np.isfinite(mean) else "not computed"
         self.result_label.setText(
             f"mean displacement {shown} ({source}); colour scale 0–{high:.2f} mm (0 to the "

@@ -3,7 +3,7 @@
 The study (``inversion_audit/sample_data/demo_study``) was produced by the study runner on
 the synthetic sample cohort; opening it reads a few files and trains nothing. The sample
 returns the first reconstruction's layers (its original, reconstruction and labels when
-available) and opens the study in the viewer's shared state and the Open study widget.
+available) and opens the study in the viewer's shared state and the Review panel's Study tab.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from ..study.index import StudyIndex
 from ._compute import LayerData, load_entry_layers
 
 __all__ = ["demo_study", "demo_study_dir"]
-
-PLUGIN = "napari-inversion-audit"
 
 
 def demo_study_dir() -> Path:
@@ -32,7 +30,7 @@ def open_demo_study(folder: Path | None = None) -> StudyIndex:
     if not (folder / "scores" / "scores.csv").is_file():
         raise CohortError(
             f"{folder}: the demo study is not bundled with this installation. Run a study with "
-            "`inversion-audit run CONFIG.toml --out STUDY` and open it with Plugins › Inversion Audit › Open study."
+            "`inversion-audit run CONFIG.toml --out STUDY` and open it with Plugins › Inversion Audit › Review."
         )
     return StudyIndex.open(folder)
 
@@ -64,7 +62,9 @@ def _show_in_viewer(study: StudyIndex, entry, layers: list[LayerData]) -> None:
     state.original_layer = roles.get("original")
     state.reconstruction_layer = roles.get("reconstruction")
     state.entry = entry
-    viewer.window.add_plugin_dock_widget(PLUGIN, "Open study")
+    from .review_panel import open_tab
+
+    open_tab(viewer, "Study")
     if len(viewer.layers) == 0:  # napari adds the sample's layers after this returns
         from qtpy.QtCore import QTimer
 

@@ -132,31 +132,68 @@ def _layer(volume: Volume, kind: str) -> LayerData:
 def read_nifti_layers(path: str | Sequence[str]) -> list[LayerData]:
     """Read NIfTI files as napari layer data tuples (Labels for label maps, else Image).
 
-    In a napari session the viewer then shows them in the radiological axial view.
+    In a napari session the viewer then shows them in the radiological axial view, and a
+    file that cannot be read (corrupt, truncated, not NIfTI) is a one-line error
+    notification naming it instead of napari's traceback dialog; the other files still
+    open. Outside napari such a file raises :class:`VolumeError` naming it.
     """
+    viewer = _current_viewer()
     layers = []
     for p in _paths(path):
-        if is_label_file(p):
-            layers.append(_layer(read_labels(p), "labels"))
-        else:
-            layers.append(_layer(read_volume(p), "image"))
+        try:
+            if is_label_file(p):
+                layers.append(_layer(read_labels(p), "labels"))
+            else:
+                layers.append(_layer(read_volume(p), "image"))
+        except Exception as exc:  # nibabel and zlib raise many kinds on damaged files
+            if viewer is None:
+                if isinstance(exc, VolumeError):
+                    raise
+                raise VolumeError(f"{p}: unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
+            _notify_unreadable(p, exc)
+    if not layers:
+        return [(None,)]  # napari's "read, but nothing to add": no second error dialog
     _axial_view_once_added()
     return layers
 
 
-def _axial_view_once_added() -> None:
-    """Switch the current viewer to the axial view after napari has added the layers."""
+def _current_viewer() -> Any | None:
+    """napari's current viewer, or ``None`` (no napari session)."""
     try:
         import napari
-        from qtpy.QtCore import QTimer
     except ImportError:  # pragma: no cover - the plugin is used without napari
-        return
-    viewer = napari.current_viewer()
+        return None
+    return napari.current_viewer()
+
+
+def _notify_unreadable(path: str, exc: BaseException) -> None:
+    """One error notification naming ``path`` (the core's message when it names the file)."""
+    from napari.utils.notifications import show_error
+
+    from ._messages import user_message
+
+    message = user_message(exc)
+    if path not in message:
+        message = f"{path}: cannot be read as NIfTI ({message})"
+    show_error(message)
+
+
+def _axial_view_once_added() -> None:
+    """Switch the current viewer to the axial view after napari has added the layers."""
+    viewer = _current_viewer()
     if viewer is None:
         return
-    from ._layers import axial_view
+    from qtpy.QtCore import QTimer
 
-    QTimer.singleShot(0, lambda: axial_view(viewer) if viewer.layers else None)
+    from ._layers import axial_view
+    from ._orientation import install_orientation
+
+    def show() -> None:
+        install_orientation(viewer)  # letters and the slice in mm, also without a plugin widget
+        if viewer.layers:
+            axial_view(viewer)
+
+    QTimer.singleShot(0, show)
 
 
 def prefer_this_reader() -> dict[str, str]:

@@ -1,9 +1,11 @@
-"""Reconstruct (Plugins > Inversion Audit > Reconstruct).
+"""Reconstruct (the Review panel's Reconstruct tab).
 
 Runs an inversion decoder D^ on the latent code Enc(X) of the selected image layer: the
 image is preprocessed with the checkpoint's own recorded config, reconstructed in a
 thread worker (progress bar, Cancel) and added as a new layer on the input's grid, so it
-lies exactly over the original. Models are cached between runs.
+lies exactly over the original. Models are cached between runs. The checkpoint fields
+follow the study selection; when the study kept no checkpoints for the selection's fold,
+a note says so (:func:`checkpoint_note`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QWidget,
 )
 
-from ..checkpoints import is_external_decoder
-from ..models.external import is_model_folder
+from ..attack_pair import target_problem
+from ..study.index import ReconstructionEntry, StudyIndex
 from ._compute import META_KEY, reconstruct_volume
 from ._layers import layer_volume, same_geometry, set_layer
 from ._messages import checkpoint_problem
@@ -34,7 +37,44 @@ from ._workers import Job, JobPanel
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ReconstructWidget"]
+__all__ = ["ReconstructWidget", "checkpoint_note"]
+
+
+def checkpoint_note(study: StudyIndex | None, entry: ReconstructionEntry | None) -> str:
+    """Why the study gives no checkpoint pair for ``entry`` ("" when it gives one, or when no
+    study reconstruction is selected)."""
+    if study is None or entry is None:
+        return ""
+    files = study.checkpoint_files(entry)
+    if files is not None and all(f.is_file() for f in files):
+        return ""
+    if entry.fold is None:
+        return (
+            "The study does not record this reconstruction's fold, so its checkpoints are "
+            "unknown: choose the two files."
+        )
+    folds = sorted({e.fold for e in study.entries if e.run == entry.run and e.fold is not None})
+    kept = []
+    for fold in folds:
+        other = study.checkpoint_files(ReconstructionEntry("", *_run_fields(entry), fold))
+        if other is not None and all(f.is_file() for f in other):
+            kept.append(fold)
+    if not kept:
+        return (
+            f"No checkpoints for fold {entry.fold} in this study: it kept none for this run. "
+            "Choose the two files."
+        )
+    which = ", ".join(str(f) for f in kept)
+    plural = "s" if len(kept) > 1 else ""
+    return (
+        f"No checkpoints for fold {entry.fold} in this study: only fold{plural} {which}'s "
+        "were kept. Choose the two files, or select a reconstruction of "
+        f"fold{plural} {which}."
+    )
+
+
+def _run_fields(entry: ReconstructionEntry) -> tuple[str, str, str]:
+    return entry.arch, entry.variant, entry.threat_model
 
 
 def _path_row(edit: QLineEdit, title: str, parent: QWidget) -> QHBoxLayout:
@@ -63,13 +103,17 @@ class ReconstructWidget(QWidget):
         self.state = state_for(napari_viewer)
         self.image_combo = LayerCombo(napari_viewer, ("image",))
         self.labels_combo = LayerCombo(napari_viewer, ("labels",), optional=True)
-        self.preprocessed_check = QCheckBox(
-            "image is already preprocessed (study 'original' layers)"
+        self.preprocessed_check = QCheckBox("image is already preprocessed")
+        self.preprocessed_check.setToolTip(
+            "a study's original, candidate and reconstruction layers are preprocessed"
         )
         self.target_edit = QLineEdit(str(self.state.target_checkpoint or ""))
         self.inversion_edit = QLineEdit(str(self.state.inversion_checkpoint or ""))
         self.device_combo = DeviceCombo()
         self.panel = JobPanel("Reconstruct")
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.hide()
 
         form = QFormLayout(self)
         form.addRow("image", self.image_combo)
@@ -80,6 +124,7 @@ class ReconstructWidget(QWidget):
             "inversion checkpoint", _path_row(self.inversion_edit, "Inversion checkpoint", self)
         )
         form.addRow("device", self.device_combo)
+        form.addRow(self.note)
         form.addRow(self.panel)
 
         self.panel.run_button.clicked.connect(self.run)
@@ -91,8 +136,16 @@ class ReconstructWidget(QWidget):
             lambda p: self.inversion_edit.setText(str(p or ""))
         )
         self.state.events.original_layer.connect(self.image_combo.choose)
+        self.state.events.entry.connect(self._show_note)
         self.image_combo.choose(self.state.original_layer)
         self._guess_preprocessed()
+        self._show_note()
+
+    def _show_note(self, *_: object) -> None:
+        """Say why the checkpoint fields are empty for the study's selection."""
+        text = checkpoint_note(self.state.study, self.state.entry)
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer dropdowns (napari calls this when layers change)."""
@@ -116,11 +169,8 @@ class ReconstructWidget(QWidget):
         if not target or not inversion:
             show_error("Reconstruct: choose a target checkpoint and an inversion checkpoint.")
             return None
-        # an external model: a bundle / nnU-Net folder, or weights its decoder's sidecar describes
-        external = is_model_folder(target) or is_external_decoder(inversion)
-        problem = (
-            None if external else checkpoint_problem(target, "target checkpoint")
-        ) or checkpoint_problem(inversion, "inversion checkpoint")
+        # a checkpoint, MONAI weights, a bundle or nnU-Net folder: the decoder's sidecar says which
+        problem = target_problem(target) or checkpoint_problem(inversion, "inversion checkpoint")
         if problem is not None:
             show_error(f"Reconstruct: {problem}")
             return None

@@ -1,17 +1,36 @@
 """Review panel (Plugins > Inversion Audit > Review): one dock, one tab per review step.
 
-Study, Compare, Candidates, Deformation and Reconstruct are the single widgets (which stay
-in the Plugins menu too), each on a tab of its own inside a scroll area, so that the dock
-fits a 1280x800 screen and the candidate table gets the dock's height. The tabs share the
-viewer's state, as the single widgets do.
+Study, Compare, Candidates, Deformation and Reconstruct are the single widgets, each on a
+tab of its own inside a scroll area. The panel is the Plugins menu's one entry for review;
+:func:`open_tab` opens a single widget as a tab of it (docking the panel once), so widgets
+are never stacked beside each other. The tabs share the viewer's state, as the single
+widgets do.
+
+Room for the canvas: napari's layer controls take 320 px on the left whatever the panel
+does, so a second column on the right would leave the canvas under 60% of a 1280-px-wide
+window. Once docked, the panel therefore joins the left column as a tab beside napari's
+"layer controls" (one click away), above the layer list, and is no wider than those
+controls (tabs down its side, form labels above their fields); it takes most of the
+column's height, so that the candidate table shows ten rows at 1280x800.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QSize
-from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtCore import QSize, Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFormLayout,
+    QFrame,
+    QLineEdit,
+    QMainWindow,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .candidates_widget import CandidatesWidget
 from .compare_widget import CompareWidget
@@ -22,8 +41,9 @@ from .study_widget import StudyWidget
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ReviewPanel", "TABS"]
+__all__ = ["ReviewPanel", "TABS", "open_review", "open_tab"]
 
+PLUGIN = "napari-inversion-audit"
 #: tab titles, in review order, and the widget each shows
 TABS = (
     ("Study", StudyWidget),
@@ -32,8 +52,29 @@ TABS = (
     ("Deformation", DeformationWidget),
     ("Reconstruct", ReconstructWidget),
 )
-#: the size the panel asks for: narrow enough beside the canvas, short enough for 800 px
-PREFERRED_SIZE = QSize(440, 560)
+#: the single widgets' former menu names -> their tab
+ALIASES = {"Open study": "Study", "Candidate matches": "Candidates"}
+#: the size the panel asks for: no wider than napari's image layer controls beside it
+PREFERRED_SIZE = QSize(320, 560)
+MINIMUM_SIZE = QSize(240, 320)
+#: napari's dock widgets the panel joins (their Qt object names)
+CONTROLS_DOCK, LAYER_LIST_DOCK = "layer controls", "layer list"
+#: the layer list's share of the left column's height once the panel is there
+LAYER_LIST_SHARE = 0.26
+#: a dropdown shows at least this many characters, and grows no wider than the panel
+_COMBO_CHARS = 8
+
+
+def _compact(page: QWidget) -> None:
+    """Fit a single widget into the narrow panel: labels above fields, dropdowns and text
+    fields that shrink with the panel."""
+    for form in page.findChildren(QFormLayout):
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
+    for combo in page.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(_COMBO_CHARS)
+    for edit in page.findChildren(QLineEdit):
+        edit.setMinimumWidth(60)
 
 
 class ReviewPanel(QWidget):
@@ -43,9 +84,11 @@ class ReviewPanel(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.tabs = QTabWidget()
+        self.tabs.setTabPosition(QTabWidget.TabPosition.West)
         self.pages: dict[str, QWidget] = {}
         for title, cls in TABS:
             page = cls(napari_viewer)
+            _compact(page)
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -55,12 +98,44 @@ class ReviewPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
-        # follow the review: a selection leads to Compare/Candidates, a study to Study
+        # follow the review: a new study brings the Study tab to the front
         state = self.pages["Study"].state
         state.events.study.connect(lambda *_: self.show_tab("Study"))
+        self._placed = False
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+        super().showEvent(event)
+        if not self._placed:
+            self._placed = True
+            QTimer.singleShot(0, self.join_layer_controls)
+
+    def join_layer_controls(self) -> bool:
+        """Move the panel's dock into napari's left column, as a tab beside the layer
+        controls, raised, taking most of the column's height. ``False`` when the panel is not
+        docked in a napari window."""
+        dock = self.parent()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        main = dock.parent() if dock is not None else None
+        if not isinstance(main, QMainWindow):
+            return False
+        controls = main.findChild(QDockWidget, CONTROLS_DOCK)
+        layer_list = main.findChild(QDockWidget, LAYER_LIST_DOCK)
+        if controls is None or controls is dock or not controls.isVisible():
+            return False
+        main.tabifyDockWidget(controls, dock)
+        dock.show()
+        dock.raise_()
+        if layer_list is not None and layer_list.isVisible():
+            height = max(controls.height() + layer_list.height(), 1)
+            listed = round(height * LAYER_LIST_SHARE)
+            main.resizeDocks([dock, layer_list], [height - listed, listed], Qt.Orientation.Vertical)
+        return True
 
     def show_tab(self, title: str) -> QWidget:
-        """Bring tab ``title`` to the front; return its widget."""
+        """Bring tab ``title`` (or a single widget's former name) to the front; return its
+        widget."""
+        title = ALIASES.get(title, title)
         index = [t for t, _ in TABS].index(title)
         self.tabs.setCurrentIndex(index)
         return self.pages[title]
@@ -69,7 +144,7 @@ class ReviewPanel(QWidget):
         return PREFERRED_SIZE
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
-        return QSize(320, 320)
+        return MINIMUM_SIZE
 
     def reset_choices(self, *_: object) -> None:
         """napari calls this when layers change: pass it on to the tabs that list layers."""
@@ -77,3 +152,15 @@ class ReviewPanel(QWidget):
             reset = getattr(page, "reset_choices", None)
             if callable(reset):
                 reset()
+
+
+def open_review(viewer: Any) -> ReviewPanel:
+    """The viewer's Review panel, docked on first use (napari keeps one per viewer)."""
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
+    return panel
+
+
+def open_tab(viewer: Any, title: str) -> QWidget:
+    """A single review widget (``"Compare"``, ``"Open study"``...) as a tab of the viewer's
+    Review panel, brought to the front; returns the widget."""
+    return open_review(viewer).show_tab(title)

@@ -7,7 +7,9 @@ notification naming the problem and nothing starts. The study runs in a child pr
 driven by a thread worker (the scoring stage's ANTs registrations hold the GIL and would
 freeze napari in a thread). Cancel kills the child; completed stages are kept, so pressing
 Run again resumes. A finished study is opened in the viewer's shared state, where the
-"Open study" widget lists its reconstructions.
+Review panel's Study tab lists its reconstructions. The device dropdown starts at "as config"
+(the config's ``study.device``); a device picked there overrides it, through
+:func:`~inversion_audit.study.config.apply_overrides` as ``inversion-audit run --device`` does.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ if TYPE_CHECKING:
 
 PLUGIN = "napari-inversion-audit"
 
-__all__ = ["RunStudyWidget", "run_study_in_child"]
+__all__ = ["AS_CONFIG", "RunStudyWidget", "StudyDeviceCombo", "run_study_in_child"]
+
+#: the device dropdown's first entry: the config's ``study.device``
+AS_CONFIG = "as config"
 
 
 def run_study_in_child(
@@ -60,6 +65,28 @@ def run_study_in_child(
     from ..study.runner import run_study
 
     return call_in_subprocess(run_study, config, str(out_dir), device=device, progress=progress)
+
+
+class StudyDeviceCombo(DeviceCombo):
+    """:class:`DeviceCombo` with "as config" first (the default): :meth:`device` is then ``None``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.findText(AS_CONFIG) < 0:
+            self.insertItem(0, AS_CONFIG)
+        self.setCurrentIndex(0)
+
+    def list_devices(self) -> list[str]:
+        current = self.currentText()
+        devices = super().list_devices()
+        self.insertItem(0, AS_CONFIG)
+        self.setCurrentText(current if current in (AS_CONFIG, *devices) else AS_CONFIG)
+        return devices
+
+    def device(self) -> str | None:
+        """The device picked, or ``None`` for "as config"."""
+        text = self.currentText()
+        return None if text in ("", AS_CONFIG) else text
 
 
 class RunStudyWidget(QWidget):
@@ -80,7 +107,7 @@ class RunStudyWidget(QWidget):
         config_row.addWidget(config_browse)
         out_row.addWidget(self.out_edit)
         out_row.addWidget(out_browse)
-        self.device_combo = DeviceCombo()
+        self.device_combo = StudyDeviceCombo()
         self.panel = JobPanel("Run")
         self.status = QLabel("No study run yet.")
         self.status.setWordWrap(True)
@@ -96,13 +123,18 @@ class RunStudyWidget(QWidget):
         out_browse.clicked.connect(self._browse_out)
         self.panel.run_button.clicked.connect(
             lambda: self.run(
-                self.config_edit.text(), self.out_edit.text(), self.device_combo.currentText()
+                self.config_edit.text(), self.out_edit.text(), self.device_combo.device()
             )
         )
 
-    def run(self, config_path: str | Path, out_dir: str | Path, device: str = "cpu") -> Job | None:
-        """Check the config and start the study in a worker; ``None`` (and an error) if invalid."""
-        from ..study.config import load_study_config
+    def run(
+        self, config_path: str | Path, out_dir: str | Path, device: str | None = None
+    ) -> Job | None:
+        """Check the config and start the study in a worker; ``None`` (and an error) if invalid.
+
+        ``device`` overrides the config's ``study.device``; ``None`` runs as the config says.
+        """
+        from ..study.config import apply_overrides, load_study_config
         from ..study.inputs import check_cohort_paths
 
         if not str(config_path).strip() or not str(out_dir).strip():
@@ -118,7 +150,7 @@ class RunStudyWidget(QWidget):
             show_error(f"Run study: {out} is a file, not a folder.")
             return None
         try:
-            config = load_study_config(config_path)
+            config = apply_overrides(load_study_config(config_path), device=device)
             check_cohort_paths(config)  # a missing cohort folder fails here, not in the job
         except InversionAuditError as exc:
             show_error(f"Run study: {user_message(exc)}")
@@ -131,7 +163,7 @@ class RunStudyWidget(QWidget):
             run_study_in_child,
             config,
             out,
-            device or None,
+            None,  # the device is the config's, overridden above
             title=f"Run study {config.study.name}",
             on_returned=self._show_study,
         )

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -34,8 +35,9 @@ from qtpy.QtWidgets import (
 
 from ..errors import InversionAuditError
 from ..study.index import ReconstructionEntry, StudyIndex, entry_defence
+from ._blinding import show_entry_layers
 from ._compute import META_KEY, LayerData, load_entry_layers
-from ._layers import axial_view, set_layer
+from ._layers import axial_view
 from ._messages import user_message
 from ._one_by_one import OneByOneGroup
 from ._state import state_for
@@ -48,6 +50,16 @@ __all__ = ["StudyWidget", "ALL", "UNDEFENDED"]
 
 #: filter choices: every run, and the runs without a defence
 ALL, UNDEFENDED = "all", "undefended"
+
+
+def _in_folder(path: Path | None, folder: Path) -> bool:
+    """Whether ``path`` lies inside ``folder``."""
+    if path is None:
+        return False
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except OSError:
+        return False
 
 
 class StudyWidget(QWidget):
@@ -74,20 +86,21 @@ class StudyWidget(QWidget):
         self.defence_combo, self.strength_combo = QComboBox(), QComboBox()
         self.defence_combo.setToolTip("show the runs of one defence (or the undefended runs)")
         self.strength_combo.setToolTip("show one strength of the chosen defence")
-        filters = QHBoxLayout()
-        filters.addWidget(QLabel("defence"))
-        filters.addWidget(self.defence_combo, stretch=1)
-        filters.addWidget(QLabel("strength"))
-        filters.addWidget(self.strength_combo, stretch=1)
+        filters = QFormLayout()
+        filters.addRow("defence", self.defence_combo)
+        filters.addRow("strength", self.strength_combo)
         self.filters = QWidget()
         self.filters.setLayout(filters)
         filters.setContentsMargins(0, 0, 0, 0)
         self.blinded_note = QLabel(
-            "Blinded: the list of reconstructions is hidden until you unblind in Candidate matches."
+            "Blinded: the list of reconstructions is hidden until you unblind on the Candidates tab."
         )
         self.blinded_note.setWordWrap(True)
         self.blinded_note.hide()
-        self.all_runs = QCheckBox("load every run's reconstruction of the subject")
+        self.all_runs = QCheckBox("load every run's reconstruction")
+        self.all_runs.setToolTip(
+            "load every run's reconstruction of the subject (other architectures, defences)"
+        )
         self.panel = JobPanel("Load selected")
 
         self.one_by_one = OneByOneGroup(napari_viewer, self.state, self)
@@ -177,6 +190,7 @@ class StudyWidget(QWidget):
         for widget in (self.search_edit, self.filters, self.entry_list, self.all_runs, self.panel):
             widget.setVisible(not blinded)
         self.blinded_note.setVisible(bool(blinded))
+        self.panel.status.setText("")  # a job's progress may have named a subject
         if blinded:
             self.entry_list.blockSignals(True)
             self.entry_list.clear()
@@ -264,7 +278,7 @@ class StudyWidget(QWidget):
             study,
             entry,
             all_runs=self.all_runs.isChecked(),
-            title=f"Load {entry.reconstruction_id}",
+            title="Load the reconstruction",
             on_returned=lambda layers: self._show_entry(study, entry, layers),
         )
         return self.panel.start(job, replace=True)
@@ -272,29 +286,20 @@ class StudyWidget(QWidget):
     def _show_entry(
         self, study: StudyIndex, entry: ReconstructionEntry, layers: list[LayerData]
     ) -> None:
-        names = [kwargs["name"] for _, kwargs, _ in layers]
         first = len(self.viewer.layers) == 0
-        for layer in list(self.viewer.layers):  # the previous selection's layers of this study
-            info = layer.metadata.get(META_KEY, {}) if isinstance(layer.metadata, dict) else {}
-            if info.get("study") == str(study.root) and layer.name not in names:
-                if info.get("role") in ("original", "reconstruction", "labels"):
-                    self.viewer.layers.remove(layer.name)
-        for data, kwargs, kind in layers:
-            if kind == "labels":  # shown on demand: a label tint misleads the eye
-                kwargs = {**kwargs, "visible": False}
-            set_layer(self.viewer, data, kwargs, kind)
+        roles = show_entry_layers(self.viewer, study, layers)
         if first:  # an empty viewer: start with axial slices, anterior up
             axial_view(self.viewer)
-        roles = {
-            kwargs["metadata"][META_KEY]["role"]: kwargs["name"]
-            for _, kwargs, _ in reversed(layers)
-        }
         s = self.state
         s.original_layer = roles.get("original")
         s.reconstruction_layer = roles.get("reconstruction")
         files = study.checkpoint_files(entry)
         if files is not None and files[0].is_file() and files[1].is_file():
             s.target_checkpoint, s.inversion_checkpoint = files
+        elif _in_folder(s.inversion_checkpoint, study.root):
+            # another fold's checkpoints would reconstruct with the wrong decoder; the
+            # Reconstruct tab says why its fields are empty
+            s.target_checkpoint = s.inversion_checkpoint = None
         s.entry = entry  # last: widgets following the selection read the fields above
 
     def _adopt_study_layer(self, *_: Any) -> None:

@@ -20,6 +20,7 @@ from .layout import run_name
 
 __all__ = [
     "StudyConfig",
+    "apply_overrides",
     "CohortSection",
     "FoldsSection",
     "MatchingSection",
@@ -381,6 +382,17 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
         raise ConfigError(f"{path}: the config file is empty; a study needs at least [cohort] path")
     data = read_toml(path, ConfigError, "study config")  # size and nesting bounded first
     return study_config_from_dict(data, source=str(path))
+
+
+def apply_overrides(
+    config: StudyConfig, device: str | None = None, threads: int | None = None
+) -> StudyConfig:
+    """``config`` with the CLI's or napari's ``device``/``threads`` in ``[study]``; ``None``
+    keeps what the config says. The one place either front end overrides a config."""
+    changes = {k: v for k, v in (("device", device), ("threads", threads)) if v is not None}
+    if not changes:
+        return config
+    return dataclasses.replace(config, study=dataclasses.replace(config.study, **changes))
 
 
 def check_folds(config: StudyConfig, n_subjects: int) -> None:
