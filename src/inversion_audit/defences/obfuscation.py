@@ -1,4 +1,4 @@
-"""The ``obfuscation`` defence of seed 002 (Popescu et al., Applied Sciences 2022).
+"""The ``obfuscation`` defence of Popescu et al. (Applied Sciences 2022).
 
 Each scan passes through a small 3D variational autoencoder (trained on the attack set)
 and then through a secret, seeded, non-bijective intensity mapping: intensities are

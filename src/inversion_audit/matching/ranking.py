@@ -187,7 +187,7 @@ def top_k_mask(matrix: ScoreMatrix, k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MatchSummary:
-    """Identification figures of one score matrix (the paper's Tables 2 and 3, seed 003's retrieval).
+    """Identification figures of one score matrix (the paper's Tables 2 and 3, Packhäuser et al.'s (2022) retrieval).
 
     ``n`` counts reconstructions whose true match was scored; ranks of the others are NaN
     (``n_true_missing``: subject not among the candidates; ``n_not_computed``: scored pair missing).

@@ -1,4 +1,4 @@
-"""A learned re-identifier (``reid`` metric): seed 003's Siamese verification network in 3D.
+"""A learned re-identifier (``reid`` metric): the Siamese verification network of Packhäuser et al. (2022) in 3D.
 
 Packhäuser et al. (Sci Rep 2022) verify whether two chest X-rays show the same patient with
 a Siamese network: one shared feature extractor, the absolute difference of the two feature

@@ -1,4 +1,4 @@
-"""The re-identifier on brain patches: seed 003's Siamese network, compared inside the brain.
+"""The re-identifier on brain patches: the Siamese network of Packhäuser et al. (2022), compared inside the brain.
 
 A whole scan resampled to a small cube leaves the Siamese encoder of
 :mod:`inversion_audit.matching.reid` 30 training pairs per fold and the brain's outline as its

@@ -1,4 +1,4 @@
-"""Retrieval and verification figures (Packhäuser et al. 2022, seed 003).
+"""Retrieval and verification figures (Packhäuser et al. 2022).
 
 Each reconstruction has exactly one relevant candidate (its own original), so
 R = 1: mAP@R and R-Precision both equal Precision@1 and are not computed apart.

@@ -4,7 +4,7 @@ Each match case shows one reconstruction and ``n_candidates`` candidate original
 original plus K-1 others, drawn at random or as the hardest by SSIM, in shuffled order and
 labelled A, B, C... How often a candidate recurs across cases follows a recurrence policy
 (``recurrence.py``: balanced by default, so appearance counts do not give the truth away).
-Optional quality-only cases show a reconstruction alone (seed 002).
+Optional quality-only cases show a reconstruction alone (Popescu et al. 2022).
 Cases carry random anonymised ids; each reader gets their own seeded case order and, for
 each case, their own seeded order of its candidates (:attr:`Design.candidate_orders`), so
 no position on screen is tied to the answer across readers.
