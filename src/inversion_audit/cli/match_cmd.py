@@ -21,9 +21,13 @@ Deformation runs on each reconstruction's SSIM top-k candidates (``--top-k``; de
 with one ITK thread per registration, so results do not depend on ``--threads``.
 Exit code 1 if a registration failed (the other results are still written).
 
-Validate, then write: the flags, the output folder, every reconstruction file and every
-candidate's files (headers and voxels) are checked before the first write, to ``--out`` or to
-the preprocessing cache; a refusal leaves both as they were.
+``--metrics ...,reid --reid CKPT`` also scores with a trained re-identifier (a study's
+``checkpoints/<run>/fold<k>/reid.safetensors`` + ``reid.json``: the sidecar checked, the
+weights' hash compared, scored as its recorded ``[reid]`` config says), in the same pipeline call.
+
+Validate, then write: the flags, the ``--reid`` re-identifier, the output folder, every
+reconstruction file and every candidate's files (headers and voxels) are checked before the
+first write, to ``--out`` or to the preprocessing cache; a refusal leaves both as they were.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ from .common import (
 __all__ = ["register"]
 
 DEFAULT_METRICS = "ssim,correlation,psnr,deformation"
-#: pipeline metrics that need a network (the target's segmentation, a re-identifier)
-NEEDS_MODELS = ("dice", "reid")
+#: pipeline metrics that need the target network's segmentation (not scored here)
+NEEDS_MODELS = ("dice",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics",
         default=DEFAULT_METRICS,
-        help=f"comma-separated, from {','.join(scored)} (default: %(default)s)",
+        help=f"comma-separated, from {','.join(scored)}; reid needs --reid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--reid",
+        default=None,
+        metavar="CKPT",
+        help="a trained re-identifier (reid.safetensors + reid.json) for the reid metric",
     )
     p.add_argument(
         "--top-k",
@@ -124,6 +134,12 @@ def _options(args: argparse.Namespace):
         raise ConfigError(
             f"--metrics: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
         )
+    if ("reid" in metrics) != bool(args.reid):
+        raise ConfigError(
+            "--metrics reid needs --reid CKPT (a trained re-identifier, reid.safetensors)"
+            if "reid" in metrics
+            else f"--reid {args.reid}: given, but --metrics has no reid"
+        )
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     if args.workers is not None and args.workers < 1:
@@ -163,6 +179,7 @@ def _match(args: argparse.Namespace) -> int:
     from ..io.paths import check_output_folder
     from ..matching import inputs
     from ..matching.pipeline import score_reconstructions
+    from ..matching.reid_scorer import load_reid_scorer
     from ..progress import tqdm_progress
     from ..study.scoring import write_match_study
 
@@ -172,6 +189,7 @@ def _match(args: argparse.Namespace) -> int:
     # are checked before the first write (to --out, or to the cache by preprocessing)
     tags = _run_tags(args)
     options = _options(args)
+    reid = load_reid_scorer(args.reid, args.device) if args.reid else None
     check_output_folder(args.out)
     files, pattern = inputs.find_reconstructions(args.reconstructions, args.reconstruction_pattern)
     base = PreprocessConfig(
@@ -180,6 +198,8 @@ def _match(args: argparse.Namespace) -> int:
         bias_correction=args.bias_correction,
     )
     config = inputs.grid_config(base, files, pattern, args.shape, args.spacing)
+    if reid is not None:
+        reid.check_grid(config.shape)
     on_pre = inputs.on_preprocessed_grid(pattern)
     cohort = load_cohort_arg(args.candidates, args.image_pattern, args.labels_pattern)
     inputs.check_reconstructions(files, on_pre, config, cohort.ids)
@@ -201,6 +221,7 @@ def _match(args: argparse.Namespace) -> int:
             device=args.device,
             progress=progress,
             registration_workers=args.threads or os.cpu_count() or 1,
+            reid_fn=reid,
         )
     summary = write_match_study(Path(args.out), tags, recs, candidates, scores)
     summary.update(
@@ -210,6 +231,9 @@ def _match(args: argparse.Namespace) -> int:
         preprocess=config.to_dict(),
         deformation_preset=args.preset if "deformation" in options.metrics else None,
         top_k=args.top_k,
+        reid=None
+        if reid is None
+        else {"path": str(args.reid), "weights_sha256": reid.net.metadata.get("weights_sha256")},
     )
     atomic_write_json(Path(args.out) / "summary.json", summary)
     _print_table(summary)

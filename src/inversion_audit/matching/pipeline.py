@@ -126,9 +126,11 @@ def score_reconstructions(
     ``options.deformation_preset``, each candidate's foreground mask, one ITK thread and
     ``registration_workers`` child processes at once, or Dask when ``options.scheduler`` or
     ``options.n_workers`` is set. Every array must be on the candidates' common grid.
-    ``reid`` needs ``reid_fn(R, C, brains)``: the learned re-identifier's ``[N, M]`` scores,
-    given the candidates' brain masks (:mod:`~inversion_audit.matching.reid_patches`); asking
-    for ``reid`` without it is a :class:`~inversion_audit.errors.ConfigError`.
+    ``reid`` needs ``reid_fn(R, C, brains)``: the learned re-identifier's ``[N, M]`` scores
+    (higher = same subject), given the candidates' brain masks; a trained one is
+    :class:`~inversion_audit.matching.reid_scorer.ReidScorer`. It is scored in this one call,
+    beside the one SSIM matrix; asking for ``reid`` without it is a
+    :class:`~inversion_audit.errors.ConfigError`.
     """
     from ..metrics import correlation_matrix, psnr, ssim_matrix
 
@@ -184,7 +186,10 @@ def score_reconstructions(
             raise ConfigError(
                 "metric 'reid' needs a trained re-identifier (matching/reid.py); none was given"
             )
-        add("reid", np.asarray(reid_fn(R, C, brain), dtype=np.float64))
+        values = np.asarray(reid_fn(R, C, brain), dtype=np.float64)
+        if values.shape != S.shape:
+            raise ValueError(f"reid_fn returned shape {values.shape}, not {S.shape}")
+        add("reid", values)
     if "dice" in metrics and segment_fn is not None:
         out.rows.extend(_dice(R, rec_ids, candidates, segment_fn, label_map, progress))
     return out
