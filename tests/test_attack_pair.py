@@ -87,17 +87,17 @@ def test_options_a_source_does_not_take_are_refused(tmp_path):
 
 
 def test_paper_pair_loads_reading_each_sidecar_once(tmp_path, monkeypatch):
-    import inversion_audit.checkpoints as checkpoints
+    import inversion_audit.io.weights_format as weights_format
 
     target, inversion = _paper_pair(tmp_path)
     reads: list[str] = []
-    real = checkpoints.read_json
+    real = weights_format.read_json
 
     def counting(path, *args, **kwargs):
         reads.append(os.path.basename(path))
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoints, "read_json", counting)
+    monkeypatch.setattr(weights_format, "read_json", counting)
     pair = load_attack_pair(target, inversion)
     assert sorted(reads) == ["inversion.json", "target.json"]
     assert pair.source == "checkpoint" and pair.device == "cpu"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import pytest
 
@@ -186,3 +187,125 @@ def test_cuda_round_trip_and_amp_training(tmp_path, tiny_volumes):
     assert next(d2.parameters()).is_cuda
     rec = reconstruct(t2, d2, images[0], device="cuda")
     assert rec.shape == images[0].shape
+
+
+# ---- the one weights format (io.weights_format) for every network the project saves -----------
+
+
+def _kind(kind):
+    """``(network, save(stem) -> (weights, sidecar), load(path))`` of one saved kind."""
+    from inversion_audit.attack import build_inversion_decoder
+    from inversion_audit.checkpoints import load_inversion, load_target, save_checkpoint
+    from inversion_audit.defences.obfuscation import ObfuscationConfig, build_vae
+    from inversion_audit.defences.vae_io import load_vae, save_vae
+    from inversion_audit.matching.reid_io import load_reid, save_reid
+    from inversion_audit.models import build_target_network
+
+    torch.manual_seed(0)
+    if kind in ("target", "inversion"):
+        net = build_target_network("unet", n_classes=2, depth=2, base_filters=4).eval()
+        if kind == "inversion":
+            net = build_inversion_decoder(net, "bottleneck").eval()
+            return net, lambda p: save_checkpoint(p, net), load_inversion
+        return net, lambda p: save_checkpoint(p, net), load_target
+    if kind == "reid":
+        from inversion_audit.matching.reid import build_reid_network
+
+        net = build_reid_network(2, 8).eval()
+        return net, lambda p: save_reid(p, net), load_reid
+    config = ObfuscationConfig(vae_filters=2, vae_latent=2)
+    net = build_vae(config).eval()
+    return net, lambda p: tuple(save_vae(p, net, config)), lambda p: load_vae(p, config)
+
+
+FORMATS = {
+    "target": "inversion-audit-checkpoint/1",
+    "inversion": "inversion-audit-checkpoint/1",
+    "reid": "inversion-audit-reid/1",
+    "vae": "inversion-audit-vae/1",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_every_kind_round_trips_through_the_one_weights_format(tmp_path, kind):
+    from inversion_audit.io import file_hash
+    from inversion_audit.io.weights_format import read_weights
+
+    net, save, load = _kind(kind)
+    weights, sidecar = save(tmp_path / "net")
+    assert (weights.name, sidecar.name) == ("net.safetensors", "net.json")
+    record, state = read_weights(sidecar, FORMATS[kind], kind)
+    assert record["format"] == FORMATS[kind] and record["weights_file"] == weights.name
+    assert record["weights_sha256"] == file_hash(weights)
+    assert {"torch", "safetensors", "inversion_audit"} <= set(record["versions"])
+    expected = net.state_dict()
+    assert record["tensors"] == {k: list(v.shape) for k, v in expected.items()}
+    assert record["dtypes"] == {k: str(v.dtype).removeprefix("torch.") for k, v in expected.items()}
+    loaded = load(tmp_path / "net").state_dict()
+    for name, tensor in expected.items():
+        assert torch.equal(state[name], tensor) and torch.equal(loaded[name], tensor)
+
+
+def test_write_and_read_weights_directly(tmp_path):
+    from inversion_audit.io.weights_format import read_weights, write_weights
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "n": torch.tensor([3])}
+    weights, sidecar = write_weights(tmp_path / "x.json", state, {"format": "test/1", "k": 1})
+    assert weights == tmp_path / "x.safetensors"
+    record, back = read_weights(weights, "test/1", "test")
+    assert record["k"] == 1 and record["dtypes"] == {"w": "float32", "n": "int64"}
+    assert all(torch.equal(back[k], v) for k, v in state.items())
+    with pytest.raises(ValueError, match="subject ids"):
+        write_weights(tmp_path / "y", state, {"format": "test/1", "subjects": ["sub01"]})
+    assert not (tmp_path / "y.safetensors").exists()
+    with pytest.raises(CheckpointError, match=r"x\.json: not an other sidecar"):
+        read_weights(weights, "other/1", "other")
+
+
+def _rewrite(weights, sidecar, state):
+    """Weights replaced by ``state``, the sidecar's hash updated (the sidecar is the attacker's too)."""
+    from safetensors.torch import save_file
+
+    from inversion_audit.io import file_hash
+
+    save_file(state, str(weights))
+    record = json.loads(sidecar.read_text())
+    record["weights_sha256"] = file_hash(weights)
+    sidecar.write_text(json.dumps(record))
+
+
+def _hash_differs(weights, sidecar, net):
+    from safetensors.torch import save_file
+
+    save_file({k: v + 1 for k, v in net.state_dict().items()}, str(weights))
+    return weights, r"weights do not match their sidecar net\.json \(hash differs\)"
+
+
+def _wrong_dtype(weights, sidecar, net):
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    _rewrite(weights, sidecar, state)
+    return weights, r"tensor \S+ is float16, its sidecar records float32"
+
+
+def _not_plain_name(weights, sidecar, net):
+    record = json.loads(sidecar.read_text())
+    record["weights_file"] = "../elsewhere/net.safetensors"
+    sidecar.write_text(json.dumps(record))
+    return sidecar, "weights_file must be a plain file name"
+
+
+def _not_utf8(weights, sidecar, net):
+    text = sidecar.read_bytes()
+    sidecar.write_bytes(text[:1] + b'"x": "\xe9t\xe9", ' + text[1:])
+    return sidecar, r"not UTF-8 text \(byte 0xe9 at offset 7\)"
+
+
+@pytest.mark.parametrize("kind", ["target", "reid", "vae"])
+@pytest.mark.parametrize("tamper", [_hash_differs, _wrong_dtype, _not_plain_name, _not_utf8])
+def test_every_kind_refuses_tampered_weights_naming_the_file(tmp_path, kind, tamper):
+    net, save, load = _kind(kind)
+    weights, sidecar = save(tmp_path / "net")
+    named, message = tamper(weights, sidecar, net)
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(named))}: .*{message}") as info:
+        load(weights)
+    assert str(named) in str(info.value)

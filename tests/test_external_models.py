@@ -666,12 +666,13 @@ def _decoder_beside(tmp_path, model, epochs=1):
 
 
 def test_model_is_rebuilt_from_the_decoders_sidecar_and_checked(tmp_path):
-    from inversion_audit.checkpoints import load_with_decoder
+    from inversion_audit.attack_pair import load_attack_pair
 
     _, path = save_monai(tmp_path, "BasicUNet", TINY["BasicUNet"])
     model = load_monai(path, "BasicUNet", TINY["BasicUNet"])
     inversion, decoder = _decoder_beside(tmp_path, model)
-    target, again, pre = load_with_decoder(path, inversion)
+    pair = load_attack_pair(path, inversion)
+    target, again, pre = pair.target, pair.decoder, pair.preprocess
     assert target.arch_args == model.target().arch_args and pre.shape == (32, 32, 32)
     image = blob_images((32, 32, 32), 1)[0]
     np.testing.assert_allclose(
@@ -683,7 +684,7 @@ def test_model_is_rebuilt_from_the_decoders_sidecar_and_checked(tmp_path):
     (tmp_path / "o").mkdir()
     _, other = save_monai(tmp_path / "o", "BasicUNet", TINY["BasicUNet"], seed=5)
     with pytest.raises(CheckpointError, match="weights_sha256"):
-        load_with_decoder(other, inversion)
+        load_attack_pair(other, inversion)
 
 
 def test_reconstruct_widget_runs_an_external_model(make_napari_viewer, qtbot, tmp_path):

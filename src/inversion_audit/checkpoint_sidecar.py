@@ -4,8 +4,9 @@ A sidecar says which network to build (architecture, depth, filters, ...), how t
 preprocess, which labels map to which classes. It may come from someone else, so each
 field the package reads is checked here, before anything is built or allocated;
 fields it does not read are kept as they are (the file's size and nesting were bounded
-when it was read). Errors are :class:`~inversion_audit.errors.CheckpointError` naming the
-file and the key. Torch-free.
+when it was read). The fields every weights sidecar shares (hash, file name, dtypes) are
+checked again by :func:`~inversion_audit.io.weights_format.read_weights`. Errors are
+:class:`~inversion_audit.errors.CheckpointError` naming the file and the key. Torch-free.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, ConfigError
+from .io.weights_format import TENSOR_DTYPES
 
-__all__ = ["SIDECAR_FORMAT", "check_sidecar", "check_target_args"]
+__all__ = ["SIDECAR_FORMAT", "TENSOR_DTYPES", "check_sidecar", "check_target_args"]
 
 #: the ``format`` every checkpoint sidecar of this package records
 SIDECAR_FORMAT = "inversion-audit-checkpoint/1"
@@ -24,8 +26,6 @@ SIDECAR_FORMAT = "inversion-audit-checkpoint/1"
 _HEX = re.compile(r"[0-9a-f]{1,64}")
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 MAX_TENSORS = 10_000
-#: dtypes a sidecar may record for a tensor (``save_checkpoint`` writes ``torch.<name>``'s name)
-TENSOR_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "bool")
 
 
 def check_target_args(arch: Any, args: Any, where: str) -> None:
@@ -33,7 +33,7 @@ def check_target_args(arch: Any, args: Any, where: str) -> None:
     from .models import ARCHITECTURES
     from .training.config import MAX_CLASSES, check_int, check_layout_args, short_repr
 
-    if arch == "external":  # a decoder sized from an external model's latent (issue 17)
+    if arch == "external":  # a decoder sized from an external model's latent
         from .models.external.args import check_external_args
 
         check_external_args(args, where)

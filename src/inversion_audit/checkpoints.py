@@ -1,5 +1,8 @@
 """Checkpoints: weights in safetensors plus a JSON sidecar; untrusted files never run code.
 
+The format (hash, file name, dtypes, atomic writes) is the project's one weights format,
+:mod:`inversion_audit.io.weights_format`; this module adds the checkpoint's own fields
+(checked by :mod:`inversion_audit.checkpoint_sidecar`).
 ``save_checkpoint("dir/target", model, metadata)`` writes ``dir/target.safetensors`` and
 ``dir/target.json``. The sidecar records the architecture and its arguments, the kind
 (``target`` or ``inversion``), the threat model, the preprocessing config, label map,
@@ -12,19 +15,23 @@ naming the file. ``.pt``/``.pth`` weights are read only with
 
 from __future__ import annotations
 
-import hashlib
 import os
-import platform
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint_sidecar import SIDECAR_FORMAT, check_sidecar
 from .data.sidecar import preprocess_config
 from .errors import CheckpointError
-from .io import atomic_write_bytes, atomic_write_json, file_hash, ids_hash, state_hash
-from .io.untrusted import read_json
+from .io import ids_hash, state_hash
 from .io.weights import load_weights, state_mismatch
+from .io.weights_format import (
+    FORBIDDEN_KEYS,
+    WEIGHT_SUFFIXES,
+    read_record,
+    read_weights,
+    weights_paths,
+    write_weights,
+)
 from .models import ARCHITECTURES
 
 if TYPE_CHECKING:
@@ -38,19 +45,13 @@ __all__ = [
     "checkpoint_paths",
     "save_checkpoint",
     "load_target",
-    "is_external_decoder",
     "load_inversion",
-    "load_with_decoder",
     "load_weights",
     "read_metadata",
     "training_metadata",
     "preprocess_config",
     "state_hash",
 ]
-
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
-#: metadata keys refused by :func:`save_checkpoint`: subject ids never go into a checkpoint
-FORBIDDEN_KEYS = ("ids", "subjects", "train_ids", "private_set", "attack_set")
 
 
 def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -59,27 +60,7 @@ def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     For a sidecar or a stem, the weights are the first existing of ``.safetensors``,
     ``.pt``, ``.pth`` (``.safetensors`` if none exists).
     """
-    p = Path(path)
-    if p.suffix in WEIGHT_SUFFIXES:
-        return p, p.with_suffix(".json")
-    stem = p.with_suffix("") if p.suffix == ".json" else p
-    sidecar = Path(f"{stem}.json")
-    for suffix in WEIGHT_SUFFIXES:
-        if Path(f"{stem}{suffix}").exists():
-            return Path(f"{stem}{suffix}"), sidecar
-    return Path(f"{stem}.safetensors"), sidecar
-
-
-def _versions() -> dict[str, str]:
-    from . import __version__
-
-    out = {"inversion_audit": __version__, "python": platform.python_version()}
-    for dist in ("torch", "monai", "safetensors", "numpy"):
-        try:
-            out[dist] = importlib_metadata.version(dist)
-        except importlib_metadata.PackageNotFoundError:  # pragma: no cover
-            out[dist] = "absent"
-    return out
+    return weights_paths(path, WEIGHT_SUFFIXES)
 
 
 def training_metadata(
@@ -134,8 +115,6 @@ def save_checkpoint(
     ``metadata`` is JSON-safe (see :func:`training_metadata`); values with a ``to_dict()``
     are converted; keys naming subject ids are refused. Returns ``(weights, sidecar)``.
     """
-    from safetensors.torch import save
-
     metadata = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in (metadata or {}).items()}
     bad = [k for k in metadata if k in FORBIDDEN_KEYS]
     if bad:
@@ -147,21 +126,12 @@ def save_checkpoint(
         raise ValueError(
             f"cannot checkpoint {type(model).__name__}: not a target network or inversion decoder"
         )
-    weights, sidecar = checkpoint_paths(path)
-    weights = weights.with_suffix(".safetensors")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    data = save(state)
     record = {
         **metadata,
         "format": SIDECAR_FORMAT,
         "kind": "inversion" if arch == "inversion" else "target",
         "architecture": arch,
         "arch_args": model.arch_args,
-        "weights_file": weights.name,
-        "weights_sha256": hashlib.sha256(data).hexdigest()[:16],
-        "tensors": {k: list(v.shape) for k, v in state.items()},
-        "dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in state.items()},
-        "versions": _versions(),
     }
     if arch == "inversion":
         record["threat_model"] = model.arch_args["threat_model"]
@@ -169,34 +139,17 @@ def save_checkpoint(
             record.setdefault("target_weights_sha256", model.target_weights_sha256)
     elif getattr(model, "label_map", None) is not None:
         record.setdefault("label_map", {str(k): int(v) for k, v in sorted(model.label_map.items())})
-    atomic_write_bytes(weights, data)
-    atomic_write_json(sidecar, record)
-    return weights, sidecar
+    return write_weights(path, model.state_dict(), record)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sidecar of a checkpoint (given as weights file, sidecar or stem)."""
-    weights, sidecar = checkpoint_paths(path)
-    if not sidecar.exists():
-        raise CheckpointError(
-            f"{weights}: sidecar {sidecar.name} is missing; it records the architecture needed to load the weights"
-        )
-    # untrusted: size and nesting bounded before parsing, every field checked before use
-    meta = read_json(sidecar, CheckpointError, "checkpoint sidecar")
-    return check_sidecar(meta, sidecar)
+    """The checked sidecar of a checkpoint (given as weights file, sidecar or stem)."""
+    record, _, sidecar = read_record(path, SIDECAR_FORMAT, "checkpoint", WEIGHT_SUFFIXES)
+    return check_sidecar(record, sidecar)
 
 
-def _fill(
-    model: nn.Module,
-    state: dict[str, torch.Tensor],
-    weights: Path,
-    dtypes: dict[str, str] | None = None,
-) -> None:
-    """Load ``state`` into ``model``; every tensor must fit it and have its sidecar's dtype."""
-    for name, want in (dtypes or {}).items():
-        got = str(state[name].dtype).removeprefix("torch.") if name in state else want
-        if got != want:
-            raise CheckpointError(f"{weights}: tensor {name} is {got}, its sidecar records {want}")
+def _fill(model: nn.Module, state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Load ``state`` into ``model``; every tensor must fit it (dtypes: see ``read_weights``)."""
     expected = model.state_dict()
     parts = state_mismatch(expected, state)
     if parts:
@@ -210,16 +163,25 @@ def _fill(
 def _read(
     path: str | os.PathLike[str], kind: str
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
-    weights, sidecar = checkpoint_paths(path)
-    meta = read_metadata(path)
-    if meta["kind"] != kind:
-        raise CheckpointError(f"{weights}: is a {meta['kind']} checkpoint, not a {kind} checkpoint")
-    if meta.get("weights_sha256") and weights.suffix == ".safetensors" and weights.exists():
-        if file_hash(weights) != meta["weights_sha256"]:
+    """Sidecar, tensors and weights path of a ``kind`` checkpoint, read through ``read_weights``."""
+    weights, _ = checkpoint_paths(path)
+
+    def check(meta: dict[str, Any], sidecar: Path) -> None:
+        check_sidecar(meta, sidecar)
+        if meta["kind"] != kind:
             raise CheckpointError(
-                f"{weights}: weights do not match their sidecar {sidecar.name} (hash differs)"
+                f"{weights}: is a {meta['kind']} checkpoint, not a {kind} checkpoint"
             )
-    return meta, load_weights(weights), weights
+
+    meta, state = read_weights(
+        path,
+        SIDECAR_FORMAT,
+        "checkpoint",
+        check=check,
+        suffixes=WEIGHT_SUFFIXES,
+        hash_required=False,
+    )
+    return meta, state, weights
 
 
 def load_target(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
@@ -233,7 +195,7 @@ def load_target(path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
         model = build_target_network(meta["architecture"], **meta["arch_args"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{weights}: invalid architecture in sidecar: {exc}") from exc
-    _fill(model, state, weights, meta.get("dtypes"))
+    _fill(model, state, weights)
     model.metadata = meta
     model.label_map = parse_label_map(meta.get("label_map"))
     return model.eval().to(get_device(device))
@@ -284,42 +246,7 @@ def load_inversion(
                 f"{weights}: decoder was trained against different target weights"
             )
         _same_preprocessing(meta, getattr(target, "metadata", None) or {}, weights)
-    _fill(decoder, state, weights, meta.get("dtypes"))
+    _fill(decoder, state, weights)
     decoder.metadata = meta
     decoder.target_weights_sha256 = meta.get("target_weights_sha256")
     return decoder.eval().to(get_device(device))
-
-
-def is_external_decoder(inversion: str | os.PathLike[str]) -> bool:
-    """Whether an inversion checkpoint's sidecar says it was trained against an external model."""
-    try:  # untrusted: size and nesting bounded before parsing
-        meta = read_json(checkpoint_paths(inversion)[1], CheckpointError, "checkpoint sidecar")
-        return meta["arch_args"]["target_arch"] == "external"
-    except (CheckpointError, KeyError, TypeError):
-        return False
-
-
-def load_with_decoder(
-    path: str | os.PathLike[str], inversion: str | os.PathLike[str], device: str = "cpu"
-) -> tuple[Any, Any, Any]:
-    """``(target, decoder, preprocess config)``: an external model and the decoder trained against it.
-
-    Raises :class:`CheckpointError` naming the file when they do not belong together or
-    the decoder's sidecar records no preprocessing.
-    """
-    from .devices import get_device
-    from .models.external.rebuild import rebuild_target
-
-    dev = str(get_device(device))
-    meta = read_metadata(inversion)
-    args = meta["arch_args"].get("target_args") if meta["kind"] == "inversion" else None
-    if meta["arch_args"].get("target_arch") != "external" or not isinstance(args, dict):
-        raise CheckpointError(f"{inversion}: not a decoder trained against an external model")
-    target = rebuild_target(path, args).to(dev)
-    decoder = load_inversion(inversion, target=target, device=dev)
-    config = preprocess_config(decoder.metadata)
-    if config is None:
-        raise CheckpointError(
-            f"{inversion}: sidecar has no 'preprocess' config to prepare inputs with"
-        )
-    return target, decoder, config
