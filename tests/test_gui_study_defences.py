@@ -77,7 +77,7 @@ def test_index_reads_holdout_defences_and_every_metric(defended_study):
         rows = list(csv.DictReader(fh))
     assert index.metrics() == sorted({r["metric"] for r in rows}) == ["psnr", "ssim"]
     r = rows[0]
-    run = BASE if r["threat_model"] == "bottleneck" else f"{BASE}_{r['threat_model'][11:]}"
+    run = f"{BASE}_{r['defence']}" if r["defence"] else BASE
     (c,) = [
         c
         for c in index.candidates(run, r["reconstruction_id"])

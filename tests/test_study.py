@@ -116,6 +116,7 @@ def test_tiny_study_writes_every_file(tiny_study):
         "arch",
         "variant",
         "threat_model",
+        "defence",
         "reconstruction_id",
         "candidate_id",
         "metric",
@@ -177,7 +178,8 @@ def _md_table(md: str, heading: str) -> tuple[list[str], list[list[str]]]:
 
 # -- expected values, recomputed from scores.csv without the package's ranking code --------------
 def _run_name(r: dict) -> str:
-    return f"{r['arch']}_{r['variant']}_{r['threat_model'].replace('+', '-')}"
+    tag = f"_{r['defence']}" if r.get("defence") else ""
+    return f"{r['arch']}_{r['variant']}_{r['threat_model'].replace('+', '-')}{tag}"
 
 
 def _msd(values: list[float]) -> tuple[float, float] | None:

@@ -29,7 +29,7 @@ def _config(private, attack) -> dict:
 @pytest.mark.slow
 def test_separate_attack_cohort_resume_and_provenance(tmp_path, monkeypatch):
     import inversion_audit.attack as attack_pkg
-    import inversion_audit.study.runner as runner_mod
+    import inversion_audit.study.context as context_mod
     import inversion_audit.study.scoring as scoring_mod
     from inversion_audit.attack.inversion import train_inversion
     from inversion_audit.attack.reconstruction import reconstruct
@@ -40,7 +40,7 @@ def test_separate_attack_cohort_resume_and_provenance(tmp_path, monkeypatch):
     attack = _write_cohort(tmp_path / "attack", {sid: 10 + k for k, sid in enumerate(ids[:3])})
 
     source: dict[int, str] = {}  # id(preprocessed image) -> the cohort folder it came from
-    real_pre = runner_mod.preprocess_subject
+    real_pre = context_mod.preprocess_subject
 
     def pre(subject, config):
         out = real_pre(subject, config)
@@ -63,7 +63,7 @@ def test_separate_attack_cohort_resume_and_provenance(tmp_path, monkeypatch):
         used["candidates"] += [source[id(p.image)] for p in cands.values()]
         return real_score(recs, cands, *args, **kwargs)
 
-    monkeypatch.setattr(runner_mod, "preprocess_subject", pre)
+    monkeypatch.setattr(context_mod, "preprocess_subject", pre)
     monkeypatch.setattr(attack_pkg, "train_inversion", train, raising=False)
     monkeypatch.setattr(attack_pkg, "reconstruct", recon, raising=False)
     monkeypatch.setattr(scoring_mod, "score_fold", score)

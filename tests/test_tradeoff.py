@@ -83,11 +83,12 @@ def _write_cohort(root, n: int = 6):
     return root
 
 
-def _top1_from_scores(rows: list[dict], threat: str) -> tuple[int, int]:
+def _top1_from_scores(rows: list[dict], run: str) -> tuple[int, int]:
     """Top-1 by SSIM straight from scores.csv: the own original scores highest."""
     by_rec: dict[str, dict[str, float]] = {}
     for r in rows:
-        if r["threat_model"] == threat and r["metric"] == "ssim":
+        parts = [r["arch"], r["variant"], r["threat_model"].replace("+", "-"), r["defence"]]
+        if "_".join(p for p in parts if p) == run and r["metric"] == "ssim":
             by_rec.setdefault(r["reconstruction_id"], {})[r["candidate_id"]] = float(r["value"])
     hits = sum(max(c, key=c.get) == rid for rid, c in by_rec.items())
     return hits, len(by_rec)
@@ -151,7 +152,9 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
     }
     with open(out / "scores" / "scores.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {r["threat_model"] for r in rows} == {"bottleneck", *defended}
+    # the threat model and the defence in their own columns
+    assert {r["threat_model"] for r in rows} == {"bottleneck"}
+    assert {r["defence"] for r in rows} == {"", *(d.split("_", 1)[1] for d in defended)}
     for threat in defended:
         run = f"unet_skull-stripped_{threat}"
         assert (out / "reconstructions" / run).is_dir()
@@ -169,7 +172,7 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
     table = {r["run"]: r for r in doc["privacy_utility"]["rows"]}
     assert set(table) == {f"unet_skull-stripped_{t}" for t in {"bottleneck", *defended}}
     for run, r in table.items():
-        hits, n = _top1_from_scores(rows, run.split("_", 2)[2])
+        hits, n = _top1_from_scores(rows, run)
         assert (r["top1_ssim"], r["n"]) == (hits, n)
         assert 0 <= r["dice_private"] <= 1
         assert r["chance"] == pytest.approx(1 / 6)
@@ -262,11 +265,9 @@ def test_defended_runs_train_their_own_reid_through_the_released_code(tmp_path):
     pairs = {
         (r["reconstruction_id"], r["candidate_id"])
         for r in rows
-        if r["metric"] == "reid" and r["threat_model"] == "bottleneck_latent-noise-4"
+        if r["metric"] == "reid" and r["defence"] == "latent-noise-4"
     }
-    recs = {
-        r["reconstruction_id"] for r in rows if r["threat_model"] == "bottleneck_latent-noise-4"
-    }
+    recs = {r["reconstruction_id"] for r in rows if r["defence"] == "latent-noise-4"}
     cands = {r["candidate_id"] for r in rows}
     assert recs and pairs == {(a, b) for a in recs for b in cands}
     doc = json.loads((out / "report.json").read_text())
@@ -274,11 +275,14 @@ def test_defended_runs_train_their_own_reid_through_the_released_code(tmp_path):
 
 
 def test_defended_run_names_parse():
-    from inversion_audit.study.layout import parse_run_name, run_name
+    from inversion_audit.study.layout import parse_run, parse_run_name, run_name
 
     threat = "bottleneck+skips_latent-noise-0.5"
     name = run_name("unet", "skull-stripped", threat)
     assert name == "unet_skull-stripped_bottleneck-skips_latent-noise-0.5"
+    assert name == run_name("unet", "skull-stripped", "bottleneck+skips", "latent-noise-0.5")
+    assert parse_run(name) == ("unet", "skull-stripped", "bottleneck+skips", "latent-noise-0.5")
+    assert parse_run("unet_with-skull_bottleneck") == ("unet", "with-skull", "bottleneck", "")
     assert parse_run_name(name) == ("unet", "skull-stripped", threat)
     assert parse_run_name("segnet_with-skull_bottleneck_obfuscation-8-known")[2] == (
         "bottleneck_obfuscation-8-known"

@@ -64,7 +64,7 @@ def read_study_scores(study_dir: str | os.PathLike[str]) -> dict[str, RunScores]
     path = StudyPaths(study_dir).scores
     runs: dict[str, RunScores] = {}
     for row in read_scores(path):
-        run = run_name(row["arch"], row["variant"], row["threat_model"])
+        run = run_name(row["arch"], row["variant"], row["threat_model"], row["defence"])
         rs = runs.setdefault(run, RunScores(run, row["variant"]))
         rid, cid = row["reconstruction_id"], row["candidate_id"]
         rec = rs.reconstructions.setdefault(rid, ReconstructionScores(rid, row["fold"]))

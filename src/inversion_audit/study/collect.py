@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..io import atomic_write_text
 from .layout import SCORE_COLUMNS, StudyPaths
+from .score_files import legacy_threat
 
 __all__ = ["write_scores", "concatenate_scores", "write_rankings"]
 
@@ -24,13 +25,17 @@ def write_scores(path: Path, rows: Iterable[tuple]) -> Path:
 
 
 def concatenate_scores(paths: StudyPaths, wanted: set[str]) -> Path:
-    """``scores/scores.csv``: the rows of the score parts named in ``wanted``, in name order."""
+    """``scores/scores.csv``: the rows of the score parts named in ``wanted``, in name order
+    (a part written before the ``defence`` column gets it, see :func:`.legacy_threat`)."""
     parts = sorted((paths.root / "scores" / "parts").glob("*.csv"))
     lines = [SCORE_COLUMNS]
     for p in parts:
         if p.name in wanted:
             with open(p, newline="") as fh:
-                lines.extend(tuple(r) for r in list(csv.reader(fh))[1:])
+                for r in csv.DictReader(fh):
+                    if "defence" not in r:
+                        r["threat_model"], r["defence"] = legacy_threat(r["threat_model"])
+                    lines.append(tuple(r[c] for c in SCORE_COLUMNS))
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(lines)
     return atomic_write_text(paths.scores, buf.getvalue())

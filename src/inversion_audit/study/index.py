@@ -2,7 +2,7 @@
 deformation maps, checkpoints and the cohort's location.
 
 Built on :class:`~.layout.StudyPaths` (the runner's layout, ``docs/architecture.md``) and
-:func:`~.layout.parse_run_name`. Qt-free and torch-free, so the napari widgets, the report
+:func:`~.layout.parse_run`. Qt-free and torch-free, so the napari widgets, the report
 and the reader study all read studies through it. A reconstruction id is the id of the
 private subject it reconstructs, so its true original is the candidate with the same id.
 Every problem raises :class:`~inversion_audit.errors.StudyError` naming the folder or file.
@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ..errors import StudyError
-from .layout import SCORE_COLUMNS, StudyPaths, parse_run_name, run_name
+from .layout import SCORE_COLUMNS, StudyPaths, parse_run, run_name
 from .score_files import Ranking, ScoreRow, read_rankings, read_scores
 
 __all__ = [
@@ -41,26 +41,32 @@ class ReconstructionEntry:
     variant: str
     threat_model: str
     fold: int | None = None
+    #: the run's defence setting tag (``latent-noise-0.5``), ``""`` when undefended
+    defence: str = ""
 
     @property
     def run(self) -> str:
-        return run_name(self.arch, self.variant, self.threat_model)
+        return run_name(self.arch, self.variant, self.threat_model, self.defence)
 
     @property
     def label(self) -> str:
         fold = "?" if self.fold is None else str(self.fold)
-        return f"{self.reconstruction_id} · fold {fold} · {self.arch} · {self.variant} · {self.threat_model}"
+        defence = f"_{self.defence}" if self.defence else ""  # as before the defence column
+        return (
+            f"{self.reconstruction_id} · fold {fold} · {self.arch} · {self.variant} · "
+            f"{self.threat_model}{defence}"
+        )
 
 
 def entry_defence(entry: ReconstructionEntry) -> tuple[str, float] | None:
-    """A defended run's defence ``(kind, strength)`` (its threat model ``<threat>_<tag>``,
-    :func:`~.layout.parse_run_name`), ``None`` for an undefended run. An obfuscation run's
-    kind says whether the attacker knew the domain (``obfuscation-known``)."""
-    if "_" not in entry.threat_model:
+    """A defended run's defence ``(kind, strength)`` (from its tag), ``None`` for an
+    undefended run. An obfuscation run's kind says whether the attacker knew the domain
+    (``obfuscation-known``)."""
+    if not entry.defence:
         return None
     from .defences_config import parse_defence_tag
 
-    kind, strength, _, known = parse_defence_tag(entry.threat_model.split("_", 1)[1])
+    kind, strength, _, known = parse_defence_tag(entry.defence)
     if known is not None:
         kind = f"{kind}-{'known' if known else 'unknown'}"
     return kind, strength
@@ -121,7 +127,8 @@ class StudyIndex:
     def scores(self) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
         out: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
         for r in self.score_rows:
-            key = (run_name(r["arch"], r["variant"], r["threat_model"]), r["reconstruction_id"])
+            run = run_name(r["arch"], r["variant"], r["threat_model"], r["defence"])
+            key = (run, r["reconstruction_id"])
             out.setdefault(key, {}).setdefault(r["candidate_id"], {})[r["metric"]] = r["value"]
         return out
 
@@ -132,14 +139,21 @@ class StudyIndex:
         if self.score_rows:
             for r in self.score_rows:
                 e = ReconstructionEntry(
-                    r["reconstruction_id"], r["arch"], r["variant"], r["threat_model"], r["fold"]
+                    r["reconstruction_id"],
+                    r["arch"],
+                    r["variant"],
+                    r["threat_model"],
+                    r["fold"],
+                    r["defence"],
                 )
                 found.setdefault((e.run, e.reconstruction_id), e)
         else:
             for run in self.reconstruction_runs():
-                arch, variant, threat = parse_run_name(run)
+                arch, variant, threat, defence = parse_run(run)
                 for rid in self.reconstruction_ids(run):
-                    found[(run, rid)] = ReconstructionEntry(rid, arch, variant, threat)
+                    found[(run, rid)] = ReconstructionEntry(
+                        rid, arch, variant, threat, None, defence
+                    )
         return sorted(found.values(), key=lambda e: (e.reconstruction_id, e.run))
 
     def runs(self) -> list[str]:
@@ -209,7 +223,7 @@ class StudyIndex:
         out = []
         for d in sorted((self.root / "reconstructions").glob("*")):
             try:
-                parse_run_name(d.name)
+                parse_run(d.name)
             except ValueError:
                 continue
             if d.is_dir():

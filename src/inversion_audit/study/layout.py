@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SCORE_COLUMNS", "StudyPaths", "run_name", "parse_run_name"]
+__all__ = ["SCORE_COLUMNS", "StudyPaths", "run_name", "parse_run", "parse_run_name"]
 
 #: columns of the long-format ``scores/scores.csv``
 SCORE_COLUMNS = (
@@ -17,6 +17,7 @@ SCORE_COLUMNS = (
     "arch",
     "variant",
     "threat_model",
+    "defence",
     "reconstruction_id",
     "candidate_id",
     "metric",
@@ -24,22 +25,36 @@ SCORE_COLUMNS = (
 )
 
 
-def run_name(arch: str, variant: str, threat_model: str) -> str:
-    """Folder-safe name of one (architecture, variant, threat model) run."""
-    return f"{arch}_{variant}_{threat_model.replace('+', '-')}"
+def run_name(arch: str, variant: str, threat_model: str, defence: str = "") -> str:
+    """Folder-safe name of one (architecture, variant, threat model[, defence tag]) run."""
+    base = f"{arch}_{variant}_{threat_model.replace('+', '-')}"
+    return f"{base}_{defence}" if defence else base
 
 
 def parse_run_name(run: str) -> tuple[str, str, str]:
-    """``"unet_skull-stripped_bottleneck-skips"`` -> ``("unet", "skull-stripped", "bottleneck+skips")``.
+    """``(arch, variant, threat)`` of a run name, a defended run's threat as the ``threat_model``
+    column of studies before the ``defence`` column read (``bottleneck_latent-noise-0.5``).
+
+    For readers not yet on :func:`parse_run`, which keeps the defence apart.
+    """
+    arch, variant, threat, defence = parse_run(run)
+    return arch, variant, f"{threat}_{defence}" if defence else threat
+
+
+def parse_run(run: str) -> tuple[str, str, str, str]:
+    """``"unet_skull-stripped_bottleneck-skips_latent-noise-0.5"`` ->
+    ``("unet", "skull-stripped", "bottleneck+skips", "latent-noise-0.5")`` (defence ``""``
+    for an undefended run).
 
     The inverse of :func:`run_name`; raises :class:`~inversion_audit.errors.StudyError` (a
-    ``ValueError``) when ``run`` is not ``<arch>_<variant>_<threat_model>`` of known names.
+    ``ValueError``) when ``run`` is not ``<arch>_<variant>_<threat_model>[_<tag>]`` of known
+    names.
     """
     from ..errors import StudyError
     from .config import ARCHS, THREAT_MODELS, VARIANTS
 
     parts = run.split("_")
-    # a defended run: <arch>_<variant>_<threat>_<defence tag>, its threat "<threat>_<tag>"
+    # a defended run: <arch>_<variant>_<threat>_<defence tag>
     defence = parts.pop() if len(parts) == 4 and _defence_tag(parts[3]) else None
     threat = parts[2].replace("-", "+") if len(parts) == 3 else ""
     if (
@@ -49,7 +64,7 @@ def parse_run_name(run: str) -> tuple[str, str, str]:
         or threat not in THREAT_MODELS
     ):
         raise StudyError(f"{run!r} is not a run name <arch>_<variant>_<threat_model>")
-    return parts[0], parts[1], threat if defence is None else f"{threat}_{defence}"
+    return parts[0], parts[1], threat, defence or ""
 
 
 def _defence_tag(text: str) -> bool:

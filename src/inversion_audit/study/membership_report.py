@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import StudyError
 from ..io import atomic_write_json
 from ..io.untrusted import read_json
+from .layout import run_name
 from .membership import compare_members, holm_adjusted
 from .membership_inference import membership_inference
 from .summary import RANKED_METRICS, _matrix, _runs
@@ -86,13 +87,13 @@ def membership_summary(rows: list[dict], holdout: list[str], n_boot: int = 2000)
     """
     hold = set(holdout)
     out: dict = {}
-    for (arch, variant, threat), rr in _runs(rows).items():
+    for (arch, variant, threat, defence), rr in _runs(rows).items():
         recs = sorted({r["reconstruction_id"] for r in rr if r["metric"] == "ssim"})
         nonmembers = [i for i in recs if i in hold]
         members = [i for i in recs if i not in hold]
         if not nonmembers or not members:
             continue
-        name = f"{arch}_{variant}_{threat.replace('+', '-')}"
+        name = run_name(arch, variant, threat, defence)
         compared = {}
         for metric in RANKED_METRICS:
             m = _matrix(rr, metric)

@@ -1,9 +1,10 @@
-"""The protocol's stages for one study: preprocess, train the target, train the inversion
-decoder, reconstruct, score.
+"""The stages every run goes through, undefended, defended or on an external model:
+preprocess, train the target, train the inversion decoder, reconstruct, score
+(Subbanna et al., Sensors 2021, Sec. 3).
 
-Each function computes its stage key from the config and the input files and hands its
-work to ``study.stages`` (a :class:`~.stages.StageStore`), which skips it when done.
-``study`` is the runner's state of one run (``runner._Study``).
+Each stage function takes the plan, the run, the context (and the fold), computes its stage
+key from the config, the input files and the keys of the stages it builds on, and hands its
+work to ``context.stages`` (a :class:`~.stages.StageStore`), which skips it when done.
 """
 
 from __future__ import annotations
@@ -19,270 +20,252 @@ from ..data import Fold
 from ..errors import CohortError
 from ..io import config_hash, write_volume
 from ..progress import report
+from .context import StudyContext
 from .holdout import check_holdout_unused
-from .layout import run_name
+from .network import Network, obfuscator
+from .plan import Run, StudyPlan
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .runner import _Study
-
-__all__ = [
-    "write_preprocessed",
-    "train_target",
-    "attack",
-    "train_inversion_stage",
-    "reconstruct_stage",
-]
+__all__ = ["write_preprocessed", "train_target", "train_inversion", "reconstruct", "score"]
 
 
-def write_preprocessed(study: _Study, variant: str) -> None:
+def write_preprocessed(plan: StudyPlan, variant: str, ctx: StudyContext) -> None:
     """``preprocessed/<variant>/``: every candidate (and its labels) as compared."""
-    cfg = study.pre_configs[variant]
-    key = config_hash({"cfg": cfg.to_dict(), "files": study.files_key(study.cohort.ids), "v": 2})
+    cfg = plan.pre_configs[variant]
+    key = config_hash({"cfg": cfg.to_dict(), "files": plan.files_key(plan.cohort.ids), "v": 2})
 
     def work() -> list[Path]:
         outs = []
-        for k, s in enumerate(study.cohort):
-            pre = study.pre(s.id, cfg)
-            outs.append(
-                write_volume(study.paths.preprocessed(variant, s.id), pre.image, pre.affine)
-            )
+        for k, s in enumerate(plan.cohort):
+            pre = ctx.pre(plan.cohort, s.id, cfg)
+            outs.append(write_volume(ctx.paths.preprocessed(variant, s.id), pre.image, pre.affine))
             if pre.labels is not None:
+                labels = pre.labels.astype(np.int16)
                 outs.append(
-                    write_volume(
-                        study.paths.preprocessed_labels(variant, s.id),
-                        pre.labels.astype(np.int16),
-                        pre.affine,
-                    )
+                    write_volume(ctx.paths.preprocessed_labels(variant, s.id), labels, pre.affine)
                 )
-            report(study.progress, k + 1, len(study.cohort), f"preprocess {variant}")
+            report(ctx.progress, k + 1, len(plan.cohort), f"preprocess {variant}")
         return outs
 
-    study.stages.run(f"preprocess/{variant}", key, work)
+    ctx.stages.run(f"preprocess/{variant}", key, work)
 
 
-def train_target(study: _Study, fold: Fold, variant: str, arch: str) -> str:
-    """Train the fold's target network on its private set; return the stage key."""
+def train_target(
+    plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, base_key: str | None = None
+) -> str:
+    """Train the target ``run`` attacks on the fold's private set; return its stage key.
+
+    ``base_key``: the undefended target's key; a latent-noise run attacks that target (its
+    key plus the noise) without training. DP-SGD trains with Opacus; obfuscation on the
+    private scans obfuscated by the fold's VAE (:func:`.defended_runs.train_vae`).
+    """
     from ..checkpoints import save_checkpoint, training_metadata
     from ..training import train_target as train
     from ..training.target import TRAINING_REVISION
 
-    tcfg = study.config.target_config(arch)
-    pcfg = study.fold_pre_config(variant, fold)
+    s = run.defence
+    if s is not None and not s.retrains_target:
+        return config_hash(
+            {"target": base_key, "latent_noise": s.latent_noise(plan.config.study.seed)}
+        )
+    tcfg = plan.config.target_config(run.arch)
+    pcfg = ctx.fold_pre_config(plan, run.variant, fold)
+    extra: dict[str, Any] = {}
+    if s is not None and s.kind == "dp-sgd":
+        from ..training.dp import with_dp
+
+        tcfg = with_dp(tcfg, s.dp_config())
+    elif s is not None:
+        from .defended_runs import train_vae
+
+        extra["vae"] = train_vae(plan, run, ctx, fold)
     key = config_hash(
         {
             "target": tcfg.to_dict(),
             "training_revision": TRAINING_REVISION,
             "pre": pcfg.to_dict(),
-            "private": study.files_key(fold.private_set),
+            "private": plan.files_key(fold.private_set),
             "fold": fold.index,
+            **extra,
         }
     )
-    path = study.paths.target(arch, variant, fold.index)
+    path = ctx.paths.target(run.arch, run.target_variant, fold.index)
+    label = f"fold {fold.index} {run.arch} {run.variant}" + (f" {s.tag}" if s else "")
 
     def work() -> list[Path]:
-        check_holdout_unused(
-            study.holdout_ids, {f"fold {fold.index} private set": fold.private_set}
-        )
-        pres = [study.pre(i, pcfg) for i in fold.private_set]
+        check_holdout_unused(plan.holdout_ids, {f"fold {fold.index} private set": fold.private_set})
+        pres = [ctx.pre(plan.cohort, i, pcfg) for i in fold.private_set]
         if any(p.labels is None for p in pres):
             raise CohortError(
-                f"{study.cohort.root}: training a target network needs labels for every private subject"
+                f"{plan.cohort.root}: training a target network needs labels for every private subject"
             )
+        images = [p.image for p in pres]
+        if s is not None and s.kind == "obfuscation":
+            obfuscate = obfuscator(plan, ctx, run, fold)
+            images = [obfuscate(img) for img in images]
         model, history = train(
-            [p.image for p in pres],
+            images,
             [p.labels for p in pres],
             tcfg,
-            device=study.device,
-            progress=study.stage_progress(f"fold {fold.index} {arch} {variant}"),
+            device=ctx.device,
+            progress=ctx.stage_progress(label),
         )
         meta = training_metadata(tcfg, history, pcfg, list(fold.private_set))
-        meta.update(fold=fold.index, variant=variant)
+        meta.update(fold=fold.index, variant=run.variant)
+        if s is not None:
+            meta["defence"] = s.target_tag
+            if history.privacy:
+                meta["privacy"] = history.privacy
         return list(save_checkpoint(path, model, meta))
 
-    study.stages.run(f"fold{fold.index}/{arch}_{variant}/target", key, work)
+    ctx.stages.run(f"fold{fold.index}/{run.arch}_{run.target_variant}/target", key, work)
     return key
 
 
-def attack(
-    study: _Study, fold: Fold, variant: str, arch: str, threat: str, target_key: str
-) -> None:
-    """One run of one fold: train the inversion decoder, reconstruct, score."""
-    run = run_name(arch, variant, threat)
-    tpath = study.paths.target(arch, variant, fold.index)
-
-    def load() -> Any:
-        from ..checkpoints import load_target
-
-        return load_target(tpath, device=study.device)
-
-    inv_key = train_inversion_stage(study, fold, variant, threat, run, {"target": target_key}, load)
-    rec_key = reconstruct_stage(study, fold, variant, run, inv_key, load)
-    reid_key = None
-    if "reid" in study.config.matching.metrics:
-        from .reid_stage import train_reid_stage
-
-        reid_key = train_reid_stage(study, fold, variant, arch, threat, target_key)
-    _score(study, fold, variant, arch, threat, rec_key, reid_key)
-
-
-def train_inversion_stage(
-    study: _Study,
-    fold: Fold,
-    variant: str,
-    threat: str,
-    run: str,
-    target_inputs: dict[str, Any],
-    load: Callable[[], Any],
-    metadata: dict[str, Any] | None = None,
-) -> str:
-    """Train ``run``'s inversion decoder on the attack set against the network ``load()`` gives.
-
-    ``target_inputs`` is what that network depends on (hashed into the stage key);
-    ``metadata`` is added to the decoder's sidecar. Returns the stage key.
-    """
-    from ..attack import train_inversion
+def train_inversion(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, net: Network) -> str:
+    """Train the run's inversion decoder on the attack set through ``net`` as its attacker
+    sees it; return the stage key."""
+    from ..attack import train_inversion as train
     from ..checkpoints import save_checkpoint, training_metadata
 
-    icfg = study.config.inversion_config(threat)
-    pcfg = study.fold_pre_config(variant, fold)
-    attack_ids, attack_cohort = study.attack_ids(fold)
-    inv_key = config_hash({**target_inputs, "inversion": icfg.to_dict(), **study.attack_key(fold)})
-    ipath = study.paths.inversion(run, fold.index)
+    icfg = plan.config.inversion_config(run.threat_model)
+    pcfg = ctx.fold_pre_config(plan, run.variant, fold)
+    attack_ids, attack_cohort = plan.attack_ids(fold)
+    inv_key = config_hash(
+        {**net.inversion_inputs, "inversion": icfg.to_dict(), **plan.attack_key(fold)}
+    )
+    path = ctx.paths.inversion(run.name, fold.index)
 
-    def train() -> list[Path]:
-        check_holdout_unused(study.holdout_ids, {f"fold {fold.index} attack set": attack_ids})
-        target = load()
-        pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
-        decoder, history = train_inversion(
+    def work() -> list[Path]:
+        check_holdout_unused(plan.holdout_ids, {f"fold {fold.index} attack set": attack_ids})
+        target = net.load("attack")
+        pres = [ctx.pre(attack_cohort, i, pcfg) for i in attack_ids]
+        decoder, history = train(
             target,
             [p.image for p in pres],
             icfg,
-            device=study.device,
-            progress=study.stage_progress(f"fold {fold.index} {run}"),
+            device=ctx.device,
+            progress=ctx.stage_progress(f"fold {fold.index} {run.name}"),
         )
         meta = training_metadata(icfg, history, pcfg, attack_ids)
-        meta.update(fold=fold.index, variant=variant, **(metadata or {}))
-        return list(save_checkpoint(ipath, decoder, meta))
+        meta.update(fold=fold.index, variant=run.variant, **(net.metadata or {}))
+        return list(save_checkpoint(path, decoder, meta))
 
-    study.stages.run(f"fold{fold.index}/{run}/inversion", inv_key, train)
+    ctx.stages.run(run.stage(fold, "inversion"), inv_key, work)
     return inv_key
 
 
-def reconstruct_stage(
-    study: _Study,
-    fold: Fold,
-    variant: str,
-    run: str,
-    inv_key: str,
-    load: Callable[[], Any],
-    key_inputs: dict[str, Any] | None = None,
+def reconstruct(
+    plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, net: Network, inv_key: str
 ) -> str:
-    """Reconstruct the fold's private set (and holdout) on both grids with ``run``'s decoder
-    against the network ``load()`` gives. Returns the stage key (``key_inputs`` replaces
-    what it hashes: a defended run keeps its own)."""
-    from ..attack import reconstruct
+    """Reconstruct the fold's private set (and holdout) on both grids from the codes ``net``
+    releases; return the stage key."""
+    from ..attack import reconstruct as invert
     from ..checkpoints import load_inversion
 
-    pcfg = study.fold_pre_config(variant, fold)
-    ipath = study.paths.inversion(run, fold.index)
-    holdout = study.holdout_of(fold)  # non-members, reconstructed by this fold's networks
+    pcfg = ctx.fold_pre_config(plan, run.variant, fold)
+    path = ctx.paths.inversion(run.name, fold.index)
+    holdout = plan.holdout_of(fold)  # non-members, reconstructed by this fold's networks
     ids = [*fold.private_set, *holdout]
-    rec_inputs = {"inversion": inv_key, "private": study.files_key(fold.private_set)}
-    if holdout:
-        rec_inputs["holdout"] = study.files_key(holdout)
-    rec_key = config_hash(key_inputs or rec_inputs)
-    label = f"fold {fold.index} {run}"
+    if run.defence is not None:
+        inputs: dict[str, Any] = {"inversion": inv_key, "ids": plan.files_key(ids)}
+    else:
+        inputs = {"inversion": inv_key, "private": plan.files_key(fold.private_set)}
+        if holdout:
+            inputs["holdout"] = plan.files_key(holdout)
+    label = f"fold {fold.index} {run.name}"
 
-    def recon() -> list[Path]:
-        target = load()
-        decoder = load_inversion(ipath, target=target, device=study.device)
+    def work() -> list[Path]:
+        target = net.load("release")
+        decoder = load_inversion(path, target=target, device=ctx.device)
         outs = []
         for k, sid in enumerate(ids):
-            pre = study.pre(sid, pcfg)
-            rec = reconstruct(target, decoder, pre.image, device=study.device)
+            pre = ctx.pre(plan.cohort, sid, pcfg)
+            rec = invert(target, decoder, pre.image, device=ctx.device)
             outs.append(
-                write_volume(study.paths.reconstruction(run, sid, "preprocessed"), rec, pre.affine)
+                write_volume(
+                    ctx.paths.reconstruction(run.name, sid, "preprocessed"), rec, pre.affine
+                )
             )
             outs.append(
-                write_volume(study.paths.reconstruction(run, sid, "original"), pre.to_source(rec))
+                write_volume(
+                    ctx.paths.reconstruction(run.name, sid, "original"), pre.to_source(rec)
+                )
             )
-            report(study.progress, k + 1, len(ids), f"{label}: reconstruct")
+            report(ctx.progress, k + 1, len(ids), f"{label}: reconstruct")
         return outs
 
-    study.stages.run(f"fold{fold.index}/{run}/reconstruct", rec_key, recon)
-    return rec_key
+    key = config_hash(inputs)
+    ctx.stages.run(run.stage(fold, "reconstruct"), key, work)
+    return key
 
 
-def _score(
-    study: _Study,
+def score(
+    plan: StudyPlan,
+    run: Run,
+    ctx: StudyContext,
     fold: Fold,
-    variant: str,
-    arch: str,
-    threat: str,
+    net: Network,
     rec_key: str,
     reid_key: str | None = None,
-    segmenter: Callable[[], Any] | None = None,
-    segments: bool = True,
     own_segmentation: tuple[Callable[[np.ndarray], np.ndarray], dict | None] | None = None,
 ) -> None:
-    """Score the run's reconstructions; ``segmenter`` loads the network the 'dice' metric
-    segments with (default: the fold's target; defended runs pass their released target).
-    ``segments=False`` (an external model, whose label map is not the cohort's): no Dice,
-    unless ``own_segmentation`` (``segment_fn``, ``label_map``) gives the model's own
-    segmentation on the project's axes, its classes the config's."""
-    from ..checkpoints import load_target
+    """Score the run's reconstructions against every candidate (the true originals).
+
+    The ``dice`` metric segments with the network ``net`` releases; an external model's run
+    has no Dice unless ``own_segmentation`` (``segment_fn``, ``label_map``) gives the model's
+    own segmentation on the project's axes, its classes the config's."""
     from ..io import read_volume
     from ..training import segment
 
-    run = run_name(arch, variant, threat)
-    pcfg = study.fold_pre_config(variant, fold)
-    tpath = study.paths.target(arch, variant, fold.index)
-    m = study.config.matching
-    score_key = config_hash(
+    pcfg = ctx.fold_pre_config(plan, run.variant, fold)
+    m = plan.config.matching
+    key = config_hash(
         {
             "recon": rec_key,
             "matching": m.__dict__,
-            "candidates": study.files_key(study.cohort.ids),
+            "candidates": plan.files_key(plan.cohort.ids),
             **({"reid": reid_key} if reid_key else {}),
             **({"own_segmentation": True} if own_segmentation else {}),
         }
     )
-    ids = [*fold.private_set, *study.holdout_of(fold)]
+    ids = [*fold.private_set, *plan.holdout_of(fold)]
+    segments = not plan.external
 
-    def score() -> list[Path]:
+    def work() -> list[Path]:
         from .scoring import score_fold, write_fold_scores
 
         recs = {
-            sid: read_volume(study.paths.reconstruction(run, sid, "preprocessed")).array
+            sid: read_volume(ctx.paths.reconstruction(run.name, sid, "preprocessed")).array
             for sid in ids
         }
-        cands = {s.id: study.pre(s.id, pcfg) for s in study.cohort}
+        cands = {s.id: ctx.pre(plan.cohort, s.id, pcfg) for s in plan.cohort}
         dropped = ("reid",) if segments or own_segmentation else ("reid", "dice")
         seg_args: dict[str, Any] = {}
         if own_segmentation is not None:
             seg_args = dict(zip(("segment_fn", "label_map"), own_segmentation, strict=True))
         elif segments:
-            target = segmenter() if segmenter else load_target(tpath, device=study.device)
+            target = net.load("release")
             seg_args = {
-                "segment_fn": lambda img: segment(target, img, device=study.device),
-                "label_map": study.config.target_config(arch).label_map,
+                "segment_fn": lambda img: segment(target, img, device=ctx.device),
+                "label_map": plan.config.target_config(run.arch).label_map,
             }
         rows, maps = score_fold(
             recs,
             cands,
             dataclasses.replace(m, metrics=[x for x in m.metrics if x not in dropped]),
             **seg_args,
-            device=study.device,
-            progress=study.stage_progress(f"fold {fold.index} {run}"),
-            registration_workers=study.config.study.threads or os.cpu_count() or 1,
+            device=ctx.device,
+            progress=ctx.stage_progress(f"fold {fold.index} {run.name}"),
+            registration_workers=plan.config.study.threads or os.cpu_count() or 1,
         )
         if reid_key:  # the learned re-identifier (matching/reid.py), like any pipeline metric
             from .reid_stage import reid_rows
 
-            rows = [*rows, *reid_rows(study, run, fold, recs, cands)]
-        tags = (fold.index, arch, variant, threat)
-        return write_fold_scores(study.paths, tags, ids, rows, maps, cands)
+            rows = [*rows, *reid_rows(plan, run, ctx, fold, recs, cands)]
+        tags = (fold.index, run.arch, run.variant, run.threat_model)
+        return write_fold_scores(ctx.paths, tags, ids, rows, maps, cands, run.defence_tag)
 
-    study.stages.run(f"fold{fold.index}/{run}/score", score_key, score)
+    ctx.stages.run(run.stage(fold, "score"), key, work)

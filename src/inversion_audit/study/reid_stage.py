@@ -15,102 +15,86 @@ import numpy as np
 
 from ..data import Fold
 from ..io import config_hash
+from .context import StudyContext
 from .holdout import check_holdout_unused
-from .layout import run_name
+from .network import Network
+from .plan import Run, StudyPlan
 
 if TYPE_CHECKING:
     from ..attack.config import InversionConfig
     from ..progress import ProgressCallback
-    from .runner import _Study
 
 __all__ = ["reid_path", "train_reid_stage", "reid_scorer", "reid_rows"]
 
 
-def reid_path(study: _Study, run: str, fold: Fold) -> Path:
+def reid_path(ctx: StudyContext, run: Run, fold: Fold) -> Path:
     """``checkpoints/<run>/fold<k>/reid.safetensors``, beside the run's inversion decoder."""
-    return study.paths.inversion(run, fold.index).with_name("reid.safetensors")
+    return ctx.paths.inversion(run.name, fold.index).with_name("reid.safetensors")
 
 
-def train_reid_stage(
-    study: _Study,
-    fold: Fold,
-    variant: str,
-    arch: str,
-    threat: str,
-    target_key: str,
-    run: str | None = None,
-    load_target_model: Callable[[], Any] | None = None,
-) -> str:
-    """Train (or find done) the fold's re-identifier; return its stage key.
-
-    ``run`` and ``load_target_model`` name a defended run and the target as its attacker sees
-    it (``target_key`` then covers the defence); default: the undefended run and target."""
-    from ..checkpoints import load_target
+def train_reid_stage(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, net: Network) -> str:
+    """Train (or find done) the run's re-identifier in ``fold`` through ``net`` as the run's
+    attacker sees it (a defended run's attacker trains its own); return its stage key."""
     from ..io import ids_hash
     from ..matching.pipeline import brain_mask
     from ..matching.reid import save_reid, train_reid
     from ..matching.reid_patches import train_patch_reid
 
-    run = run or run_name(arch, variant, threat)
-    if load_target_model is None:
-        tpath = study.paths.target(arch, variant, fold.index)
-        load_target_model = lambda: load_target(tpath, device=study.device)  # noqa: E731
-    rcfg = study.config.reid_config()
-    icfg = study.config.inversion_config(threat)
-    pcfg = study.fold_pre_config(variant, fold)
-    attack_ids, attack_cohort = study.attack_ids(fold)
+    rcfg = plan.config.reid_config()
+    icfg = plan.config.inversion_config(run.threat_model)
+    pcfg = ctx.fold_pre_config(plan, run.variant, fold)
+    attack_ids, attack_cohort = plan.attack_ids(fold)
+    target_key = net.reid_key
     key = config_hash(
         {
             "target": target_key,
             "inversion": icfg.to_dict(),
             "reid": rcfg.to_dict(),
-            **study.attack_key(fold),
+            **plan.attack_key(fold),
         }
     )
-    path = reid_path(study, run, fold)
+    path = reid_path(ctx, run, fold)
     # the cross-fitted reconstructions depend on neither the reid network nor its training
     crossfit_key = config_hash(
         {
             "target": target_key,
             "inversion": icfg.to_dict(),
             "cross_fit_folds": rcfg.cross_fit_folds,
-            **study.attack_key(fold),
+            **plan.attack_key(fold),
         }
     )
 
     def work() -> list[Path]:
-        check_holdout_unused(
-            getattr(study, "holdout_ids", []), {f"fold {fold.index} attack set": attack_ids}
-        )
-        pres = [study.pre(i, pcfg, attack_cohort) for i in attack_ids]
+        check_holdout_unused(plan.holdout_ids, {f"fold {fold.index} attack set": attack_ids})
+        pres = [ctx.pre(attack_cohort, i, pcfg) for i in attack_ids]
         images = [p.image for p in pres]
-        progress = study.stage_progress(f"fold {fold.index} {run} reid")
+        progress = ctx.stage_progress(f"fold {fold.index} {run.name} reid")
         recons = _cross_fitted(
             path.with_name(f"crossfit-{crossfit_key[:16]}.npz"),
-            load_target_model,
+            lambda: net.load("attack"),
             images,
             list(attack_ids),
             icfg,
             rcfg.cross_fit_folds,
-            study.device,
+            ctx.device,
             progress,
         )
         if rcfg.mode == "patches":
             masks = [brain_mask(p) for p in pres]
-            net, history = train_patch_reid(recons, images, masks, rcfg, study.device, progress)
+            net_, history = train_patch_reid(recons, images, masks, rcfg, ctx.device, progress)
         else:
-            net, history = train_reid(recons, images, rcfg, study.device, progress)
+            net_, history = train_reid(recons, images, rcfg, ctx.device, progress)
         meta = {
             "config": rcfg.to_dict(),
             "epoch_loss": history["epoch_loss"],
             "n_train": len(attack_ids),
             "train_ids_hash": ids_hash(list(attack_ids)),
             "fold": fold.index,
-            "run": run,
+            "run": run.name,
         }
-        return list(save_reid(path, net, meta))
+        return list(save_reid(path, net_, meta))
 
-    study.stages.run(f"fold{fold.index}/{run}/reid", key, work)
+    ctx.stages.run(run.stage(fold, "reid"), key, work)
     return key
 
 
@@ -149,7 +133,7 @@ def _cross_fitted(
 
 
 def reid_scorer(
-    study: _Study, run: str, fold: Fold
+    plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold
 ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """``reid_fn(R, C, brains)`` for
     :func:`~inversion_audit.matching.pipeline.score_reconstructions`: the fold's re-identifier
@@ -157,19 +141,20 @@ def reid_scorer(
     from ..matching.reid import load_reid, reid_scores
     from ..matching.reid_patches import patch_reid_scores
 
-    net = load_reid(reid_path(study, run, fold), device=study.device)
-    rcfg = study.config.reid_config()
+    net = load_reid(reid_path(ctx, run, fold), device=ctx.device)
+    rcfg = plan.config.reid_config()
     if rcfg.mode == "patches":
-        return lambda R, C, brains: patch_reid_scores(net, R, C, brains, rcfg, study.device)
-    return lambda R, C, brains: reid_scores(net, list(R), list(C), rcfg.input_size, study.device)
+        return lambda R, C, brains: patch_reid_scores(net, R, C, brains, rcfg, ctx.device)
+    return lambda R, C, brains: reid_scores(net, list(R), list(C), rcfg.input_size, ctx.device)
 
 
 def reid_rows(
-    study: _Study,
-    run: str,
+    plan: StudyPlan,
+    run: Run,
+    ctx: StudyContext,
     fold: Fold,
     reconstructions: dict[str, np.ndarray],
-    candidates: dict,
+    candidates: dict[str, Any],
 ) -> list[tuple[str, str, str, float]]:
     """The ``reid`` rows ``(reconstruction_id, candidate_id, "reid", value)`` of one fold,
     through the one scoring pipeline with the fold's trained re-identifier."""
@@ -179,7 +164,7 @@ def reid_rows(
         reconstructions,
         candidates,
         MatchOptions(metrics=("ssim", "reid")),
-        device=study.device,
-        reid_fn=reid_scorer(study, run, fold),
+        device=ctx.device,
+        reid_fn=reid_scorer(plan, run, ctx, fold),
     )
     return [r for r in out.rows if r[2] == "reid"]

@@ -86,8 +86,8 @@ def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> d
         run_rows = [
             r
             for r in rows
-            if (r["arch"], r["variant"], r["threat_model"])
-            == (e["arch"], e["variant"], e["threat_model"])
+            if (r["arch"], r["variant"], r["threat_model"], r["defence"])
+            == (e["arch"], e["variant"], e["threat_model"], e["defence"])
         ]
         ssim_rows = [r for r in run_rows if r["metric"] == "ssim"]
         own = [r["value"] for r in ssim_rows if r["reconstruction_id"] == r["candidate_id"]]

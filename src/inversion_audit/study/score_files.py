@@ -19,7 +19,14 @@ from ..errors import StudyError
 from ..io.untrusted import not_utf8
 from .layout import SCORE_COLUMNS
 
-__all__ = ["RANKING_COLUMNS", "Ranking", "ScoreRow", "read_rankings", "read_scores"]
+__all__ = [
+    "RANKING_COLUMNS",
+    "Ranking",
+    "ScoreRow",
+    "legacy_threat",
+    "read_rankings",
+    "read_scores",
+]
 
 RANKING_COLUMNS = ("reconstruction_id", "metric", "rank_of_true_match", "top1_candidate")
 
@@ -31,10 +38,20 @@ class ScoreRow(TypedDict):
     arch: str
     variant: str
     threat_model: str
+    #: the defence setting's tag (``latent-noise-0.5``), ``""`` for an undefended run
+    defence: str
     reconstruction_id: str
     candidate_id: str
     metric: str
     value: float
+
+
+def legacy_threat(column: str) -> tuple[str, str]:
+    """``(threat_model, defence)`` of the ``threat_model`` column of a table written before
+    the ``defence`` column, where a defended run's read ``<threat>_<tag>``
+    (``"bottleneck_latent-noise-0.5"`` -> ``("bottleneck", "latent-noise-0.5")``)."""
+    threat, _, defence = column.partition("_")
+    return threat, defence
 
 
 @contextmanager
@@ -62,12 +79,15 @@ def read_scores(path: str | os.PathLike[str]) -> list[ScoreRow]:
     """Every row of a long-format ``scores.csv``, in file order.
 
     ``fold`` is an int (``None`` when empty), ``value`` a float (``nan`` allowed), ``metric``
-    lower case. Raises :class:`StudyError` naming the file (and line) when it is missing,
+    lower case; a table without the ``defence`` column (written before it) has the defence
+    read from its ``threat_model`` column (:func:`legacy_threat`). Raises :class:`StudyError` naming the file (and line) when it is missing,
     lacks a column, or holds an empty id or a value that is not a number.
     """
     path = Path(path)
     rows: list[ScoreRow] = []
-    with _table(path, SCORE_COLUMNS, "scores table") as reader:
+    required = tuple(c for c in SCORE_COLUMNS if c != "defence")
+    with _table(path, required, "scores table") as reader:
+        legacy = "defence" not in (reader.fieldnames or [])
         for line, r in enumerate(reader, start=2):
             rid, cid = r["reconstruction_id"], r["candidate_id"]
             if not rid or not cid:
@@ -77,12 +97,16 @@ def read_scores(path: str | os.PathLike[str]) -> list[ScoreRow]:
                 fold = int(float(r["fold"])) if r["fold"].strip() else None
             except ValueError as exc:
                 raise StudyError(f"{path}:{line}: {exc}") from exc
+            threat, defence = (
+                legacy_threat(r["threat_model"]) if legacy else (r["threat_model"], r["defence"])
+            )
             rows.append(
                 ScoreRow(
                     fold=fold,
                     arch=r["arch"],
                     variant=r["variant"],
-                    threat_model=r["threat_model"],
+                    threat_model=threat,
+                    defence=defence,
                     reconstruction_id=rid,
                     candidate_id=cid,
                     metric=r["metric"].strip().lower(),

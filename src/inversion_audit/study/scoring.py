@@ -55,14 +55,16 @@ def write_fold_scores(
     rows: list[tuple[str, str, str, float]],
     maps: dict[tuple[str, str], np.ndarray],
     candidates: dict[str, Preprocessed],
+    defence: str = "",
 ) -> list[Path]:
     """Write one fold of one run: its deformation maps and its score part.
 
-    ``tags`` is ``(fold, arch, variant, threat_model)``; maps of an earlier scoring of these
+    ``tags`` is ``(fold, arch, variant, threat_model)``, ``defence`` the run's defence tag
+    (``""``: undefended); maps of an earlier scoring of these
     reconstructions are removed first, so that none outlives its scores.
     """
     fold, arch, variant, threat = tags
-    run = run_name(arch, variant, threat)
+    run = run_name(arch, variant, threat, defence)
     folder = paths.deformation_dir(run)
     for sid in reconstruction_ids:
         for old in folder.glob(glob.escape(f"{sid}__") + "*_magnitude.nii.gz"):
@@ -71,7 +73,7 @@ def write_fold_scores(
         write_volume(paths.deformation(run, sid, cid), magnitude, candidates[cid].affine)
         for (sid, cid), magnitude in maps.items()
     ]
-    tagged = [("" if fold is None else fold, arch, variant, threat, *r) for r in rows]
+    tagged = [("" if fold is None else fold, arch, variant, threat, defence, *r) for r in rows]
     part = paths.score_part(run, fold) if fold is not None else paths.score_part(run, 0)
     if fold is None:  # scored outside a study's folds (inversion-audit match)
         part = part.with_name(f"{run}.csv")

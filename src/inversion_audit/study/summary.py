@@ -10,6 +10,7 @@ import numpy as np
 from ..matching.ranking import METRIC_DIRECTIONS
 from ..matching.retrieval import open_set_verification
 from ..stats import wilson_interval
+from .layout import run_name
 from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
 
 __all__ = ["RANKED_METRICS", "paper_figures", "summarize_study"]
@@ -18,11 +19,18 @@ __all__ = ["RANKED_METRICS", "paper_figures", "summarize_study"]
 RANKED_METRICS = METRIC_DIRECTIONS
 
 
-def _runs(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
-    out: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+def _runs(rows: list[dict]) -> dict[tuple[str, str, str, str], list[dict]]:
+    """Rows per run ``(arch, variant, threat_model, defence)``, in the order of their
+    ``(arch, variant, threat_model[_defence])`` labels."""
+    out: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
     for r in rows:
-        out[(r["arch"], r["variant"], r["threat_model"])].append(r)
-    return dict(sorted(out.items()))
+        out[(r["arch"], r["variant"], r["threat_model"], r.get("defence") or "")].append(r)
+
+    def label(key: tuple[str, str, str, str]) -> tuple[str, str, str]:
+        arch, variant, threat, defence = key
+        return arch, variant, f"{threat}_{defence}" if defence else threat
+
+    return dict(sorted(out.items(), key=lambda kv: label(kv[0])))
 
 
 def _matrix(rows: list[dict], metric: str):
@@ -164,15 +172,16 @@ def summarize_study(rows: list[dict], holdout: Collection[str] = ()) -> dict:
 
     hold = set(holdout)
     runs = {}
-    for (arch, variant, threat), everyone in _runs(rows).items():
+    for (arch, variant, threat, defence), everyone in _runs(rows).items():
         rr = [r for r in everyone if r["reconstruction_id"] not in hold]
         if not rr:
             continue
-        name = f"{arch}_{variant}_{threat.replace('+', '-')}"
+        name = run_name(arch, variant, threat, defence)
         entry: dict = {
             "arch": arch,
             "variant": variant,
             "threat_model": threat,
+            "defence": defence,
             "table1": {},
             "table3": {},
             # non-member reconstructions in the verification pairs (auc, tpr_at_1pct_fpr)

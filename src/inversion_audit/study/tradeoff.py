@@ -27,13 +27,7 @@ from ..io.untrusted import read_json
 from .defences_config import format_strength, parse_defence_tag
 from .figures import Figure, png_base64
 
-__all__ = ["privacy_utility", "tradeoff_markdown", "tradeoff_figure", "split_threat"]
-
-
-def split_threat(threat_column: str) -> tuple[str, str | None]:
-    """``"bottleneck_latent-noise-0.5"`` -> ``("bottleneck", "latent-noise-0.5")``."""
-    base, _, tag = threat_column.partition("_")
-    return base, tag or None
+__all__ = ["privacy_utility", "tradeoff_markdown", "tradeoff_figure"]
 
 
 def _utility(study_dir: Path) -> dict[tuple[str, str, str | None], dict[str, Any]]:
@@ -84,7 +78,7 @@ def _mia(record: dict | None) -> tuple[float | None, str | None]:
 
 
 def _row(run: str, entry: dict, utility: dict, membership: dict | None) -> dict[str, Any]:
-    threat, tag = split_threat(entry["threat_model"])
+    threat, tag = entry["threat_model"], entry.get("defence") or None
     kind, strength, quantise, known = parse_defence_tag(tag) if tag else (None, None, False, None)
     ssim = entry["table3"].get("ssim", {})
     best, best_t = _best(entry["table3"])
@@ -208,7 +202,7 @@ def privacy_utility(
     """
     study_dir = Path(study_dir)
     runs = summary.get("runs", {})
-    if not any(split_threat(e["threat_model"])[1] for e in runs.values()):
+    if not any(e.get("defence") for e in runs.values()):
         return {"rows": [], "lines": [], "answers": []}
     utility = _utility(study_dir)
     rows = [_row(run, e, utility, membership) for run, e in runs.items()]
