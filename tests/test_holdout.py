@@ -151,15 +151,27 @@ def _study_config(cohort, **extra):
 
 
 @pytest.mark.slow
-def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path):
+def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path, monkeypatch):
     import json
 
+    import inversion_audit.metrics as metrics
     from inversion_audit.study.runner import run_study
     from inversion_audit.study.score_files import read_scores
 
     cohort = _write_cohort(tmp_path / "cohort", range(8))
     out = tmp_path / "study"
+    unmasked: list[bool] = []  # a spy around the real SSIM matrix
+    real = metrics.ssim_matrix
+
+    def spy(*args, **kwargs):
+        unmasked.append(kwargs.get("mask") is None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(metrics, "ssim_matrix", spy)
     run_study(study_config_from_dict(_study_config(cohort)), out)
+    # one scoring call per fold's score stage, the re-identifier among its scorers:
+    # the SSIM matrix is computed once per stage (2 folds), never again for reid
+    assert sum(unmasked) == 2
     run = "unet_skull-stripped_bottleneck"
     holdout = json.loads((out / "holdout.json").read_text())
     assert holdout["holdout"] == ["sub06", "sub07"]

@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..study.layout import parse_run_name
+from ..study.layout import parse_run, run_name
 from ._compare_views import VIEW_MODES, show_composite, show_images, subject_reconstructions
 from ._compute import META_KEY, Comparison, align_to, compare_volumes
 from ._display import OVERLAY_BLENDING, OVERLAY_OPACITY
@@ -203,8 +203,7 @@ class CompareWidget(QWidget):
         layers = subject_reconstructions(self.viewer, self.state.study, self.state.entry)
 
         def defended(run: str) -> bool:
-            threat = parse_run_name(run)[2]
-            return "_" in threat
+            return bool(parse_run(run)[3])
 
         plain = [r for r in layers if not defended(r)]
         entry = self.state.entry
@@ -218,7 +217,7 @@ class CompareWidget(QWidget):
                 "(Open study › load every run's reconstruction of the subject)."
             )
             return False
-        base = chosen.rsplit("_", 1)[0]  # <arch>_<variant>_<threat>: the same run, undefended
+        base = run_name(*parse_run(chosen)[:3])  # the same run, undefended
         self.original_combo.choose(layers[base if base in layers else plain[0]])
         self.reconstruction_combo.choose(layers[chosen])
         self.set_mode("side by side")

@@ -10,6 +10,7 @@ a note says so (:func:`checkpoint_note`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ def checkpoint_note(study: StudyIndex | None, entry: ReconstructionEntry | None)
     folds = sorted({e.fold for e in study.entries if e.run == entry.run and e.fold is not None})
     kept = []
     for fold in folds:
-        other = study.checkpoint_files(ReconstructionEntry("", *_run_fields(entry), fold))
+        other = study.checkpoint_files(dataclasses.replace(entry, reconstruction_id="", fold=fold))
         if other is not None and all(f.is_file() for f in other):
             kept.append(fold)
     if not kept:
@@ -71,10 +72,6 @@ def checkpoint_note(study: StudyIndex | None, entry: ReconstructionEntry | None)
         "were kept. Choose the two files, or select a reconstruction of "
         f"fold{plural} {which}."
     )
-
-
-def _run_fields(entry: ReconstructionEntry) -> tuple[str, str, str]:
-    return entry.arch, entry.variant, entry.threat_model
 
 
 def _path_row(edit: QLineEdit, title: str, parent: QWidget) -> QHBoxLayout:

@@ -200,10 +200,10 @@ def _check_readers(readers: Sequence[str]) -> tuple[str, ...]:
 
 def _defended(run: str) -> bool:
     """Whether ``run`` is a defended run ``<arch>_<variant>_<threat>_<defence tag>``."""
-    from ..study.layout import parse_run_name
+    from ..study.layout import parse_run
 
     try:
-        return "_" in parse_run_name(run)[2]
+        return bool(parse_run(run)[3])
     except ValueError:
         return False
 

@@ -39,19 +39,24 @@ def utility_path(study_root: Path, arch: str, variant: str, fold: int, tag: str 
 
 def train_vae(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold) -> str:
     """Train (or find done) the obfuscation VAE of the run's fold; return its stage key."""
-    from ..defences.obfuscation import save_vae
+    from ..defences.obfuscation import VAE_FORMAT, save_vae
     from ..defences.obfuscation import train_vae as train
 
     cfg = obfuscation_config(plan, run.defence)
     pcfg = ctx.fold_pre_config(plan, run.variant, fold)
     attack_ids, attack_cohort = plan.attack_ids(fold)
     vae_settings = {k: v for k, v in cfg.__dict__.items() if k in VAE_KEYS}
-    key = config_hash({"vae": vae_settings, "pre": pcfg.to_dict(), **plan.attack_key(fold)})
+    # the weights format is keyed: a VAE saved before its sidecar held a hash is retrained
+    key = config_hash(
+        {"vae": vae_settings, "pre": pcfg.to_dict(), "vae_format": VAE_FORMAT}
+        | plan.attack_key(fold)
+    )
     path = vae_path(ctx.paths, run.arch, run.variant, fold)
 
     def work() -> list[Path]:
         images = [ctx.pre(attack_cohort, i, pcfg).image for i in attack_ids]
-        vae, _ = train(images, cfg, device=ctx.device)
+        label = f"fold {fold.index} {run.arch}_{run.variant} obfuscation"
+        vae, _ = train(images, cfg, device=ctx.device, progress=ctx.stage_progress(label))
         return save_vae(path, vae, cfg)
 
     ctx.stages.run(f"fold{fold.index}/{run.arch}_{run.variant}_obfuscation/vae", key, work)

@@ -242,7 +242,14 @@ def score(
             for sid in ids
         }
         cands = {s.id: ctx.pre(plan.cohort, s.id, pcfg) for s in plan.cohort}
-        dropped = ("reid",) if segments or own_segmentation else ("reid", "dice")
+        dropped = (() if segments or own_segmentation else ("dice",)) + (
+            () if reid_key else ("reid",)
+        )
+        reid_fn = None
+        if reid_key:  # the fold's learned re-identifier, one scoring function of the pipeline
+            from .reid_stage import reid_scorer
+
+            reid_fn = reid_scorer(plan, run, ctx, fold)
         seg_args: dict[str, Any] = {}
         if own_segmentation is not None:
             seg_args = dict(zip(("segment_fn", "label_map"), own_segmentation, strict=True))
@@ -260,11 +267,8 @@ def score(
             device=ctx.device,
             progress=ctx.stage_progress(f"fold {fold.index} {run.name}"),
             registration_workers=plan.config.study.threads or os.cpu_count() or 1,
+            reid_fn=reid_fn,
         )
-        if reid_key:  # the learned re-identifier (matching/reid.py), like any pipeline metric
-            from .reid_stage import reid_rows
-
-            rows = [*rows, *reid_rows(plan, run, ctx, fold, recs, cands)]
         tags = (fold.index, run.arch, run.variant, run.threat_model)
         return write_fold_scores(ctx.paths, tags, ids, rows, maps, cands, run.defence_tag)
 

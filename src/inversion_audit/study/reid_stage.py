@@ -22,9 +22,10 @@ from .plan import Run, StudyPlan
 
 if TYPE_CHECKING:
     from ..attack.config import InversionConfig
+    from ..matching.reid_scorer import ReidScorer
     from ..progress import ProgressCallback
 
-__all__ = ["reid_path", "train_reid_stage", "reid_scorer", "reid_rows"]
+__all__ = ["reid_path", "train_reid_stage", "reid_scorer"]
 
 
 def reid_path(ctx: StudyContext, run: Run, fold: Fold) -> Path:
@@ -132,39 +133,12 @@ def _cross_fitted(
     return recons
 
 
-def reid_scorer(
-    plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold
-) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """``reid_fn(R, C, brains)`` for
-    :func:`~inversion_audit.matching.pipeline.score_reconstructions`: the fold's re-identifier
-    in the study's ``[reid] mode``."""
-    from ..matching.reid import load_reid, reid_scores
-    from ..matching.reid_patches import patch_reid_scores
+def reid_scorer(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold) -> ReidScorer:
+    """The fold's trained re-identifier in the study's ``[reid] mode``, as a scoring function
+    of :func:`~inversion_audit.matching.pipeline.score_reconstructions` (``reid_fn``)."""
+    from ..matching.reid import load_reid
+    from ..matching.reid_scorer import ReidScorer
 
-    net = load_reid(reid_path(ctx, run, fold), device=ctx.device)
-    rcfg = plan.config.reid_config()
-    if rcfg.mode == "patches":
-        return lambda R, C, brains: patch_reid_scores(net, R, C, brains, rcfg, ctx.device)
-    return lambda R, C, brains: reid_scores(net, list(R), list(C), rcfg.input_size, ctx.device)
-
-
-def reid_rows(
-    plan: StudyPlan,
-    run: Run,
-    ctx: StudyContext,
-    fold: Fold,
-    reconstructions: dict[str, np.ndarray],
-    candidates: dict[str, Any],
-) -> list[tuple[str, str, str, float]]:
-    """The ``reid`` rows ``(reconstruction_id, candidate_id, "reid", value)`` of one fold,
-    through the one scoring pipeline with the fold's trained re-identifier."""
-    from ..matching.pipeline import MatchOptions, score_reconstructions
-
-    out = score_reconstructions(
-        reconstructions,
-        candidates,
-        MatchOptions(metrics=("ssim", "reid")),
-        device=ctx.device,
-        reid_fn=reid_scorer(plan, run, ctx, fold),
-    )
-    return [r for r in out.rows if r[2] == "reid"]
+    path = reid_path(ctx, run, fold)
+    net = load_reid(path, device=ctx.device)
+    return ReidScorer(net, plan.config.reid_config(), ctx.device, str(path))

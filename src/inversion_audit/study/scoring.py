@@ -28,9 +28,11 @@ def score_fold(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     registration_workers: int = 1,
+    reid_fn: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray] | None = None,
 ) -> tuple[list[tuple[str, str, str, float]], dict[tuple[str, str], np.ndarray]]:
     """Score reconstructions (preprocessed space) against candidates with
-    :func:`~inversion_audit.matching.pipeline.score_reconstructions`.
+    :func:`~inversion_audit.matching.pipeline.score_reconstructions` (one call; the learned
+    re-identifier ``reid_fn``, when given, is one of its scoring functions).
 
     Returns long-format rows ``(reconstruction_id, candidate_id, metric, value)``
     and the deformation magnitude maps keyed by ``(reconstruction_id, candidate_id)``.
@@ -44,6 +46,7 @@ def score_fold(
         device=device,
         progress=progress,
         registration_workers=registration_workers,
+        reid_fn=reid_fn,
     )
     return scores.rows, scores.maps
 
