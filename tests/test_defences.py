@@ -190,13 +190,8 @@ def test_vae_weights_round_trip_with_a_hash_checked_sidecar(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from inversion_audit.defences.obfuscation import (
-        VAE_FORMAT,
-        ObfuscationConfig,
-        load_vae,
-        save_vae,
-        train_vae,
-    )
+    from inversion_audit.defences.obfuscation import ObfuscationConfig, train_vae
+    from inversion_audit.defences.vae_io import VAE_FORMAT, load_vae, save_vae
     from inversion_audit.errors import CheckpointError
 
     images, _ = _tiny(n=2)

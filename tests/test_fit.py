@@ -143,7 +143,8 @@ def test_cancel_from_progress_stops_at_once_with_the_history_so_far():
 
 def test_cancelled_vae_training_writes_nothing(tmp_path):
     """The VAE stage trains, then saves: a cancel during training leaves the folder empty."""
-    from inversion_audit.defences.obfuscation import ObfuscationConfig, save_vae, train_vae
+    from inversion_audit.defences.obfuscation import ObfuscationConfig, train_vae
+    from inversion_audit.defences.vae_io import save_vae
 
     images = [make_blob_volume(shape=(16,) * 3, seed=i)[0] for i in range(3)]
     config = ObfuscationConfig(vae_filters=2, vae_latent=2, vae_epochs=3)

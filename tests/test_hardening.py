@@ -433,7 +433,8 @@ DEEP = "[" * 100_000 + "]" * 100_000
 
 def test_json_nested_100000_deep_is_a_named_error_everywhere(tmp_path):
     """A reid sidecar, a bundle's inference.json and an nnU-Net plans.json nested 100,000 deep."""
-    from inversion_audit.matching.reid import build_reid_network, load_reid, save_reid
+    from inversion_audit.matching.reid import build_reid_network
+    from inversion_audit.matching.reid_io import load_reid, save_reid
     from inversion_audit.models.external.bundle import read_network_def
     from inversion_audit.models.external.nnunet import load_nnunet
 

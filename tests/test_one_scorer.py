@@ -121,7 +121,7 @@ def trained_reid(tiny_cohort, tmp_path, one_thread):
     """A re-identifier trained by the project's own patch training on three tiny subjects,
     saved with its config as the study saves it; and stand-in reconstructions of two others."""
     from inversion_audit.matching.pipeline import brain_mask
-    from inversion_audit.matching.reid import save_reid
+    from inversion_audit.matching.reid_io import save_reid
     from inversion_audit.matching.reid_patches import train_patch_reid
 
     cohort = load_cohort(tiny_cohort)

@@ -17,12 +17,11 @@ from inversion_audit.matching.reid import (
     ReidConfig,
     build_reid_network,
     cross_fit_reconstructions,
-    load_reid,
     reid_matrix,
     reid_scores,
-    save_reid,
     train_reid,
 )
+from inversion_audit.matching.reid_io import load_reid, save_reid
 
 S = 24
 

@@ -35,9 +35,6 @@ __all__ = [
     "apply_mapping",
     "train_vae",
     "vae_loss",
-    "VAE_FORMAT",
-    "load_vae",
-    "save_vae",
 ]
 
 
@@ -245,6 +242,3 @@ def obfuscate_inputs(model: nn.Module, obfuscator: Obfuscator) -> nn.Module:
     model.encode = _ObfuscatedEncode(model, obfuscator)
     model.obfuscation = obfuscator.config
     return model
-
-
-from .vae_io import VAE_FORMAT, load_vae, save_vae  # noqa: E402  (re-exported)

@@ -2,7 +2,7 @@
 
 A layer's voxel-to-world (RAS mm) mapping is read through the public
 ``layer.data_to_world``; a volume's affine becomes ``scale``/``translate`` (plus
-``affine`` when oblique) with :func:`inversion_audit.gui.reader.layer_geometry`.
+``affine`` when oblique) with :func:`layer_geometry`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..io import Volume
-from .reader import layer_geometry
 
 __all__ = [
+    "layer_geometry",
     "volume_layer_kwargs",
     "layer_affine",
     "layer_volume",
@@ -25,6 +25,25 @@ __all__ = [
 ]
 
 _GEOMETRY_KEYS = ("scale", "translate", "affine", "rotate", "shear")
+
+
+def layer_geometry(affine: np.ndarray) -> dict[str, Any]:
+    """``scale``, ``translate`` (and ``affine`` when oblique) layer kwargs for a 4x4 RAS affine."""
+    affine = np.asarray(affine, dtype=np.float64)
+    linear = affine[:3, :3]
+    scale = np.sqrt((linear**2).sum(axis=0))
+    translate = affine[:3, 3]
+    out: dict[str, Any] = {
+        "scale": tuple(float(s) for s in scale),
+        "translate": tuple(float(t) for t in translate),
+    }
+    residual = linear / scale  # rotation (and shear) left after scaling
+    if not np.allclose(residual, np.eye(3), atol=1e-6):
+        extra = np.eye(4)
+        extra[:3, :3] = residual
+        extra[:3, 3] = translate - residual @ translate
+        out["affine"] = extra
+    return out
 
 
 def volume_layer_kwargs(volume: Volume, name: str, **extra: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import VolumeError
 from ..io import NIFTI_SUFFIXES, Volume, read_labels, read_volume
+from ._layers import layer_geometry
 
 __all__ = [
     "get_reader",
@@ -97,25 +98,6 @@ def is_label_file(path: str | os.PathLike[str]) -> bool:
     except Exception as exc:  # nibabel raises many kinds on corrupt files
         raise VolumeError(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from exc
     return np.unique(data).size <= MAX_LABEL_VALUES
-
-
-def layer_geometry(affine: np.ndarray) -> dict[str, Any]:
-    """``scale``, ``translate`` (and ``affine`` when oblique) layer kwargs for a 4x4 RAS affine."""
-    affine = np.asarray(affine, dtype=np.float64)
-    linear = affine[:3, :3]
-    scale = np.sqrt((linear**2).sum(axis=0))
-    translate = affine[:3, 3]
-    out: dict[str, Any] = {
-        "scale": tuple(float(s) for s in scale),
-        "translate": tuple(float(t) for t in translate),
-    }
-    residual = linear / scale  # rotation (and shear) left after scaling
-    if not np.allclose(residual, np.eye(3), atol=1e-6):
-        extra = np.eye(4)
-        extra[:3, :3] = residual
-        extra[:3, 3] = translate - residual @ translate
-        out["affine"] = extra
-    return out
 
 
 def _layer(volume: Volume, kind: str) -> LayerData:

@@ -34,14 +34,11 @@ if TYPE_CHECKING:
     from .ranking import ScoreMatrix
 
 __all__ = [
-    "REID_FORMAT",
     "ReidConfig",
     "build_reid_network",
     "cross_fit_reconstructions",
-    "load_reid",
     "reid_matrix",
     "reid_scores",
-    "save_reid",
     "train_reid",
 ]
 
@@ -349,6 +346,3 @@ def reid_matrix(
 
     values = reid_scores(net, reconstructions, candidates, input_size, device)
     return ScoreMatrix("reid", values, list(reconstruction_ids), list(candidate_ids), True)
-
-
-from .reid_io import REID_FORMAT, load_reid, save_reid  # noqa: E402  (re-exported)

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .ranking import ScoreMatrix
+
+class ScoreTable(Protocol):
+    """What these figures read of a :class:`~.ranking.ScoreMatrix`, typed by its shape so that
+    this module need not import ``ranking`` (which imports it)."""
+
+    metric: str
+    values: np.ndarray
+    reconstruction_ids: list[str]
+    higher_is_better: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def true_match_index(self) -> np.ndarray: ...
+
 
 __all__ = [
     "mean_reciprocal_rank",
@@ -59,7 +72,7 @@ def roc_auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def same_subject_mask(matrix: ScoreMatrix) -> np.ndarray:
+def same_subject_mask(matrix: ScoreTable) -> np.ndarray:
     """Boolean ``[N, M]`` marking each reconstruction's own original among the candidates."""
     idx = matrix.true_match_index()
     same = np.zeros(matrix.shape, dtype=bool)
@@ -68,7 +81,7 @@ def same_subject_mask(matrix: ScoreMatrix) -> np.ndarray:
     return same
 
 
-def pair_auc(matrix: ScoreMatrix) -> float:
+def pair_auc(matrix: ScoreTable) -> float:
     """Verification AUC: same-subject pairs vs different-subject pairs, over computed scores.
 
     The score is oriented by the metric's direction (lower-is-better metrics are negated).
@@ -139,7 +152,7 @@ class OpenSetVerification:
 
 
 def open_set_verification(
-    matrix: ScoreMatrix, rows: np.ndarray | list[str] | None = None
+    matrix: ScoreTable, rows: np.ndarray | list[str] | None = None
 ) -> OpenSetVerification:
     """Open-set verification ROC of one metric over every (reconstruction, candidate) pair.
 

@@ -32,15 +32,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 from .cases import RunScores
-
-if TYPE_CHECKING:
-    from .design import Case
 
 __all__ = [
     "RECURRENCE",
@@ -222,8 +219,9 @@ def _stats(values: Sequence[int]) -> dict:
     return {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
 
 
-def recurrence_summary(cases: Sequence[Case]) -> dict:
-    """How often each candidate image (file) appears among the match ``cases``.
+def recurrence_summary(cases: Sequence[Any]) -> dict:
+    """How often each candidate image (file) appears among the match ``cases``
+    (:class:`~.design.Case`: read by attribute, so that this module need not import design).
 
     ``policy`` is what the cases show: ``unique`` (no image in two cases), ``balanced``
     (every image in equally many cases) or ``free`` (counts differ: a reader comparing files

@@ -16,7 +16,6 @@ from ..matching.pipeline import PIPELINE_METRICS
 from ..models import ARCHITECTURES
 from ..training.config import MAX_SEED
 from .config_types import build_section, check_bounded, check_type
-from .layout import run_name
 
 __all__ = [
     "StudyConfig",
@@ -29,7 +28,6 @@ __all__ = [
     "check_folds",
     "missing_cohort",
     "VARIANTS",
-    "run_name",
 ]
 
 VARIANTS = ("skull-stripped", "with-skull")

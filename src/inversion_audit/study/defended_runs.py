@@ -39,8 +39,8 @@ def utility_path(study_root: Path, arch: str, variant: str, fold: int, tag: str 
 
 def train_vae(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold) -> str:
     """Train (or find done) the obfuscation VAE of the run's fold; return its stage key."""
-    from ..defences.obfuscation import VAE_FORMAT, save_vae
     from ..defences.obfuscation import train_vae as train
+    from ..defences.vae_io import VAE_FORMAT, save_vae
 
     cfg = obfuscation_config(plan, run.defence)
     pcfg = ctx.fold_pre_config(plan, run.variant, fold)

@@ -56,7 +56,8 @@ def obfuscation_config(plan: StudyPlan, setting: DefenceSetting) -> Any:
 
 def obfuscator(plan: StudyPlan, ctx: StudyContext, run: Run, fold: Fold) -> Any:
     """The obfuscation of an obfuscation run (its VAE, trained on the fold's attack set)."""
-    from ..defences.obfuscation import Obfuscator, load_vae
+    from ..defences.obfuscation import Obfuscator
+    from ..defences.vae_io import load_vae
 
     cfg = obfuscation_config(plan, run.defence)
     return Obfuscator(

@@ -38,7 +38,8 @@ def train_reid_stage(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, n
     attacker sees it (a defended run's attacker trains its own); return its stage key."""
     from ..io import ids_hash
     from ..matching.pipeline import brain_mask
-    from ..matching.reid import save_reid, train_reid
+    from ..matching.reid import train_reid
+    from ..matching.reid_io import save_reid
     from ..matching.reid_patches import train_patch_reid
 
     rcfg = plan.config.reid_config()
@@ -136,7 +137,7 @@ def _cross_fitted(
 def reid_scorer(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold) -> ReidScorer:
     """The fold's trained re-identifier in the study's ``[reid] mode``, as a scoring function
     of :func:`~inversion_audit.matching.pipeline.score_reconstructions` (``reid_fn``)."""
-    from ..matching.reid import load_reid
+    from ..matching.reid_io import load_reid
     from ..matching.reid_scorer import ReidScorer
 
     path = reid_path(ctx, run, fold)
