@@ -74,16 +74,40 @@ def atomic_dir(final: Path, build) -> None:
 # ---- the protocol's fold 0 ---------------------------------------------------------------------
 
 
+class PlanProbe:
+    """A study's plan, never run: its folds, each fold's preprocessing, preprocessed subjects."""
+
+    def __init__(self, config) -> None:
+        from inversion_audit.study.external_run import load_models
+        from inversion_audit.study.plan import build_plan
+        from inversion_audit.study.resolved import read_inputs
+
+        inputs = read_inputs(config)
+        self.models = load_models(config, inputs)
+        self.plan = build_plan(config, inputs, self.models)
+        self.folds = self.plan.folds
+
+    def fold_pre_config(self, variant: str, fold):
+        from inversion_audit.data.preprocess import config_with_nyul
+
+        private = [self.plan.cohort[i] for i in fold.private_set]
+        return config_with_nyul(self.plan.pre_configs[variant], private)
+
+    def pre(self, sid: str, pcfg):
+        from inversion_audit.data.preprocess import preprocess_subject
+
+        return preprocess_subject(self.plan.cohort[sid], pcfg)
+
+
 def protocol_study(work: Path):
-    """The paper protocol's study object (skull-stripped only), never run: folds and preprocessing."""
+    """The paper protocol's plan (skull-stripped only), never run: folds and preprocessing."""
     from inversion_audit.study.config import study_config_from_dict
-    from inversion_audit.study.runner import _Study
 
     src = ROOT / "configs" / "ixi-dev.toml"
     data = tomllib.loads(src.read_text())
     data["variants"], data["archs"] = [VARIANT], ["unet"]
     cfg = study_config_from_dict(data, source=str(src))
-    return _Study(cfg, work / "protocol-probe", "cpu", None, dry_run=True), data
+    return PlanProbe(cfg), data
 
 
 def private_data(study, data: dict) -> tuple[list[str], list[Any]]:
@@ -404,10 +428,7 @@ def audit_summary(out: Path, members: list[str]) -> dict[str, Any]:
     from inversion_audit.io import read_volume
     from inversion_audit.metrics.dice import dice
     from inversion_audit.study.config import load_study_config
-    from inversion_audit.study.external_run import _load, external_fold
     from inversion_audit.study.layout import StudyPaths, run_name
-    from inversion_audit.study.model_source import parse_model_source
-    from inversion_audit.study.runner import _Study
     from inversion_audit.training import apply_label_map
     from inversion_audit.training.config import parse_label_map
 
@@ -439,10 +460,9 @@ def audit_summary(out: Path, members: list[str]) -> dict[str, Any]:
     res["decoder_seconds"] = json.loads(stage.read_text())["seconds"] if stage else None
     # Dice of the model on its members' originals and on their reconstructions
     cfg = load_study_config(out / "audit.toml")
-    study = _Study(cfg, out / "dice-probe", "cpu", None, dry_run=True)
-    source = parse_model_source(cfg.model)
-    model = _load(study, source, VARIANT)
-    fold = external_fold(study, source)
+    study = PlanProbe(cfg)
+    model = study.models[VARIANT]
+    fold = study.folds[0]  # the external run's one fold: the members, the attack set
     pcfg = study.fold_pre_config(VARIANT, fold)
     data = tomllib.loads((ROOT / "configs" / "ixi-dev.toml").read_text())
     label_map = parse_label_map(data["target"]["label_map"])
