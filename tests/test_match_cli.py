@@ -175,7 +175,7 @@ def test_match_scores_the_demo_study_as_the_study_did(tmp_path, capsys):
     code = main(
         [
             "match", "--reconstructions", str(DEMO / "reconstructions" / run), "--candidates", f"sample:{n_cand}",
-            "--out", str(out), "--spacing", "6", "--skull-strip", "labels", "--no-bias-correction",
+            "--out", str(out), "--spacing", "3", "--skull-strip", "labels", "--no-bias-correction",
             "--metrics", "ssim,correlation,psnr,ssim_brain", "--quiet", "--device", "cpu",
         ]
     )  # fmt: skip
