@@ -48,7 +48,20 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 BUSY_TIMEOUT_MS = 30_000
 
-DESIGN_SCHEMA = """
+#: each reader and each reader's case order (and letter order per case), in both files
+READER_TABLES = """
+CREATE TABLE readers (reader TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE);
+CREATE TABLE reader_cases (
+    reader TEXT NOT NULL REFERENCES readers(reader),
+    position INTEGER NOT NULL,
+    case_id TEXT NOT NULL REFERENCES cases(case_id),
+    labels TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (reader, position),
+    UNIQUE (reader, case_id)
+);
+"""
+DESIGN_SCHEMA = (
+    """
 CREATE TABLE design (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE cases (
     case_id TEXT PRIMARY KEY,
@@ -70,16 +83,9 @@ CREATE TABLE case_candidates (
     ssim REAL,
     PRIMARY KEY (case_id, label)
 );
-CREATE TABLE readers (reader TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE);
-CREATE TABLE reader_cases (
-    reader TEXT NOT NULL REFERENCES readers(reader),
-    position INTEGER NOT NULL,
-    case_id TEXT NOT NULL REFERENCES cases(case_id),
-    labels TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (reader, position),
-    UNIQUE (reader, case_id)
-);
 """
+    + READER_TABLES
+)
 #: the answer trail; ``case_id`` references the file's own ``cases`` table
 ANSWERS_SCHEMA = """
 CREATE TABLE answers (

@@ -19,6 +19,7 @@ from .. import __version__
 from .blind import BlindCase, BlindDesign
 from .database import (
     ANSWERS_SCHEMA,
+    READER_TABLES,
     ReaderStudyError,
     freeze_sql,
     read_orders,
@@ -39,23 +40,17 @@ PACKAGE_DB = "reader-study.sqlite"
 PACKAGE_FORMAT = "inversion-audit reader package"
 PACKAGE_SCHEMA_VERSION = 1
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE package (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE cases (
     case_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL CHECK (kind IN ('match', 'quality')),
     labels TEXT NOT NULL DEFAULT ''
 );
-CREATE TABLE readers (reader TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE);
-CREATE TABLE reader_cases (
-    reader TEXT NOT NULL REFERENCES readers(reader),
-    position INTEGER NOT NULL,
-    case_id TEXT NOT NULL REFERENCES cases(case_id),
-    labels TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (reader, position),
-    UNIQUE (reader, case_id)
-);
 """
+    + READER_TABLES
+)
 _TABLES = ("package", "cases", "readers", "reader_cases")
 #: the columns of ``answers`` copied when answers move into a package
 ANSWER_COLUMNS = (
