@@ -261,6 +261,9 @@ def _run_and_kill(db, mode: str, kill_after: int) -> list[list[str]]:
                 proc.stdin.flush()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
+        # a streaming writer may have committed (and printed) more before the kill landed
+        # (a line cut short by the kill has no newline: left out, as its answer may be in flight)
+        committed += [line.split() for line in proc.stdout.read().split("\n")[:-1]]
     finally:
         if proc.poll() is None:
             proc.kill()
