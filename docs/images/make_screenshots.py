@@ -10,22 +10,33 @@ by side with the difference map), ``docs/images/candidates.png`` (Candidates tab
 beside the reconstruction), and ``docs/images/reader-case.png`` (a blinded reader-study case
 grid; the design is created in a temporary folder with ``create_design``, as
 ``inversion-audit reader-study create`` does).
+
+napari runs on a fresh settings file in a temporary folder (``NAPARI_CONFIG``), so the dock
+positions and window size a user's napari remembers do not change the pictures. Both docks
+join napari's left column beside the layer controls; each picture is taken once the canvas
+has at least 60% of the window's width.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import napari
-from qtpy.QtWidgets import QApplication
+# before napari reads its settings: a fresh file, not the user's remembered docks
+os.environ["NAPARI_CONFIG"] = str(Path(tempfile.mkdtemp()) / "settings.yaml")
 
-from inversion_audit.gui.demo_study import demo_study_dir
+import napari  # noqa: E402
+from qtpy.QtWidgets import QApplication  # noqa: E402
+
+from inversion_audit.gui.demo_study import demo_study_dir  # noqa: E402
 
 PLUGIN = "napari-inversion-audit"
 OUT = Path(__file__).resolve().parent
+#: the window of every picture, and the least share of its width the canvas keeps
+SIZE, CANVAS_SHARE = (1280, 800), 0.6
 
 
 def wait(condition, timeout: float = 600.0) -> None:
@@ -44,10 +55,17 @@ def settle(seconds: float = 1.0) -> None:
     wait(lambda: time.perf_counter() > end)
 
 
+def wide_canvas(viewer) -> None:
+    """Wait until the dock has joined the left column: the canvas has its share."""
+    canvas = viewer.window._qt_viewer.canvas.native
+    wait(lambda: canvas.width() >= CANVAS_SHARE * SIZE[0], timeout=30.0)
+
+
 def main(study: Path) -> None:
     viewer = napari.Viewer(title="Inversion Audit")
-    viewer.window.resize(1280, 800)
+    viewer.window.resize(*SIZE)
     _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Review")
+    wide_canvas(viewer)
     opener = panel.show_tab("Study")
     index = opener.open_study(study)
     entry = index.entries[0]
@@ -92,11 +110,12 @@ def reader_case(study: Path) -> None:
         design = create_design(study, ["alice", "bob"], n_candidates=5, seed=0)
         db = write_package(Path(tmp) / "package", Path(tmp) / "key.sqlite", design, study)
         viewer = napari.Viewer(title="Inversion Audit reader study")
-        viewer.window.resize(1280, 800)
+        viewer.window.resize(*SIZE)
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Reader study")
         widget.open_database(str(db))
         widget.log_in("alice")
         wait(lambda: len(viewer.layers) >= 6)
+        wide_canvas(viewer)
         settle(0.5)
         viewer.reset_view()
         settle(1.0)

@@ -12,10 +12,19 @@ may use another world frame (an LPS one, say): the anatomy of each world axis is
   ("S–I (z)") instead of napari's "-1";
 * the radiological axial view (axial slices, anterior up, the patient's right on the screen's
   left) whenever a 3D volume is added to a viewer that showed none.
+
+Nothing drawn on the canvas overlaps (napari stacks the overlays of one canvas position, but
+not those of different positions). Titles (layer names, one per grid panel: :mod:`._display`)
+sit in each panel's top-left corner and the slice position in the canvas's bottom-left
+corner; the edge letters sit at the middle of each panel's edges, the top one moved in by
+blank lines as tall as the titles while titles are drawn and the bottom one by blank lines as
+tall as the slice position while that is shown (:func:`letter_texts`), so that however narrow
+a panel, a letter never shares a row with a title or the slice position.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
@@ -33,7 +42,9 @@ __all__ = [
     "world_to_ras",
     "world_axcodes",
     "edge_letters",
+    "letter_texts",
     "slice_text",
+    "title_lines",
     "radiological_view",
 ]
 
@@ -56,6 +67,12 @@ OVERLAY_KEYS = {edge: f"inversion_audit_orientation_{edge}" for edge in _EDGES} 
 #: an axis counts towards a (3D, oblique) edge letter when it projects at least this much on it
 _MIN_PROJECTION = 0.38  # cos(67.5 degrees)
 _GEOMETRY_EVENTS = ("affine", "scale", "translate", "rotate", "shear")
+#: events of a layer that show, hide or change its title
+_TITLE_EVENTS = ("visible", "name")
+#: the text of an empty line that keeps its height (vispy drops a last line left empty)
+_BLANK_LINE = "\u00a0"
+#: font sizes (points) of the edge letters and of the slice position
+LETTER_FONT, SLICE_FONT = 14, 11
 
 
 def _is_spatial(layer: Any) -> bool:
@@ -160,6 +177,34 @@ def slice_text(viewer: Any) -> str:
     return "\n".join(lines)
 
 
+def title_lines(viewer: Any) -> int:
+    """How many lines of the edge letters' font the titles drawn on the canvas take (0 when
+    none is drawn): a visible layer's name overlay shows its name in the top-left corner of
+    its panel."""
+    lines = 0
+    for layer in viewer.layers:
+        overlay = getattr(layer, "name_overlay", None)
+        if layer.visible and overlay is not None and overlay.visible:
+            height = (str(layer.name).count("\n") + 1) * float(overlay.font_size)
+            lines = max(lines, math.ceil(height / LETTER_FONT))
+    return lines
+
+
+def letter_texts(viewer: Any) -> dict[str, str]:
+    """The text of each edge's overlay: :func:`edge_letters`, the top one under as many blank
+    lines as the titles take (:func:`title_lines`) and the bottom one over as many as
+    :func:`slice_text` takes; empty without a 3D volume."""
+    letters = edge_letters(viewer) or {}
+    texts = {edge: letters.get(edge, "") for edge in _EDGES}
+    if texts["top"]:
+        texts["top"] = "\n" * title_lines(viewer) + texts["top"]
+    below = slice_text(viewer)
+    if texts["bottom"] and below:
+        lines = math.ceil((below.count("\n") + 1) * SLICE_FONT / LETTER_FONT)
+        texts["bottom"] += ("\n" + _BLANK_LINE) * lines
+    return texts
+
+
 def radiological_view(viewer: Any) -> bool:
     """Show axial slices in the radiological convention: anterior up, the patient's right on
     the screen's left; fit the camera. ``False`` (nothing changed) without a 3D volume."""
@@ -188,16 +233,17 @@ class _Orientation:
         overlays = viewer.canvas.overlays
         for edge, (_, position) in _EDGES.items():
             overlays[OVERLAY_KEYS[edge]] = TextOverlay(
-                position=position, font_size=14, box=False, gridded=True
+                position=position, font_size=LETTER_FONT, box=False, gridded=True
             )
         overlays[OVERLAY_KEYS["slice"]] = TextOverlay(
-            position="bottom_left", font_size=11, box=False
+            position="bottom_left", font_size=SLICE_FONT, box=False
         )
         dims, camera = viewer.dims.events, viewer.scene.camera.events
         for emitter in (dims.order, dims.ndisplay, dims.ndim, dims.point, dims.range):
             emitter.connect(self.update)
         for emitter in (camera.orientation, camera.angles):
             emitter.connect(self.update)
+        viewer.canvas.grid.events.enabled.connect(self.update)
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self.update)
         viewer.layers.events.reordered.connect(self.update)
@@ -207,10 +253,14 @@ class _Orientation:
         self.update()
 
     def _watch(self, layer: Any) -> None:
-        for name in _GEOMETRY_EVENTS:
+        for name in (*_GEOMETRY_EVENTS, *_TITLE_EVENTS):
             emitter = getattr(layer.events, name, None)
             if emitter is not None:
                 emitter.connect(self.update)
+        title = getattr(layer, "name_overlay", None)
+        if title is not None:
+            title.events.visible.connect(self.update)
+            title.events.font_size.connect(self.update)
 
     def _on_inserted(self, event: Any) -> None:
         viewer = self._viewer()
@@ -230,11 +280,11 @@ class _Orientation:
         if viewer is None:
             return
         overlays = viewer.canvas.overlays
-        letters = edge_letters(viewer) or {}
+        texts = letter_texts(viewer)
         for edge in _EDGES:
             overlay = overlays.get(OVERLAY_KEYS[edge])
             if overlay is not None:
-                overlay.text = letters.get(edge, "")
+                overlay.text = texts[edge]
                 overlay.visible = bool(overlay.text)
         slice_overlay = overlays.get(OVERLAY_KEYS["slice"])
         if slice_overlay is not None:

@@ -9,23 +9,30 @@ screen. State lives in :class:`~inversion_audit.reader_study.ReaderSession`; thi
 displays it. Layers are added from arrays under blinded names, never from file paths, in
 a fixed order, all on one grid with one intensity window, the case's own (from its images'
 0.5th-99.5th brain percentiles), under orientation letters (:mod:`._reader_viewer`).
+
+Room for the canvas: once docked, the widget joins napari's left column as a tab beside
+the layer controls, as the Review panel does (:mod:`._dock`), so the case grid keeps at
+least 60% of a 1280-px-wide window.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import (
+    QApplication,
     QButtonGroup,
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +40,8 @@ from qtpy.QtWidgets import (
 from ..errors import InversionAuditError
 from ..reader_study import LABELS, MATCH_NONE, ReaderSession
 from ..reader_study.session import BlindedStudy
-from ._reader_form import clear_choice, level_group, match_group
+from ._dock import compact_form, join_left_column
+from ._reader_form import arrange_match_buttons, clear_choice, level_group, match_group
 from ._reader_viewer import bind_keys, remove_case_layers, show_case_layers, unbind_keys
 
 if TYPE_CHECKING:
@@ -42,6 +50,11 @@ if TYPE_CHECKING:
 __all__ = ["ReaderStudyWidget"]
 
 _LETTER_KEYS = {getattr(Qt.Key, f"Key_{x}"): x for x in LABELS}
+#: the size the widget asks for: no wider than napari's layer controls beside it
+PREFERRED_SIZE = QSize(320, 520)
+MINIMUM_SIZE = QSize(240, 160)
+#: the layer list's share of the left column's height once the widget is there
+LAYER_LIST_SHARE = 0.1
 
 
 class ReaderStudyWidget(QWidget):
@@ -58,7 +71,8 @@ class ReaderStudyWidget(QWidget):
         self._app_active = True
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
-        outer = QVBoxLayout(self)
+        form = QWidget()  # in a scroll area: the left column may be shorter than the form
+        outer = QVBoxLayout(form)
         login = QFormLayout()
         db_row = QHBoxLayout()
         self.db_edit = QLineEdit()
@@ -85,6 +99,11 @@ class ReaderStudyWidget(QWidget):
         font.setBold(True)
         self.progress_label.setFont(font)
         outer.addWidget(self.progress_label)
+        # what went wrong or what is missing, under the progress: never scrolled out of sight
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.hide()  # shown while it has something to say
+        outer.addWidget(self.status_label)
         self.task_label = QLabel("")
         self.task_label.setWordWrap(True)
         outer.addWidget(self.task_label)
@@ -113,10 +132,17 @@ class ReaderStudyWidget(QWidget):
         nav.addWidget(self.previous_button)
         nav.addWidget(self.next_button)
         outer.addLayout(nav)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        outer.addWidget(self.status_label)
         outer.addStretch(1)
+        compact_form(form)
+        login.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)  # short labels
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(form)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        self._placed = False
 
         self.browse_button.clicked.connect(self._browse)
         self.open_button.clicked.connect(lambda: self.open_database(self.db_edit.text()))
@@ -244,8 +270,9 @@ class ReaderStudyWidget(QWidget):
             )
         else:
             self.task_label.setText("Reconstruction only: rate its anatomy. Enter = save and next.")
-        for label, b in self.match_buttons.items():
-            b.setVisible(label == MATCH_NONE or (case is not None and label in case.labels))
+        arrange_match_buttons(
+            self.match_box.layout(), self.match_buttons, case.labels if case is not None else ()
+        )
         self.match_box.setVisible("match" in qs)
         self.confidence_box.setVisible("confidence" in qs)
         self.anatomy_box.setVisible("anatomy" in qs)
@@ -265,6 +292,9 @@ class ReaderStudyWidget(QWidget):
             if answer.anatomy:
                 self.anatomy_group.button(answer.anatomy).setChecked(True)
             self.comment_edit.setText(answer.comment or "")
+        # lay the form out now, in its scroll area: a box shown again gets its place before
+        # the next click or key, not on the next pass of the event loop
+        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
 
     def _remove_layers(self) -> None:
         remove_case_layers(self.viewer, self._layers)
@@ -281,6 +311,7 @@ class ReaderStudyWidget(QWidget):
 
     def _say(self, text: str) -> None:
         self.status_label.setText(text)
+        self.status_label.setVisible(bool(text))
 
     def _error(self, text: str) -> None:
         from napari.utils.notifications import show_error
@@ -353,6 +384,20 @@ class ReaderStudyWidget(QWidget):
         super().showEvent(event)
         self._bind_viewer_keys()
         self._update_clock()
+        if not self._placed:
+            self._placed = True
+            QTimer.singleShot(0, self.join_layer_controls)
+
+    def join_layer_controls(self) -> bool:
+        """Move the widget's dock into napari's left column, as a tab beside the layer
+        controls, raised; ``False`` when the widget is not docked in a napari window."""
+        return join_left_column(self, LAYER_LIST_SHARE)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt override)
+        return PREFERRED_SIZE
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return MINIMUM_SIZE
 
     def hideEvent(self, event) -> None:  # noqa: N802
         super().hideEvent(event)

@@ -6,32 +6,21 @@ tab of its own inside a scroll area. The panel is the Plugins menu's one entry f
 are never stacked beside each other. The tabs share the viewer's state, as the single
 widgets do.
 
-Room for the canvas: napari's layer controls take 320 px on the left whatever the panel
-does, so a second column on the right would leave the canvas under 60% of a 1280-px-wide
-window. Once docked, the panel therefore joins the left column as a tab beside napari's
+Room for the canvas: once docked, the panel joins napari's left column as a tab beside the
 "layer controls" (one click away), above the layer list, and is no wider than those
-controls (tabs down its side, form labels above their fields); it takes most of the
-column's height, so that the candidate table shows ten rows at 1280x800.
+controls (tabs down its side, form labels above their fields; :mod:`._dock`), so the
+canvas keeps at least 60% of a 1280-px-wide window; it takes most of the column's height,
+so that the candidate table shows ten rows at 1280x800.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QSize, Qt, QTimer
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDockWidget,
-    QFormLayout,
-    QFrame,
-    QLineEdit,
-    QMainWindow,
-    QScrollArea,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtCore import QSize, QTimer
+from qtpy.QtWidgets import QFrame, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
+from ._dock import compact_form, join_left_column
 from .candidates_widget import CandidatesWidget
 from .compare_widget import CompareWidget
 from .deformation_widget import DeformationWidget
@@ -56,25 +45,9 @@ TABS = (
 ALIASES = {"Open study": "Study", "Candidate matches": "Candidates"}
 #: the size the panel asks for: no wider than napari's image layer controls beside it
 PREFERRED_SIZE = QSize(320, 560)
-MINIMUM_SIZE = QSize(240, 320)
-#: napari's dock widgets the panel joins (their Qt object names)
-CONTROLS_DOCK, LAYER_LIST_DOCK = "layer controls", "layer list"
+MINIMUM_SIZE = QSize(240, 160)
 #: the layer list's share of the left column's height once the panel is there
 LAYER_LIST_SHARE = 0.26
-#: a dropdown shows at least this many characters, and grows no wider than the panel
-_COMBO_CHARS = 8
-
-
-def _compact(page: QWidget) -> None:
-    """Fit a single widget into the narrow panel: labels above fields, dropdowns and text
-    fields that shrink with the panel."""
-    for form in page.findChildren(QFormLayout):
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
-    for combo in page.findChildren(QComboBox):
-        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(_COMBO_CHARS)
-    for edit in page.findChildren(QLineEdit):
-        edit.setMinimumWidth(60)
 
 
 class ReviewPanel(QWidget):
@@ -88,7 +61,7 @@ class ReviewPanel(QWidget):
         self.pages: dict[str, QWidget] = {}
         for title, cls in TABS:
             page = cls(napari_viewer)
-            _compact(page)
+            compact_form(page)
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -113,24 +86,7 @@ class ReviewPanel(QWidget):
         """Move the panel's dock into napari's left column, as a tab beside the layer
         controls, raised, taking most of the column's height. ``False`` when the panel is not
         docked in a napari window."""
-        dock = self.parent()
-        while dock is not None and not isinstance(dock, QDockWidget):
-            dock = dock.parent()
-        main = dock.parent() if dock is not None else None
-        if not isinstance(main, QMainWindow):
-            return False
-        controls = main.findChild(QDockWidget, CONTROLS_DOCK)
-        layer_list = main.findChild(QDockWidget, LAYER_LIST_DOCK)
-        if controls is None or controls is dock or not controls.isVisible():
-            return False
-        main.tabifyDockWidget(controls, dock)
-        dock.show()
-        dock.raise_()
-        if layer_list is not None and layer_list.isVisible():
-            height = max(controls.height() + layer_list.height(), 1)
-            listed = round(height * LAYER_LIST_SHARE)
-            main.resizeDocks([dock, layer_list], [height - listed, listed], Qt.Orientation.Vertical)
-        return True
+        return join_left_column(self, LAYER_LIST_SHARE)
 
     def show_tab(self, title: str) -> QWidget:
         """Bring tab ``title`` (or a single widget's former name) to the front; return its
