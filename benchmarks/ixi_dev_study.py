@@ -20,6 +20,8 @@ from pathlib import Path
 
 from _common import ROOT, write_results
 
+from inversion_audit.report import summarize_study, tables_markdown
+from inversion_audit.study.layout import StudyPaths
 from inversion_audit.study.paper import (
     PAPER_DICE,
     PAPER_MEAN_RANK,
@@ -27,7 +29,7 @@ from inversion_audit.study.paper import (
     PAPER_TABLE2,
     PAPER_TABLE3,
 )
-from inversion_audit.study.report import load_scores, summarize_study, tables_markdown
+from inversion_audit.study.score_files import read_scores
 
 RUNS = (
     ("unet", "skull-stripped"),
@@ -41,7 +43,7 @@ NAMES = {"unet": "U-Net", "segnet": "SegNet"}
 def stage_seconds(study: Path) -> dict[str, float]:
     """Recorded wall seconds per finished stage, summed by kind (preprocess, target, ...)."""
     kinds: dict[str, float] = defaultdict(float)
-    for rec in sorted((study / "stages").glob("*.json")):
+    for rec in sorted(StudyPaths(study).stages_dir.glob("*.json")):
         data = json.loads(rec.read_text())
         name = data["name"]
         kind = "preprocess" if name.startswith("preprocess/") else name.split("/")[-1]
@@ -134,8 +136,8 @@ def main() -> None:
     ap.add_argument("--study", default=str(ROOT / "studies" / "ixi-dev"))
     args = ap.parse_args()
     study = Path(args.study)
-    parts = sorted((study / "scores" / "parts").glob("*.csv"))
-    rows = [r for p in parts for r in load_scores(p)]
+    parts = sorted(StudyPaths(study).score_parts_dir.glob("*.csv"))
+    rows = [r for p in parts for r in read_scores(p)]
     summary = summarize_study(rows) if rows else {"runs": {}}
     seconds = stage_seconds(study)
     total = sum(seconds.values())

@@ -126,6 +126,27 @@ def test_a_plateau_on_the_last_epoch_is_the_budget():
     assert (history.stopped_by, history.best_epoch) == ("budget", 0)
 
 
+def test_scheduler_steps_once_per_epoch_and_the_rates_are_recorded():
+    """A StepLR halves the rate after every epoch; ReduceLROnPlateau is given the monitored
+    value (a constant validation loss: no improvement after the first epoch)."""
+    import torch
+
+    from inversion_audit.training.fit import fit
+
+    model, opt, batches, loss_of, dev = _halving_problem()
+    step = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    history = fit(model, opt, batches, loss_of, dev, epochs=3, scheduler=step)
+    assert history.lr == [0.25, 0.125, 0.0625] and opt.param_groups[0]["lr"] == 0.03125
+    model, opt, batches, loss_of, dev = _halving_problem()
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=1)
+    history = fit(model, opt, batches, loss_of, dev, epochs=4, validate=lambda: 1.0,
+                  scheduler=plateau)  # fmt: skip
+    assert history.lr == pytest.approx([0.25, 0.25, 0.25, 0.025])
+    # without a scheduler the rate stays, and is still recorded
+    model, opt, batches, loss_of, dev = _halving_problem()
+    assert fit(model, opt, batches, loss_of, dev, epochs=2).lr == [0.25, 0.25]
+
+
 def test_cancel_from_progress_stops_at_once_with_the_history_so_far():
     from inversion_audit.training.fit import fit
 

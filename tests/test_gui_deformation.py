@@ -140,6 +140,20 @@ def test_registering_a_study_pair_again_gives_the_studys_score(
     assert f"{expected:.2f} mm" in widget.result_label.text()
 
 
+def test_a_stored_ants_result_is_not_shown_for_greedy(
+    make_napari_viewer, qtbot, tmp_path, runner_study
+):
+    """The study registered with ANTs: with greedy chosen the widget registers afresh."""
+    study = copy_study(runner_study, tmp_path / "study")
+    viewer = make_napari_viewer()
+    _scored_pair(viewer, qtbot, study)
+    widget = open_tab(viewer, "Deformation")
+    moving, fixed = widget.moving_combo.layer(), widget.fixed_combo.layer()
+    assert widget.registration() == "ants" and widget.cached(moving, fixed) is not None
+    widget.backend_combo.setCurrentText("greedy")
+    assert widget.cached(moving, fixed) is None
+
+
 @pytest.fixture
 def pair_viewer(make_napari_viewer):
     viewer = make_napari_viewer(show=True)
@@ -225,3 +239,37 @@ def test_vectors_layer_shows_the_displacement_field(pair_viewer, qtbot):
     inside = viewer.layers["candidate"].data[tuple(data[:, 0].astype(int).T)] > 0.3
     mean = data[inside, 1].mean(axis=0)
     assert mean[0] > 1.0 and abs(mean[1]) < 0.5 and abs(mean[2]) < 0.5, mean
+
+
+def test_backend_choice_defaults_to_ants_and_greedy_offers_fast_only(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = open_tab(viewer, "Deformation")
+
+    def presets():
+        return [widget.preset_combo.itemText(i) for i in range(widget.preset_combo.count())]
+
+    assert widget.backend_combo.currentText() == "ANTs" and widget.registration() == "ants"
+    assert presets() == ["fast", "paper"]
+    widget.preset_combo.setCurrentText("paper")
+    widget.backend_combo.setCurrentText("greedy")
+    assert widget.registration() == "greedy" and presets() == ["fast"]
+    widget.backend_combo.setCurrentText("ANTs")
+    assert presets() == ["fast", "paper"] and widget.preset_combo.currentText() == "fast"
+
+
+@pytest.mark.slow
+def test_greedy_registration_in_the_widget(pair_viewer, qtbot):
+    viewer, widget = pair_viewer
+    widget.backend_combo.setCurrentText("greedy")
+    job = widget.run()
+    qtbot.waitUntil(lambda: not job.is_running, timeout=180000)
+    assert job.error is None, job.error
+    layer = viewer.layers["displacement (mm)"]
+    fixed, moving = (layer_volume(viewer.layers[n]) for n in ("candidate", "recon"))
+    fresh = deformation(
+        moving, fixed, preset="fast", cache=False, threads=1, seed=0, registration="greedy"
+    )
+    inside = layer.data > 0
+    assert inside.mean() > 0.05
+    np.testing.assert_allclose(layer.data[inside], fresh.magnitude.array[inside], rtol=1e-5)
+    assert "greedy preset fast" in widget.result_label.text()

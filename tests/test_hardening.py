@@ -463,7 +463,8 @@ def test_json_nested_100000_deep_is_a_named_error_everywhere(tmp_path):
 def test_study_records_nested_deep_are_refused_or_skipped(tmp_path):
     """Records a study reads back: the holdout is a named error; stage and provenance read as absent."""
     from inversion_audit.errors import StudyError
-    from inversion_audit.study.membership_report import HOLDOUT_FILE, read_holdout_ids
+    from inversion_audit.study.index import read_holdout_ids
+    from inversion_audit.study.layout import HOLDOUT_FILE
     from inversion_audit.study.provenance import read_provenance
     from inversion_audit.study.stages import StageStore
 

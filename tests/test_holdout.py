@@ -7,17 +7,17 @@ import pytest
 
 from inversion_audit.data import Fold, load_cohort
 from inversion_audit.errors import CohortError, ConfigError
+from inversion_audit.report.membership import (
+    membership_markdown,
+    membership_plain,
+    membership_summary,
+)
 from inversion_audit.study.config import study_config_from_dict
 from inversion_audit.study.holdout import (
     assign_holdout,
     check_holdout_unused,
     gallery,
     resolve_holdout,
-)
-from inversion_audit.study.membership_report import (
-    membership_markdown,
-    membership_plain,
-    membership_summary,
 )
 from roc_reference import sklearn_verification
 
@@ -155,7 +155,7 @@ def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path, m
     import json
 
     import inversion_audit.metrics as metrics
-    from inversion_audit.study.runner import run_study
+    from inversion_audit.report import run_and_report
     from inversion_audit.study.score_files import read_scores
 
     cohort = _write_cohort(tmp_path / "cohort", range(8))
@@ -168,7 +168,7 @@ def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(metrics, "ssim_matrix", spy)
-    run_study(study_config_from_dict(_study_config(cohort)), out)
+    run_and_report(study_config_from_dict(_study_config(cohort)), out)
     # one scoring call per fold's score stage, the re-identifier among its scorers:
     # the SSIM matrix is computed once per stage (2 folds), never again for reid
     assert sum(unmasked) == 2
@@ -222,7 +222,7 @@ def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path, m
     before = (crossfit.stat().st_mtime_ns, (fold0 / "reid.safetensors").read_bytes())
     config = _study_config(cohort)
     config["reid"]["epochs"] = 3
-    run_study(study_config_from_dict(config), out)
+    run_and_report(study_config_from_dict(config), out)
     assert crossfit.stat().st_mtime_ns == before[0]
     assert (fold0 / "reid.safetensors").read_bytes() != before[1]
 

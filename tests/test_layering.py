@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("metrics",),
     ("matching",),
     ("study",),
+    ("report",),
     ("reader_study",),
     ("gui", "cli"),
 )

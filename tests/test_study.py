@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import make_blob_volume
 from inversion_audit.errors import JobCancelled
+from inversion_audit.report import run_and_report, summarize_study, write_report
 from inversion_audit.study.config import study_config_from_dict
 from inversion_audit.study.paper import (
     PAPER_DICE,
@@ -20,7 +22,6 @@ from inversion_audit.study.paper import (
     PAPER_TABLE2,
     PAPER_TABLE3,
 )
-from inversion_audit.study.report import summarize_study, write_report
 from inversion_audit.study.runner import plan_study, run_study
 from inversion_audit.study.score_files import read_scores
 from roc_reference import sklearn_verification
@@ -74,7 +75,7 @@ def tiny_study(tmp_path_factory):
         mp.setenv("INVERSION_AUDIT_CACHE", str(root / "cache"))
         metrics = ["ssim", "correlation", "psnr", "deformation", "dice"]
         metrics += ["ssim_brain", "correlation_brain"]  # the opt-in brain-masked metrics too
-        run_study(study_config_from_dict(tiny_config(cohort, metrics=metrics)), out)
+        run_and_report(study_config_from_dict(tiny_config(cohort, metrics=metrics)), out)
     return out
 
 
@@ -541,7 +542,7 @@ def test_report_deformation_panel_for_display_only(tiny_study, tmp_path, monkeyp
 
 def test_case_slices_use_radiological_orientation():
     """RAS arrays: patient's right and anterior/superior land where a radiologist expects them."""
-    from inversion_audit.study.figures import ORIENTATIONS, display_slice
+    from inversion_audit.report.case_figure import ORIENTATIONS, display_slice
 
     vol = np.zeros((5, 6, 7))
     vol[4, :, :] += 1  # patient's right (axis 0 runs left -> right)
@@ -565,7 +566,7 @@ def test_case_slices_use_radiological_orientation():
 
 def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):
     cfg = study_config_from_dict(tiny_config(tiny_cohort, metrics=["ssim", "correlation"]))
-    cfg = type(cfg)(**{**cfg.__dict__, "archs": ["unet"]})
+    cfg = dataclasses.replace(cfg, archs=["unet"])
     seen = []
 
     def stop_in_second_fold(done, total, stage):
@@ -589,13 +590,14 @@ def test_interrupt_and_resume_gives_identical_results(tiny_cohort, tmp_path):
     assert not any(s.startswith("fold 0") for s in resumed)  # fold 0 was not redone
     fresh = tmp_path / "fresh"
     run_study(cfg, fresh)
+    # the study layer ranks; the report is the front doors' (report.run_and_report)
+    assert (fresh / "rankings" / "unet_skull-stripped_bottleneck.csv").is_file()
+    assert not (fresh / "report.md").exists()
     assert (out / "scores" / "scores.csv").read_text() == (
         fresh / "scores" / "scores.csv"
     ).read_text()
     # a changed matching setting re-runs only the scoring stages
-    changed = type(cfg)(
-        **{**cfg.__dict__, "matching": type(cfg.matching)(metrics=["ssim"], top_k=1)}
-    )
+    changed = dataclasses.replace(cfg, matching=type(cfg.matching)(metrics=["ssim"], top_k=1))
     assert {n for n, done in plan_study(changed, out) if not done} == {
         n for n, _ in plan if n.endswith("/score")
     }
@@ -651,7 +653,7 @@ def test_run_command_plan_quiet_and_bad_config(tiny_cohort, tmp_path, capsys):
 def test_verification_roc_matches_the_pairwise_auc(tiny_study):
     import json
 
-    from inversion_audit.study.figures import roc_curve
+    from inversion_audit.report.figures import roc_curve
 
     rng = np.random.default_rng(3)
     own, others = rng.normal(1, 1, 12), rng.normal(0, 1, 40)

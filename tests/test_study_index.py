@@ -21,7 +21,7 @@ from conftest import RUNNER_STUDY_IDS, runner_study_config
 from inversion_audit.data import kfold_split
 from inversion_audit.errors import StudyError
 from inversion_audit.study.index import StudyIndex
-from inversion_audit.study.layout import parse_run_name, run_name
+from inversion_audit.study.layout import parse_run, run_name
 from inversion_audit.study.score_files import read_scores
 
 
@@ -104,10 +104,12 @@ def test_deformation_maps_are_the_scored_pairs(runner_study):
             if r["metric"] == "deformation"
             and run_name(r["arch"], r["variant"], r["threat_model"]) == run
         }
-        maps = index.deformation_maps(run)
-        assert set(maps) == scored and len(scored) <= top_k * len(RUNNER_STUDY_IDS)
-        for (rid, cid), path in maps.items():
-            assert path == index.deformation_file(run, rid, cid) and path.is_file()
+        suffix = "_magnitude.nii.gz"
+        folder = index.paths.deformation_dir(run)
+        maps = {tuple(f.name[: -len(suffix)].split("__")) for f in folder.glob(f"*{suffix}")}
+        assert maps == scored and len(scored) <= top_k * len(RUNNER_STUDY_IDS)
+        for rid, cid in maps:
+            assert index.deformation_file(run, rid, cid).is_file()
 
 
 def test_rankings_hold_the_rank_of_the_true_original(runner_study):
@@ -193,10 +195,11 @@ def test_run_names_parse_back():
     for arch in ("unet", "segnet"):
         for variant in ("skull-stripped", "with-skull"):
             for threat in ("bottleneck", "bottleneck+skips"):
-                assert parse_run_name(run_name(arch, variant, threat)) == (arch, variant, threat)
+                name = run_name(arch, variant, threat)
+                assert parse_run(name) == (arch, variant, threat, "")
     for bad in ("resnet_with-skull_bottleneck", "unet_bottleneck", "unet_with-skull_skips"):
         with pytest.raises(StudyError, match="not a run name"):
-            parse_run_name(bad)
+            parse_run(bad)
 
 
 def test_index_imports_without_torch_or_qt():
@@ -206,3 +209,66 @@ def test_index_imports_without_torch_or_qt():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_path_in_a_study_is_a_study_paths_method(tmp_path):
+    from inversion_audit.errors import CohortError
+    from inversion_audit.study.layout import HOLDOUT_FILE, StudyPaths
+
+    paths, run = StudyPaths(tmp_path), "unet_skull-stripped_bottleneck_latent-noise-0.5"
+    named = {
+        paths.config: "config.toml",
+        paths.provenance: "provenance.json",
+        paths.log: "study.log",
+        paths.holdout: HOLDOUT_FILE,
+        paths.external_record: "external_model.json",
+        paths.stages_dir: "stages",
+        paths.report("md"): "report.md",
+        paths.report("html"): "report.html",
+        paths.reader_study_markdown: "reader_study/reader_study.md",
+        paths.scores: "scores/scores.csv",
+        paths.score_part(run, 1): f"scores/parts/{run}_fold1.csv",
+        paths.score_part(run, None): f"scores/parts/{run}.csv",  # inversion-audit match
+        paths.rankings(run): f"rankings/{run}.csv",
+        paths.utility("unet", "skull-stripped", 0): "utility/unet_skull-stripped_fold0.json",
+        paths.utility("unet", "skull-stripped", 2, "dp-sgd-1"): (
+            "utility/unet_skull-stripped_dp-sgd-1_fold2.json"
+        ),
+        paths.reid(run, 0): f"checkpoints/{run}/fold0/reid.safetensors",
+        paths.crossfit(run, 0, "abc"): f"checkpoints/{run}/fold0/crossfit-abc.npz",
+        paths.vae_dir("unet", "skull-stripped", 1): (
+            "checkpoints/unet_skull-stripped_obfuscation/fold1/vae"
+        ),
+    }
+    for path, rel in named.items():
+        assert path == tmp_path / rel
+    with pytest.raises(ValueError, match="report kind"):
+        paths.report("pdf")
+    with pytest.raises(CohortError):
+        paths.utility("unet", "../..", 0)
+
+
+def test_the_index_reads_the_records_and_volumes_the_report_needs(runner_study, tmp_path):
+    index = StudyIndex.open(runner_study)
+    assert index.score_table() == index.score_rows
+    assert index.external_record() is None and index.utility_records() == []
+    assert index.reader_study_section() == [] and index.holdout_ids == frozenset()
+    assert index.provenance()["inputs"]["cohort"]
+    e = index.entries[0]
+    original = index.read_candidate(e.variant, e.reconstruction_id)
+    assert original.array.shape == index.read_reconstruction(e.run, e.reconstruction_id).shape
+    assert index.read_reconstruction(e.run, "nobody") is None
+    assert index.checkpoint_files(e, existing=True) == index.checkpoint_files(e)
+    copy = tmp_path / "study"
+    shutil.copytree(runner_study, copy, ignore=shutil.ignore_patterns("scores", "checkpoints"))
+    empty = StudyIndex(copy)
+    assert empty.checkpoint_files(e, existing=True) is None
+    with pytest.raises(StudyError, match=r"scores[/\\]scores\.csv: scores table not found"):
+        empty.score_table()
+    (copy / "reader_study").mkdir()
+    (copy / "reader_study" / "reader_study.md").write_text("## Reader study\n\n- 3 readers\n")
+    (copy / "utility").mkdir()
+    (copy / "utility" / "a_fold0.json").write_text('{"arch": "unet"}')
+    (copy / "utility" / "b_fold0.json").write_text("{not json")  # left out
+    assert empty.reader_study_section() == ["## Reader study", "", "- 3 readers"]
+    assert empty.utility_records() == [{"arch": "unet"}]

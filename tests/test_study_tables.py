@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inversion_audit.study.tables import plain_summary
+from inversion_audit.report.tables import plain_summary
 
 
 def _entry(n: int, top1: int, top5: int, n_cand: int = 40) -> dict:

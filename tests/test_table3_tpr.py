@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from inversion_audit.report.summary import summarize_study
+from inversion_audit.report.tables import report_tables
 from inversion_audit.study.paper import PAPER_MEAN_RANK, PAPER_TABLE3
-from inversion_audit.study.summary import summarize_study
-from inversion_audit.study.tables import report_tables
 from roc_reference import sklearn_verification
 
 RUN = "unet_skull-stripped_bottleneck"

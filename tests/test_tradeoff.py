@@ -37,7 +37,7 @@ def test_defence_settings_and_their_tags():
     ]
     dp = settings[3].dp_config()
     assert dp == {"noise_multiplier": 1.5, "max_grad_norm": 2, "delta": 1e-3}
-    assert settings[2].latent_noise(0) == {"sigma": 0.0, "levels": 8, "seed": 0}
+    assert settings[2].latent_noise() == {"sigma": 0.0, "levels": 8, "seed": 0}
     assert [s.stronger_is_larger for s in settings] == [True, True, False, True, False, False]
     # both obfuscation attackers share one target
     assert settings[4].target_tag == settings[5].target_tag == "obfuscation-8"
@@ -125,7 +125,8 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
     import csv
     import json
 
-    from inversion_audit.study.runner import plan_study, run_study
+    from inversion_audit.report import run_and_report
+    from inversion_audit.study.runner import plan_study
 
     cohort = _write_cohort(tmp_path / "cohort")
     config = _tiny_defended_config(
@@ -139,7 +140,7 @@ def test_tiny_defended_study_rows_report_and_resume(tmp_path):
         ],
     )
     out = tmp_path / "study"
-    run_study(config, out)
+    run_and_report(config, out)
 
     defended = {
         "bottleneck_latent-noise-0.5",
@@ -229,7 +230,7 @@ def test_defended_runs_train_their_own_reid_through_the_released_code(tmp_path):
 
     import numpy as np
 
-    from inversion_audit.study.runner import run_study
+    from inversion_audit.report import run_and_report
     from inversion_audit.study.score_files import read_scores
 
     cohort = _write_cohort(tmp_path / "cohort")
@@ -248,7 +249,7 @@ def test_defended_runs_train_their_own_reid_through_the_released_code(tmp_path):
         defences=[{"kind": "latent-noise", "strengths": [4.0]}],
     )
     out = tmp_path / "study"
-    run_study(config, out)
+    run_and_report(config, out)
     plain, noisy = "unet_skull-stripped_bottleneck", "unet_skull-stripped_bottleneck_latent-noise-4"
     assert (out / "stages" / f"fold0__{noisy}__reid.json").is_file()
     crossfit = {}
@@ -275,7 +276,7 @@ def test_defended_runs_train_their_own_reid_through_the_released_code(tmp_path):
 
 
 def test_defended_run_names_parse():
-    from inversion_audit.study.layout import parse_run, parse_run_name, run_name
+    from inversion_audit.study.layout import parse_run, run_name
 
     threat = "bottleneck+skips_latent-noise-0.5"
     name = run_name("unet", "skull-stripped", threat)
@@ -283,9 +284,9 @@ def test_defended_run_names_parse():
     assert name == run_name("unet", "skull-stripped", "bottleneck+skips", "latent-noise-0.5")
     assert parse_run(name) == ("unet", "skull-stripped", "bottleneck+skips", "latent-noise-0.5")
     assert parse_run("unet_with-skull_bottleneck") == ("unet", "with-skull", "bottleneck", "")
-    assert parse_run_name(name) == ("unet", "skull-stripped", threat)
-    assert parse_run_name("segnet_with-skull_bottleneck_obfuscation-8-known")[2] == (
-        "bottleneck_obfuscation-8-known"
+    assert parse_run("segnet_with-skull_bottleneck_obfuscation-8-known")[2:] == (
+        "bottleneck",
+        "obfuscation-8-known",
     )
     with pytest.raises(ValueError):
-        parse_run_name("unet_skull-stripped_bottleneck_noise-0.5")
+        parse_run("unet_skull-stripped_bottleneck_noise-0.5")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ConfigError
+from .models.external.args import SOURCES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 #: what a target may be: this package's checkpoint, or an external model's source
-TARGET_SOURCES = ("checkpoint", "monai", "bundle", "nnunet")
+TARGET_SOURCES = ("checkpoint", *SOURCES)
 _WHAT = {
     "checkpoint": "a target checkpoint",
     "monai": "MONAI weights",

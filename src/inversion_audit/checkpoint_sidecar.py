@@ -152,6 +152,79 @@ def _fields(meta: dict[str, Any]) -> None:
         from .data.preprocess import PreprocessConfig
 
         PreprocessConfig.from_dict(meta["preprocess"])
+    if meta.get("convergence") is not None:
+        _convergence(meta["convergence"])
+
+
+#: the longest per-epoch curve a sidecar may hold, and the most validation scores it names
+MAX_CURVE = 100_000
+MAX_SCORES = 32
+_SCORE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _optional_number(key: str, value: Any, low: float, high: float) -> None:
+    from .training.config import check_number
+
+    if value is None:
+        return
+    check_number(key, value)
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be in [{low}, {high}], got {value}")
+
+
+def _curve(key: str, value: Any) -> None:
+    if not isinstance(value, list) or len(value) > MAX_CURVE:
+        raise ConfigError(f"{key} must be a list of at most {MAX_CURVE} numbers")
+    for k, v in enumerate(value):
+        _optional_number(f"{key}[{k}]", v, -1e30, 1e30)
+
+
+def _convergence(table: Any) -> None:
+    """An inversion decoder's ``convergence`` table (optional: decoders saved before it
+    existed have none); every field it records is optional too."""
+    from .attack.convergence import DECODER_STOPS, LR_SCHEDULES
+    from .training.config import MAX_EPOCHS, check_int, short_repr
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"convergence must be a table, got {type(table).__name__}")
+    stopped = table.get("stopped_by")
+    if stopped is not None and stopped not in DECODER_STOPS:
+        raise ConfigError(
+            f"convergence.stopped_by must be one of {', '.join(DECODER_STOPS)}, "
+            f"got {short_repr(stopped)}"
+        )
+    schedule = table.get("lr_schedule")
+    if schedule is not None and schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            f"convergence.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+            f"got {short_repr(schedule)}"
+        )
+    counts = {"epochs_run": MAX_EPOCHS, "budget_epochs": MAX_EPOCHS, "best_epoch": MAX_EPOCHS}
+    counts |= {"steps_run": 2**53, "n_train": 10**7, "n_val": 10**7, "patience": MAX_EPOCHS}
+    for key, high in counts.items():
+        if table.get(key) is not None:
+            check_int(f"convergence.{key}", table[key], 0, high)
+    for key in ("train_loss", "val_loss", "lr"):
+        if table.get(key) is not None:
+            _curve(f"convergence.{key}", table[key])
+    for key in ("final_val_loss", "best_val_loss"):
+        _optional_number(f"convergence.{key}", table.get(key), -1e30, 1e30)
+    _optional_number("convergence.min_delta", table.get("min_delta"), 0.0, 1e30)
+    fraction = table.get("validation_fraction")
+    _optional_number("convergence.validation_fraction", fraction, 0.0, 1.0)
+    if fraction == 1.0:
+        raise ConfigError("convergence.validation_fraction must be below 1")
+    scores = table.get("val_metrics")
+    if scores is None:
+        return
+    if not isinstance(scores, dict) or len(scores) > MAX_SCORES:
+        raise ConfigError(f"convergence.val_metrics must be a table of at most {MAX_SCORES} scores")
+    for name, value in scores.items():
+        if not (isinstance(name, str) and _SCORE_NAME.fullmatch(name)):
+            raise ConfigError(f"convergence.val_metrics: bad score name {short_repr(name)}")
+        bounded = name in ("ssim", "correlation")
+        low, high = (-1.0, 1.0) if bounded else (-1e30, 1e30)
+        _optional_number(f"convergence.val_metrics.{name}", value, low, high)
 
 
 def check_sidecar(meta: Any, sidecar: str | Path) -> dict[str, Any]:

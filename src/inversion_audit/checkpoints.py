@@ -7,7 +7,9 @@ The format (hash, file name, dtypes, atomic writes) is the project's one weights
 ``dir/target.json``. The sidecar records the architecture and its arguments, the kind
 (``target`` or ``inversion``), the threat model, the preprocessing config, label map,
 seed, epochs, final losses, package versions and a hash of the training subject ids
-(never the ids). Loading rebuilds the network from the sidecar and checks every tensor's
+(never the ids); a decoder's also how its training converged (``convergence``: why it
+stopped, loss curves, learning rates, its validation loss and scores on the attacker's
+validation subjects). Loading rebuilds the network from the sidecar and checks every tensor's
 name and shape; a mismatch raises :class:`~inversion_audit.errors.CheckpointError`
 naming the file. ``.pt``/``.pth`` weights are read only with
 ``torch.load(..., weights_only=True)``, so a pickle that would run code is refused.
@@ -71,8 +73,9 @@ def training_metadata(
 ) -> dict[str, Any]:
     """Standard sidecar metadata after training: config, seed, epochs, losses, preprocessing, ids hash.
 
-    ``config`` is a ``TargetConfig`` or ``InversionConfig``, ``history`` a ``TrainingHistory``.
-    Only a hash of ``train_ids`` is kept.
+    ``config`` is a ``TargetConfig`` or ``InversionConfig``, ``history`` a ``TrainingHistory``;
+    a history with a ``convergence()`` table (an inversion decoder's) adds it as
+    ``convergence``. Only a hash of ``train_ids`` is kept.
     """
     out: dict[str, Any] = {
         "config": history.config if history is not None else config.to_dict(),
@@ -99,6 +102,8 @@ def training_metadata(
         out["label_map"] = {str(k): v for k, v in sorted(config.label_map.items())}
     if getattr(config, "threat_model", None) is not None:
         out["threat_model"] = config.threat_model
+    if history is not None and hasattr(history, "convergence"):
+        out["convergence"] = history.convergence()
     if train_ids is not None:
         out["train_ids_hash"] = ids_hash(list(train_ids))
         out["n_train"] = len(train_ids)

@@ -1,13 +1,15 @@
-"""Device selection shared by the CLI and the GUI. torch is imported lazily."""
+"""Device and thread selection shared by the CLI and the GUI. torch is imported lazily."""
 
 from __future__ import annotations
 
+import os
+from numbers import Integral
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["available_devices", "get_device", "set_threads"]
+__all__ = ["available_devices", "cpu_count", "get_device", "resolve_threads", "set_threads"]
 
 
 def available_devices() -> list[str]:
@@ -55,3 +57,28 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int | str) -> int:
+    """A thread or worker count: ``"auto"`` is every core this process may use
+    (:func:`cpu_count`), an integer of at least 1 is itself (a string of digits too).
+
+    Raises ``ValueError`` for anything else (0, negative numbers, booleans, other words).
+    """
+    if isinstance(threads, str):
+        text = threads.strip().lower()
+        if text == "auto":
+            return cpu_count()
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+    elif isinstance(threads, Integral) and not isinstance(threads, bool) and threads >= 1:
+        return int(threads)
+    raise ValueError(f'threads must be "auto" or an integer >= 1, got {threads!r}')

@@ -1,7 +1,9 @@
 """``train-inversion`` and ``reconstruct``: the attack's decoder, trained and then applied.
 
 ``train-inversion`` trains the inversion decoder against a frozen target on the attack set
-and writes ``OUT/inversion.safetensors`` + ``inversion.json``; ``reconstruct`` writes
+and writes ``OUT/inversion.safetensors`` + ``inversion.json``; with ``--validation-fraction``
+it holds out attack subjects and trains to convergence (``--patience``, ``--min-delta``,
+``--lr-schedule``), then prints why it stopped and the decoder's SSIM on those subjects; ``reconstruct`` writes
 ``OUT/<id>_recon.nii.gz`` (the subject's original grid) and ``OUT/<id>_recon_pre.nii.gz``
 (the preprocessed grid). ``--target`` takes every source a study's ``[model]`` does: a
 target checkpoint, MONAI weights (``--network``, ``--network-args``), a MONAI bundle folder
@@ -23,10 +25,18 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from ..attack.convergence import (
+    CONVERGENCE_DEFAULTS,
+    LR_SCHEDULES,
+    check_convergence_args,
+    split_attack_set,
+)
 from ..data import PreprocessConfig, config_with_nyul, save_pending
 from ..errors import ConfigError
 from ..io.paths import check_output_folder, output_path
+from ..models.latent import THREAT_MODELS
 from .common import (
     PREPROCESS_FLAGS,
     add_preprocess_args,
@@ -40,6 +50,12 @@ from .common import (
     target_spec,
 )
 from .train_cmd import add_cohort_args, add_training_args, fixed_shape, overrides, section
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..attack import InversionConfig
+    from ..attack.history import InversionHistory
 
 __all__ = ["register"]
 
@@ -58,6 +74,14 @@ INVERSION_FLAGS = {
     "flip_augment": "flip_augment",
 }
 
+#: convergence settings: flag name -> ``train_inversion`` keyword (and ``[inversion]`` key)
+CONVERGENCE_FLAGS = {
+    "validation_fraction": "validation_fraction",
+    "patience": "patience",
+    "min_delta": "min_delta",
+    "lr_schedule": "lr_schedule",
+}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser(
@@ -66,10 +90,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_args(i)
     add_cohort_args(i)
     add_training_args(i)
-    i.add_argument("--threat-model", choices=["bottleneck", "bottleneck+skips"])
+    i.add_argument("--threat-model", choices=list(THREAT_MODELS))
     i.add_argument("--ssim-weight", type=float)
     i.add_argument("--gradient-weight", type=float)
     i.add_argument("--flip-augment", action="store_true", default=None)
+    conv = i.add_argument_group("training to convergence (the epochs become a budget)")
+    conv.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="share of the attack subjects held out for validation (default 0: none)",
+    )
+    conv.add_argument(
+        "--patience",
+        type=int,
+        help="stop after this many epochs without a validation improvement (default 0: never)",
+    )
+    conv.add_argument(
+        "--min-delta", type=float, help="smallest validation improvement that counts (default 0)"
+    )
+    conv.add_argument(
+        "--lr-schedule", choices=list(LR_SCHEDULES), help="learning-rate schedule (default none)"
+    )
     add_preprocess_args(
         i.add_argument_group("preprocessing of an external model (a checkpoint records its own)")
     )
@@ -99,7 +140,7 @@ def _common_grid(subjects: list, config: PreprocessConfig, pending: list) -> Pre
 
 
 def _train_inversion(args: argparse.Namespace) -> int:
-    from ..attack import InversionConfig, train_inversion
+    from ..attack import train_inversion
     from ..attack_pair import load_target_any
     from ..checkpoints import save_checkpoint, state_hash, training_metadata
     from ..data import preprocess_cohort
@@ -111,7 +152,8 @@ def _train_inversion(args: argparse.Namespace) -> int:
     file_config = read_table_file(args.config) if args.config else {}
     table = section(file_config, "inversion", args.config)
     table.update(overrides(args, INVERSION_FLAGS))
-    config = InversionConfig.from_dict(table)
+    table.update(overrides(args, CONVERGENCE_FLAGS))
+    config, convergence = _split_convergence(table)
     spec = target_spec(args)
     source = spec.source
     spec.check_options(source)
@@ -140,6 +182,12 @@ def _train_inversion(args: argparse.Namespace) -> int:
         loaded = load_target_any(spec, pre_config, device=args.device)
         pre_config = config_with_nyul(loaded.preprocess, subjects)  # every check has passed
     target = loaded.target
+    try:  # the validation split needs subjects enough: refused before anything is written
+        split_attack_set(
+            len(subjects), convergence["validation_fraction"], config.seed, [s.id for s in subjects]
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{args.cohort}: {exc}") from None
     save_pending(pending)
     with tqdm_progress(args.quiet) as progress:
         pres = preprocess_cohort(subjects, pre_config, progress=progress)
@@ -151,6 +199,8 @@ def _train_inversion(args: argparse.Namespace) -> int:
                 device=args.device,
                 progress=progress,
                 ids=[p.subject_id for p in pres],
+                validation_metrics=_attacker_scores,
+                **convergence,
             )
         except ValueError as exc:
             return fail(str(exc), 1)
@@ -163,8 +213,64 @@ def _train_inversion(args: argparse.Namespace) -> int:
         f"inversion decoder ({config.threat_model}) against {loaded.source} target: "
         f"final loss {history.final_loss:.5f}, {history.seconds:.0f} s"
     )
+    print(_convergence_line(history))
     print(f"wrote {weights}")
     return 0
+
+
+def _split_convergence(table: dict[str, Any]) -> tuple[InversionConfig, dict[str, Any]]:
+    """``(InversionConfig, train_inversion keywords)`` of an ``[inversion]`` table with flags.
+
+    The four convergence settings are taken from the config when it has them as fields,
+    else from the table; either way they are checked here, before anything is written.
+    """
+    from ..attack import InversionConfig
+
+    fields = {f.name for f in dataclasses.fields(InversionConfig)}
+    loose = {k: table.pop(k) for k in CONVERGENCE_DEFAULTS if k not in fields and k in table}
+    config = InversionConfig.from_dict(table)
+    kwargs = {
+        k: getattr(config, k) if k in fields else loose.get(k, default)
+        for k, default in CONVERGENCE_DEFAULTS.items()
+    }
+    try:
+        check_convergence_args(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"inversion: {exc}") from None
+    return config, kwargs
+
+
+def _attacker_scores(reconstruction: np.ndarray, original: np.ndarray) -> dict[str, float]:
+    """Whole-volume SSIM and correlation, as the study scores a reconstruction."""
+    from ..metrics import correlation, ssim
+
+    return {
+        "ssim": ssim(reconstruction, original, data_range=1.0),
+        "correlation": correlation(reconstruction, original),
+    }
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _convergence_line(history: InversionHistory) -> str:
+    """Why training stopped, and the attacker-side validation scores when there are any."""
+    line = (
+        f"stopped by {history.stopped_by} after {history.epochs_run}/{history.budget_epochs} "
+        f"epochs ({history.steps} steps)"
+    )
+    if not history.n_val:
+        return f"{line}; no validation split (--validation-fraction 0): convergence not measured"
+    best = "" if history.best_epoch is None else f" (epoch {history.best_epoch + 1})"
+    line = (
+        f"{line}; best validation loss {_number(history.best_val_loss, 5)}{best}; "
+        f"on {history.n_val} held-out attack subject(s): "
+        f"SSIM {_number(history.val_ssim, 3)}, correlation {_number(history.val_correlation, 3)}"
+    )
+    if history.stopped_by == "budget":
+        line += "; the budget stopped it, so a larger budget may reconstruct more"
+    return line
 
 
 def _reconstruct(args: argparse.Namespace) -> int:

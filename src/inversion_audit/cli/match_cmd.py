@@ -10,13 +10,15 @@ and in ``inversion-audit reader-study create``:
 - ``reconstructions/<run>/<id>_recon_pre.nii.gz``: the reconstructions as scored;
   ``<id>_recon.nii.gz`` files (the subject's original grid) are first resampled back onto
   subject ``<id>``'s preprocessed grid, so subject ``<id>`` must be a candidate;
-- ``scores/scores.csv`` (fold, arch, variant, threat_model, reconstruction_id, candidate_id,
-  metric, value), ``rankings/<run>.csv``, ``deformation/<run>/<id>__<candidate>_magnitude.nii.gz``
+- ``scores/scores.csv`` (fold, arch, variant, threat_model, defence, reconstruction_id,
+  candidate_id, metric, value), ``rankings/<run>.csv``, ``deformation/<run>/<id>__<candidate>_magnitude.nii.gz``
   for every registered pair, and ``summary.json``.
 
 ``<run>`` is ``<arch>_<variant>_<threat_model>``: from ``--arch``/``--variant``/``--threat-model``,
 else from the reconstruction folder's name when it is a run name (a study's
-``reconstructions/<run>``), else ``unknown``, the variant from ``--skull-strip``.
+``reconstructions/<run>``), else ``unknown``, the variant from ``--skull-strip``. A defended
+run's folder (``<arch>_<variant>_<threat_model>_<defence tag>``) keeps its defence: the
+``defence`` column of ``scores.csv`` and the run's name carry its tag.
 Deformation runs on each reconstruction's SSIM top-k candidates (``--top-k``; default: all),
 with one ITK thread per registration, so results do not depend on ``--threads``.
 Exit code 1 if a registration failed (the other results are still written).
@@ -153,20 +155,21 @@ def _options(args: argparse.Namespace):
     )
 
 
-def _run_tags(args: argparse.Namespace) -> tuple[int | None, str, str, str]:
-    """``(fold, arch, variant, threat_model)`` of the scores: flags, else the folder's run name."""
-    from ..study.layout import parse_run_name
+def _run_tags(args: argparse.Namespace) -> tuple[tuple[int | None, str, str, str], str]:
+    """``(fold, arch, variant, threat_model)`` of the scores (flags, else the folder's run
+    name) and the defence tag of a defended run's folder (``""`` otherwise)."""
+    from ..study.layout import parse_run
 
     try:
-        arch, variant, threat = parse_run_name(Path(args.reconstructions).resolve().name)
+        arch, variant, threat, defence = parse_run(Path(args.reconstructions).resolve().name)
     except ValueError:
-        arch, threat = "unknown", "unknown"
+        arch, threat, defence = "unknown", "unknown", ""
         variant = "with-skull" if args.skull_strip == "none" else "skull-stripped"
     tags = (args.arch or arch, args.variant or variant, args.threat_model or threat)
     for flag, value in zip(("--arch", "--variant", "--threat-model"), tags, strict=True):
         if not value or "_" in value or "/" in value:
             raise ConfigError(f"{flag} {value!r}: must be a non-empty name without '_' or '/'")
-    return (args.fold, *tags)
+    return (args.fold, *tags), defence
 
 
 def _match(args: argparse.Namespace) -> int:
@@ -181,13 +184,15 @@ def _match(args: argparse.Namespace) -> int:
     from ..matching.pipeline import score_reconstructions
     from ..matching.reid_scorer import load_reid_scorer
     from ..progress import tqdm_progress
+    from ..report import summarize_study
+    from ..study.index import StudyIndex
     from ..study.scoring import write_match_study
 
     setup_logging(args.quiet)
     set_threads(args.threads)
     # validate, then write: flags, the output folder, every reconstruction and candidate file
     # are checked before the first write (to --out, or to the cache by preprocessing)
-    tags = _run_tags(args)
+    tags, defence = _run_tags(args)
     options = _options(args)
     reid = load_reid_scorer(args.reid, args.device) if args.reid else None
     check_output_folder(args.out)
@@ -223,7 +228,10 @@ def _match(args: argparse.Namespace) -> int:
             registration_workers=args.threads or os.cpu_count() or 1,
             reid_fn=reid,
         )
-    summary = write_match_study(Path(args.out), tags, recs, candidates, scores)
+    summary = write_match_study(Path(args.out), tags, recs, candidates, scores, defence)
+    # the run's ranking figures per metric: the report's Table 3 numbers
+    study = StudyIndex(args.out)
+    summary["metrics"] = summarize_study(study.score_table())["runs"][summary["run"]]["table3"]
     summary.update(
         reconstructions=str(args.reconstructions),
         reconstruction_pattern=pattern,
@@ -235,7 +243,7 @@ def _match(args: argparse.Namespace) -> int:
         if reid is None
         else {"path": str(args.reid), "weights_sha256": reid.net.metadata.get("weights_sha256")},
     )
-    atomic_write_json(Path(args.out) / "summary.json", summary)
+    atomic_write_json(study.paths.match_summary, summary)
     _print_table(summary)
     for (rid, cid), message in sorted(scores.failures.items()):
         print(f"FAILED deformation {rid} vs {cid}: {message}")

@@ -1,4 +1,5 @@
-"""``inversion-audit run CONFIG.toml --out STUDY_DIR``: the end-to-end, resumable audit study."""
+"""``inversion-audit run CONFIG.toml --out STUDY_DIR``: the end-to-end, resumable audit study,
+then its report (:func:`inversion_audit.report.run_and_report`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "cpu", "cuda", "mps"],
         help="override study.device",
     )
-    p.add_argument("--threads", type=int, default=None, help="override study.threads")
+    p.add_argument("--threads", type=int, default=None, help="override study.threads and matching.threads (the registration workers)")
     p.add_argument(
         "--plan",
         action="store_true",
@@ -40,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..io.paths import check_output_folder
     from ..progress import tqdm_progress
+    from ..report import run_and_report
     from ..study.config import apply_overrides, load_study_config
-    from ..study.runner import run_study
+    from ..study.layout import StudyPaths
 
     # --device and --threads override the config as napari's Run study does (None: as it says)
     config = apply_overrides(
@@ -51,8 +53,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.plan:
         return _print_plan(config, args.out, args.reuse_from)
     with tqdm_progress(quiet=args.quiet) as progress:
-        out = run_study(config, args.out, progress=progress, reuse_from=args.reuse_from)
-    report = Path(out).resolve() / "report.html"
+        out = run_and_report(config, args.out, progress=progress, reuse_from=args.reuse_from)
+    report = StudyPaths(Path(out).resolve()).report("html")
     print(f"report: {report}")
     print(
         f"open the study in napari: napari, then Plugins > Inversion Audit > Review, Study tab, and choose {Path(out).resolve()}"

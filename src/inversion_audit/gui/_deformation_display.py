@@ -1,8 +1,8 @@
 """What the Deformation widget draws: the displacement map over the candidate's brain only,
 and displacement vectors on every slice of the viewed axis.
 
-Plain functions, no Qt. :func:`register_for_display` runs in a child process (ANTs holds the
-GIL); the mask and vector selections are numpy.
+Plain functions, no Qt. :func:`register_for_display` runs in a child process (ANTs and greedy
+hold the GIL); the mask and vector selections are numpy.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ def register_for_display(
     vectors_step: int | None = None,
     study_candidate: tuple[str, str, str] | None = None,
     progress: ProgressCallback | None = None,
+    registration: str = "ants",
 ) -> DisplayResult:
     """Register as :func:`~._registration.register_pair` does (the study's way for a study
     candidate), plus the brain mask and, with ``vectors_step``, the displacement vectors of
@@ -172,6 +173,7 @@ def register_for_display(
         vectors_step=1 if vectors_step else None,
         study_candidate=study_candidate,
         progress=progress,
+        registration=registration,
     )
     brain = brain_mask(fixed.array, study_candidate)
     vectors = None

@@ -1,9 +1,9 @@
-"""The Deformation widget's compute functions: a pair registered with ANTs as the study
-scores it, and the study's stored magnitude maps.
+"""The Deformation widget's compute functions: a pair registered (ANTs or greedy) as the
+study scores it, and the study's stored magnitude maps.
 
 Plain functions, no Qt (see :mod:`._compute`). :func:`register_pair` runs in a child process
-(ANTs holds the GIL), so it is module-level and pickled by name; ANTs and the study's
-scoring are imported inside it.
+(ANTs and greedy hold the GIL), so it is module-level and pickled by name; the registration
+and the study's scoring are imported inside it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import InversionAuditError
 from ..io import Volume, read_volume
 from ..progress import ProgressCallback, report
 
@@ -24,6 +25,7 @@ __all__ = [
     "cached_deformation",
     "displacement_vectors",
     "register_pair",
+    "study_registration",
 ]
 
 
@@ -60,8 +62,10 @@ def register_pair(
     vectors_step: int | None = None,
     study_candidate: tuple[str, str, str] | None = None,
     progress: ProgressCallback | None = None,
+    registration: str = "ants",
 ) -> DeformationView:
-    """ANTs registration of ``moving`` (a reconstruction) to ``fixed`` (a candidate).
+    """Registration of ``moving`` (a reconstruction) to ``fixed`` (a candidate) with the
+    backend ``registration`` (``"ants"`` or ``"greedy"``; greedy has the ``fast`` preset only).
 
     With ``study_candidate`` (study folder, variant, candidate id) the pair is registered as
     the study scores it (:func:`inversion_audit.matching.pipeline.register_candidate`: the
@@ -70,9 +74,11 @@ def register_pair(
     Call it through :func:`~inversion_audit.gui._subprocess.call_in_subprocess`.
     """
     from ..matching.pipeline import REGISTRATION_SEED, register_candidate
-    from ..metrics import deformation
+    from ..metrics import check_registration, deformation
+    from ..metrics.registration import backend_label
 
-    report(progress, 0, 2, f"ANTs registration ({preset})")
+    check_registration(registration, preset)
+    report(progress, 0, 2, f"{backend_label(registration)} registration ({preset})")
     want_field = bool(vectors_step)
     mean = float("nan")
     if study_candidate is not None and moving.shape == fixed.shape:
@@ -82,7 +88,13 @@ def register_pair(
         root, variant, candidate_id = study_candidate
         mask = candidate_mask(StudyIndex(root), variant, candidate_id)
         result = register_candidate(
-            moving.array, fixed.array, mask, fixed.spacing, preset, return_displacement=want_field
+            moving.array,
+            fixed.array,
+            mask,
+            fixed.spacing,
+            preset,
+            return_displacement=want_field,
+            registration=registration,
         )
         mean = float(result.mean_displacement_mm)
     else:  # world positions as they are; the study never scored this pair
@@ -93,6 +105,7 @@ def register_pair(
             threads=1,
             seed=REGISTRATION_SEED,
             return_displacement=want_field,
+            registration=registration,
         )
     report(progress, 1, 2, "displacement vectors")
     vectors = None
@@ -100,6 +113,16 @@ def register_pair(
         vectors = displacement_vectors(result.displacement, fixed.spacing, int(vectors_step))
     report(progress, 2, 2, "done")
     return DeformationView(np.asarray(result.magnitude.array, np.float32), mean, vectors)
+
+
+def study_registration(study: StudyIndex) -> str:
+    """The registration backend a study scored with (``[matching] registration``; ``"ants"``
+    for a study that names none, or whose config cannot be read)."""
+    try:
+        matching = study.config().matching
+    except (InversionAuditError, OSError, KeyError, ValueError):  # read as the default, ANTs
+        return "ants"
+    return str(getattr(matching, "registration", None) or "ants")
 
 
 def cached_deformation(

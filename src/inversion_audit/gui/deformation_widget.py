@@ -1,14 +1,15 @@
 """Deformation (the Review panel's Deformation tab).
 
-Registers a reconstruction (moving) to a chosen candidate (fixed) with ANTs, preset
-``paper`` (affine + SyN as in the paper) or ``fast``, and shows the displacement
+Registers a reconstruction (moving) to a chosen candidate (fixed) with ANTs (the default),
+preset ``paper`` (affine + SyN as in the paper) or ``fast``, or with greedy (affine + NCC
+deformable, preset ``fast``), and shows the displacement
 magnitude in mm as an Image layer over the candidate's brain only (transparent elsewhere:
 the study's scoring mask for a study candidate) with a colour legend of its range,
 optionally a Vectors layer of the displacement field on every slice of the viewed axis
 (an in-plane lattice, re-selected when the view changes), and the mean displacement norm. The registration runs in a child process driven by a thread worker
-(ANTs holds the GIL), with progress and Cancel. A pair the study already registered
-opens at once from ``deformation/<run>/`` (never while blinded: the study's numbers would
-point at the true original). A new registration reports its mean displacement inside the
+(ANTs and greedy hold the GIL), with progress and Cancel. A pair the study already registered
+with the chosen backend opens at once from ``deformation/<run>/`` (never while blinded: the
+study's numbers would point at the true original). A new registration reports its mean displacement inside the
 candidate's brain. The layers are ``displacement (mm)`` and ``vectors``, reused by the next
 pair (the pair in their metadata).
 """
@@ -36,7 +37,7 @@ from ._deformation_display import (
 )
 from ._display import sync_titles
 from ._layers import find_layer, layer_volume, same_geometry, set_layer
-from ._registration import DeformationView, cached_deformation
+from ._registration import DeformationView, cached_deformation, study_registration
 from ._state import state_for
 from ._subprocess import call_in_subprocess
 from ._widgets import ColorLegend, LayerCombo
@@ -45,9 +46,11 @@ from ._workers import Job, JobPanel
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["DeformationWidget", "PRESETS", "MAGNITUDE_COLORMAP"]
+__all__ = ["BACKENDS", "DeformationWidget", "PRESETS", "MAGNITUDE_COLORMAP"]
 
 PRESETS = ("fast", "paper")
+#: the backend choice as shown, and the backend each names (ANTs first: the default)
+BACKENDS = {"ANTs": "ants", "greedy": "greedy"}
 MAGNITUDE_COLORMAP = "turbo"
 #: the layer names of a result
 MAGNITUDE_LAYER, VECTORS_LAYER = "displacement (mm)", "vectors"
@@ -80,6 +83,12 @@ class DeformationWidget(QWidget):
         self._vectors_name: str | None = None
         self.moving_combo = LayerCombo(napari_viewer, ("image",))
         self.fixed_combo = LayerCombo(napari_viewer, ("image",))
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(list(BACKENDS))
+        self.backend_combo.setToolTip(
+            "ANTs: the paper's registration (presets fast and paper); greedy: affine then NCC "
+            "deformable, several times faster (preset fast)"
+        )
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(PRESETS)
         self.vectors_check = QCheckBox("show displacement vectors")
@@ -104,7 +113,8 @@ class DeformationWidget(QWidget):
         form = QFormLayout(self)
         form.addRow("reconstruction (moving)", self.moving_combo)
         form.addRow("candidate (fixed)", self.fixed_combo)
-        form.addRow("ANTs preset", self.preset_combo)
+        form.addRow("registration", self.backend_combo)
+        form.addRow("preset", self.preset_combo)
         form.addRow(self.vectors_check)
         form.addRow("vector spacing", self.step_spin)
         form.addRow(self.cache_check)
@@ -113,6 +123,7 @@ class DeformationWidget(QWidget):
         form.addRow("magnitude", self.legend)
 
         self.panel.run_button.clicked.connect(self.run)
+        self.backend_combo.currentTextChanged.connect(self._backend_changed)
         self.state.events.reconstruction_layer.connect(self.moving_combo.choose)
         self.state.events.candidate_layer.connect(self.fixed_combo.choose)
         self.moving_combo.choose(self.state.reconstruction_layer)
@@ -120,6 +131,22 @@ class DeformationWidget(QWidget):
         napari_viewer.dims.events.order.connect(self._show_vectors)
         napari_viewer.dims.events.ndisplay.connect(self._show_vectors)
         self.state.events.blinded.connect(self._blinded_changed)
+
+    def registration(self) -> str:
+        """The chosen backend, ``"ants"`` or ``"greedy"``."""
+        return BACKENDS[self.backend_combo.currentText()]
+
+    def _backend_changed(self, *_: Any) -> None:
+        """Offer the chosen backend's presets only (greedy has no ``paper``), keeping the
+        preset when the backend has it."""
+        from ..metrics.registration import BACKEND_PRESETS
+
+        current = self.preset_combo.currentText()
+        presets = [p for p in PRESETS if p in BACKEND_PRESETS[self.registration()]]
+        self.preset_combo.clear()
+        self.preset_combo.addItems(presets)
+        if current in presets:
+            self.preset_combo.setCurrentText(current)
 
     def _blinded_changed(self, *_: Any) -> None:
         """A result computed against the named pair is not shown on (its layers are removed
@@ -152,6 +179,8 @@ class DeformationWidget(QWidget):
         run = m.get("run")
         if run is None or not f.get("subject"):
             return None
+        if study_registration(study) != self.registration():  # another backend's numbers
+            return None
         return cached_deformation(study, run, m["subject"], f["subject"])
 
     # -- run ---------------------------------------------------------------------------------
@@ -178,6 +207,7 @@ class DeformationWidget(QWidget):
             preset=self.preset_combo.currentText(),
             vectors_step=step,
             study_candidate=candidate,
+            registration=self.registration(),
             title=f"Register {moving.name} to {fixed.name}",
             on_returned=lambda view: self.show_result(view, moving, fixed),
         )
@@ -273,7 +303,7 @@ class DeformationWidget(QWidget):
         source = (
             "stored in the study"
             if view.cached
-            else f"ANTs preset {self.preset_combo.currentText()}"
+            else f"{self.backend_combo.currentText()} preset {self.preset_combo.currentText()}"
         )
         mean = view.mean_displacement_mm
         shown = f"{mean:.2f} mm" if np.isfinite(mean) else "not computed"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import CohortError
 from ..study.index import StudyIndex
+from ..study.layout import StudyPaths
 from ._compute import LayerData, load_entry_layers
 
 __all__ = ["demo_study", "demo_study_dir"]
@@ -27,7 +28,7 @@ def demo_study_dir() -> Path:
 def open_demo_study(folder: Path | None = None) -> StudyIndex:
     """Open the demo study; a clear :class:`CohortError` when this installation lacks it."""
     folder = demo_study_dir() if folder is None else Path(folder)
-    if not (folder / "scores" / "scores.csv").is_file():
+    if not StudyPaths(folder).scores.is_file():
         raise CohortError(
             f"{folder}: the demo study is not bundled with this installation. Run a study with "
             "`inversion-audit run CONFIG.toml --out STUDY` and open it with Plugins › Inversion Audit › Review."

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import InversionAuditError
 from ..study.index import StudyIndex
+from ..study.layout import StudyPaths
 from ._messages import user_message
 from ._state import state_for
 from ._subprocess import call_in_subprocess
@@ -58,13 +59,15 @@ def run_study_in_child(
 ) -> Path:
     """Run (or resume) a study in a child interpreter, forwarding its progress.
 
-    The child runs :func:`inversion_audit.study.runner.run_study` (a Qt-free module, so it
-    pickles by name) on the validated ``config``. A
+    The child runs :func:`inversion_audit.report.run_and_report` (the study, then its report;
+    a Qt-free module, so it pickles by name) on the validated ``config``. A
     :class:`~inversion_audit.errors.JobCancelled` raised by ``progress`` kills the child.
     """
-    from ..study.runner import run_study
+    from ..report.run import run_and_report
 
-    return call_in_subprocess(run_study, config, str(out_dir), device=device, progress=progress)
+    return call_in_subprocess(
+        run_and_report, config, str(out_dir), device=device, progress=progress
+    )
 
 
 class StudyDeviceCombo(DeviceCombo):
@@ -157,7 +160,7 @@ class RunStudyWidget(QWidget):
             return None
         self.config_edit.setText(str(config_path))
         self.out_edit.setText(str(out))
-        resume = (out / "stages").is_dir()
+        resume = StudyPaths(out).stages_dir.is_dir()
         self.status.setText(f"{'Resuming' if resume else 'Running'} {config.study.name} in {out}…")
         job = Job(
             run_study_in_child,
@@ -173,7 +176,7 @@ class RunStudyWidget(QWidget):
     def _show_study(self, out: str | Path) -> None:
         study = StudyIndex.open(Path(out))  # a problem is reported as the job's error
         self.state.study = study
-        report = study.root / "report.html"
+        report = study.paths.report("html")
         self.status.setText(f"Done: {len(study.entries)} reconstructions; report: {report}")
         show_info(f"Study finished: {report}")
         self._open_review()

@@ -293,8 +293,8 @@ class StudyWidget(QWidget):
         s = self.state
         s.original_layer = roles.get("original")
         s.reconstruction_layer = roles.get("reconstruction")
-        files = study.checkpoint_files(entry)
-        if files is not None and files[0].is_file() and files[1].is_file():
+        files = study.checkpoint_files(entry, existing=True)
+        if files is not None:
             s.target_checkpoint, s.inversion_checkpoint = files
         elif _in_folder(s.inversion_checkpoint, study.root):
             # another fold's checkpoints would reconstruct with the wrong decoder; the

@@ -243,12 +243,16 @@ def run_pairs(
 
 
 def _deformation_pair(
-    moving: Volume, fixed: tuple[Volume, np.ndarray | None], preset: str, cache: bool
+    moving: Volume,
+    fixed: tuple[Volume, np.ndarray | None],
+    preset: str,
+    cache: bool,
+    registration: str = "ants",
 ) -> float:
     from ..metrics.deformation import deformation
 
     fixed_volume, fixed_mask = fixed
-    # isolated: ANTsPy holds the GIL for the whole registration, which would stop the
+    # isolated: ANTsPy (and greedy) hold the GIL for the whole registration, which would stop the
     # worker's heartbeats and get it declared dead (and its work lost) on long pairs
     # one ITK thread and a fixed seed: the same result as the study's local registrations
     return deformation(
@@ -260,6 +264,7 @@ def _deformation_pair(
         threads=1,
         seed=0,
         isolated=True,
+        registration=registration,
     ).mean_displacement_mm
 
 
@@ -273,6 +278,7 @@ def deformation_matrix(
     preset: str = "paper",
     cache: bool = True,
     top_k: int | None = None,
+    registration: str = "ants",
     **dask_kwargs: Any,
 ) -> tuple[ScoreMatrix, list[PairFailure]]:
     """Deformation (mean displacement, mm) of the selected pairs, run on Dask.
@@ -280,9 +286,14 @@ def deformation_matrix(
     ``pairs`` (boolean ``[N, M]``, e.g. each reconstruction's SSIM top-k from
     :func:`~inversion_audit.matching.ranking.top_k_mask`) selects the pairs to
     register; the others are NaN, and the returned matrix's notes say so
-    (pass ``top_k`` to name the restriction). ``dask_kwargs`` go to :func:`run_pairs`.
-    Results are cached on the workers' disk (``cache_dir()/deformation``).
+    (pass ``top_k`` to name the restriction). ``registration`` picks the backend (``"ants"``
+    or ``"greedy"``; greedy has no ``paper`` preset), checked before any task is sent.
+    ``dask_kwargs`` go to :func:`run_pairs`. Results are cached on the workers' disk
+    (``cache_dir()/deformation``).
     """
+    from ..metrics.registration import backend_label, check_registration
+
+    check_registration(registration, preset)
     masks = list(candidate_masks) if candidate_masks is not None else [None] * len(candidates)
     if len(masks) != len(candidates):
         raise ValueError("candidate_masks must have one entry per candidate")
@@ -293,11 +304,16 @@ def deformation_matrix(
         reconstruction_ids,
         candidate_ids,
         pairs=pairs,
-        pair_kwargs={"preset": preset, "cache": cache},
-        stage=f"deformation ({preset})",
+        pair_kwargs={"preset": preset, "cache": cache, "registration": registration},
+        stage=f"deformation ({preset})"
+        if registration == "ants"
+        else f"deformation ({registration} {preset})",
         **dask_kwargs,
     )
-    notes = [f"ANTs preset {preset!r}; mean displacement norm in mm (lower is better)"]
+    notes = [
+        f"{backend_label(registration)} preset {preset!r}; mean displacement norm in mm "
+        "(lower is better)"
+    ]
     if pairs is not None and not np.asarray(pairs).all():
         what = f"each reconstruction's SSIM top-{top_k} candidates" if top_k else "selected pairs"
         notes.append(f"computed only for {what}; other entries not computed")

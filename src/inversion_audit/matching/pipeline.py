@@ -3,9 +3,10 @@
 The study's score stage and ``inversion-audit match`` both call :func:`score_reconstructions`,
 so a pair gets the same numbers either way: SSIM, correlation and PSNR over the whole grid,
 SSIM and correlation inside each candidate's brain (opt-in), Dice of the target's
-segmentations, and the ANTs deformation of each reconstruction's SSIM top-k candidates.
-Registrations run with one ITK thread and a fixed seed each, several at once in child
-processes (or on Dask), so the results do not depend on the thread or worker count.
+segmentations, and the deformation of each reconstruction's SSIM top-k candidates, registered
+with ANTs or greedy (``registration``; the ``paper`` preset is ANTs only). Registrations run
+with one ITK thread and a fixed seed each, several at once in child processes (``threads =
+"auto"``: one per core) or on Dask, so the results do not depend on the thread or worker count.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ __all__ = [
     "brain_mask",
     "comparison_grid",
     "register_candidate",
+    "registration_of",
     "score_reconstructions",
 ]
 
 log = logging.getLogger(__name__)
 
-#: ANTs' sampling seed of every registration (with one ITK thread each: reproducible)
+#: the sampling seed of every registration, ANTs or greedy (with one ITK thread each:
+#: reproducible)
 REGISTRATION_SEED = 0
 #: what the pipeline can compute; ``dice`` needs the target network's ``segment_fn``
 PIPELINE_METRICS = (
@@ -61,6 +64,8 @@ class ScoringOptions(Protocol):
     deformation_preset: str
     scheduler: str | None
     n_workers: int | None
+    #: ``"ants"`` or ``"greedy"``; options without it are read as ``"ants"``
+    registration: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class MatchOptions:
     deformation_preset: str = "fast"
     scheduler: str | None = None
     n_workers: int | None = None
+    registration: str = "ants"
 
 
 @dataclass
@@ -104,6 +110,12 @@ def comparison_grid(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.nd
     return centred_affine(tuple(shape), tuple(spacing))
 
 
+def registration_of(options: ScoringOptions, registration: str | None = None) -> str:
+    """The backend the options ask for: ``registration`` if given, else the options'
+    ``registration``, else ``"ants"``."""
+    return registration or getattr(options, "registration", None) or "ants"
+
+
 def _spacing(candidate: Preprocessed) -> tuple[float, ...]:
     return tuple(float(s) for s in np.sqrt((candidate.affine[:3, :3] ** 2).sum(0)))
 
@@ -116,24 +128,33 @@ def score_reconstructions(
     label_map: dict | None = None,
     device: str = "auto",
     progress: ProgressCallback | None = None,
-    registration_workers: int = 1,
+    registration_workers: int | str = 1,
     reid_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    registration: str | None = None,
 ) -> PairScores:
     """Score every reconstruction (preprocessed grid) against every candidate.
 
     ``options.metrics`` picks from :data:`PIPELINE_METRICS` (SSIM is always computed: the
     deformation runs on each reconstruction's SSIM top-``options.top_k``). Registrations use
+    the backend ``registration`` (``None``: ``options.registration``, else ``"ants"``) with
     ``options.deformation_preset``, each candidate's foreground mask, one ITK thread and
-    ``registration_workers`` child processes at once, or Dask when ``options.scheduler`` or
-    ``options.n_workers`` is set. Every array must be on the candidates' common grid.
+    ``registration_workers`` child processes at once (``"auto"``: one per core,
+    :func:`~inversion_audit.devices.resolve_threads`), or Dask when ``options.scheduler`` or
+    ``options.n_workers`` is set. A backend without the preset (greedy has no ``paper``) is a
+    :class:`~inversion_audit.errors.ConfigError` before anything is computed. Every array must be on the candidates' common grid.
     ``reid`` needs ``reid_fn(R, C, brains)``: the learned re-identifier's ``[N, M]`` scores
     (higher = same subject), given the candidates' brain masks; a trained one is
     :class:`~inversion_audit.matching.reid_scorer.ReidScorer`. It is scored in this one call,
     beside the one SSIM matrix; asking for ``reid`` without it is a
     :class:`~inversion_audit.errors.ConfigError`.
     """
-    from ..metrics import correlation_matrix, psnr, ssim_matrix
+    from ..devices import resolve_threads
+    from ..metrics import check_registration, correlation_matrix, psnr, ssim_matrix
 
+    backend = registration_of(options, registration)
+    workers = resolve_threads(registration_workers)
+    if "deformation" in options.metrics:
+        check_registration(backend, options.deformation_preset)
     rec_ids, cand_ids = list(reconstructions), list(candidates)
     R = np.stack([reconstructions[i] for i in rec_ids]).astype(np.float32)
     C = np.stack([candidates[j].image for j in cand_ids]).astype(np.float32)
@@ -176,7 +197,7 @@ def score_reconstructions(
         add(
             "deformation",
             _deformation(
-                R, C, S, rec_ids, cand_ids, candidates, options, out, registration_workers, progress
+                R, C, S, rec_ids, cand_ids, candidates, options, out, workers, progress, backend
             ),
         )
     if "reid" in metrics:
@@ -223,6 +244,7 @@ def _deformation(
     out: PairScores,
     workers: int,
     progress: ProgressCallback | None,
+    registration: str = "ants",
 ) -> np.ndarray:
     """Mean displacement (mm) of each reconstruction's SSIM top-k pairs (NaN elsewhere)."""
     from ..metrics import register_pairs
@@ -253,6 +275,7 @@ def _deformation(
             scheduler_address=options.scheduler,
             n_workers=options.n_workers,
             progress=lambda d, t, s: report(progress, d, t, s),
+            registration=registration,
         )
     results, failed = register_pairs(
         moving,
@@ -264,6 +287,7 @@ def _deformation(
         seed=REGISTRATION_SEED,
         progress=progress,
         stage=f"deformation (SSIM top-{options.top_k})",
+        registration=registration,
     )
     D = np.full(S.shape, np.nan)
     for (a, b), message in failed.items():
@@ -308,12 +332,14 @@ def register_candidate(
     spacing: tuple[float, ...],
     preset: str = "fast",
     return_displacement: bool = False,
+    registration: str = "ants",
 ) -> DeformationResult:
     """Register one reconstruction to one candidate as the pipeline does: both on the centred
     comparison grid, the mean displacement over the candidate's preprocessing ``mask``, one ITK
-    thread and :data:`REGISTRATION_SEED` (so the study's stored result is a cache hit).
+    thread and :data:`REGISTRATION_SEED` (so the study's stored result is a cache hit), with
+    the backend ``registration`` (``"ants"`` or ``"greedy"``).
 
-    Raises ``RuntimeError`` when ANTs fails.
+    Raises ``RuntimeError`` when the registration fails.
     """
     from ..metrics import register_pairs
     from ..metrics.deformation import deformation
@@ -330,6 +356,7 @@ def register_candidate(
             threads=1,
             seed=REGISTRATION_SEED,
             return_displacement=True,
+            registration=registration,
         )
     results, failed = register_pairs(
         [moving],
@@ -338,6 +365,7 @@ def register_candidate(
         [np.asarray(mask, bool)],
         preset=preset,  # type: ignore[arg-type]
         seed=REGISTRATION_SEED,
+        registration=registration,
     )
     if failed:
         raise RuntimeError(failed[(0, 0)])

@@ -1,9 +1,9 @@
-"""Where an ANTs registration runs: in this process, or in a fresh child process.
+"""Where a registration runs: in this process, or in a fresh child process.
 
-ITK fixes its thread count at its first use in a process, and ANTsPy holds the GIL for a
-whole registration. A registration that asks for a thread count ITK here does not have, or
-that must not block the caller's threads, runs in a child Python process
-(:mod:`._ants_subprocess`), which dies with its parent.
+ITK fixes its thread count at its first use in a process, and ANTsPy (like greedy) holds the
+GIL for a whole registration. An ANTs registration that asks for a thread count ITK here does
+not have, or any registration that must not block the caller's threads, runs in a child Python
+process (:mod:`._ants_subprocess`, for either backend), which dies with its parent.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from ..children import child_env, scratch_dir
 from ..io import Volume
+from .registration import backend_label
 
 __all__ = ["register_isolated", "run_here", "set_itk_threads"]
 
@@ -57,10 +58,16 @@ def run_here(threads: int | None) -> bool:
 
 
 def register_isolated(
-    moving: Volume, fixed: Volume, preset: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """The preset's registration (``deformation._register``) in a child Python process;
-    return (magnitude, warped, field, seconds)."""
+    moving: Volume,
+    fixed: Volume,
+    preset: str,
+    registration: str = "ants",
+    threads: int = 1,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """The backend's registration (``deformation.register_volumes``) in a child Python process;
+    return (magnitude, warped, field, seconds, CPU seconds). ``threads`` and ``seed`` reach
+    greedy's command line; ANTs reads its own from the environment the child inherits."""
     import inversion_audit
 
     env = child_env()  # the child dies with this process (see inversion_audit.children)
@@ -75,13 +82,30 @@ def register_isolated(
             fixed=np.asarray(fixed.array, dtype=np.float32),
             fixed_affine=np.asarray(fixed.affine, dtype=np.float64),
         )
-        cmd = [sys.executable, "-m", "inversion_audit.metrics._ants_subprocess", src, dst, preset]
+        cmd = [
+            sys.executable,
+            "-m",
+            "inversion_audit.metrics._ants_subprocess",
+            src,
+            dst,
+            preset,
+            registration,
+            str(int(threads)),
+            str(int(seed)),
+        ]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not os.path.exists(dst):
             tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
             raise RuntimeError(
-                f"ANTs registration of {moving.name} to {fixed.name} failed in a subprocess "
+                f"{backend_label(registration)} registration of {moving.name} to "
+                f"{fixed.name} failed in a subprocess "
                 f"(exit code {proc.returncode}): {tail}"
             )
         with np.load(dst) as z:
-            return z["magnitude"], z["warped"], z["displacement"], float(z["seconds"])
+            return (
+                z["magnitude"],
+                z["warped"],
+                z["displacement"],
+                float(z["seconds"]),
+                float(z["cpu_seconds"]),
+            )

@@ -1,18 +1,19 @@
-"""Deformation magnitude with ANTs: how far a reconstruction must be warped to match a candidate.
+"""Deformation magnitude: how far a reconstruction must be warped to match a candidate.
 
-The paper registers a reconstruction (moving) to a candidate original (fixed),
-affine with mutual information then SyN with cross-correlation, and scores the
-pair by the mean norm of the displacement vectors; smaller means more alike.
+The paper registers a reconstruction (moving) to a candidate original (fixed) with ANTs,
+affine with mutual information then SyN with cross-correlation, and scores the pair by the
+mean norm of the displacement vectors; smaller means more alike. ``registration="greedy"``
+registers with greedy instead (affine, then NCC deformable; :mod:`.registration_greedy`).
 
-The displacement is that of the *composed* forward transform (affine + SyN
-warp, collapsed by ANTs into one displacement field on the fixed grid), so a
-pure shift between the volumes is measured too. Results are cached on disk,
-keyed by the content hashes of both volumes (arrays and affines) and the preset.
+The displacement is that of the *composed* forward transform (affine + deformable warp,
+collapsed into one displacement field on the fixed grid), so a pure shift between the volumes
+is measured too; both backends turn it into the magnitude map and the mean with the same
+functions (:mod:`.registration`). Results are cached on disk, keyed by the content hashes of
+both volumes (arrays and affines), the backend and the preset.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import dataclass
@@ -22,8 +23,15 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ..children import scratch_dir
-from ..io import Volume, array_hash, atomic_write_bytes, config_hash
+from ..io import Volume, array_hash
 from .ants_process import register_isolated, run_here, set_itk_threads
+from .deformation_cache import cache_entry_path, load_entry, save_entry
+from .registration import (
+    check_registration,
+    displacement_magnitude,
+    lps_to_ras,
+    mean_displacement,
+)
 
 if TYPE_CHECKING:
     import ants
@@ -34,6 +42,7 @@ __all__ = [
     "centred_affine",
     "deformation",
     "deformation_cache_path",
+    "register_volumes",
     "to_ants",
 ]
 
@@ -101,6 +110,8 @@ class DeformationResult:
         in the moving volume); ``None`` unless requested with ``return_displacement``.
     seconds : wall time of the registration (the original run's time on a cache hit).
     cached : whether the result came from the on-disk cache.
+    registration : the backend, ``"ants"`` or ``"greedy"``.
+    cpu_seconds : CPU time of the registration (all its threads; NaN when not known).
     """
 
     mean_displacement_mm: float
@@ -110,6 +121,8 @@ class DeformationResult:
     seconds: float
     cached: bool = False
     displacement: np.ndarray | None = None
+    registration: str = "ants"
+    cpu_seconds: float = float("nan")
 
 
 def centred_affine(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
@@ -164,23 +177,29 @@ def to_ants(volume: Volume) -> ants.ANTsImage:
     )
 
 
-def deformation_cache_path(moving: Volume, fixed: Volume, preset: str) -> Path:
-    """Where the result for this pair and preset is cached."""
-    from ..io import cache_dir
+def deformation_cache_path(
+    moving: Volume, fixed: Volume, preset: str, registration: str = "ants"
+) -> Path:
+    """Where the result for this pair, backend and preset is cached (an ANTs key is the
+    same as before greedy existed, so earlier ANTs results stay valid)."""
+    key: dict = {
+        "moving": array_hash(np.asarray(moving.array, dtype=np.float32), moving.affine),
+        "fixed": array_hash(np.asarray(fixed.array, dtype=np.float32), fixed.affine),
+        "preset": preset,
+        "version": _CACHE_VERSION,
+    }
+    if registration == "ants":
+        key["stages"] = [
+            sorted((k, str(v)) for k, v in s.items()) for s in DEFORMATION_PRESETS[preset]
+        ]
+        key["registration_spacing_mm"] = REGISTRATION_SPACING_MM.get(preset)
+    else:
+        from .registration_greedy import greedy_commands, greedy_version
 
-    key = config_hash(
-        {
-            "moving": array_hash(np.asarray(moving.array, dtype=np.float32), moving.affine),
-            "fixed": array_hash(np.asarray(fixed.array, dtype=np.float32), fixed.affine),
-            "preset": preset,
-            "stages": [
-                sorted((k, str(v)) for k, v in s.items()) for s in DEFORMATION_PRESETS[preset]
-            ],
-            "registration_spacing_mm": REGISTRATION_SPACING_MM.get(preset),
-            "version": _CACHE_VERSION,
-        }
-    )
-    return cache_dir() / "deformation" / f"{key}.npz"
+        key["registration"] = registration
+        key["commands"] = list(greedy_commands(preset, fixed.shape))
+        key["greedy"] = greedy_version()
+    return cache_entry_path(key)
 
 
 def _check_mask(fixed_mask: np.ndarray | None, fixed: Volume) -> np.ndarray | None:
@@ -196,11 +215,9 @@ def _check_mask(fixed_mask: np.ndarray | None, fixed: Volume) -> np.ndarray | No
     return mask
 
 
-def _register(
-    moving: Volume, fixed: Volume, preset: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the preset's registrations; return (displacement magnitude, warped moving,
-    displacement field in RAS mm) on the fixed grid."""
+def _register_ants(moving: Volume, fixed: Volume, preset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Run the ANTs preset's registrations; return (the composed displacement field in ITK's
+    LPS mm, the warped moving volume), both on the fixed grid."""
     import ants
 
     fixed_img, moving_img = to_ants(fixed), to_ants(moving)
@@ -230,41 +247,31 @@ def _register(
             warped = result["warpedmovout"].numpy()
         else:  # registered on coarse copies: warp the full-resolution moving volume
             warped = ants.apply_transforms(fixed_img, moving_img, transformlist=transforms).numpy()
-    field = np.asarray(field, dtype=np.float64)
-    magnitude = np.sqrt((field**2).sum(axis=-1)).astype(np.float32)
-    # ANTs' vectors are in LPS physical space; flip x and y for RAS
-    displacement = (field * np.diag(_LPS)).astype(np.float32)
-    return magnitude, np.asarray(warped, dtype=np.float32), displacement
+    return np.asarray(field, dtype=np.float64), np.asarray(warped, dtype=np.float32)
 
 
-def _save(
-    path: Path,
-    magnitude: np.ndarray,
-    warped: np.ndarray,
-    seconds: float,
-    displacement: np.ndarray | None,
-) -> None:
-    """Cache a result; the (large) displacement field only when it was asked for."""
-    arrays = {"magnitude": magnitude, "warped": warped, "seconds": np.float64(seconds)}
-    if displacement is not None:
-        arrays["displacement"] = displacement
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+def register_volumes(
+    moving: Volume,
+    fixed: Volume,
+    preset: str,
+    registration: str = "ants",
+    threads: int = 1,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Register in this process with the backend; return (displacement magnitude (mm), warped
+    moving, displacement field in RAS mm), all on the fixed grid.
 
+    ``threads`` and ``seed`` go to greedy's command line; ANTs reads its own from the
+    environment (:func:`deformation` sets them).
+    """
+    if registration == "greedy":
+        from .registration_greedy import register_greedy
 
-def _load(
-    path: Path, need_displacement: bool
-) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None] | None:
-    """A cached result, or ``None`` when missing, damaged or lacking a needed field."""
-    try:
-        with np.load(path) as z:
-            if need_displacement and "displacement" not in z.files:
-                return None
-            field = z["displacement"] if "displacement" in z.files else None
-            return z["magnitude"], z["warped"], float(z["seconds"]), field
-    except Exception:  # a damaged cache entry is recomputed
-        return None
+        field, warped = register_greedy(moving, fixed, preset, threads=threads, seed=seed)
+    else:
+        field, warped = _register_ants(moving, fixed, preset)
+    # both fields are in ITK's LPS physical space: one magnitude, one RAS conversion
+    return displacement_magnitude(field), warped, lps_to_ras(field)
 
 
 def deformation(
@@ -277,41 +284,44 @@ def deformation(
     seed: int | None = 0,
     isolated: bool = False,
     return_displacement: bool = False,
+    registration: str = "ants",
 ) -> DeformationResult:
-    """Register ``moving_volume`` (a reconstruction) to ``fixed_volume`` (a candidate) with ANTs.
+    """Register ``moving_volume`` (a reconstruction) to ``fixed_volume`` (a candidate).
 
     Parameters
     ----------
     moving_volume, fixed_volume : 3D volumes with RAS affines (world mm).
     fixed_mask : optional boolean array on the fixed grid (e.g. the candidate's
         brain mask); the mean displacement is taken over it.
-    preset : ``"paper"`` (affine MI then SyN CC, ANTs' defaults) or ``"fast"``
-        (fewer iterations, coarser levels); see :data:`DEFORMATION_PRESETS`.
+    preset : ``"paper"`` (ANTs: affine MI then SyN CC, ANTs' defaults) or ``"fast"``
+        (ANTs: fewer iterations, coarser levels, :data:`DEFORMATION_PRESETS`; greedy: its one
+        preset, :data:`~.registration_greedy.GREEDY_PRESETS`).
     cache : read and write the on-disk cache (``cache_dir()/deformation``).
     threads : ITK threads (see :func:`~.ants_process.set_itk_threads`); ``None`` keeps the
         environment's setting.
-        ITK fixes its thread count at a process's first registration, so a later call asking
-        for another count runs in a fresh child process (as ``isolated``).
+        ITK fixes its thread count at a process's first ANTs registration, so a later ANTs
+        call asking for another count runs in a fresh child process (as ``isolated``);
+        greedy sets its count per call (``-threads``).
     seed : random seed of ANTs' metric sampling, passed as ``ANTS_RANDOM_SEED = seed + 1``
-        (ANTs reads 0 as "seed from the clock"); ``None`` keeps the environment's setting.
+        (ANTs reads 0 as "seed from the clock"), and of greedy (``-seed seed + 1``); ``None``
+        keeps the environment's setting (greedy: 0).
         With one ITK thread a registration is then bit-reproducible; with more, the
         affine stage's multi-threaded metric still varies slightly between calls.
-    isolated : run ANTs in a child Python process (about 2 s more per call).
-        ANTsPy holds the GIL for the whole registration; isolation keeps the
-        caller's other threads running (Dask heartbeats, a GUI) and turns an
-        ANTs crash into a ``RuntimeError``.
+    isolated : register in a child Python process (about 2 s more per call).
+        ANTsPy and greedy hold the GIL for the whole registration; isolation keeps the
+        caller's other threads running (Dask heartbeats, a GUI) and turns a crash into a
+        ``RuntimeError``.
     return_displacement : also return (and cache) the displacement field, e.g. for a
         napari Vectors layer; a cached entry without it is recomputed.
+    registration : the backend, ``"ants"`` or ``"greedy"``
+        (:data:`~.registration.REGISTRATION_BACKENDS`); greedy has no ``paper`` preset.
 
     Returns
     -------
     :class:`DeformationResult` with the mean displacement (mm), the magnitude
     map and the warped reconstruction, both on the fixed grid.
     """
-    if preset not in DEFORMATION_PRESETS:
-        raise ValueError(
-            f"unknown deformation preset {preset!r}; choose {' or '.join(DEFORMATION_PRESETS)}"
-        )
+    check_registration(registration, preset)
     for role, vol in (("moving", moving_volume), ("fixed", fixed_volume)):
         arr = np.asarray(vol.array)
         if arr.ndim != 3:
@@ -319,37 +329,50 @@ def deformation(
         if not np.isfinite(arr).all():
             raise ValueError(f"{vol.name}: {role} volume holds NaN or Inf values")
     mask = _check_mask(fixed_mask, fixed_volume)
-    path = deformation_cache_path(moving_volume, fixed_volume, preset) if cache else None
-    hit = _load(path, return_displacement) if path is not None and path.exists() else None
+    path = (
+        deformation_cache_path(moving_volume, fixed_volume, preset, registration) if cache else None
+    )
+    hit = load_entry(path, return_displacement) if path is not None and path.exists() else None
     if hit is not None:
-        magnitude, warped, seconds, field = hit
+        magnitude, warped, seconds, cpu_seconds, field = hit
         cached = True
     else:
         set_itk_threads(threads)
         if seed is not None:  # ANTs takes 0 as "seed from the clock": never pass it
             os.environ["ANTS_RANDOM_SEED"] = str(int(seed) + 1)
-        if not isolated and not run_here(threads):
+        greedy_threads = int(threads or os.environ.get("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS") or 0)
+        if registration == "ants" and not isolated and not run_here(threads):
             isolated = True
         if isolated:
-            magnitude, warped, field, seconds = register_isolated(
-                moving_volume, fixed_volume, preset
+            magnitude, warped, field, seconds, cpu_seconds = register_isolated(
+                moving_volume, fixed_volume, preset, registration, greedy_threads, seed or 0
             )
         else:
-            start = time.perf_counter()
-            magnitude, warped, field = _register(moving_volume, fixed_volume, preset)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            magnitude, warped, field = register_volumes(
+                moving_volume, fixed_volume, preset, registration, greedy_threads, seed or 0
+            )
             seconds = time.perf_counter() - start
+            cpu_seconds = time.process_time() - cpu_start
         cached = False
         if path is not None:
-            _save(path, magnitude, warped, seconds, field if return_displacement else None)
+            save_entry(
+                path,
+                magnitude,
+                warped,
+                seconds,
+                field if return_displacement else None,
+                cpu_seconds,
+            )
     affine = np.asarray(fixed_volume.affine, dtype=np.float64).copy()
     return DeformationResult(
-        mean_displacement_mm=float(
-            (magnitude if mask is None else magnitude[mask]).mean(dtype=np.float64)
-        ),
+        mean_displacement_mm=mean_displacement(magnitude, mask),
         magnitude=Volume(magnitude, affine.copy(), None, {"kind": "deformation magnitude (mm)"}),
         warped=Volume(warped, affine, None, {"kind": "warped reconstruction"}),
         preset=preset,
         seconds=seconds,
         cached=cached,
         displacement=field if return_displacement else None,
+        registration=registration,
+        cpu_seconds=cpu_seconds,
     )

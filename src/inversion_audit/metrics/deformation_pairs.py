@@ -4,7 +4,8 @@ A registration with one ITK thread and a fixed seed is bit-reproducible; with tw
 the affine stage's metric varies from call to call (a pair's mean displacement moved from
 4.09 to 5.16 mm between two runs, docs/benchmarks.md). Two single-threaded registrations in
 parallel child processes are as fast on 2 cores as one two-threaded registration at a time,
-so the study's scoring runs them this way.
+so the study's scoring runs them this way. greedy (``registration="greedy"``) runs the same
+way: one ITK thread (``-threads 1``) and a fixed seed per registration.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from ..io import Volume
 from ..progress import ProgressCallback, report
 from .deformation import DeformationResult, Preset, deformation
+from .registration import check_registration
 
 __all__ = ["register_pairs"]
 
@@ -34,6 +36,7 @@ def register_pairs(
     progress: ProgressCallback | None = None,
     stage: str = "deformation",
     isolated: bool | None = None,
+    registration: str = "ants",
 ) -> tuple[dict[tuple[int, int], DeformationResult], dict[tuple[int, int], str]]:
     """Register ``moving[a]`` to ``fixed[b]`` for every ``(a, b)`` in ``pairs``.
 
@@ -43,8 +46,11 @@ def register_pairs(
     the thread count of its first registration here, so one thread is guaranteed only
     when that was one too. Returns the results and, separately, the pairs whose
     registration failed (message per pair); ``progress`` is called after each pair and
-    may raise to cancel (pending pairs are dropped).
+    may raise to cancel (pending pairs are dropped). ``registration`` picks the backend
+    (``"ants"`` or ``"greedy"``, :data:`~.registration.REGISTRATION_BACKENDS`); an unknown one,
+    or greedy with the ``paper`` preset, is refused before any registration.
     """
+    check_registration(registration, preset)
     masks = list(fixed_masks) if fixed_masks is not None else [None] * len(fixed)
     isolated = workers > 1 if isolated is None else isolated
 
@@ -59,6 +65,7 @@ def register_pairs(
             threads=1,
             seed=seed,
             isolated=isolated,
+            registration=registration,
         )
 
     results: dict[tuple[int, int], DeformationResult] = {}

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from ..errors import StudyError
 from ..study.index import SCORE_COLUMNS, StudyIndex
-from ..study.layout import StudyPaths, run_name
-from ..study.score_files import read_scores
+from ..study.layout import run_name
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -61,9 +60,9 @@ def read_study_scores(study_dir: str | os.PathLike[str]) -> dict[str, RunScores]
 
     Raises :class:`StudyError` naming the file when it is missing, malformed or empty.
     """
-    path = StudyPaths(study_dir).scores
+    study = StudyIndex(study_dir)
     runs: dict[str, RunScores] = {}
-    for row in read_scores(path):
+    for row in study.score_table():
         run = run_name(row["arch"], row["variant"], row["threat_model"], row["defence"])
         rs = runs.setdefault(run, RunScores(run, row["variant"]))
         rid, cid = row["reconstruction_id"], row["candidate_id"]
@@ -72,7 +71,7 @@ def read_study_scores(study_dir: str | os.PathLike[str]) -> dict[str, RunScores]
         if row["metric"] == "ssim" and math.isfinite(row["value"]):
             rec.ssim[cid] = row["value"]
     if not runs:
-        raise StudyError(f"{path}: no scores")
+        raise StudyError(f"{study.paths.scores}: no scores")
     return runs
 
 
@@ -80,7 +79,7 @@ def reconstruction_file(
     study_dir: str | os.PathLike[str], run: str, reconstruction_id: str
 ) -> Path:
     """``STUDY/reconstructions/<run>/<id>_recon_pre.nii.gz`` (preprocessed grid)."""
-    return StudyPaths(study_dir).reconstruction(run, reconstruction_id, "preprocessed")
+    return StudyIndex(study_dir).paths.reconstruction(run, reconstruction_id, "preprocessed")
 
 
 def candidate_file(study_dir: str | os.PathLike[str], variant: str, candidate_id: str) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CohortError, ConfigError
+from ..study.layout import StudyPaths
 from .blind import BlindCase, BlindDesign, questions_for
 from .cases import RunScores, candidate_file, read_study_scores, reconstruction_file
 from .recurrence import RECURRENCE, recurrence_summary
@@ -304,7 +305,7 @@ def create_design(
     if quality_only_cases and "anatomy" not in questions:
         raise ConfigError("quality-only cases need the 'anatomy' question")
 
-    scores_path = study / "scores" / "scores.csv"
+    scores_path = StudyPaths(study).scores
     runs = read_study_scores(study)
     rs = _choose_run(runs, run, scores_path)
     rng = np.random.default_rng(seed)

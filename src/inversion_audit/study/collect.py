@@ -1,17 +1,18 @@
-"""The study's tables on disk: score parts, the concatenated ``scores.csv``, rankings."""
+"""The study's records written once its runs are scored: score parts, the concatenated
+``scores.csv``, and the holdout record (``holdout.json``). The rankings are :mod:`.rankings`'."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..io import atomic_write_text
+from ..io import atomic_write_json, atomic_write_text
 from .layout import SCORE_COLUMNS, StudyPaths
 from .score_files import legacy_threat
 
-__all__ = ["write_scores", "concatenate_scores", "write_rankings"]
+__all__ = ["write_scores", "concatenate_scores", "write_holdout_ids"]
 
 
 def write_scores(path: Path, rows: Iterable[tuple]) -> Path:
@@ -27,7 +28,7 @@ def write_scores(path: Path, rows: Iterable[tuple]) -> Path:
 def concatenate_scores(paths: StudyPaths, wanted: set[str]) -> Path:
     """``scores/scores.csv``: the rows of the score parts named in ``wanted``, in name order
     (a part written before the ``defence`` column gets it, see :func:`.legacy_threat`)."""
-    parts = sorted((paths.root / "scores" / "parts").glob("*.csv"))
+    parts = sorted(paths.score_parts_dir.glob("*.csv"))
     lines = [SCORE_COLUMNS]
     for p in parts:
         if p.name in wanted:
@@ -41,13 +42,12 @@ def concatenate_scores(paths: StudyPaths, wanted: set[str]) -> Path:
     return atomic_write_text(paths.scores, buf.getvalue())
 
 
-def write_rankings(paths: StudyPaths, summary: dict) -> None:
-    """``rankings/<run>.csv``: rank of the true original and the top-1 candidate per metric."""
-    for run, entry in summary["runs"].items():
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["reconstruction_id", "metric", "rank_of_true_match", "top1_candidate"])
-        for metric, t in entry["table3"].items():
-            for rid, rank in t["ranks"].items():
-                w.writerow([rid, metric, rank, t["top1_candidates"][rid]])
-        atomic_write_text(paths.rankings(run), buf.getvalue())
+def write_holdout_ids(
+    paths: StudyPaths, ids: Iterable[str], assignment: Mapping[int, Iterable[str]]
+) -> Path:
+    """Record the non-member ids and the fold that reconstructs each (``holdout.json``, read
+    back by :func:`.index.read_holdout_ids`)."""
+    return atomic_write_json(
+        paths.holdout,
+        {"holdout": sorted(ids), "fold_of": {s: k for k, ids_ in assignment.items() for s in ids_}},
+    )

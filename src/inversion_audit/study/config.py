@@ -1,175 +1,75 @@
-"""The study configuration: a typed, validated TOML file. Unknown keys are errors naming the key."""
+"""The study configuration: a TOML file parsed once into typed, frozen tables.
+
+:func:`load_study_config` reads the file and :func:`study_config_from_dict` builds a
+:class:`StudyConfig`: every table is checked (types, ranges, unknown keys; errors name the
+file and the key) and typed once: the sections ``[study]``, ``[cohort]``, ``[folds]``,
+``[matching]`` (:mod:`.config_sections`), ``[target]``, ``[inversion]``, ``[reid]``
+(:mod:`.config_tables`), ``[[defences]]`` (:mod:`.defences_config`) and ``[model]``
+(:mod:`.model_source`). The seeds of ``[target]``, ``[inversion]``, ``[reid]`` and of the
+defences that draw random numbers are filled from ``study.seed`` where a table gives none,
+here and nowhere else. :func:`apply_overrides` is the one place a front end (the CLI's
+``--device``/``--threads``, napari's Run study) changes a config; ``None`` keeps what the
+config says.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
-import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CohortError, ConfigError
-from ..io.paths import check_subject_id
+from ..data.preprocess_config import PreprocessConfig
+from ..errors import ConfigError
 from ..io.untrusted import read_toml
 from ..matching.pipeline import PIPELINE_METRICS
-from ..models import ARCHITECTURES
-from ..training.config import MAX_SEED
-from .config_types import build_section, check_bounded, check_type
+from ..models import ARCHITECTURES, THREAT_MODELS
+from .config_sections import CohortSection, FoldsSection, MatchingSection, StudySection
+from .config_tables import InversionTable, ReidTable, TargetTable
+from .config_types import build_section, check_type
+from .defences_config import DefenceSpec, parse_defences
+from .model_source import ModelSource, parse_model_source
 
 __all__ = [
     "StudyConfig",
-    "apply_overrides",
+    "StudySection",
     "CohortSection",
     "FoldsSection",
     "MatchingSection",
+    "TargetTable",
+    "InversionTable",
+    "ReidTable",
+    "apply_overrides",
     "load_study_config",
     "dump_study_config",
+    "registration_workers",
     "check_folds",
     "missing_cohort",
     "VARIANTS",
 ]
 
+#: the study's variants: the private scans with their skull stripped, or as acquired
 VARIANTS = ("skull-stripped", "with-skull")
 #: the target architectures a study may train (models.ARCHITECTURES, listed once)
 ARCHS = tuple(ARCHITECTURES)
-THREAT_MODELS = ("bottleneck", "bottleneck+skips")
-#: the paper's metrics, then opt-in ones: SSIM and correlation inside each candidate's brain
-#: (its labels > 0), which the whole-grid background does not dominate
-#: and the learned re-identifier "reid", trained per fold and run on the attack set ([reid] table)
+#: the paper's metrics, then opt-in ones (``matching.pipeline.PIPELINE_METRICS``, listed once)
 METRICS = PIPELINE_METRICS
 
 
 @dataclass(frozen=True)
-class StudySection:
-    name: str = "study"
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            raise ConfigError(f"study.device must be auto|cpu|cuda|mps, got {self.device!r}")
-        check_bounded("study.seed", self.seed, 0, MAX_SEED)
-        check_bounded("study.threads", self.threads, 1, 4096)
-        if not 0 < len(self.name) <= 200:
-            raise ConfigError("study.name must be 1 to 200 characters")
-
-
-@dataclass(frozen=True)
-class CohortSection:
-    """Where the subjects come from. ``path = "sample"`` is the bundled synthetic cohort."""
-
-    path: str = "sample"
-    image_pattern: str = "{id}_T1.nii.gz"
-    labels_pattern: str = "{id}_seg.nii.gz"
-    n_subjects: int | None = None
-    subjects: list[str] | None = None
-    attack_path: str | None = None
-    sample_n: int = 40
-    sample_seed: int = 0
-    #: the non-member control (issue 18): ids outside the protocol, a count, or a folder
-    holdout: list[str] | None = None
-    holdout_n: int | None = None
-    holdout_path: str | None = None
-
-    def __post_init__(self) -> None:
-        check_bounded("cohort.n_subjects", self.n_subjects, 1, 10**6)
-        check_bounded("cohort.holdout_n", self.holdout_n, 1, 10**6)
-        given = [
-            k for k in ("holdout", "holdout_n", "holdout_path") if getattr(self, k) is not None
-        ]
-        if len(given) > 1:
-            raise ConfigError(f"cohort: give one of {', '.join(given)}, not several")
-        if self.holdout is not None:
-            if not 0 < len(self.holdout) <= 10**6 or len(set(self.holdout)) != len(self.holdout):
-                raise ConfigError("cohort.holdout must list 1 to 1,000,000 distinct ids")
-            try:
-                for sid in self.holdout:
-                    check_subject_id(sid, "cohort.holdout")
-            except CohortError as exc:
-                raise ConfigError(str(exc)) from None
-            if self.subjects is not None and set(self.holdout) & set(self.subjects):
-                clash = sorted(set(self.holdout) & set(self.subjects))[0]
-                raise ConfigError(
-                    f"cohort.holdout: {clash!r} is also in cohort.subjects; a holdout subject "
-                    "must train neither the target nor the decoder"
-                )
-        check_bounded("cohort.sample_n", self.sample_n, 1, 10**4)
-        check_bounded("cohort.sample_seed", self.sample_seed, 0, MAX_SEED)
-        for key in ("path", "attack_path", "image_pattern", "labels_pattern", "holdout_path"):
-            value = getattr(self, key)
-            if value is not None and not 0 < len(value) <= 4096:
-                raise ConfigError(f"cohort.{key} must be 1 to 4096 characters")
-        for key in ("image_pattern", "labels_pattern"):
-            if getattr(self, key).count("{id}") != 1:
-                raise ConfigError(
-                    f"cohort.{key} must contain {{id}} once, got {getattr(self, key)!r}"
-                )
-        if self.subjects is not None:
-            if len(self.subjects) > 10**6:
-                raise ConfigError("cohort.subjects lists more than 1,000,000 ids")
-            try:
-                for sid in self.subjects:
-                    check_subject_id(sid, "cohort.subjects")
-            except CohortError as exc:
-                raise ConfigError(str(exc)) from None
-
-
-@dataclass(frozen=True)
-class FoldsSection:
-    n_folds: int = 4
-    seed: int = 0
-    run_folds: list[int] | None = None
-
-    def __post_init__(self) -> None:
-        check_bounded("folds.seed", self.seed, 0, MAX_SEED)
-        if self.n_folds < 2:
-            raise ConfigError(f"folds.n_folds must be >= 2, got {self.n_folds}")
-        check_bounded("folds.n_folds", self.n_folds, 2, 10**4)
-        for k in self.run_folds or ():
-            if not 0 <= k < self.n_folds:
-                raise ConfigError(f"folds.run_folds: fold {k} is not in 0..{self.n_folds - 1}")
-
-
-@dataclass(frozen=True)
-class MatchingSection:
-    metrics: list[str] = field(
-        default_factory=lambda: ["ssim", "correlation", "psnr", "deformation", "dice"]
-    )
-    top_k: int = 5
-    deformation_preset: str = "fast"
-    scheduler: str | None = None
-    n_workers: int | None = None
-
-    def __post_init__(self) -> None:
-        for m in self.metrics:
-            if m not in METRICS:
-                raise ConfigError(
-                    f"matching.metrics: unknown metric {m!r} (allowed: {', '.join(METRICS)})"
-                )
-        if "ssim" not in self.metrics:
-            raise ConfigError(
-                "matching.metrics must include 'ssim' (deformation runs on the SSIM top-k)"
-            )
-        if self.deformation_preset not in ("paper", "fast"):
-            raise ConfigError(
-                f"matching.deformation_preset must be paper|fast, got {self.deformation_preset!r}"
-            )
-        if self.top_k < 1:
-            raise ConfigError(f"matching.top_k must be >= 1, got {self.top_k}")
-        check_bounded("matching.top_k", self.top_k, 1, 10**6)
-        check_bounded("matching.n_workers", self.n_workers, 1, 4096)
-
-
-@dataclass(frozen=True)
 class StudyConfig:
-    """All settings of one audit study.
+    """All settings of one audit study, each table typed and frozen.
 
-    ``target`` and ``inversion`` are passed to the attack's ``TargetConfig`` /
-    ``InversionConfig`` (which validate their own keys); ``archs`` and
-    ``threat_models`` select the runs. ``preprocess`` holds settings shared by the
-    variants and ``variant_preprocess`` per-variant overrides.
+    ``archs``, ``variants`` and ``threat_models`` select the runs; ``target``, ``inversion``
+    and ``reid`` give each run's settings (``target.config(arch)``,
+    ``inversion.config(threat_model)``, ``reid.settings``); ``preprocess`` holds settings
+    shared by the variants and ``variant_preprocess`` per-variant overrides (as written;
+    :meth:`preprocess_config` gives a variant's typed settings); ``defences`` the
+    ``[[defences]]`` tables; ``model`` the external model audited instead of training
+    targets (``None``: the paper's protocol).
     """
 
     study: StudySection = field(default_factory=StudySection)
@@ -180,15 +80,19 @@ class StudyConfig:
     threat_models: list[str] = field(default_factory=lambda: ["bottleneck"])
     preprocess: dict = field(default_factory=dict)
     variant_preprocess: dict = field(default_factory=dict)
-    target: dict = field(default_factory=dict)
-    inversion: dict = field(default_factory=dict)
+    target: TargetTable = field(default_factory=lambda: TargetTable.parse({}))
+    inversion: InversionTable = field(default_factory=lambda: InversionTable.parse({}))
     matching: MatchingSection = field(default_factory=MatchingSection)
-    reid: dict = field(default_factory=dict)
-    #: ``[[defences]]``: each defence and its strengths (``study.defences_config``)
-    defences: list[dict] = field(default_factory=list)
-    #: ``[model]``: audit an external model instead of training targets (``study.model_source``)
-    model: dict = field(default_factory=dict)
+    reid: ReidTable = field(default_factory=lambda: ReidTable.parse({}))
+    #: ``[[defences]]``: each defence and its strengths
+    defences: tuple[DefenceSpec, ...] = ()
+    #: ``[model]``: audit an external model instead of training targets
+    model: ModelSource | None = None
     source: str | None = None
+    #: each configured variant's preprocessing, built once
+    _pre: Mapping[str, PreprocessConfig] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         for key, allowed in (
@@ -201,58 +105,51 @@ class StudyConfig:
                     f"{key} is empty: name at least one of {', '.join(allowed)} "
                     "(an empty list would run nothing)"
                 )
-        for v in self.variants:
-            if v not in VARIANTS:
-                raise ConfigError(
-                    f"variants: unknown variant {v!r} (allowed: {', '.join(VARIANTS)})"
-                )
-        for a in self.archs:
-            if a not in ARCHS:
-                raise ConfigError(
-                    f"archs: unknown architecture {a!r} (allowed: {', '.join(ARCHS)})"
-                )
-        for t in self.threat_models:
-            if t not in THREAT_MODELS:
-                raise ConfigError(
-                    f"threat_models: unknown threat model {t!r} (allowed: {', '.join(THREAT_MODELS)})"
-                )
+            for name in getattr(self, key):
+                if name not in allowed:
+                    what = {"variants": "variant", "archs": "architecture"}.get(key, "threat model")
+                    raise ConfigError(
+                        f"{key}: unknown {what} {name!r} (allowed: {', '.join(allowed)})"
+                    )
         for v in self.variant_preprocess:
             if v not in VARIANTS:
                 raise ConfigError(
                     f"unknown key 'variant_preprocess.{v}' (allowed: {', '.join(VARIANTS)})"
                 )
-        # validate nested configs early so a typo fails before any training
-        multiple = self.target_config("unet").multiple
-        for v in sorted({*self.variants, *self.variant_preprocess}):
-            divisible_by = self.preprocess_config(v).divisible_by
-            if divisible_by % multiple:
+        # the seeds, filled once: a table's own, else the study's
+        seed = self.study.seed
+        object.__setattr__(self, "target", self.target.with_seed(seed))
+        object.__setattr__(self, "inversion", self.inversion.with_seed(seed))
+        object.__setattr__(self, "reid", self.reid.with_seed(seed))
+        object.__setattr__(self, "defences", tuple(d.with_seed(seed) for d in self.defences))
+        multiple = self.target.settings.multiple
+        pre = {
+            v: self._build_preprocess(v)
+            for v in VARIANTS
+            if v in {*self.variants, *self.variant_preprocess}
+        }
+        for v, cfg in sorted(pre.items()):
+            if cfg.divisible_by % multiple:
                 raise ConfigError(
-                    f"preprocess.divisible_by = {divisible_by} ({v}) is not a multiple of the "
+                    f"preprocess.divisible_by = {cfg.divisible_by} ({v}) is not a multiple of the "
                     f"target's pool_size ** depth = {multiple}"
                 )
-        self.inversion_config("bottleneck")
-        self.reid_config()
-        from .defences_config import parse_defences
+        object.__setattr__(self, "_pre", pre)
 
-        parse_defences(self.defences)
-        from .model_source import parse_model_source
-
-        parse_model_source(self.model)
-
-    def preprocess_config(self, variant: str):
+    def preprocess_config(self, variant: str) -> PreprocessConfig:
         """The :class:`PreprocessConfig` of a variant (skull stripping set by the variant)."""
-        from ..data.preprocess import PreprocessConfig
+        if variant in self._pre:
+            return self._pre[variant]
+        return self._build_preprocess(variant)
 
-        data = {**self.preprocess, **self.variant_preprocess.get(variant, {})}
+    def _build_preprocess(self, variant: str) -> PreprocessConfig:
+        own = self.variant_preprocess.get(variant, {})
+        data = {**self.preprocess, **own}
         data.setdefault("skull_strip", "labels" if variant == "skull-stripped" else "none")
-        data.setdefault("divisible_by", self.target_config("unet").multiple)
+        data.setdefault("divisible_by", self.target.settings.multiple)
         for key in data:
             if key not in {f.name for f in dataclasses.fields(PreprocessConfig)}:
-                where = (
-                    f"variant_preprocess.{variant}"
-                    if key in self.variant_preprocess.get(variant, {})
-                    else "preprocess"
-                )
+                where = f"variant_preprocess.{variant}" if key in own else "preprocess"
                 raise ConfigError(f"unknown key '{where}.{key}'")
         for key in ("spacing", "shape", "percentiles"):
             if isinstance(data.get(key), list):
@@ -261,54 +158,33 @@ class StudyConfig:
             return PreprocessConfig(**data)
         except ConfigError as exc:  # name the table the bad value came from
             message = str(exc)
-            own = self.variant_preprocess.get(variant, {})
             for key in own:
                 if message.startswith(f"preprocess.{key} "):
                     message = f"variant_preprocess.{variant}.{message.removeprefix('preprocess.')}"
             raise ConfigError(message) from None
 
-    def target_config(self, arch: str):
-        from ..training import TargetConfig
-
-        return _nested(
-            TargetConfig,
-            {**self.target, "arch": arch, "seed": self.target.get("seed", self.study.seed)},
-            "target",
-        )
-
-    def inversion_config(self, threat_model: str):
-        from ..attack import InversionConfig
-
-        data = {
-            **self.inversion,
-            "threat_model": threat_model,
-            "seed": self.inversion.get("seed", self.study.seed),
-        }
-        return _nested(InversionConfig, data, "inversion")
-
-    def reid_config(self):
-        """The :class:`~inversion_audit.matching.reid.ReidConfig` of the ``[reid]`` table."""
-        from ..matching.reid import ReidConfig
-
-        data = {**self.reid, "seed": self.reid.get("seed", self.study.seed)}
-        return _nested(ReidConfig, data, "reid")
-
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("source", None)
-        if not d["model"]:
-            d.pop("model")
-        if not d["defences"]:
-            d.pop("defences")
+        """The config as written (``config.toml``, ``provenance.json``): every section's
+        fields, each other table as its file wrote it."""
+        d: dict[str, Any] = {
+            "study": dataclasses.asdict(self.study),
+            "cohort": dataclasses.asdict(self.cohort),
+            "folds": dataclasses.asdict(self.folds),
+            "variants": list(self.variants),
+            "archs": list(self.archs),
+            "threat_models": list(self.threat_models),
+            "preprocess": copy.deepcopy(self.preprocess),
+            "variant_preprocess": copy.deepcopy(self.variant_preprocess),
+            "target": self.target.to_dict(),
+            "inversion": self.inversion.to_dict(),
+            "matching": self.matching.to_dict(),
+            "reid": self.reid.to_dict(),
+        }
+        if self.defences:
+            d["defences"] = [spec.to_dict() for spec in self.defences]
+        if self.model is not None:
+            d["model"] = self.model.to_dict()
         return _drop_none(d)
-
-
-def _nested(cls, data: dict, name: str):
-    try:
-        return cls.from_dict(data)
-    except ConfigError as exc:
-        msg = str(exc)
-        raise ConfigError(msg if f"{name}." in msg else f"[{name}] {msg}") from exc
 
 
 def _drop_none(obj):
@@ -325,21 +201,22 @@ _SECTIONS = {
     "folds": FoldsSection,
     "matching": MatchingSection,
 }
-_PLAIN = {
-    "variants",
-    "archs",
-    "threat_models",
-    "preprocess",
-    "variant_preprocess",
-    "target",
-    "inversion",
-    "defences",
-    "model",
-    "reid",
+#: the other tables: their TOML type, and how each is parsed
+_TABLES: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "target": (dict, TargetTable.parse),
+    "inversion": (dict, InversionTable.parse),
+    "reid": (dict, ReidTable.parse),
+    "defences": (list[dict], lambda value: tuple(parse_defences(value))),
+    "model": (dict, parse_model_source),
 }
-
-
-_PLAIN_TYPES = typing.get_type_hints(StudyConfig)
+#: top-level keys kept as written
+_PLAIN = {
+    "variants": list[str],
+    "archs": list[str],
+    "threat_models": list[str],
+    "preprocess": dict,
+    "variant_preprocess": dict,
+}
 
 
 def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig:
@@ -349,16 +226,19 @@ def study_config_from_dict(data: dict, source: str | None = None) -> StudyConfig
         for key, value in data.items():
             if key in _SECTIONS:
                 kwargs[key] = build_section(_SECTIONS[key], value, key)
+            elif key in _TABLES:
+                tp, parse = _TABLES[key]
+                check_type(value, tp, key)
+                kwargs[key] = parse(value)
             elif key in _PLAIN:
-                check_type(value, _PLAIN_TYPES[key], key)
+                check_type(value, _PLAIN[key], key)
                 if key == "variant_preprocess":
                     for variant, table in value.items():
                         check_type(table, dict, f"variant_preprocess.{variant}")
-                kwargs[key] = value
+                kwargs[key] = copy.deepcopy(value)
             else:
-                raise ConfigError(
-                    f"unknown key '{key}' (allowed: {', '.join(sorted([*_SECTIONS, *_PLAIN]))})"
-                )
+                allowed = sorted([*_SECTIONS, *_TABLES, *_PLAIN])
+                raise ConfigError(f"unknown key '{key}' (allowed: {', '.join(allowed)})")
         config = StudyConfig(**kwargs, source=source)
         cohort = data.get("cohort")
         if not isinstance(cohort, dict) or "path" not in cohort:
@@ -385,12 +265,31 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
 def apply_overrides(
     config: StudyConfig, device: str | None = None, threads: int | None = None
 ) -> StudyConfig:
-    """``config`` with the CLI's or napari's ``device``/``threads`` in ``[study]``; ``None``
-    keeps what the config says. The one place either front end overrides a config."""
-    changes = {k: v for k, v in (("device", device), ("threads", threads)) if v is not None}
-    if not changes:
+    """``config`` with the CLI's or napari's ``device`` and ``threads``; ``None`` keeps what
+    the config says. The one place either front end overrides a config.
+
+    ``threads`` is torch's CPU threads (``study.threads``) and the registrations run at once
+    (``matching.threads``): a front end's thread count holds for the whole study.
+    """
+    study = {k: v for k, v in (("device", device), ("threads", threads)) if v is not None}
+    if not study:
         return config
-    return dataclasses.replace(config, study=dataclasses.replace(config.study, **changes))
+    changes: dict[str, Any] = {"study": dataclasses.replace(config.study, **study)}
+    if threads is not None:
+        changes["matching"] = dataclasses.replace(config.matching, threads=threads)
+    return dataclasses.replace(config, **changes)
+
+
+def registration_workers(config: StudyConfig) -> int:
+    """The registrations the score stage runs at once, each with one ITK thread:
+    ``matching.threads``, or with ``"auto"`` ``study.threads`` when set, else every core this
+    process may use (:func:`~inversion_audit.devices.resolve_threads`)."""
+    from ..devices import resolve_threads
+
+    threads = config.matching.threads
+    if threads == "auto" and config.study.threads is not None:
+        threads = config.study.threads
+    return resolve_threads(threads)
 
 
 def check_folds(config: StudyConfig, n_subjects: int) -> None:

@@ -22,28 +22,33 @@ Each (defence, strength[, knows_domain]) is one *setting*; each setting is one m
 of the study per (fold, variant, arch, threat model), named
 ``<arch>_<variant>_<threat>_<tag>`` with tags like ``latent-noise-0.5``,
 ``latent-noise-q8`` (quantisation to 8 levels), ``dp-sgd-1`` or ``obfuscation-8-known``.
+Latent noise and obfuscation draw random numbers with the table's ``seed``, else the study's
+(filled once when the config is read).
 Standard library only (the GUI parses run names without torch).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..defences import DEFENCE_KINDS
 from ..errors import ConfigError
 
 __all__ = [
     "DEFENCE_KINDS",
     "DefenceSetting",
     "DefenceSpec",
+    "all_settings",
     "defence_settings",
     "parse_defence_tag",
     "parse_defences",
 ]
-
-from ..defences import DEFENCE_KINDS
 
 #: kind -> keys allowed beside ``kind`` and ``strengths`` (with their types)
 _PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
@@ -66,8 +71,11 @@ _PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     },
 }
 
+#: the kinds whose settings draw random numbers (``seed``: ``study.seed`` unless given)
+SEEDED = tuple(kind for kind in DEFENCE_KINDS if "seed" in _PARAMS[kind])
+
 _TAG = re.compile(
-    r"^(dp-sgd|latent-noise|obfuscation)-(q?)([0-9][0-9.e+-]*?)(?:-(known|unknown))?$"
+    rf"^({'|'.join(map(re.escape, DEFENCE_KINDS))})-(q?)([0-9][0-9.e+-]*?)(?:-(known|unknown))?$"
 )
 
 
@@ -80,7 +88,8 @@ def format_strength(value: float) -> str:
 class DefenceSetting:
     """One defended setting: a defence at one strength (and, for obfuscation, one attacker).
 
-    ``params`` holds the kind's other keys from the config (e.g. ``max_grad_norm``).
+    ``params`` holds the kind's other keys from the config (e.g. ``max_grad_norm``), with
+    ``seed`` filled for the kinds that draw random numbers (:data:`SEEDED`).
     ``knows_domain`` is ``None`` except for obfuscation.
     """
 
@@ -121,26 +130,42 @@ class DefenceSetting:
         """The ``target.dp`` table of a DP-SGD setting."""
         return {"noise_multiplier": self.strength, **self.params}
 
-    def latent_noise(self, seed: int) -> dict[str, Any]:
+    def latent_noise(self) -> dict[str, Any]:
         """``LatentNoise`` keyword arguments of a latent-noise setting."""
-        seed = self.params.get("seed", seed)
+        seed = self.params.get("seed", 0)
         if self.quantise:
             return {"sigma": 0.0, "levels": int(self.strength), "seed": seed}
         return {"sigma": self.strength, "levels": self.params.get("levels"), "seed": seed}
 
-    def obfuscation(self, seed: int) -> dict[str, Any]:
+    def obfuscation(self) -> dict[str, Any]:
         """``ObfuscationConfig`` keyword arguments of an obfuscation setting."""
         out = {k: v for k, v in self.params.items() if k != "knows_domain"}
-        return {"levels": int(self.strength), "seed": seed, **out}
+        return {"levels": int(self.strength), "seed": 0, **out}
 
 
 @dataclass(frozen=True)
 class DefenceSpec:
-    """One ``[[defences]]`` table: a kind, its strengths, its other settings."""
+    """One ``[[defences]]`` table: a kind, its strengths, its other settings, and the table
+    as its file wrote it (``written``; ``None``: built in code), which ``config.toml`` records."""
 
     kind: str
     strengths: tuple[float, ...]
     params: dict[str, Any] = field(default_factory=dict)
+    written: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def with_seed(self, seed: int) -> DefenceSpec:
+        """The spec with ``seed`` in its params where its kind draws random numbers and its
+        table gives none."""
+        given = self.params if self.written is None else self.written
+        if self.kind not in SEEDED or "seed" in given:
+            return self
+        return dataclasses.replace(self, params={**self.params, "seed": seed})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as ``config.toml`` records it."""
+        if self.written is not None:
+            return copy.deepcopy(dict(self.written))
+        return {"kind": self.kind, "strengths": list(self.strengths), **self.params}
 
     def settings(self) -> list[DefenceSetting]:
         """Every setting of this defence, in strength order as configured."""
@@ -184,7 +209,7 @@ def _check_spec(k: int, table: Any) -> DefenceSpec:
         ):
             raise ConfigError(f"{where}.{key} has the wrong type: {value!r}")
         params[key] = value
-    spec = DefenceSpec(kind, tuple(float(s) for s in strengths), params)
+    spec = DefenceSpec(kind, tuple(float(s) for s in strengths), params, copy.deepcopy(table))
     _check_values(where, spec)
     return spec
 
@@ -209,7 +234,7 @@ def _check_values(where: str, spec: DefenceSpec) -> None:
 
         for setting in spec.settings():
             try:
-                ObfuscationConfig(**setting.obfuscation(0))
+                ObfuscationConfig(**setting.obfuscation())
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
     else:
@@ -222,13 +247,15 @@ def _check_values(where: str, spec: DefenceSpec) -> None:
                 raise ConfigError(f"{where}: {exc}") from None
 
 
-def parse_defences(value: Any) -> list[DefenceSpec]:
-    """Validate the ``defences`` list of a study config; errors name ``defences[k].key``."""
+def parse_defences(value: Any, seed: int = 0) -> list[DefenceSpec]:
+    """Validate the ``defences`` list of a study config; errors name ``defences[k].key``.
+    ``seed`` is the seed of the kinds that draw random numbers where a table gives none (a
+    study's is its ``study.seed``)."""
     if value is None:
         return []
     if not isinstance(value, list):
         raise ConfigError("defences must be a list of tables ([[defences]])")
-    specs = [_check_spec(k, table) for k, table in enumerate(value)]
+    specs = [_check_spec(k, table).with_seed(seed) for k, table in enumerate(value)]
     tags = [s.tag for spec in specs for s in spec.settings()]
     repeated = sorted({t for t in tags if tags.count(t) > 1})
     if repeated:
@@ -236,9 +263,14 @@ def parse_defences(value: Any) -> list[DefenceSpec]:
     return specs
 
 
-def defence_settings(value: Any) -> list[DefenceSetting]:
-    """Every setting of a ``defences`` list, in config order."""
-    return [s for spec in parse_defences(value) for s in spec.settings()]
+def all_settings(specs: Iterable[DefenceSpec]) -> list[DefenceSetting]:
+    """Every setting of parsed ``[[defences]]`` tables, in config order."""
+    return [s for spec in specs for s in spec.settings()]
+
+
+def defence_settings(value: Any, seed: int = 0) -> list[DefenceSetting]:
+    """Every setting of a ``defences`` list (TOML tables), in config order."""
+    return all_settings(parse_defences(value, seed))
 
 
 def parse_defence_tag(tag: str) -> tuple[str, float, bool, bool | None]:

@@ -24,17 +24,10 @@ from .context import StudyContext
 from .network import Network, obfuscation_config, vae_path
 from .plan import Run, StudyPlan
 
-__all__ = ["train_vae", "utility", "utility_path", "UTILITY_DIR"]
+__all__ = ["train_vae", "utility"]
 
-UTILITY_DIR = "utility"
 # the ObfuscationConfig fields the VAE depends on (the mapping's levels and bins are not)
 VAE_KEYS = ("seed", "vae_filters", "vae_latent", "vae_epochs", "vae_lr", "vae_beta")
-
-
-def utility_path(study_root: Path, arch: str, variant: str, fold: int, tag: str | None) -> Path:
-    """``utility/<arch>_<variant>[_<tag>]_fold<k>.json``."""
-    name = f"{arch}_{variant}" + (f"_{tag}" if tag else "")
-    return Path(study_root) / UTILITY_DIR / f"{name}_fold{fold}.json"
 
 
 def train_vae(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold) -> str:
@@ -42,7 +35,7 @@ def train_vae(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold) -> str:
     from ..defences.obfuscation import train_vae as train
     from ..defences.vae_io import VAE_FORMAT, save_vae
 
-    cfg = obfuscation_config(plan, run.defence)
+    cfg = obfuscation_config(run.defence)
     pcfg = ctx.fold_pre_config(plan, run.variant, fold)
     attack_ids, attack_cohort = plan.attack_ids(fold)
     vae_settings = {k: v for k, v in cfg.__dict__.items() if k in VAE_KEYS}
@@ -74,8 +67,8 @@ def utility(
     from ..training.target import apply_label_map
 
     tag = run.defence.tag if run.defence else None
-    path = utility_path(ctx.paths.root, run.arch, run.variant, fold.index, tag)
-    label_map = plan.config.target_config(run.arch).label_map
+    path = ctx.paths.utility(run.arch, run.variant, fold.index, tag or "")
+    label_map = plan.config.target.settings.label_map
     pcfg = ctx.fold_pre_config(plan, run.variant, fold)
     holdout = plan.holdout_of(fold)
     target_path = ctx.paths.target(run.arch, run.target_variant, fold.index)

@@ -8,7 +8,7 @@ inversion decoder is trained against the frozen external network, the members an
 holdout are reconstructed, and every reconstruction is scored against every candidate in
 one gallery, as in the paper's runs. The run is named ``external_<variant>_<threat>`` (fold 0);
 ``external_model.json`` records the model, its tapped latent and where the preprocessing
-differs from the model's own; the report shows it. With the ``dice`` metric, the model's
+differs from the model's own (:attr:`~.layout.StudyPaths.external_record`); the report shows it. With the ``dice`` metric, the model's
 own segmentation is scored (Dice of members and holdout, the membership signal 1 - Dice)
 when its output classes are the config's (``target.label_map``: background + groups), and
 recorded as not comparable otherwise.
@@ -17,14 +17,12 @@ recorded as not comparable otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data import Fold
-from ..errors import ConfigError, StudyError
-from ..io.untrusted import read_json
+from ..errors import ConfigError
 from .config import StudyConfig
-from .model_source import model_path, parse_model_source
+from .model_source import ModelSource, model_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,17 +34,14 @@ if TYPE_CHECKING:
     from .plan import StudyPlan
     from .resolved import StudyInputs
 
-__all__ = ["RECORD", "load_models", "own_segmentation", "external_markdown"]
-
-RECORD = "external_model.json"
+__all__ = ["load_models", "own_segmentation"]
 
 
-def _load(config: StudyConfig, grid: tuple[int, ...] | None, variant: str) -> ExternalModel:
+def _load(config: StudyConfig, source: ModelSource, grid: tuple[int, ...] | None) -> ExternalModel:
     """The external model on the variant's grid (nnU-Net's own preprocessing replaces the
     study's in the plan)."""
     from ..models.external import load_external
 
-    source = parse_model_source(config.model)
     path = model_path(source.path, config.source)
     where = config.source or "config"
     if not path.exists():
@@ -76,9 +71,9 @@ def _load(config: StudyConfig, grid: tuple[int, ...] | None, variant: str) -> Ex
 def load_models(config: StudyConfig, inputs: StudyInputs) -> Mapping[str, ExternalModel]:
     """With ``[model]``: each variant's external model, loaded and checked on the variant's
     common grid before anything is written (empty without ``[model]``)."""
-    if not config.model:
+    if config.model is None:
         return {}
-    return {v: _load(config, inputs.pre_configs[v].shape, v) for v in config.variants}
+    return {v: _load(config, config.model, inputs.pre_configs[v].shape) for v in config.variants}
 
 
 def _config_classes(
@@ -107,13 +102,12 @@ def own_segmentation(
     import numpy as np
     import torch
 
-    from ..models import ARCHITECTURES
     from ..training import segment
 
     if "dice" not in plan.config.matching.metrics:
         return None, None
     # label_map and n_classes are the [target] table's, whatever the architecture
-    tcfg = plan.config.target_config(next(iter(ARCHITECTURES)))
+    tcfg = plan.config.target.settings
     wanted = _config_classes(plan, ctx, fold, variant, tcfg)
     if wanted is None:
         return None, "not comparable: the cohort has no labels for the members"
@@ -133,40 +127,3 @@ def own_segmentation(
         return np.transpose(segment(target, image, device=ctx.device), back)
 
     return (segment_fn, tcfg.label_map), f"the model's own segmentation ({given} classes)"
-
-
-def external_markdown(study_dir: str | Path) -> list[str]:
-    """The report's "Model audited" section (empty for the paper's protocol)."""
-    path = Path(study_dir) / RECORD
-    if not path.is_file():
-        return []
-    record = read_json(path, StudyError, "external model record")
-    if not isinstance(record, dict):
-        raise StudyError(f"{path}: the external model record must be a JSON object")
-    lines = ["## Model audited", ""]
-    for variant, m in record.items():
-        if not isinstance(m, dict):
-            continue
-        lat = m["latent"]
-        lines.append(
-            f"- {variant}: {m['source']} model {m['network']} ({m['weights_file']}, sha256 "
-            f"{m['weights_sha256']}), input {m['in_channels']} x {' x '.join(map(str, m['grid']))}; "
-            f"latent tapped at module `{lat['module']}`, shape {lat['shape']}"
-            + (f"; skips at {', '.join(f'`{s}`' for s in lat['skips'])}" if lat["skips"] else "")
-        )
-        lines += [f"  - preprocessing differs: {d}" for d in m.get("preprocess_differences", [])]
-        if m.get("dice"):
-            lines.append(f"  - Dice: {m['dice']}")
-    lines += [
-        f"- {record.get('members', '?')} members (the private set), {record.get('attack', '?')} "
-        "attack subjects"
-        + (
-            f", {record['holdout']} non-members (the holdout: reconstructed and ranked with the "
-            "members, trained on by neither the model nor the decoder)"
-            if record.get("holdout")
-            else ""
-        )
-        + "; no k-fold retraining.",
-        "",
-    ]
-    return lines

@@ -1,12 +1,14 @@
 """The one reader of a study folder: runs, reconstructions, candidates, scores, rankings,
-deformation maps, checkpoints and the cohort's location.
+deformation maps, checkpoints, the config, the holdout and the other records, and the
+cohort's location.
 
 Built on :class:`~.layout.StudyPaths` (the runner's layout, ``docs/architecture.md``) and
 :func:`~.layout.parse_run`. Qt-free and torch-free, so the napari widgets, the report
 and the reader study all read studies through it. A reconstruction id is the id of the
 private subject it reconstructs, so its true original is the candidate with the same id.
 Every problem raises :class:`~inversion_audit.errors.StudyError` naming the folder or file.
-The score and ranking tables are parsed by :mod:`.score_files`.
+The score and ranking tables are parsed by :mod:`.score_files`, the JSON records by
+:mod:`.records`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from pathlib import Path
 
 from ..errors import StudyError
 from .layout import SCORE_COLUMNS, StudyPaths, parse_run, run_name
+from .records import (
+    read_external_record,
+    read_holdout_ids,
+    read_reader_study_section,
+    read_utility_records,
+)
 from .score_files import Ranking, ScoreRow, read_rankings, read_scores
 
 __all__ = [
@@ -27,6 +35,7 @@ __all__ = [
     "CandidateScore",
     "StudyIndex",
     "entry_defence",
+    "read_holdout_ids",
 ]
 
 _RECON_PRE = "_recon_pre.nii.gz"
@@ -123,6 +132,13 @@ class StudyIndex:
         """The rows of ``scores/scores.csv`` (empty when the study has none yet)."""
         return read_scores(self.paths.scores) if self.paths.scores.is_file() else []
 
+    def score_table(self) -> list[ScoreRow]:
+        """The rows of ``scores/scores.csv``; raises :class:`StudyError` naming the file when
+        the study has none (not scored yet)."""
+        if not self.paths.scores.is_file():
+            read_scores(self.paths.scores)  # raises, naming the file
+        return self.score_rows
+
     @cached_property
     def scores(self) -> dict[tuple[str, str], dict[str, dict[str, float]]]:
         out: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
@@ -194,12 +210,7 @@ class StudyIndex:
     def holdout_ids(self) -> frozenset[str]:
         """The non-members (``holdout.json``): subjects that trained neither the target nor the
         decoder; empty for a study without a holdout."""
-        from .membership_report import HOLDOUT_FILE, read_holdout_ids
-
-        try:
-            return frozenset(read_holdout_ids(self.root))
-        except (ValueError, OSError) as exc:
-            raise StudyError(f"{self.root / HOLDOUT_FILE}: unreadable ({exc})") from exc
+        return frozenset(read_holdout_ids(self.root))
 
     def is_member(self, entry: ReconstructionEntry) -> bool:
         """Whether the reconstructed subject trained the target (not in the holdout)."""
@@ -214,14 +225,14 @@ class StudyIndex:
         )
 
     def rankings(self, run: str) -> list[Ranking]:
-        """``rankings/<run>.csv`` (written with the report)."""
+        """``rankings/<run>.csv`` (written by the runner once the runs are scored)."""
         return read_rankings(self.paths.rankings(run))
 
     # -- files ------------------------------------------------------------------------------------
     def reconstruction_runs(self) -> list[str]:
         """Runs with a ``reconstructions/<run>/`` folder (folders not named like a run are ignored)."""
         out = []
-        for d in sorted((self.root / "reconstructions").glob("*")):
+        for d in sorted(self.paths.reconstructions_root.glob("*")):
             try:
                 parse_run(d.name)
             except ValueError:
@@ -241,7 +252,7 @@ class StudyIndex:
 
     def variants(self) -> list[str]:
         """Variants with a ``preprocessed/<variant>/`` folder."""
-        return sorted(d.name for d in (self.root / "preprocessed").glob("*") if d.is_dir())
+        return sorted(d.name for d in self.paths.preprocessed_root.glob("*") if d.is_dir())
 
     def candidate_ids(self, variant: str) -> list[str]:
         """The candidate originals of ``preprocessed/<variant>/`` (label maps excluded), sorted."""
@@ -257,23 +268,32 @@ class StudyIndex:
         """``deformation/<run>/<id>__<candidate>_magnitude.nii.gz`` (may not exist)."""
         return self.paths.deformation(run, reconstruction_id, candidate_id)
 
-    def deformation_maps(self, run: str) -> dict[tuple[str, str], Path]:
-        """Every deformation magnitude map of ``run``, keyed ``(reconstruction_id, candidate_id)``."""
-        out = {}
-        suffix = "_magnitude.nii.gz"
-        for f in sorted(self.paths.deformation_dir(run).glob(f"*__*{suffix}")):
-            rid, _, cid = f.name[: -len(suffix)].partition("__")
-            out[(rid, cid)] = f
-        return out
-
-    def checkpoint_files(self, entry: ReconstructionEntry) -> tuple[Path, Path] | None:
-        """Target and inversion checkpoints of the entry's fold, or ``None`` when the fold is unknown."""
+    def checkpoint_files(
+        self, entry: ReconstructionEntry, existing: bool = False
+    ) -> tuple[Path, Path] | None:
+        """Target and inversion checkpoints of the entry's fold, or ``None`` when the fold is
+        unknown (``existing``: also when either file is not in the study)."""
         if entry.fold is None:
             return None
-        return (
+        files = (
             self.paths.target(entry.arch, entry.variant, entry.fold),
             self.paths.inversion(entry.run, entry.fold),
         )
+        return None if existing and not all(f.is_file() for f in files) else files
+
+    # -- volumes ----------------------------------------------------------------------------------
+    def read_candidate(self, variant: str, candidate_id: str):
+        """The candidate original as compared (a :class:`~inversion_audit.io.Volume`), ``None``
+        when the study does not hold it; a damaged file raises ``VolumeError`` naming it."""
+        return _read_volume(self.paths.preprocessed(variant, candidate_id))
+
+    def read_reconstruction(self, run: str, reconstruction_id: str, grid: str = "preprocessed"):
+        """A reconstruction (``grid`` as in :meth:`reconstruction_file`), ``None`` when absent."""
+        return _read_volume(self.paths.reconstruction(run, reconstruction_id, grid))
+
+    def read_deformation(self, run: str, reconstruction_id: str, candidate_id: str):
+        """A pair's deformation magnitude map stored by scoring, ``None`` when absent."""
+        return _read_volume(self.paths.deformation(run, reconstruction_id, candidate_id))
 
     def labels_file(self, variant: str, subject_id: str) -> Path | None:
         """The subject's label map: ``preprocessed/<variant>/<id>_seg.nii.gz`` if the study holds one,
@@ -287,12 +307,31 @@ class StudyIndex:
         labels = cohort[subject_id].labels
         return labels if labels is not None and labels.is_file() else None
 
+    # -- records ----------------------------------------------------------------------------------
+    def external_record(self) -> dict | None:
+        """``external_model.json``: the model audited per variant (``None`` without ``[model]``)."""
+        return read_external_record(self.paths)
+
+    def utility_records(self) -> list[dict]:
+        """The released targets' ``utility/*.json`` records (damaged ones left out)."""
+        return read_utility_records(self.paths)
+
+    def reader_study_section(self) -> list[str]:
+        """The Markdown lines of a reader study's section (empty without one)."""
+        return read_reader_study_section(self.paths)
+
+    def provenance(self) -> dict | None:
+        """``provenance.json`` (``None`` when missing or unreadable)."""
+        from .provenance import read_provenance
+
+        return read_provenance(self.paths.provenance)
+
     # -- configuration and cohort -------------------------------------------------------------------
     def config(self):
         """The study's ``config.toml`` as a :class:`~.config.StudyConfig`."""
         from .config import load_study_config
 
-        path = self.root / "config.toml"
+        path = self.paths.config
         if not path.is_file():
             raise StudyError(f"{path}: study config not found")
         return load_study_config(path)
@@ -307,9 +346,8 @@ class StudyIndex:
         """
         from ..sample_data import SAMPLE_KEYWORD
         from .inputs import cohort_location
-        from .provenance import read_provenance
 
-        inputs = (read_provenance(self.root / "provenance.json") or {}).get("inputs", {})
+        inputs = (self.provenance() or {}).get("inputs", {})
         recorded = inputs.get("attack_cohort" if attack else "cohort")
         if recorded and Path(recorded).exists():
             return Path(recorded)
@@ -339,3 +377,10 @@ class StudyIndex:
             )
         except InversionAuditError:  # a missing cohort only costs the labels layer
             return None
+
+
+def _read_volume(path: Path):
+    """The volume at ``path``, ``None`` when there is no such file."""
+    from ..io import read_volume
+
+    return read_volume(path) if path.is_file() else None

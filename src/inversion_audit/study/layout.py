@@ -9,7 +9,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SCORE_COLUMNS", "StudyPaths", "run_name", "parse_run", "parse_run_name"]
+__all__ = ["HOLDOUT_FILE", "REPORT_KINDS", "SCORE_COLUMNS", "StudyPaths", "run_name", "parse_run"]
+
+#: the non-member ids of a study with a holdout (and the fold that reconstructs each)
+HOLDOUT_FILE = "holdout.json"
+#: the report's files, ``report.<kind>``
+REPORT_KINDS = ("md", "html", "json")
 
 #: columns of the long-format ``scores/scores.csv``
 SCORE_COLUMNS = (
@@ -29,16 +34,6 @@ def run_name(arch: str, variant: str, threat_model: str, defence: str = "") -> s
     """Folder-safe name of one (architecture, variant, threat model[, defence tag]) run."""
     base = f"{arch}_{variant}_{threat_model.replace('+', '-')}"
     return f"{base}_{defence}" if defence else base
-
-
-def parse_run_name(run: str) -> tuple[str, str, str]:
-    """``(arch, variant, threat)`` of a run name, a defended run's threat as the ``threat_model``
-    column of studies before the ``defence`` column read (``bottleneck_latent-noise-0.5``).
-
-    For readers not yet on :func:`parse_run`, which keeps the defence apart.
-    """
-    arch, variant, threat, defence = parse_run(run)
-    return arch, variant, f"{threat}_{defence}" if defence else threat
 
 
 def parse_run(run: str) -> tuple[str, str, str, str]:
@@ -85,10 +80,12 @@ def _path(root: Path, *parts: str) -> Path:
 
 @dataclass(frozen=True)
 class StudyPaths:
-    """Paths of the study folder layout (``docs/architecture.md``, "Study folder layout").
+    """Paths of the study folder layout (``docs/architecture.md``, "Study folder layout"):
+    every path in a study folder is one of these methods or properties.
 
-    Every path is built by :func:`~inversion_audit.io.paths.output_path`, so a subject id
-    or run name that would leave the study folder raises a ``CohortError`` instead.
+    Every path named by a subject id, run name or variant is built by
+    :func:`~inversion_audit.io.paths.output_path`, so one that would leave the study folder
+    raises a ``CohortError`` instead.
     """
 
     root: Path
@@ -96,6 +93,54 @@ class StudyPaths:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "root", Path(root))
 
+    # -- records at the top of the folder -----------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        """``config.toml``: the validated config as run."""
+        return self.root / "config.toml"
+
+    @property
+    def provenance(self) -> Path:
+        """``provenance.json``: versions, seeds, input hashes, device, times."""
+        return self.root / "provenance.json"
+
+    @property
+    def log(self) -> Path:
+        """``study.log``."""
+        return self.root / "study.log"
+
+    @property
+    def holdout(self) -> Path:
+        """``holdout.json``: the non-member ids, with a holdout."""
+        return self.root / HOLDOUT_FILE
+
+    @property
+    def external_record(self) -> Path:
+        """``external_model.json``: the model audited, with ``[model]``."""
+        return self.root / "external_model.json"
+
+    @property
+    def stages_dir(self) -> Path:
+        """``stages/``: the stage records that make a study resumable."""
+        return self.root / "stages"
+
+    def report(self, kind: str) -> Path:
+        """``report.md``, ``report.html`` or ``report.json`` (``kind`` of :data:`REPORT_KINDS`)."""
+        if kind not in REPORT_KINDS:
+            raise ValueError(f"report kind must be one of {REPORT_KINDS}, got {kind!r}")
+        return self.root / f"report.{kind}"
+
+    @property
+    def reader_study_markdown(self) -> Path:
+        """``reader_study/reader_study.md``: a reader study's section, added to the report."""
+        return self.root / "reader_study" / "reader_study.md"
+
+    @property
+    def match_summary(self) -> Path:
+        """``summary.json`` of a folder written by ``inversion-audit match``."""
+        return self.root / "summary.json"
+
+    # -- checkpoints ----------------------------------------------------------------------------------
     def target(self, arch: str, variant: str, fold: int) -> Path:
         return _path(
             self.root, "checkpoints", f"{arch}_{variant}", f"fold{fold}", "target.safetensors"
@@ -104,8 +149,33 @@ class StudyPaths:
     def inversion(self, run: str, fold: int) -> Path:
         return _path(self.root, "checkpoints", run, f"fold{fold}", "inversion.safetensors")
 
+    def reid(self, run: str, fold: int) -> Path:
+        """The run's re-identifier, beside its inversion decoder."""
+        return _path(self.root, "checkpoints", run, f"fold{fold}", "reid.safetensors")
+
+    def crossfit(self, run: str, fold: int, key: str) -> Path:
+        """The re-identifier's cross-fitted training reconstructions (``crossfit-<key>.npz``)."""
+        return _path(self.root, "checkpoints", run, f"fold{fold}", f"crossfit-{key}.npz")
+
+    def vae_dir(self, arch: str, variant: str, fold: int) -> Path:
+        """Obfuscation's VAE of a fold (``checkpoints/<arch>_<variant>_obfuscation/fold<k>/vae``)."""
+        return _path(
+            self.root, "checkpoints", f"{arch}_{variant}_obfuscation", f"fold{fold}", "vae"
+        )
+
+    # -- images ---------------------------------------------------------------------------------------
+    @property
+    def preprocessed_root(self) -> Path:
+        """``preprocessed/``: one folder per variant."""
+        return self.root / "preprocessed"
+
     def preprocessed_dir(self, variant: str) -> Path:
         return _path(self.root, "preprocessed", variant)
+
+    @property
+    def reconstructions_root(self) -> Path:
+        """``reconstructions/``: one folder per run."""
+        return self.root / "reconstructions"
 
     def reconstructions_dir(self, run: str) -> Path:
         return _path(self.root, "reconstructions", run)
@@ -125,18 +195,39 @@ class StudyPaths:
         suffix = "_recon.nii.gz" if grid == "original" else "_recon_pre.nii.gz"
         return _path(self.root, "reconstructions", run, f"{subject}{suffix}")
 
-    def score_part(self, run: str, fold: int) -> Path:
-        return _path(self.root, "scores", "parts", f"{run}_fold{fold}.csv")
-
     def deformation_dir(self, run: str) -> Path:
         return _path(self.root, "deformation", run)
 
     def deformation(self, run: str, subject: str, candidate: str) -> Path:
         return _path(self.root, "deformation", run, f"{subject}__{candidate}_magnitude.nii.gz")
 
+    # -- tables ---------------------------------------------------------------------------------------
+    @property
+    def score_parts_dir(self) -> Path:
+        """``scores/parts/``: one score table per run and fold."""
+        return self.root / "scores" / "parts"
+
+    def score_part(self, run: str, fold: int | None) -> Path:
+        """``scores/parts/<run>_fold<k>.csv``; ``<run>.csv`` for scores made outside a study's
+        folds (``fold`` ``None``: ``inversion-audit match``)."""
+        name = f"{run}.csv" if fold is None else f"{run}_fold{fold}.csv"
+        return _path(self.root, "scores", "parts", name)
+
+    @property
+    def scores(self) -> Path:
+        """``scores/scores.csv``: every score of the study, long format (:data:`SCORE_COLUMNS`)."""
+        return self.root / "scores" / "scores.csv"
+
     def rankings(self, run: str) -> Path:
         return _path(self.root, "rankings", f"{run}.csv")
 
     @property
-    def scores(self) -> Path:
-        return self.root / "scores" / "scores.csv"
+    def utility_dir(self) -> Path:
+        """``utility/``: the released targets' Dice, with ``[[defences]]``."""
+        return self.root / "utility"
+
+    def utility(self, arch: str, variant: str, fold: int, defence: str = "") -> Path:
+        """``utility/<arch>_<variant>[_<tag>]_fold<k>.json``: a released target's Dice
+        (``defence``: its setting's tag, ``""`` for the undefended target)."""
+        name = f"{arch}_{variant}" + (f"_{defence}" if defence else "")
+        return _path(self.root, "utility", f"{name}_fold{fold}.json")

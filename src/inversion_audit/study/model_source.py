@@ -17,22 +17,25 @@ Torch-free. The members are the private set; the attack set is the cohort's othe
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..io.untrusted import read_json, read_text
+from ..models.external import SOURCES
 
 __all__ = ["ModelSource", "parse_model_source", "resolve_members", "model_path"]
 
-SOURCES = ("monai", "bundle", "nnunet")
 _KEYS = ("source", "path", "network", "network_args", "fold", "latent", "members", "members_file")
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A validated ``[model]`` table."""
+    """A validated ``[model]`` table (``written``: the table as its file wrote it, which
+    ``config.toml`` records; ``None``: built in code)."""
 
     source: str
     path: str
@@ -42,6 +45,23 @@ class ModelSource:
     latent: str = "auto"
     members: tuple[str, ...] = ()
     members_file: str | None = None
+    written: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as ``config.toml`` records it."""
+        if self.written is not None:
+            return copy.deepcopy(dict(self.written))
+        out: dict[str, Any] = {"source": self.source, "path": self.path}
+        if self.source == "monai":
+            out.update(network=self.network, network_args=dict(self.network_args))
+        if self.source == "nnunet":
+            out["fold"] = self.fold
+        out["latent"] = self.latent
+        if self.members_file is not None:
+            out["members_file"] = self.members_file
+        else:
+            out["members"] = list(self.members)
+        return out
 
     @property
     def arch(self) -> str:
@@ -98,7 +118,15 @@ def parse_model_source(data: Any) -> ModelSource | None:
     if members is not None and len(set(members)) != len(members):
         raise ConfigError("model.members lists a subject twice")
     return ModelSource(
-        source, path, network, dict(args), fold, latent, tuple(members or ()), members_file
+        source,
+        path,
+        network,
+        dict(args),
+        fold,
+        latent,
+        tuple(members or ()),
+        members_file,
+        copy.deepcopy(data),
     )
 
 

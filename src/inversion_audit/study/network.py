@@ -44,14 +44,14 @@ class Network:
 
 def vae_path(paths: StudyPaths, arch: str, variant: str, fold: Fold) -> Path:
     """One VAE per fold, variant and architecture, shared by every obfuscation strength."""
-    return paths.target(arch, f"{variant}_obfuscation", fold.index).parent / "vae"
+    return paths.vae_dir(arch, variant, fold.index)
 
 
-def obfuscation_config(plan: StudyPlan, setting: DefenceSetting) -> Any:
-    """The ``ObfuscationConfig`` of an obfuscation setting."""
+def obfuscation_config(setting: DefenceSetting) -> Any:
+    """The ``ObfuscationConfig`` of an obfuscation setting (its seed filled by the config)."""
     from ..defences.obfuscation import ObfuscationConfig
 
-    return ObfuscationConfig(**setting.obfuscation(plan.config.study.seed))
+    return ObfuscationConfig(**setting.obfuscation())
 
 
 def obfuscator(plan: StudyPlan, ctx: StudyContext, run: Run, fold: Fold) -> Any:
@@ -59,7 +59,7 @@ def obfuscator(plan: StudyPlan, ctx: StudyContext, run: Run, fold: Fold) -> Any:
     from ..defences.obfuscation import Obfuscator
     from ..defences.vae_io import load_vae
 
-    cfg = obfuscation_config(plan, run.defence)
+    cfg = obfuscation_config(run.defence)
     return Obfuscator(
         load_vae(vae_path(ctx.paths, run.arch, run.variant, fold), cfg, ctx.device), cfg
     )
@@ -72,7 +72,6 @@ def protocol_network(
     defence releases; the undefended target's for an undefended run)."""
     s = run.defence
     path = ctx.paths.target(run.arch, run.target_variant, fold.index)
-    seed = plan.config.study.seed
 
     def load(purpose: str) -> Any:
         from ..checkpoints import load_target
@@ -81,7 +80,7 @@ def protocol_network(
         if s is not None and s.kind == "latent-noise":
             from ..defences.latent_noise import release_latents
 
-            release_latents(target, s.latent_noise(seed))
+            release_latents(target, s.latent_noise())
         if s is not None and s.kind == "obfuscation" and (purpose == "release" or s.knows_domain):
             from ..defences.obfuscation import obfuscate_inputs
 

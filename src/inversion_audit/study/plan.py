@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..attack.convergence import split_attack_set
 from ..data import Cohort, Fold, kfold_split
 from ..errors import ConfigError
 from ..io import config_hash
 from .config import StudyConfig
-from .defences_config import DefenceSetting, defence_settings
+from .defences_config import DefenceSetting, all_settings
 from .holdout import assign_holdout, check_holdout_unused
 from .layout import run_name
 
@@ -86,12 +87,12 @@ class StudyPlan:
 
     @property
     def external(self) -> bool:
-        return bool(self.config.model)
+        return self.config.model is not None
 
     @property
     def settings(self) -> tuple[DefenceSetting, ...]:
         """The ``[[defences]]`` settings, in config order."""
-        return tuple(defence_settings(self.config.defences))
+        return tuple(all_settings(self.config.defences))
 
     def runs_of(self, arch: str, variant: str, defence: DefenceSetting | None = None) -> list[Run]:
         """The runs of one target and variant under one defence (one per threat model)."""
@@ -123,10 +124,10 @@ class StudyPlan:
 
 def _runs(config: StudyConfig) -> tuple[Run, ...]:
     """Undefended runs, then every defence setting's, in the order the stages run them."""
-    archs = [EXTERNAL] if config.model else list(config.archs)
+    archs = [EXTERNAL] if config.model is not None else list(config.archs)
     settings: list[DefenceSetting | None] = [None]
-    if not config.model:
-        settings += defence_settings(config.defences)
+    if config.model is None:
+        settings += all_settings(config.defences)
     return tuple(
         Run(a, v, t, s)
         for s in settings
@@ -147,6 +148,25 @@ def _external_fold(config: StudyConfig, inputs: StudyInputs) -> Fold:
             "the attack set is empty (add subjects or set cohort.attack_path)"
         )
     return Fold(0, inputs.members, others)
+
+
+def _check_validation_split(
+    config: StudyConfig, folds: list[Fold], attack: list[str] | None
+) -> None:
+    """With ``inversion.validation_fraction``: each fold's attack set must split into a
+    training and a validation part (at least 2 subjects), refused before anything is trained."""
+    fraction = config.inversion.validation_fraction
+    if not fraction:
+        return
+    for fold in folds:
+        ids = attack or list(fold.attack_set)
+        try:
+            split_attack_set(len(ids), fraction, config.inversion.seed, ids)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{config.source or 'config'}: inversion.validation_fraction = {fraction}: "
+                f"fold {fold.index}: {exc}"
+            ) from None
 
 
 def build_plan(
@@ -172,7 +192,7 @@ def build_plan(
         )
     pre_configs = dict(inputs.pre_configs)
     described: dict[str, Mapping[str, Any]] = {}
-    if config.model:
+    if config.model is not None:
         fold = _external_fold(config, inputs)
         folds = [fold]
         check_holdout_unused(  # the model's members and the decoder's set
@@ -189,6 +209,7 @@ def build_plan(
                 pre_configs[variant] = dataclasses.replace(
                     model.preprocess, skull_strip=base.skull_strip, intensity=base.intensity
                 )
+    _check_validation_split(config, folds, attack_ids)
     by_fold = assign_holdout(inputs.holdout_ids, folds)
     return StudyPlan(
         config=config,

@@ -10,7 +10,6 @@ work to ``context.stages`` (a :class:`~.stages.StageStore`), which skips it when
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from ..data import Fold
 from ..errors import CohortError
 from ..io import config_hash, write_volume
 from ..progress import report
+from .config import registration_workers
 from .context import StudyContext
 from .holdout import check_holdout_unused
 from .network import Network, obfuscator
@@ -67,10 +67,8 @@ def train_target(
 
     s = run.defence
     if s is not None and not s.retrains_target:
-        return config_hash(
-            {"target": base_key, "latent_noise": s.latent_noise(plan.config.study.seed)}
-        )
-    tcfg = plan.config.target_config(run.arch)
+        return config_hash({"target": base_key, "latent_noise": s.latent_noise()})
+    tcfg = plan.config.target.config(run.arch)
     pcfg = ctx.fold_pre_config(plan, run.variant, fold)
     extra: dict[str, Any] = {}
     if s is not None and s.kind == "dp-sgd":
@@ -130,11 +128,16 @@ def train_inversion(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, ne
     from ..attack import train_inversion as train
     from ..checkpoints import save_checkpoint, training_metadata
 
-    icfg = plan.config.inversion_config(run.threat_model)
+    table = plan.config.inversion
+    icfg = table.config(run.threat_model)
     pcfg = ctx.fold_pre_config(plan, run.variant, fold)
     attack_ids, attack_cohort = plan.attack_ids(fold)
     inv_key = config_hash(
-        {**net.inversion_inputs, "inversion": icfg.to_dict(), **plan.attack_key(fold)}
+        {
+            **net.inversion_inputs,
+            "inversion": table.stage_key(run.threat_model),
+            **plan.attack_key(fold),
+        }
     )
     path = ctx.paths.inversion(run.name, fold.index)
 
@@ -148,6 +151,9 @@ def train_inversion(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, ne
             icfg,
             device=ctx.device,
             progress=ctx.stage_progress(f"fold {fold.index} {run.name}"),
+            ids=list(attack_ids),
+            validation_metrics=_validation_metrics,
+            **table.training_kwargs(),
         )
         meta = training_metadata(icfg, history, pcfg, attack_ids)
         meta.update(fold=fold.index, variant=run.variant, **(net.metadata or {}))
@@ -155,6 +161,17 @@ def train_inversion(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, ne
 
     ctx.stages.run(run.stage(fold, "inversion"), inv_key, work)
     return inv_key
+
+
+def _validation_metrics(reconstruction: np.ndarray, original: np.ndarray) -> dict[str, float]:
+    """The decoder's validation scores on held-out attack subjects: whole-volume SSIM and
+    correlation, as the score stage computes them."""
+    from ..metrics import correlation, ssim
+
+    return {
+        "ssim": ssim(reconstruction, original, data_range=1.0),
+        "correlation": correlation(reconstruction, original),
+    }
 
 
 def reconstruct(
@@ -225,7 +242,7 @@ def score(
     key = config_hash(
         {
             "recon": rec_key,
-            "matching": m.__dict__,
+            "matching": m.stage_key(),
             "candidates": plan.files_key(plan.cohort.ids),
             **({"reid": reid_key} if reid_key else {}),
             **({"own_segmentation": True} if own_segmentation else {}),
@@ -257,7 +274,7 @@ def score(
             target = net.load("release")
             seg_args = {
                 "segment_fn": lambda img: segment(target, img, device=ctx.device),
-                "label_map": plan.config.target_config(run.arch).label_map,
+                "label_map": plan.config.target.settings.label_map,
             }
         rows, maps = score_fold(
             recs,
@@ -266,7 +283,7 @@ def score(
             **seg_args,
             device=ctx.device,
             progress=ctx.stage_progress(f"fold {fold.index} {run.name}"),
-            registration_workers=plan.config.study.threads or os.cpu_count() or 1,
+            registration_workers=registration_workers(plan.config),
             reid_fn=reid_fn,
         )
         tags = (fold.index, run.arch, run.variant, run.threat_model)

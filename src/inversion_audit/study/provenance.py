@@ -1,4 +1,5 @@
-"""Provenance of a study: versions, seeds, input hashes, device, times."""
+"""Provenance of a study: versions, the config as written, seeds, the settings its defaults
+resolve to, input hashes, device, times."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ import socket
 import sys
 import time
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from ..errors import StudyError
 from ..io.untrusted import read_json
 
-__all__ = ["package_versions", "Provenance", "read_provenance", "mark_interrupted"]
+if TYPE_CHECKING:
+    from .config import StudyConfig
+
+__all__ = [
+    "package_versions",
+    "Provenance",
+    "read_provenance",
+    "mark_interrupted",
+    "study_seeds",
+    "resolved_settings",
+]
 
 _PACKAGES = (
     "napari-inversion-audit",
@@ -39,6 +51,32 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def study_seeds(config: StudyConfig) -> dict[str, int]:
+    """The seeds a study trains with (``study.seed`` where a table gives none)."""
+    return {
+        "study": config.study.seed,
+        "folds": config.folds.seed,
+        "target": config.target.seed,
+        "inversion": config.inversion.seed,
+    }
+
+
+def resolved_settings(config: StudyConfig) -> dict:
+    """The settings whose defaults a config may leave out, as the study runs them: the
+    decoder's convergence and the registrations (backend, threads, workers at once)."""
+    from .config import registration_workers
+
+    m = config.matching
+    return {
+        "inversion": config.inversion.training_kwargs(),
+        "matching": {
+            "registration": m.registration,
+            "threads": m.threads,
+            "registration_workers": registration_workers(config),
+        },
+    }
 
 
 def _now() -> str:
@@ -94,8 +132,17 @@ class Provenance:
     ``total_stage_seconds`` sums the recorded wall time of the study's stages.
     """
 
-    def __init__(self, config: dict, device: str) -> None:
+    def __init__(self, config: StudyConfig | dict, device: str) -> None:
+        """``config``: the study's config (its record, seeds and resolved settings are
+        recorded), or the record alone as a dict."""
         versions = package_versions()
+        extra: dict = {}
+        if not isinstance(config, dict):
+            extra = {"settings": resolved_settings(config)}
+            seeds = study_seeds(config)
+            config = config.to_dict()
+        else:
+            seeds = {}
         now = _now()
         self.invocation: dict = {
             "started": now,
@@ -109,7 +156,7 @@ class Provenance:
         self.data: dict = {
             "versions": versions,
             "config": config,
-            "seeds": {},
+            "seeds": seeds,
             "device": device,
             "inputs": {},
             "started": now,
@@ -118,6 +165,7 @@ class Provenance:
             "total_stage_seconds": 0.0,
             "resumed_stages": [],
             "invocations": [self.invocation],
+            **extra,
         }
 
     def merge_previous(self, previous: dict | None) -> None:

@@ -30,7 +30,7 @@ __all__ = ["reid_path", "train_reid_stage", "reid_scorer"]
 
 def reid_path(ctx: StudyContext, run: Run, fold: Fold) -> Path:
     """``checkpoints/<run>/fold<k>/reid.safetensors``, beside the run's inversion decoder."""
-    return ctx.paths.inversion(run.name, fold.index).with_name("reid.safetensors")
+    return ctx.paths.reid(run.name, fold.index)
 
 
 def train_reid_stage(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, net: Network) -> str:
@@ -42,8 +42,8 @@ def train_reid_stage(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, n
     from ..matching.reid_io import save_reid
     from ..matching.reid_patches import train_patch_reid
 
-    rcfg = plan.config.reid_config()
-    icfg = plan.config.inversion_config(run.threat_model)
+    rcfg = plan.config.reid.settings
+    icfg = plan.config.inversion.config(run.threat_model)
     pcfg = ctx.fold_pre_config(plan, run.variant, fold)
     attack_ids, attack_cohort = plan.attack_ids(fold)
     target_key = net.reid_key
@@ -72,7 +72,7 @@ def train_reid_stage(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold, n
         images = [p.image for p in pres]
         progress = ctx.stage_progress(f"fold {fold.index} {run.name} reid")
         recons = _cross_fitted(
-            path.with_name(f"crossfit-{crossfit_key[:16]}.npz"),
+            ctx.paths.crossfit(run.name, fold.index, crossfit_key[:16]),
             lambda: net.load("attack"),
             images,
             list(attack_ids),
@@ -142,4 +142,4 @@ def reid_scorer(plan: StudyPlan, run: Run, ctx: StudyContext, fold: Fold) -> Rei
 
     path = reid_path(ctx, run, fold)
     net = load_reid(path, device=ctx.device)
-    return ReidScorer(net, plan.config.reid_config(), ctx.device, str(path))
+    return ReidScorer(net, plan.config.reid.settings, ctx.device, str(path))

@@ -78,7 +78,7 @@ def read_inputs(config: StudyConfig) -> StudyInputs:
     )
     check_folds(config, len(protocol))
     where = config.source or "config"
-    require_valid(cohort, require_labels=not config.model, where=f"{where}: cohort")
+    require_valid(cohort, require_labels=config.model is None, where=f"{where}: cohort")
     if attack is not None:
         require_valid(attack, where=f"{where}: cohort.attack_path")
     pending: list = []
@@ -90,12 +90,11 @@ def read_inputs(config: StudyConfig) -> StudyInputs:
     if attack_hashes is not None:
         _warn_attack_overlap(input_hashes, attack_hashes)
     members: tuple[str, ...] = ()
-    if config.model:
-        from .model_source import parse_model_source, resolve_members
+    if config.model is not None:
+        from .model_source import resolve_members
 
-        source = parse_model_source(config.model)
         members = resolve_members(
-            source, cohort.ids, config.source, (holdout_ids, holdout_key(config))
+            config.model, cohort.ids, config.source, (holdout_ids, holdout_key(config))
         )
     return StudyInputs(
         cohort=cohort,

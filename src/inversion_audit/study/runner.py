@@ -3,8 +3,10 @@
 :func:`run_study` reads and checks every input (:mod:`.resolved`), builds the frozen
 :class:`~.plan.StudyPlan`, and only then writes: it walks the plan's runs through the
 stages (:mod:`.protocol`, :mod:`.defended_runs`, :mod:`.reid_stage`) with one
-:class:`~.context.StudyContext`, then concatenates the scores and writes the report. Every
+:class:`~.context.StudyContext`, then concatenates the scores and writes the rankings. Every
 stage is recorded in ``STUDY/stages/`` and skipped on a re-run when its inputs are unchanged.
+The report is the layer above's (:func:`inversion_audit.report.write_report`, which the front
+doors call once :func:`run_study` returns).
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ from ..io import atomic_write_json, atomic_write_text
 from ..io.paths import check_output_folder
 from ..progress import ProgressCallback
 from . import defended_runs, protocol
-from .collect import concatenate_scores, write_rankings
+from .collect import concatenate_scores, write_holdout_ids
 from .config import StudyConfig, dump_study_config
 from .context import StudyContext
-from .external_run import RECORD, load_models, own_segmentation
+from .external_run import load_models, own_segmentation
 from .layout import SCORE_COLUMNS, StudyPaths
 from .network import Network, external_network, protocol_network
 from .plan import EXTERNAL, Run, StudyPlan, build_plan
 from .provenance import Provenance, read_provenance
+from .rankings import write_rankings
 from .reid_stage import train_reid_stage
 from .resolved import StudyInputs, read_inputs
+from .score_files import read_scores
 from .stages import StageStore
 
 __all__ = ["run_study", "plan_study", "plan_study_seconds", "StudyPaths", "SCORE_COLUMNS"]
@@ -98,7 +102,7 @@ def _walk_external(plan: StudyPlan, ctx: StudyContext) -> None:
             rec_key = protocol.reconstruct(plan, run, ctx, fold, net, inv_key)
             protocol.score(plan, run, ctx, fold, net, rec_key, own_segmentation=own)
     if not ctx.stages.dry_run:
-        atomic_write_json(ctx.paths.root / RECORD, record)
+        atomic_write_json(ctx.paths.external_record, record)
 
 
 def walk(plan: StudyPlan, ctx: StudyContext) -> None:
@@ -108,13 +112,7 @@ def walk(plan: StudyPlan, ctx: StudyContext) -> None:
 
 def _provenance(plan: StudyPlan, device: str) -> Provenance:
     config = plan.config
-    provenance = Provenance(config.to_dict(), device)
-    provenance.data["seeds"] = {
-        "study": config.study.seed,
-        "folds": config.folds.seed,
-        "target": config.target.get("seed", config.study.seed),
-        "inversion": config.inversion.get("seed", config.study.seed),
-    }
+    provenance = Provenance(config, device)
     provenance.data["inputs"] = {"cohort": str(plan.cohort.root), "files": plan.input_hashes}
     if plan.attack_cohort is not None:
         provenance.data["inputs"].update(
@@ -145,26 +143,19 @@ def _prepare(
 
 def _write_provenance(ctx: StudyContext, provenance: Provenance) -> None:
     s = ctx.stages
-    atomic_write_json(
-        ctx.paths.root / "provenance.json", provenance.to_dict(s.timings, s.resumed, s.reused)
-    )
+    atomic_write_json(ctx.paths.provenance, provenance.to_dict(s.timings, s.resumed, s.reused))
 
 
 def _collect(plan: StudyPlan, ctx: StudyContext, provenance: Provenance) -> None:
-    """Concatenate score parts, rank, report, and write provenance."""
-    from .report import write_report
-
+    """Concatenate score parts, record the holdout, rank, and write provenance."""
     wanted = {ctx.paths.score_part(r.name, f.index).name for f in plan.folds for r in plan.runs}
-    concatenate_scores(ctx.paths, wanted)
+    scores = concatenate_scores(ctx.paths, wanted)
     if plan.holdout_ids:
-        from .membership_report import write_holdout_ids
-
         by_fold = {k: list(v) for k, v in plan.holdout_by_fold.items()}
-        write_holdout_ids(ctx.paths.root, list(plan.holdout_ids), by_fold)
+        write_holdout_ids(ctx.paths, plan.holdout_ids, by_fold)
     start = time.perf_counter()
-    summary = write_report(ctx.paths.root, plan.config)["summary"]
-    write_rankings(ctx.paths, summary)
-    ctx.stages.timings["report"] = time.perf_counter() - start
+    write_rankings(ctx.paths, read_scores(scores), plan.holdout_ids)
+    ctx.stages.timings["rankings"] = time.perf_counter() - start
     provenance.finish()
     _write_provenance(ctx, provenance)
 
@@ -173,9 +164,9 @@ def _run(plan: StudyPlan, ctx: StudyContext, inputs: StudyInputs) -> Path:
     out = ctx.paths.root
     out.mkdir(parents=True, exist_ok=True)
     save_pending(list(inputs.pending))
-    atomic_write_text(out / "config.toml", dump_study_config(plan.config))
+    atomic_write_text(ctx.paths.config, dump_study_config(plan.config))
     provenance = _provenance(plan, ctx.device)
-    provenance.merge_previous(read_provenance(out / "provenance.json"))
+    provenance.merge_previous(read_provenance(ctx.paths.provenance))
     _write_provenance(ctx, provenance)  # the start is kept even if this invocation is interrupted
     try:
         walk(plan, ctx)
@@ -235,14 +226,14 @@ def run_study(
     out = Path(out_dir)
     check_output_folder(out)
     reuse = Path(reuse_from) if reuse_from is not None else None
-    if reuse is not None and not (reuse / "stages").is_dir():
+    if reuse is not None and not StudyPaths(reuse).stages_dir.is_dir():
         raise StudyError(f"{reuse}: not a study folder (no stages/) to reuse stages from")
     # every input is read and checked here; nothing is written before this succeeds
     plan, ctx, inputs = _prepare(config, out, device, progress, reuse_from=reuse)
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_scratch()  # temporary images left by a killed earlier run
     set_threads(config.study.threads)
-    handler = logging.FileHandler(out / "study.log")
+    handler = logging.FileHandler(ctx.paths.log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root_logger = logging.getLogger("inversion_audit")
     root_logger.addHandler(handler)
@@ -250,7 +241,7 @@ def run_study(
     try:
         log.info("study %s -> %s", config.study.name, out)
         result = _run(plan, ctx, inputs)
-        log.info("study finished: %s", out / "report.html")
+        log.info("study finished: %s", out)
         return result
     finally:
         root_logger.removeHandler(handler)

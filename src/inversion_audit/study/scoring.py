@@ -13,8 +13,10 @@ from ..data.preprocess import Preprocessed
 from ..io import write_volume
 from ..matching.pipeline import PairScores, ScoringOptions, score_reconstructions
 from ..progress import ProgressCallback
-from .collect import concatenate_scores, write_rankings, write_scores
+from .collect import concatenate_scores, write_scores
 from .layout import StudyPaths, run_name
+from .rankings import write_rankings
+from .score_files import read_scores
 
 __all__ = ["candidate_mask", "score_fold", "write_fold_scores", "write_match_study"]
 
@@ -77,10 +79,8 @@ def write_fold_scores(
         for (sid, cid), magnitude in maps.items()
     ]
     tagged = [("" if fold is None else fold, arch, variant, threat, defence, *r) for r in rows]
-    part = paths.score_part(run, fold) if fold is not None else paths.score_part(run, 0)
-    if fold is None:  # scored outside a study's folds (inversion-audit match)
-        part = part.with_name(f"{run}.csv")
-    outs.append(write_scores(part, tagged))
+    # fold None: scored outside a study's folds (inversion-audit match)
+    outs.append(write_scores(paths.score_part(run, fold), tagged))
     return outs
 
 
@@ -90,21 +90,21 @@ def write_match_study(
     reconstructions: dict[str, np.ndarray],
     candidates: dict[str, Preprocessed],
     scores: PairScores,
+    defence: str = "",
 ) -> dict:
     """Write scores made outside a study (``inversion-audit match``) as a study folder.
 
     The candidates (and their labels), the reconstructions as scored, the deformation maps,
     ``scores/scores.csv`` and ``rankings/<run>.csv`` go where a study keeps them
-    (:class:`~.layout.StudyPaths`), so the folder opens wherever a study does. Returns the
-    run's ranking figures per metric (the study report's ``table3``).
+    (:class:`~.layout.StudyPaths`), so the folder opens wherever a study does. ``defence``:
+    the run's defence tag (``""``: undefended). Returns the run's name and counts; its
+    numbers are the report's (:func:`inversion_audit.report.summarize_study`).
     """
     from ..matching.pipeline import comparison_grid
-    from .score_files import read_scores
-    from .summary import summarize_study
 
     paths = StudyPaths(out)
     _, arch, variant, threat = tags
-    run = run_name(arch, variant, threat)
+    run = run_name(arch, variant, threat, defence)
     for cid, pre in candidates.items():
         write_volume(paths.preprocessed(variant, cid), pre.image, pre.affine)
         if pre.labels is not None:
@@ -115,16 +115,15 @@ def write_match_study(
     for rid, rec in reconstructions.items():
         affine = candidates[rid].affine if rid in candidates else fallback
         write_volume(paths.reconstruction(run, rid, "preprocessed"), rec, affine)
-    part = write_fold_scores(paths, tags, reconstructions, scores.rows, scores.maps, candidates)
-    concatenate_scores(paths, {part[-1].name})
-    summary = summarize_study(read_scores(paths.scores))
-    write_rankings(paths, summary)
+    part = write_fold_scores(
+        paths, tags, reconstructions, scores.rows, scores.maps, candidates, defence
+    )
+    write_rankings(paths, read_scores(concatenate_scores(paths, {part[-1].name})))
     return {
         "run": run,
         "n_reconstructions": len(reconstructions),
         "n_candidates": len(candidates),
         "failures": [f"{r} vs {c}: {m}" for (r, c), m in sorted(scores.failures.items())],
-        "metrics": summary["runs"][run]["table3"],
     }
 
 

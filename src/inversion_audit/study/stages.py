@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import StudyError
 from ..io import atomic_write_json, file_hash
 from ..io.untrusted import read_json
+from .layout import StudyPaths
 
 __all__ = ["StageStore", "StageRecord", "estimate_seconds"]
 
@@ -37,7 +38,7 @@ class StageStore:
         self, study_dir: Path, dry_run: bool = False, reuse_from: Path | None = None
     ) -> None:
         self.root = Path(study_dir)
-        self.dir = self.root / "stages"
+        self.dir = StudyPaths(self.root).stages_dir
         self.timings: dict[str, float] = {}
         #: stages skipped by :meth:`run` because already done (in order)
         self.resumed: list[str] = []

@@ -5,7 +5,9 @@ a monitored loss stops improving (early stopping with ``patience`` and ``min_del
 Prechelt, "Early stopping - but when?", 1998). On CUDA it uses float16 autocast with a
 gradient scaler (mixed precision, Micikevicius et al., ICLR 2018), sets
 ``cudnn.benchmark`` and keeps the step losses on the device, copying them to the host
-once per epoch. Progress is reported per step; a callback may raise
+once per epoch. An optional learning-rate scheduler is stepped once per epoch (on the
+monitored loss for ``ReduceLROnPlateau``), and the rate each epoch ran at is recorded.
+Progress is reported per step; a callback may raise
 :class:`~inversion_audit.errors.JobCancelled`, which leaves :func:`fit` with the history
 so far attached as ``exc.history`` (``stopped_by == "cancel"``).
 """
@@ -47,6 +49,7 @@ class FitHistory:
     train_loss : mean training loss of each epoch (a step budget may cut the last one short).
     val_loss : the validation hook's value after each epoch (empty without a hook).
     step_loss : training loss of each optimiser step.
+    lr : learning rate of the first parameter group at the start of each epoch.
     best_epoch : epoch (0-based) whose weights were kept: the best validation epoch with a
         hook, else the last.
     stopped_by : one of :data:`STOP_REASONS`.
@@ -57,6 +60,7 @@ class FitHistory:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     step_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_by: str = "budget"
     steps: int = 0
@@ -100,6 +104,14 @@ def _total(epochs: int | None, steps: int | None, steps_per_epoch: int | None) -
     return by_epochs or 0
 
 
+def _step(scheduler: Any, monitored: float) -> None:
+    """One epoch's scheduler step; ``ReduceLROnPlateau`` is given the monitored loss."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitored)
+    else:
+        scheduler.step()
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -114,6 +126,7 @@ def fit(
     patience: int = 0,
     min_delta: float = 0.0,
     restore_best: bool = True,
+    scheduler: Any = None,
     amp: bool = True,
     backward: Callable[[torch.Tensor], None] | None = None,
     after_backward: Callable[[], None] | None = None,
@@ -134,9 +147,14 @@ def fit(
     validate : called after every epoch (the model in whatever mode it leaves it); its value
         is monitored for early stopping and, with ``restore_best``, the weights of its best
         epoch are restored at the end. Without it the epoch's mean training loss is monitored.
+        The best state is copied right after the hook returns, so what the hook leaves in
+        the model (such as recalibrated BatchNorm statistics) is what is restored.
     patience, min_delta : stop after ``patience`` epochs (0: never) whose monitored value
         is not below the best so far minus ``min_delta``. A stop on the budget's last
         epoch counts as ``"budget"``.
+    scheduler : a ``torch.optim.lr_scheduler`` scheduler of ``optimizer``, stepped after
+        every epoch: ``ReduceLROnPlateau`` with the monitored value, any other with
+        ``step()`` (so a ``CosineAnnealingLR``'s ``T_max`` counts epochs).
     amp : allow mixed precision (DP-SGD turns it off: per-sample clipping runs in float32).
     backward : replaces ``loss.backward()``; receives the (scaled) loss.
     after_backward : called between the backward pass and the optimiser step.
@@ -167,6 +185,7 @@ def fit(
         epoch = 0
         while epochs is None or epoch < epochs:
             model.train()
+            history.lr.append(float(optimizer.param_groups[0]["lr"]))
             on_device: list[torch.Tensor] = []
             for batch in epoch_batches(epoch):
                 optimizer.zero_grad(set_to_none=True)
@@ -195,6 +214,8 @@ def fit(
             if plateau.update(monitored, epoch) and validate is not None and restore_best:
                 best_state = copy.deepcopy(model.state_dict())
             history.best_epoch = plateau.best_epoch if validate is not None else epoch
+            if scheduler is not None:
+                _step(scheduler, monitored)
             log.info(
                 "%s epoch %d%s: loss %.5f%s",
                 stage,

@@ -1,43 +1,31 @@
-"""The study report: Tables 1-3 beside the paper's, retrieval figures, plots; HTML, Markdown, JSON."""
+"""The study report: Tables 1-3 beside the paper's, retrieval figures, plots; HTML, Markdown, JSON.
+
+Everything it shows is read from the study folder through
+:class:`~inversion_audit.study.index.StudyIndex` (the one reader of a study).
+"""
 
 from __future__ import annotations
 
-import html
 import logging
-from pathlib import Path
+import os
+from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import InversionAuditError
 from ..io import atomic_write_json, atomic_write_text
-from .external_run import external_markdown
-from .figures import (
-    Figure,
-    case_figure,
-    own_vs_others_figure,
-    rank_histogram_figure,
-    verification_figure,
-)
-from .layout import StudyPaths
-from .membership_report import (
-    membership_markdown,
-    membership_plain,
-    membership_summary,
-    read_holdout_ids,
-)
-from .score_files import read_scores
+from ..study.index import StudyIndex
+from ..study.score_files import ScoreRow
+from .case_figure import DISPLAY_FAILURES, case_figure
+from .external import external_markdown
+from .figures import Figure, own_vs_others_figure, rank_histogram_figure, verification_figure
+from .html import html_page
+from .membership import membership_markdown, membership_plain, membership_summary
 from .summary import RANKED_METRICS, summarize_study
 from .tables import plain_summary, report_tables, tables_markdown
+from .tradeoff import privacy_utility, tradeoff_figure, tradeoff_markdown
 
-__all__ = [
-    "read_scores",
-    "summarize_study",
-    "report_tables",
-    "tables_markdown",
-    "plain_summary",
-    "write_report",
-    "RANKED_METRICS",
-    "PAPER_SOURCE",
-]
+__all__ = ["PAPER_SOURCE", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +49,21 @@ def _plain_text(line: str) -> str:
     return text.replace("**", "")
 
 
-# -- figures ---------------------------------------------------------------------------------------
-def _deformation_preset(study_dir: Path, config) -> str:
-    """The study's ``matching.deformation_preset`` (from ``config`` or ``config.toml``; else "fast")."""
-    if config is not None:
-        return config.matching.deformation_preset
+def _config(study: StudyIndex):
+    """The study's config, ``None`` when ``config.toml`` is missing or unreadable (a folder
+    written by ``inversion-audit match``): the report then has a plain title and shows
+    deformation with the "fast" preset."""
     try:
-        from .config import load_study_config
+        return study.config()
+    except InversionAuditError as exc:
+        log.info("report without the study config: %s", exc)
+        return None
 
-        return load_study_config(study_dir / "config.toml").matching.deformation_preset
-    except Exception:
-        return "fast"
 
-
-def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> dict[str, Figure]:
+# -- figures ---------------------------------------------------------------------------------------
+def _figures(
+    study: StudyIndex, rows: Sequence[ScoreRow], summary: dict, preset: str
+) -> dict[str, Figure]:
     """Every figure of the report, keyed ``ranks_<run>``, ``box_<run>``, ``roc_<run>``, ``case_<label>_<run>``."""
     import matplotlib
 
@@ -107,8 +96,8 @@ def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> d
         scored = any(r["metric"] == "deformation" for r in run_rows)
         for label, case in e.get("cases", {}).items():
             try:
-                fig = case_figure(study_dir, name, e, label, case, preset, scored)
-            except Exception as exc:  # a figure must never stop the report
+                fig = case_figure(study, name, e, label, case, preset, scored)
+            except DISPLAY_FAILURES as exc:  # a figure must never stop the report
                 log.warning("case figure %s %s: %s", name, label, exc)
                 case["figure"] = f"not available: {type(exc).__name__}: {exc}"
                 continue
@@ -122,78 +111,37 @@ def _figures(study_dir: Path, rows: list[dict], summary: dict, preset: str) -> d
     return figs
 
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}
-th{background:#eee}td:first-child{text-align:left}img{max-width:100%}h2{border-bottom:1px solid #ccc}"""
-
-
-def _md_to_html(lines: list[str]) -> str:
-    out, table = [], []
-
-    def flush() -> None:
-        if not table:
-            return
-        head = [c.strip() for c in table[0].strip("|").split("|")]
-        body = [[c.strip() for c in row.strip("|").split("|")] for row in table[2:]]
-        out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
-        for row in body:
-            out.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
-        out.append("</table>")
-        table.clear()
-
-    for line in lines:
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("## "):
-            out.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("# "):
-            out.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("- "):
-            out.append(f"<p>{_inline(line[2:])}</p>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    flush()
-    return "\n".join(out)
-
-
-def _inline(text: str) -> str:
-    import re
-
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
-
-
-def write_report(study_dir: str | Path, config=None) -> dict:
-    """Write ``report.md``, ``report.html`` (self-contained) and ``report.json`` into the study folder.
+def write_report(study: str | os.PathLike[str] | StudyIndex) -> dict:
+    """Write ``report.md``, ``report.html`` (self-contained) and ``report.json`` into a scored
+    study folder (``study``: the folder or its :class:`StudyIndex`).
 
     ``report.json`` holds the per-run summary (``runs``: tables' numbers, retrieval and
     verification figures, Dice, the paper's figures, best/median/worst cases), the
     plain-language summary, the tables' cells and the figure captions.
     Returns the paths (keys ``md``, ``html``, ``json``) and the ``summary`` dict.
+    Raises :class:`~inversion_audit.errors.StudyError` when the study has no ``scores.csv``.
     """
-    study_dir = Path(study_dir)
-    rows = read_scores(StudyPaths(study_dir).scores)
+    index = study if isinstance(study, StudyIndex) else StudyIndex(study)
+    rows = index.score_table()
     # non-members (the holdout) are candidates in every table but reconstructions only in
     # their own section and in Table 3's open-set verification (AUC, TPR@1% FPR: all pairs),
     # so the tables stay about the target's training patients
-    holdout = read_holdout_ids(study_dir)
+    holdout = index.holdout_ids
     summary = summarize_study(rows, holdout)
     membership = membership_summary(rows, holdout)
+    config = _config(index)
     title = (
         f"Model inversion audit: {config.study.name}"
         if config is not None
         else "Model inversion audit"
     )
-    from .tradeoff import privacy_utility, tradeoff_figure, tradeoff_markdown
-
-    tradeoff = privacy_utility(study_dir, summary, membership)
+    tradeoff = privacy_utility(index.utility_records(), summary, membership)
     summary_lines = plain_summary(summary) + membership_plain(membership)
     summary_lines += [f"- {answer}" for answer in tradeoff["answers"]]
     md = [
         f"# {title}",
         "",
-        *external_markdown(study_dir),
+        *external_markdown(index.external_record()),
         "## Summary",
         "",
         *summary_lines,
@@ -206,23 +154,17 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         "AUC: same-subject vs different-subject pairs as a verification score. MRR: mean reciprocal rank. "
         f"P@1: precision at 1. Paper figures: {PAPER_SOURCE}.",
     ]
-    extra = study_dir / "reader_study" / "reader_study.md"
-    if extra.exists():
-        md += ["", *extra.read_text().splitlines()]
+    reader_study = index.reader_study_section()
+    if reader_study:
+        md += ["", *reader_study]
     md += ["", *tradeoff_markdown(tradeoff)] if tradeoff["rows"] else []
-    figs = _figures(study_dir, rows, summary, _deformation_preset(study_dir, config))
+    preset = config.matching.deformation_preset if config is not None else "fast"
+    figs = _figures(index, rows, summary, preset)
     if tradeoff["rows"]:
         figs["privacy_utility"] = tradeoff_figure(tradeoff)
-    html_body = _md_to_html(md)
+    page = html_page(title, md, figs)
     md += ["", "## Figures (embedded in report.html)", ""]
     md += [f"- {k}: {f.caption}" for k, f in figs.items()]
-    imgs = "\n".join(
-        f"<figure><h3>{html.escape(k.replace('_', ' ', 1))}</h3>"
-        f"<img alt='{html.escape(k)}' src='data:image/png;base64,{f.png}'>"
-        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
-        for k, f in figs.items()
-    )
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{html_body}<h2>Figures</h2>{imgs}</body></html>"
     document = {
         **summary,
         "title": title,
@@ -233,9 +175,10 @@ def write_report(study_dir: str | Path, config=None) -> dict:
         **({"privacy_utility": tradeoff} if tradeoff["rows"] else {}),
         "membership": membership,
     }
-    paths = {
-        "md": atomic_write_text(study_dir / "report.md", "\n".join(md) + "\n"),
-        "html": atomic_write_text(study_dir / "report.html", page),
-        "json": atomic_write_json(study_dir / "report.json", _json_clean(document)),
+    paths = index.paths
+    written = {
+        "md": atomic_write_text(paths.report("md"), "\n".join(md) + "\n"),
+        "html": atomic_write_text(paths.report("html"), page),
+        "json": atomic_write_json(paths.report("json"), _json_clean(document)),
     }
-    return {**paths, "summary": summary}
+    return {**written, "summary": summary}

@@ -1,6 +1,6 @@
-"""The report's figures: rank histograms, own-vs-others SSIM, and best/median/worst case slices.
+"""The report's best/median/worst case figures: slices of original, reconstruction, SSIM map
+and deformation, read from the study through :class:`~inversion_audit.study.index.StudyIndex`.
 
-Images are returned as base64 PNG strings so the HTML report embeds them (no external files).
 Slices follow the radiological convention on arrays stored in RAS voxel order
 (axis 0 left->right, 1 posterior->anterior, 2 inferior->superior): the patient's
 right is on the viewer's left in axial and coronal views, anterior is on the left
@@ -9,28 +9,29 @@ in sagittal views, and superior (axial: anterior) is at the top.
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import textwrap
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .layout import StudyPaths
+from ..errors import InversionAuditError
+from ..study.index import StudyIndex
+from .figures import Figure, png_base64
 
 __all__ = [
-    "Figure",
     "ORIENTATIONS",
+    "DISPLAY_FAILURES",
     "display_slice",
     "case_figure",
     "display_deformation",
-    "roc_curve",
-    "verification_figure",
+    "slice_centre",
 ]
 
 log = logging.getLogger(__name__)
+
+#: what reading, registering or drawing one case may raise; the report says "not available"
+#: instead (a damaged or missing file, a registration that fails, a grid that differs)
+DISPLAY_FAILURES = (InversionAuditError, OSError, RuntimeError, ValueError)
 
 #: (row label, array axis the slice is taken across, orientation letters left/right/top/bottom)
 ORIENTATIONS = (
@@ -38,25 +39,6 @@ ORIENTATIONS = (
     ("coronal", 1, ("R", "L", "S", "I")),
     ("axial", 2, ("R", "L", "A", "P")),
 )
-
-
-@dataclass
-class Figure:
-    """One embedded figure: base64 PNG, caption, and machine-readable facts about it."""
-
-    png: str
-    caption: str
-    info: dict = field(default_factory=dict)
-
-
-def png_base64(fig, dpi: int = 72) -> str:
-    """Render a matplotlib figure to base64 PNG and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def display_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -79,7 +61,7 @@ def slice_centre(original: np.ndarray) -> tuple[int, int, int]:
 
 
 def display_deformation(
-    study_dir: str | Path,
+    study: StudyIndex,
     variant: str,
     subject_id: str,
     original,
@@ -90,36 +72,34 @@ def display_deformation(
 
     Exactly as the study scores a pair (:func:`~inversion_audit.matching.pipeline.register_candidate`):
     the centred comparison grid, the mean over the study's scoring mask of the candidate
-    (:func:`~.scoring.candidate_mask`), one ITK thread, the seed; the result is cached on disk.
-    Returns ``(magnitude, mean_mm, reason)``; ``magnitude`` is ``None`` (and ``reason``
-    says why) when the mask cannot be recomputed or the registration fails. Nothing is
-    written to the study.
+    (:func:`~inversion_audit.study.scoring.candidate_mask`), one ITK thread, the seed; the
+    result is cached on disk. Returns ``(magnitude, mean_mm, reason)``; ``magnitude`` is
+    ``None`` (and ``reason`` says why) when the mask cannot be recomputed or the
+    registration fails. Nothing is written to the study.
     """
-    try:
-        from ..errors import StudyError
-        from ..matching.pipeline import register_candidate
-        from .index import StudyIndex
-        from .scoring import candidate_mask
+    from ..matching import pipeline
+    from ..study.scoring import candidate_mask
 
-        orig = np.asarray(original.array, np.float32)
-        rec = np.asarray(reconstruction, np.float32)
-        if rec.shape != orig.shape:
-            return None, None, f"shape {rec.shape} differs from the original's {orig.shape}"
-        if float(rec.max()) == float(rec.min()):
-            return None, None, "the reconstruction is constant"
-        try:
-            mask = candidate_mask(StudyIndex(study_dir), variant, subject_id)
-        except StudyError as exc:
-            return None, None, f"the study's scoring mask is not available ({exc})"
-        res = register_candidate(rec, orig, mask, original.spacing, preset)
-        return np.asarray(res.magnitude.array), res.mean_displacement_mm, ""
-    except Exception as exc:  # display only: never fail the report
+    orig = np.asarray(original.array, np.float32)
+    rec = np.asarray(reconstruction, np.float32)
+    if rec.shape != orig.shape:
+        return None, None, f"shape {rec.shape} differs from the original's {orig.shape}"
+    if float(rec.max()) == float(rec.min()):
+        return None, None, "the reconstruction is constant"
+    try:
+        mask = candidate_mask(study, variant, subject_id)
+    except DISPLAY_FAILURES as exc:  # e.g. the cohort is not on this machine
+        return None, None, f"the study's scoring mask is not available ({exc})"
+    try:
+        res = pipeline.register_candidate(rec, orig, mask, original.spacing, preset)
+    except DISPLAY_FAILURES as exc:  # display only: never fail the report
         log.warning("display deformation failed: %s", exc)
         return None, None, f"registration failed: {type(exc).__name__}: {exc}"
+    return np.asarray(res.magnitude.array), res.mean_displacement_mm, ""
 
 
 def _deformation_panel(
-    paths: StudyPaths,
+    study: StudyIndex,
     variant: str,
     run: str,
     sid: str,
@@ -130,27 +110,24 @@ def _deformation_panel(
     preset: str,
 ) -> tuple[np.ndarray | None, dict]:
     """The own-pair deformation magnitude: stored by scoring, computed for display, or not available."""
-    stored = paths.deformation(run, sid, sid)
-    if stored.exists():
-        from ..io import read_volume
-
-        try:
-            return read_volume(stored).array, {
-                "source": "scores",
-                "mean_mm": own_mm,
-                "note": "own original among the SSIM top-k: map stored by the scoring stage",
-            }
-        except Exception as exc:  # a damaged map: fall back to a display registration
-            log.warning("%s: %s", stored, exc)
+    try:
+        stored = study.read_deformation(run, sid, sid)
+    except DISPLAY_FAILURES as exc:  # a damaged map: fall back to a display registration
+        log.warning("%s: %s", study.deformation_file(run, sid, sid), exc)
+        stored = None
+    if stored is not None:
+        return stored.array, {
+            "source": "scores",
+            "mean_mm": own_mm,
+            "note": "own original among the SSIM top-k: map stored by the scoring stage",
+        }
     if not deformation_scored:
         return None, {
             "source": "not available",
             "mean_mm": None,
             "note": "deformation is not among the study's matching metrics",
         }
-    mag, mean, reason = display_deformation(
-        paths.root, variant, sid, original, reconstruction, preset
-    )
+    mag, mean, reason = display_deformation(study, variant, sid, original, reconstruction, preset)
     if mag is None:
         return None, {"source": "not available", "mean_mm": None, "note": reason}
     return mag, {
@@ -165,7 +142,7 @@ def _deformation_panel(
 
 
 def case_figure(
-    study_dir: Path,
+    study: StudyIndex,
     run: str,
     entry: dict,
     label: str,
@@ -180,20 +157,17 @@ def case_figure(
     """
     import matplotlib.pyplot as plt
 
-    from ..io import read_volume
     from ..metrics import ssim
 
-    paths = StudyPaths(study_dir)
     sid = case["id"]
-    orig_p = paths.preprocessed(entry["variant"], sid)
-    rec_p = paths.reconstruction(run, sid, "preprocessed")
-    if not (orig_p.exists() and rec_p.exists()):
+    original = study.read_candidate(entry["variant"], sid)
+    reconstruction = study.read_reconstruction(run, sid, "preprocessed")
+    if original is None or reconstruction is None:
         return None
-    original = read_volume(orig_p)
-    orig, rec = original.array, read_volume(rec_p).array
+    orig, rec = original.array, reconstruction.array
     _, smap = ssim(rec, orig, data_range=1.0, return_map=True)
     dmag, dinfo = _deformation_panel(
-        paths,
+        study,
         entry["variant"],
         run,
         sid,
@@ -288,79 +262,3 @@ def case_figure(
 
 def _mm(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f} mm"
-
-
-def rank_histogram_figure(run: str, entry: dict) -> Figure:
-    """Bar charts of the true original's rank, one per metric of Table 3."""
-    import matplotlib.pyplot as plt
-
-    metrics = list(entry["table3"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.6), squeeze=False)
-    for ax, m in zip(axes[0], metrics, strict=True):
-        h = entry["table3"][m]["rank_histogram"]
-        ax.bar(np.arange(1, len(h) + 1), h, color="#4477aa")
-        ax.set_title(f"{m}: rank of true original", fontsize=9)
-        ax.set_xlabel("rank")
-        ax.set_xlim(0.5, min(len(h), 15) + 0.5)
-    return Figure(
-        png_base64(fig, dpi=80),
-        f"{run}: how often the true original ranked 1st, 2nd, ... per metric.",
-    )
-
-
-def own_vs_others_figure(run: str, own: list[float], others: list[float]) -> Figure:
-    """Box plot of SSIM with the own original vs with other subjects."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 2.6))
-    ax.boxplot([own, others])
-    ax.set_xticks([1, 2], ["own original", "other subjects"])
-    ax.set_ylabel("SSIM")
-    ax.set_title(run, fontsize=8)
-    return Figure(
-        png_base64(fig, dpi=80),
-        f"{run}: SSIM of each reconstruction with its own original and with every other subject.",
-    )
-
-
-def roc_curve(
-    own: list[float], others: list[float], higher_is_better: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """False and true positive rates of "same subject" decisions at every score threshold.
-
-    Positives are reconstruction/own-original pairs, negatives pairs with other subjects.
-    """
-    sign = 1.0 if higher_is_better else -1.0
-    pos, neg = sign * np.asarray(own, float), sign * np.asarray(others, float)
-    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]
-    tpr = [0.0] + [float((pos >= t).mean()) for t in thresholds]
-    fpr = [0.0] + [float((neg >= t).mean()) for t in thresholds]
-    return np.asarray(fpr), np.asarray(tpr)
-
-
-def verification_figure(
-    run: str, pairs: dict[str, tuple[list[float], list[float], bool]]
-) -> Figure:
-    """ROC curves of verification ("is this candidate the reconstruction's subject?") per metric.
-
-    ``pairs`` maps a metric to (own-pair scores, other-pair scores, higher is better).
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 3.0))
-    aucs = {}
-    for metric, (own, others, higher) in pairs.items():
-        fpr, tpr = roc_curve(own, others, higher)
-        aucs[metric] = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-        ax.plot(fpr, tpr, label=f"{metric} (AUC {aucs[metric]:.3f})")
-    ax.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
-    ax.set_xlabel("false positive rate (other subjects)")
-    ax.set_ylabel("true positive rate (own original)")
-    ax.set_title(run, fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
-    return Figure(
-        png_base64(fig, dpi=80),
-        f"{run}: verification ROC. Each curve thresholds one metric to decide whether a candidate "
-        "is the reconstruction's own subject; the diagonal is chance.",
-        {"auc": aucs},
-    )

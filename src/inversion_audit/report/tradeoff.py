@@ -17,29 +17,22 @@ chance.
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from ..errors import StudyError
-from ..io.untrusted import read_json
-from .defences_config import format_strength, parse_defence_tag
+from ..study.defences_config import format_strength, parse_defence_tag
 from .figures import Figure, png_base64
 
 __all__ = ["privacy_utility", "tradeoff_markdown", "tradeoff_figure"]
 
 
-def _utility(study_dir: Path) -> dict[tuple[str, str, str | None], dict[str, Any]]:
-    """(arch, variant, tag) -> Dice per subject over all folds, and the privacy records."""
+def _utility(records: Iterable[dict]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
+    """(arch, variant, tag) -> Dice per subject over all folds, and the privacy records, from
+    the study's ``utility/*.json`` records (:meth:`~inversion_audit.study.index.StudyIndex.utility_records`)."""
     out: dict = defaultdict(lambda: {"dice": {}, "holdout": {}, "privacy": []})
-    for path in sorted((study_dir / "utility").glob("*.json")):
-        try:
-            rec = read_json(path, StudyError, "utility record")
-        except StudyError:
-            continue  # a damaged record is left out of the table
-        if not isinstance(rec, dict):
-            continue
+    for rec in records:
         entry = out[(rec["arch"], rec["variant"], rec.get("defence"))]
         entry["dice"].update({k: v for k, v in rec.get("dice", {}).items() if v is not None})
         entry["holdout"].update(
@@ -191,20 +184,21 @@ def _weakest_line(group: list[dict], undefended: dict | None) -> list[str]:
 
 
 def privacy_utility(
-    study_dir: str | Path, summary: dict, membership: dict | None = None
+    utility_records: Iterable[dict], summary: dict, membership: dict | None = None
 ) -> dict[str, Any]:
     """The privacy–utility table (``rows``), its plain-language ``lines``, and per (arch,
     variant, threat model) the ``answers`` for the report's summary: which defence setting
     closes the leak at the least Dice.
 
-    ``membership`` is the report's membership section (per run, ``membership_inference``
-    signals with ``tpr_at_1pct_fpr``), if any. Empty (no rows) without a defended run.
+    ``utility_records`` are the study's ``utility/*.json`` records
+    (:meth:`~inversion_audit.study.index.StudyIndex.utility_records`); ``membership`` is the
+    report's membership section (per run, ``membership_inference`` signals with
+    ``tpr_at_1pct_fpr``), if any. Empty (no rows) without a defended run.
     """
-    study_dir = Path(study_dir)
     runs = summary.get("runs", {})
     if not any(e.get("defence") for e in runs.values()):
         return {"rows": [], "lines": [], "answers": []}
-    utility = _utility(study_dir)
+    utility = _utility(utility_records)
     rows = [_row(run, e, utility, membership) for run, e in runs.items()]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:

@@ -1,7 +1,8 @@
 """The report's members vs non-members section and membership inference, from ``scores.csv``.
 
-The runner writes ``holdout.json`` (the non-member ids) when the study has a holdout; every
-reconstruction whose id is listed there is a non-member, every other one a member. Both are
+The runner writes ``holdout.json`` (the non-member ids, read through
+:attr:`~inversion_audit.study.index.StudyIndex.holdout_ids`) when the study has a holdout;
+every reconstruction whose id is listed there is a non-member, every other one a member. Both are
 ranked in one gallery, so each metric's score matrix is the run's usual one.
 
 Membership signals per subject, from the scores the pipeline already computes: the decoder's
@@ -12,53 +13,20 @@ labels exist), plus their cross-validated logistic combination.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from ..errors import StudyError
-from ..io import atomic_write_json
-from ..io.untrusted import read_json
-from .layout import run_name
-from .membership import compare_members, holm_adjusted
-from .membership_inference import membership_inference
-from .summary import RANKED_METRICS, _matrix, _runs
+from ..study.layout import run_name
+from ..study.membership import compare_members, holm_adjusted
+from ..study.membership_inference import membership_inference
+from ..study.rankings import RANKED_METRICS, rows_by_run, score_matrix
+from ..study.score_files import ScoreRow
 
-__all__ = [
-    "HOLDOUT_FILE",
-    "write_holdout_ids",
-    "read_holdout_ids",
-    "membership_summary",
-    "membership_markdown",
-    "membership_plain",
-]
-
-HOLDOUT_FILE = "holdout.json"
+__all__ = ["membership_summary", "membership_markdown", "membership_plain"]
 
 
-def write_holdout_ids(
-    study_dir: str | Path, ids: list[str], assignment: dict[int, list[str]]
-) -> Path:
-    """Record the non-member ids and the fold that reconstructs each (``holdout.json``)."""
-    return atomic_write_json(
-        Path(study_dir) / HOLDOUT_FILE,
-        {"holdout": sorted(ids), "fold_of": {s: k for k, ids_ in assignment.items() for s in ids_}},
-    )
-
-
-def read_holdout_ids(study_dir: str | Path) -> list[str]:
-    """The non-member ids of a study (empty without a holdout)."""
-    path = Path(study_dir) / HOLDOUT_FILE
-    if not path.exists():
-        return []
-    data = read_json(path, StudyError, "holdout record")
-    ids = data.get("holdout") if isinstance(data, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise StudyError(f"{path}: 'holdout' must be a list of ids")
-    return ids
-
-
-def _signals(rows: list[dict], members: list[str], nonmembers: list[str]) -> dict:
+def _signals(rows: Sequence[ScoreRow], members: list[str], nonmembers: list[str]) -> dict:
     own = {
         (r["metric"], r["reconstruction_id"]): r["value"]
         for r in rows
@@ -80,14 +48,16 @@ def _signals(rows: list[dict], members: list[str], nonmembers: list[str]) -> dic
     return {k: v for k, v in out.items() if v is not None}
 
 
-def membership_summary(rows: list[dict], holdout: list[str], n_boot: int = 2000) -> dict:
+def membership_summary(
+    rows: Sequence[ScoreRow], holdout: Collection[str], n_boot: int = 2000
+) -> dict:
     """Per run: members vs non-members per ranked metric, and membership inference.
 
     Empty when the study has no holdout or no holdout reconstruction was scored.
     """
     hold = set(holdout)
     out: dict = {}
-    for (arch, variant, threat, defence), rr in _runs(rows).items():
+    for (arch, variant, threat, defence), rr in rows_by_run(rows).items():
         recs = sorted({r["reconstruction_id"] for r in rr if r["metric"] == "ssim"})
         nonmembers = [i for i in recs if i in hold]
         members = [i for i in recs if i not in hold]
@@ -96,7 +66,7 @@ def membership_summary(rows: list[dict], holdout: list[str], n_boot: int = 2000)
         name = run_name(arch, variant, threat, defence)
         compared = {}
         for metric in RANKED_METRICS:
-            m = _matrix(rr, metric)
+            m = score_matrix(rr, metric)
             if m is not None:
                 compared[metric] = compare_members(m, members, nonmembers)
         metrics = {k: c.to_dict() for k, c in holm_adjusted(compared).items()}

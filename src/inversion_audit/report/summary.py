@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from ..matching.ranking import METRIC_DIRECTIONS
 from ..matching.retrieval import open_set_verification
 from ..stats import wilson_interval
-from .layout import run_name
-from .paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
+from ..study.layout import run_name
+from ..study.paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
+from ..study.rankings import RANKED_METRICS, rank_run, rows_by_run, score_matrix
+from ..study.score_files import ScoreRow
 
 __all__ = ["RANKED_METRICS", "paper_figures", "summarize_study"]
-
-#: metric -> higher is better (the one definition: :data:`inversion_audit.matching.METRIC_DIRECTIONS`)
-RANKED_METRICS = METRIC_DIRECTIONS
-
-
-def _runs(rows: list[dict]) -> dict[tuple[str, str, str, str], list[dict]]:
-    """Rows per run ``(arch, variant, threat_model, defence)``, in the order of their
-    ``(arch, variant, threat_model[_defence])`` labels."""
-    out: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
-    for r in rows:
-        out[(r["arch"], r["variant"], r["threat_model"], r.get("defence") or "")].append(r)
-
-    def label(key: tuple[str, str, str, str]) -> tuple[str, str, str]:
-        arch, variant, threat, defence = key
-        return arch, variant, f"{threat}_{defence}" if defence else threat
-
-    return dict(sorted(out.items(), key=lambda kv: label(kv[0])))
-
-
-def _matrix(rows: list[dict], metric: str):
-    from ..matching import ScoreMatrix
-
-    sel = [r for r in rows if r["metric"] == metric]
-    if not sel:
-        return None
-    # every scored reconstruction, also one without rows of this metric (e.g. a constant
-    # reconstruction skipped by deformation): its row stays NaN, so matrices can be fused
-    rec = sorted(
-        {r["reconstruction_id"] for r in rows if r["metric"] == "ssim"}
-        | {r["reconstruction_id"] for r in sel}
-    )
-    cand = sorted(
-        {r["candidate_id"] for r in rows if r["metric"] == "ssim"}
-        | {r["candidate_id"] for r in sel}
-    )
-    values = np.full((len(rec), len(cand)), np.nan)
-    ri, ci = {k: i for i, k in enumerate(rec)}, {k: i for i, k in enumerate(cand)}
-    for r in sel:
-        values[ri[r["reconstruction_id"]], ci[r["candidate_id"]]] = r["value"]
-    return ScoreMatrix(metric, values, rec, cand, higher_is_better=RANKED_METRICS[metric])
 
 
 def _num(x) -> float | None:
@@ -88,7 +48,7 @@ def paper_figures(arch: str, variant: str) -> dict:
     }
 
 
-def _cases(rows: list[dict]) -> dict[str, dict]:
+def _cases(rows: Sequence[ScoreRow]) -> dict[str, dict]:
     """Best, median and worst reconstruction of one run by SSIM with the own original."""
     own = sorted(
         (r for r in rows if r["metric"] == "ssim" and r["reconstruction_id"] == r["candidate_id"]),
@@ -136,7 +96,7 @@ def _verification(matrix) -> dict:
     }
 
 
-def summarize_study(rows: list[dict], holdout: Collection[str] = ()) -> dict:
+def summarize_study(rows: Sequence[ScoreRow], holdout: Collection[str] = ()) -> dict:
     """All report numbers per run, as JSON-serialisable dicts (computed from ``scores.csv`` rows).
 
     Per run: ``table1`` (own-original mean/sd per metric), ``table2`` (own vs others SSIM),
@@ -150,7 +110,7 @@ def summarize_study(rows: list[dict], holdout: Collection[str] = ()) -> dict:
     ``verification_pairs`` counts those pairs (same / different subject) and the run's
     ``nonmember_reconstructions`` the non-member reconstructions among them; ``fused`` has neither.
     """
-    from ..matching import fused_rank, rank_candidates, summarize
+    from ..matching import rank_candidates
 
     def ranking(m, s) -> dict:
         top1 = [ranked[0] if ranked else "" for ranked in rank_candidates(m)]
@@ -172,7 +132,7 @@ def summarize_study(rows: list[dict], holdout: Collection[str] = ()) -> dict:
 
     hold = set(holdout)
     runs = {}
-    for (arch, variant, threat, defence), everyone in _runs(rows).items():
+    for (arch, variant, threat, defence), everyone in rows_by_run(rows).items():
         rr = [r for r in everyone if r["reconstruction_id"] not in hold]
         if not rr:
             continue
@@ -189,27 +149,20 @@ def summarize_study(rows: list[dict], holdout: Collection[str] = ()) -> dict:
                 {r["reconstruction_id"] for r in everyone} - {r["reconstruction_id"] for r in rr}
             ),
         }
-        matrices = {}
-        for metric in RANKED_METRICS:
-            m = _matrix(rr, metric)
-            if m is None:
+        # the ranks of rankings/<run>.csv (one computation: study.rankings.rank_run)
+        for metric, (m, s) in rank_run(rr).items():
+            entry["table3"][metric] = ranking(m, s)
+            if metric == "fused":
+                entry["table3"][metric].update(auc=None, tpr_at_1pct_fpr=None)
                 continue
-            matrices[metric] = m
-            s = summarize(m)
             own = [
                 r["value"]
                 for r in rr
                 if r["metric"] == metric and r["reconstruction_id"] == r["candidate_id"]
             ]
             entry["table1"][metric] = _mean_sd(own)
-            entry["table3"][metric] = ranking(m, s)
-            both = _matrix(everyone, metric) if len(rr) < len(everyone) else m
+            both = score_matrix(everyone, metric) if len(rr) < len(everyone) else m
             entry["table3"][metric].update(_verification(both))
-        fused = fused_rank(matrices)
-        if fused is not None:
-            entry["table3"]["fused"] = ranking(fused, summarize(fused))
-            entry["table3"]["fused"]["auc"] = None
-            entry["table3"]["fused"]["tpr_at_1pct_fpr"] = None
         if "ssim" in entry["table3"]:
             t = entry["table3"]["ssim"]
             entry["table2"] = {"own": t["own_mean"], "others": t["others_mean"]}
