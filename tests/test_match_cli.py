@@ -230,3 +230,36 @@ def test_match_errors_name_the_file(tiny_cohort, tmp_path, capsys):
     assert "sub00_recon_pre.nii.gz: grid differs" in capsys.readouterr().err
     assert main([*args, "--metrics", "ssim,bogus", "--quiet"]) == 1
     assert "bogus" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_match_greedy_measures_a_known_shift_in_mm(tiny_cohort, tmp_path, capsys):
+    """``--registration greedy``: a reconstruction that is its original shifted by 2 voxels
+    of 2 mm scores a mean displacement of about 4 mm against it (the shift applied is the
+    reference), its magnitude map is stored, and greedy with the ANTs-only preset is refused
+    before anything is written."""
+    from scipy import ndimage
+
+    recon_dir = tmp_path / "recon"
+    recon_dir.mkdir()
+    pre = preprocess_subject(load_cohort(tiny_cohort)["sub01"], CONFIG)
+    shifted = ndimage.shift(pre.image, (2, 0, 0), order=1).astype(np.float32)
+    write_volume(recon_dir / "sub01_recon_pre.nii.gz", shifted, pre.affine)
+    args = [
+        "match", "--reconstructions", str(recon_dir), "--candidates", str(tiny_cohort),
+        "--metrics", "ssim,deformation", "--registration", "greedy", "--quiet", "--device", "cpu",
+    ]  # fmt: skip
+    refused = tmp_path / "refused"
+    assert main([*args, "--out", str(refused), "--preset", "paper"]) == 1
+    assert "paper" in capsys.readouterr().err and not refused.exists()
+
+    out = tmp_path / "match"
+    assert main([*args, "--out", str(out)]) == 0
+    deformation = {
+        r["candidate_id"]: float(r["value"]) for r in _scores(out) if r["metric"] == "deformation"
+    }
+    assert deformation["sub01"] == pytest.approx(4.0, rel=0.2)
+    magnitude = read_volume(StudyPaths(out).deformation(RUN, "sub01", "sub01"))
+    assert magnitude.array.shape == pre.shape and 3.0 < magnitude.array.max() < 12.0
+    summary = json.loads(StudyPaths(out).match_summary.read_text())
+    assert summary["registration"] == "greedy" and summary["deformation_preset"] == "fast"

@@ -38,7 +38,9 @@ import argparse
 from pathlib import Path
 
 from ..data import DEFAULT_IMAGE_PATTERN, DEFAULT_LABELS_PATTERN
+from ..devices import resolve_threads
 from ..errors import ConfigError
+from ..metrics.registration import BACKEND_PRESETS, REGISTRATION_BACKENDS, check_registration
 from .common import (
     add_device_args,
     add_quiet_arg,
@@ -89,7 +91,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="deformation only on each reconstruction's SSIM top-K",
     )
     p.add_argument(
-        "--preset", choices=["paper", "fast"], default="paper", help="ANTs deformation preset"
+        "--preset",
+        choices=sorted({p for ps in BACKEND_PRESETS.values() for p in ps}),
+        default=None,
+        help="deformation preset (default: paper with ANTs; fast with greedy, its only one)",
+    )
+    p.add_argument(
+        "--registration",
+        choices=list(REGISTRATION_BACKENDS),
+        default="ants",
+        help="registration of the deformation metric: ants (SyN, as the paper ran it) or greedy "
+        "(Yushkevich's greedy: affine then NCC deformable, cheaper)",
     )
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.add_argument(
@@ -146,10 +158,14 @@ def _options(args: argparse.Namespace):
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    preset = args.preset or BACKEND_PRESETS[args.registration][0]
+    if "deformation" in metrics:
+        check_registration(args.registration, preset)  # refused before anything is written
     return MatchOptions(
         metrics=tuple(metrics),
         top_k=args.top_k,
-        deformation_preset=args.preset,
+        deformation_preset=preset,
+        registration=args.registration,
         scheduler=args.scheduler,
         n_workers=args.workers,
     )
@@ -174,7 +190,6 @@ def _run_tags(args: argparse.Namespace) -> tuple[tuple[int | None, str, str, str
 
 def _match(args: argparse.Namespace) -> int:
     import dataclasses
-    import os
 
     from ..data import PreprocessConfig, preprocess_cohort, save_pending
     from ..devices import set_threads
@@ -225,7 +240,7 @@ def _match(args: argparse.Namespace) -> int:
             options,
             device=args.device,
             progress=progress,
-            registration_workers=args.threads or os.cpu_count() or 1,
+            registration_workers=resolve_threads(args.threads or "auto"),
             reid_fn=reid,
         )
     summary = write_match_study(Path(args.out), tags, recs, candidates, scores, defence)
@@ -237,7 +252,8 @@ def _match(args: argparse.Namespace) -> int:
         reconstruction_pattern=pattern,
         candidates=str(args.candidates),
         preprocess=config.to_dict(),
-        deformation_preset=args.preset if "deformation" in options.metrics else None,
+        deformation_preset=options.deformation_preset if "deformation" in options.metrics else None,
+        registration=options.registration if "deformation" in options.metrics else None,
         top_k=args.top_k,
         reid=None
         if reid is None
