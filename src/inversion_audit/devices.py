@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["available_devices", "cpu_count", "get_device", "resolve_threads", "set_threads"]
+__all__ = [
+    "DEVICES",
+    "available_devices",
+    "cpu_count",
+    "get_device",
+    "resolve_threads",
+    "set_threads",
+]
+
+#: every device name a config or a flag may give (``"auto"``: cuda, then mps, then cpu)
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def available_devices() -> list[str]:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..devices import DEVICES
+
 if TYPE_CHECKING:
     from ..attack_pair import TargetSpec
     from ..data import Cohort, Subject
@@ -38,7 +40,7 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         default="auto",
-        choices=["auto", "cpu", "cuda", "mps"],
+        choices=list(DEVICES),
         help="compute device (auto: cuda, then mps, then cpu)",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")

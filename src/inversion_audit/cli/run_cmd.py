@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..devices import DEVICES
 from .common import add_quiet_arg
 
 __all__ = ["register"]
@@ -18,10 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device",
         default=None,
-        choices=["auto", "cpu", "cuda", "mps"],
+        choices=list(DEVICES),
         help="override study.device",
     )
-    p.add_argument("--threads", type=int, default=None, help="override study.threads and matching.threads (the registration workers)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="override study.threads and matching.threads (the registration workers)",
+    )
     p.add_argument(
         "--plan",
         action="store_true",

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..devices import DEVICES
 from ..errors import CohortError, ConfigError
 from ..io.paths import check_subject_id
 from ..matching.pipeline import PIPELINE_METRICS
@@ -23,7 +24,6 @@ from .config_types import check_bounded
 __all__ = ["DEVICES", "StudySection", "CohortSection", "FoldsSection", "MatchingSection"]
 
 #: the ``study.device`` choices (``inversion_audit.devices.get_device``)
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
