@@ -7,10 +7,19 @@ import pytest
 from inversion_audit.errors import ConfigError
 
 
-def test_defence_settings_and_their_tags():
-    from inversion_audit.study.defences_config import defence_settings, parse_defence_tag
+def _settings(value, seed=0):
+    """Every setting of a ``[[defences]]`` list, as the study parses it."""
+    from inversion_audit.study.defences_config import all_settings, parse_defences
 
-    settings = defence_settings(
+    return all_settings(parse_defences(value, seed))
+
+
+def test_defence_settings_and_their_tags():
+    from inversion_audit.study.defences_config import (
+        parse_defence_tag,
+    )
+
+    settings = _settings(
         [
             {"kind": "latent-noise", "strengths": [0.25, 2]},
             {"kind": "latent-noise", "strengths": [8], "mode": "quantise"},

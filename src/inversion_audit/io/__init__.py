@@ -2,7 +2,7 @@
 
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
 from .cache import cache_dir
-from .hashing import array_hash, config_hash, file_hash, ids_hash, path_key, state_hash
+from .hashing import array_hash, config_hash, file_hash, ids_hash, state_hash
 from .nifti import (
     FREE_TEXT_FIELDS,
     NIFTI_SUFFIXES,
@@ -27,7 +27,6 @@ __all__ = [
     "config_hash",
     "file_hash",
     "ids_hash",
-    "path_key",
     "read_labels",
     "read_volume",
     "scrub_header",

@@ -6,7 +6,6 @@ import errno
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from ..errors import VolumeError
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["file_hash", "array_hash", "config_hash", "ids_hash", "path_key", "state_hash"]
+__all__ = ["file_hash", "array_hash", "config_hash", "ids_hash", "state_hash"]
 
 
 def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -64,14 +63,6 @@ def ids_hash(ids: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
-def path_key(path: str | os.PathLike[str]) -> str:
-    """Cheap cache key for a file: resolved path, size and modification time."""
-    try:
-        p = Path(path).resolve()
-        st = p.stat()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop in resolve()
-        raise VolumeError(f"{path}: cannot read file ({exc})") from None
-    return config_hash([str(p), st.st_size, st.st_mtime_ns])
 
 
 def state_hash(model: nn.Module) -> str:

@@ -35,7 +35,6 @@ __all__ = [
     "file_role",
     "fill_sqlite",
     "freeze_sql",
-    "has_design",
     "read_orders",
     "run_script",
     "utc_now",
@@ -165,12 +164,6 @@ def _tables(path: Path) -> set[str] | None:
             conn.close()
     except sqlite3.DatabaseError:
         return None
-
-
-def has_design(path: Path) -> bool | None:
-    """True if ``path`` holds design tables, False if an SQLite file without, None if not SQLite."""
-    tables = _tables(path)
-    return None if tables is None else "design" in tables
 
 
 def design_meta(conn: sqlite3.Connection) -> dict:

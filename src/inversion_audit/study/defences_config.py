@@ -45,7 +45,6 @@ __all__ = [
     "DefenceSetting",
     "DefenceSpec",
     "all_settings",
-    "defence_settings",
     "parse_defence_tag",
     "parse_defences",
 ]
@@ -266,11 +265,6 @@ def parse_defences(value: Any, seed: int = 0) -> list[DefenceSpec]:
 def all_settings(specs: Iterable[DefenceSpec]) -> list[DefenceSetting]:
     """Every setting of parsed ``[[defences]]`` tables, in config order."""
     return [s for spec in specs for s in spec.settings()]
-
-
-def defence_settings(value: Any, seed: int = 0) -> list[DefenceSetting]:
-    """Every setting of a ``defences`` list (TOML tables), in config order."""
-    return all_settings(parse_defences(value, seed))
 
 
 def parse_defence_tag(tag: str) -> tuple[str, float, bool, bool | None]:

@@ -25,7 +25,6 @@ __all__ = [
     "load_bundle",
     "load_external",
     "load_monai",
-    "is_model_folder",
     "load_nnunet",
     "rebuild_target",
 ]
@@ -48,14 +47,6 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def is_model_folder(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a MONAI bundle or an nnU-Net trained model folder."""
-    from pathlib import Path
-
-    p = Path(path)
-    return p.is_dir() and ((p / "configs").is_dir() or (p / "plans.json").is_file())
 
 
 def load_external(
