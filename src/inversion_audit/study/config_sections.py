@@ -55,7 +55,7 @@ class CohortSection:
     attack_path: str | None = None
     sample_n: int = 40
     sample_seed: int = 0
-    #: the non-member control (issue 18): ids outside the protocol, a count, or a folder
+    #: the non-member control: ids outside the protocol, a count, or a folder
     holdout: list[str] | None = None
     holdout_n: int | None = None
     holdout_path: str | None = None

@@ -1,4 +1,4 @@
-"""Who leaks, and how strongly: members vs non-members (issue 18; membership inference in
+"""Who leaks, and how strongly: members vs non-members (membership inference in
 ``membership_inference.py``).
 
 Members trained the target; non-members (the holdout) trained neither the target nor the
