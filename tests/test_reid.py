@@ -12,12 +12,11 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import make_blob_volume
 from inversion_audit.errors import CheckpointError, ConfigError
-from inversion_audit.matching.ranking import rank_of_true_match
+from inversion_audit.matching.ranking import ScoreMatrix, rank_of_true_match
 from inversion_audit.matching.reid import (
     ReidConfig,
     build_reid_network,
     cross_fit_reconstructions,
-    reid_matrix,
     reid_scores,
     train_reid,
 )
@@ -55,8 +54,7 @@ def test_reid_beats_chance_on_unseen_subjects(one_thread):
     assert history["epoch_loss"][-1] < history["epoch_loss"][0]
     ids = [f"s{i}" for i in range(6)]
     recon = [_blurred(x, 2000 + i) for i, x in enumerate(test)]
-    mat = reid_matrix(net, ids, recon, ids, test, S, "cpu")
-    assert mat.metric == "reid" and mat.higher_is_better
+    mat = ScoreMatrix("reid", reid_scores(net, recon, test, S, "cpu"), ids, ids, True)
     ranks = rank_of_true_match(mat)
     # chance finds 1 of 6 at rank 1 and a mean rank of 3.5 (here: 3 of 6, mean rank 1.7)
     assert (ranks == 1).sum() >= 2 and ranks.mean() < 2.5

@@ -31,13 +31,11 @@ if TYPE_CHECKING:
     from ..attack.config import InversionConfig
     from ..progress import ProgressCallback
     from ..training.fit import FitHistory
-    from .ranking import ScoreMatrix
 
 __all__ = [
     "ReidConfig",
     "build_reid_network",
     "cross_fit_reconstructions",
-    "reid_matrix",
     "reid_scores",
     "train_reid",
 ]
@@ -330,19 +328,3 @@ def reid_scores(
     with torch.no_grad():
         out = [net["head"]((er[i : i + 1] - ec).abs()).squeeze(1) for i in range(er.shape[0])]
     return torch.stack(out).float().cpu().numpy().astype(np.float64)
-
-
-def reid_matrix(
-    net: nn.Module,
-    reconstruction_ids: list[str],
-    reconstructions: list[np.ndarray],
-    candidate_ids: list[str],
-    candidates: list[np.ndarray],
-    input_size: int = 32,
-    device: str = "auto",
-) -> ScoreMatrix:
-    """The ``reid`` :class:`~inversion_audit.matching.ranking.ScoreMatrix` (higher is better)."""
-    from .ranking import ScoreMatrix
-
-    values = reid_scores(net, reconstructions, candidates, input_size, device)
-    return ScoreMatrix("reid", values, list(reconstruction_ids), list(candidate_ids), True)
