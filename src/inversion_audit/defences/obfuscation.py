@@ -32,7 +32,6 @@ __all__ = [
     "obfuscate_inputs",
     "build_vae",
     "intensity_mapping",
-    "apply_mapping",
     "train_vae",
     "vae_loss",
 ]
@@ -90,13 +89,6 @@ def intensity_mapping(seed: int, bins: int = 64, levels: int = 16) -> np.ndarray
     assignment = rng.permutation(np.arange(bins) % levels)
     values = rng.permutation(levels).astype(np.float32) / (levels - 1)
     return values[assignment]
-
-
-def apply_mapping(image: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Quantise ``image`` (values in [0, 1]) into ``len(lut)`` bins and map each through ``lut``."""
-    bins = len(lut)
-    idx = np.clip(np.floor(np.asarray(image, np.float32) * bins), 0, bins - 1).astype(np.intp)
-    return lut[idx]
 
 
 def build_vae(config: ObfuscationConfig) -> nn.Module:
