@@ -63,8 +63,6 @@ def ids_hash(ids: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
-
-
 def state_hash(model: nn.Module) -> str:
     """SHA-256 (16 hex) of a model's tensors: identifies the exact weights."""
     h = hashlib.sha256()
