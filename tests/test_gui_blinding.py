@@ -102,6 +102,11 @@ def test_blinded_mode_hides_the_answer_in_every_tab_and_the_export(
     deformation = panel.pages["Deformation"]
     secrets = _secrets(study, entry)
     assert len(secrets) >= 4  # the id and at least ssim, correlation, psnr
+    # the Study tab's verdict cards: identification rates, scored against the true originals
+    verdict = panel.pages["Study"].verdict
+    _wait(qtbot, verdict.job)
+    rates = [f"{c['risk']['identification']['top1']} of " for c in verdict.cards]
+    assert rates and all(any(r in t for t in _texts(panel, viewer)) for r in rates)
 
     # unblinded: the answer is on show (so the checks below could fail)
     _wait(qtbot, compare.compute())  # against the true original
@@ -114,6 +119,8 @@ def test_blinded_mode_hides_the_answer_in_every_tab_and_the_export(
     candidates.blinded_check.setChecked(True)
     assert not _leaks(panel, viewer, secrets), _leaks(panel, viewer, secrets)
     assert {la.name for la in viewer.layers} == {"recon"}  # no stray layer, none named
+    assert verdict.label.text() in _texts(panel, viewer)  # walked, and without a number
+    assert not any(ch.isdigit() for ch in verdict.label.text() + verdict.label.toolTip())
 
     # export: off, and refused when called
     assert not candidates.export_button.isEnabled()
@@ -143,6 +150,7 @@ def test_blinded_mode_hides_the_answer_in_every_tab_and_the_export(
     assert mean == pytest.approx(float(magnitude.data[brain].mean()), rel=1e-5)
     assert f"mean displacement {mean:.2f} mm" in deformation.result_label.text()
     assert not _leaks(panel, viewer, secrets), _leaks(panel, viewer, secrets)
+    assert not any(ch.isdigit() for ch in verdict.label.text())
 
     # unblinding: the named layers back, nothing computed while blinded left behind
     job = candidates.blinded_check.setChecked(False) or candidates.panel.job

@@ -192,7 +192,7 @@ def test_holdout_is_reconstructed_scored_in_one_gallery_and_reported(tmp_path, m
     # Table 3's AUC and TPR@1% FPR: open-set verification over every (reconstruction,
     # candidate) pair of the run, the non-members' included (8 x 8 pairs), by sklearn
     table3 = report["tables"]["table3"]
-    assert "non-members' reconstructions" in table3["title"]
+    assert "non-members' reconstructions" in table3["note"]
     for metric in ("ssim", "psnr", "reid"):  # higher is better for each
         vals = {
             (r["reconstruction_id"], r["candidate_id"]): r["value"]

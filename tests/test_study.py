@@ -396,7 +396,7 @@ def test_report_tables_parse_back_to_scores(tiny_study):
     # Table 3: per metric (deformation and fused included) top-1, top-5, n, mean rank, MRR, P@1,
     # AUC and TPR at 1% FPR over every pair of the run
     assert doc["tables"]["table3"]["columns"][9:11] == ["AUC", "TPR@1% FPR"]
-    assert "every (reconstruction, candidate) pair" in doc["tables"]["table3"]["title"]
+    assert "every (reconstruction, candidate) pair" in doc["tables"]["table3"]["note"]
     seen = {(r[0], r[1]) for r in tables["table3"]}
     assert seen == {(run, m) for run, e in exp.items() for m in e["table3"]}
     assert {m for _, m in seen} == set(RANKED)
@@ -482,14 +482,21 @@ def test_report_html_is_self_contained_with_case_figures(tiny_study):
     page = (out / "report.html").read_text()
     doc = json.loads((out / "report.json").read_text())
     links = re.findall(r"""\b(?:src|href)\s*=\s*['"]?([^'"\s>]*)""", page)
-    assert links and all(u.startswith("data:image/png;base64,") for u in links), links[:3]
+    ids = set(re.findall(r"""\bid\s*=\s*['"]([^'"]*)""", page))
+    # images embedded; links only to the page's own headings (contents, verdict, advice)
+    assert links and all(
+        u.startswith("data:image/png;base64,") or (u.startswith("#") and u[1:] in ids)
+        for u in links
+    ), links[:3]
     assert not re.search(r"https?://", page)
     assert not re.search(r"<(?:link|script|iframe)\b", page)
     exp = _expected(_read_csv(out / "scores" / "scores.csv"))
     for run, e in exp.items():
         for label, (sid, _) in e["cases"].items():
             key = f"case_{label}_{run}"
-            assert f"alt='{key}' src='data:image/png;base64," in page, key
+            assert re.search(
+                rf"id='figure-{key}'><img alt='[^']+' src='data:image/png;base64,", page
+            ), key
             assert key in doc["figures"] and sid in doc["figures"][key]
             case = doc["runs"][run]["cases"][label]
             assert case["figure"] == key

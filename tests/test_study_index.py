@@ -243,7 +243,7 @@ def test_every_path_in_a_study_is_a_study_paths_method(tmp_path):
     for path, rel in named.items():
         assert path == tmp_path / rel
     with pytest.raises(ValueError, match="report kind"):
-        paths.report("pdf")
+        paths.report("docx")
     with pytest.raises(CohortError):
         paths.utility("unet", "../..", 0)
 

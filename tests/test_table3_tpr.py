@@ -65,7 +65,7 @@ def test_verification_covers_members_and_nonmembers() -> None:
     columns = tables["table3"]["columns"]
     assert columns[columns.index("AUC") + 1] == "TPR@1% FPR"
     assert columns[-2:] == ["paper top-1 (of 40)", "paper mean rank"]
-    assert "non-members' reconstructions" in tables["table3"]["title"]
+    assert "non-members' reconstructions" in tables["table3"]["note"]
     for metric, higher in (("ssim", True), ("deformation", False)):
         vals = _vals(rows, metric)
         auc, tpr = sklearn_verification(vals, higher)

@@ -4,7 +4,9 @@ Open a study folder written by ``inversion-audit run`` and pick a reconstruction
 searchable list of subjects, folds, architectures, variants and threat models, each marked
 member (trained the target) or non-member (the study's holdout), filtered by defence and
 strength: its original, reconstruction(s) and labels are added as layers at their world
-position. In blinded mode the list (which names subjects) is hidden until unblinded. Or
+position. Under the study's summary line, its verdict cards (``_verdict_view.py``: the
+report's, computed from the study's files). In blinded mode the list (which names subjects)
+and the verdict (scored against the true originals) are hidden until unblinded. Or
 load files one by one (``_one_by_one.py``): an original NIfTI, a target checkpoint or an
 external model (MONAI weights, a MONAI bundle or nnU-Net folder) and an inversion checkpoint
 (checked by loading them; a problem is an error notification naming the file and leaves
@@ -41,6 +43,7 @@ from ._layers import axial_view
 from ._messages import user_message
 from ._one_by_one import OneByOneGroup
 from ._state import state_for
+from ._verdict_view import VerdictView
 from ._workers import Job, JobPanel
 
 if TYPE_CHECKING:
@@ -107,9 +110,11 @@ class StudyWidget(QWidget):
 
         self.summary = QLabel("No study open.")
         self.summary.setWordWrap(True)
+        self.verdict = VerdictView(self)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.summary)
+        layout.addWidget(self.verdict)
         layout.addWidget(self.blinded_note)
         layout.addWidget(self.search_edit)
         layout.addWidget(self.filters)
@@ -156,6 +161,7 @@ class StudyWidget(QWidget):
     def _show_study(self, study: StudyIndex | None) -> None:
         self.entry_list.clear()
         self._fill_defences(study)
+        self.verdict.show_study(study)
         if study is None:
             self.summary.setText("No study open.")
             return
@@ -190,6 +196,7 @@ class StudyWidget(QWidget):
         for widget in (self.search_edit, self.filters, self.entry_list, self.all_runs, self.panel):
             widget.setVisible(not blinded)
         self.blinded_note.setVisible(bool(blinded))
+        self.verdict.set_blinded(blinded)
         self.panel.status.setText("")  # a job's progress may have named a subject
         if blinded:
             self.entry_list.blockSignals(True)

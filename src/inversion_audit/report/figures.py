@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import base64
 import io
+import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
     "Figure",
+    "figure_slot",
     "png_base64",
+    "slot_key",
     "rank_histogram_figure",
     "own_vs_others_figure",
     "roc_curve",
@@ -23,11 +27,32 @@ __all__ = [
 
 @dataclass
 class Figure:
-    """One embedded figure: base64 PNG, caption, and machine-readable facts about it."""
+    """One embedded figure: base64 PNG, caption, and machine-readable facts about it
+    (``info["alt"]``: its alt text, a description of what it shows; the caption otherwise)."""
 
     png: str
     caption: str
     info: dict = field(default_factory=dict)
+
+    @property
+    def alt(self) -> str:
+        """The figure's alt text."""
+        return str(self.info.get("alt") or self.caption)
+
+
+_SLOT = re.compile(r"^<!-- figure: ([A-Za-z0-9_.+-]+) -->$")
+
+
+def figure_slot(key: str) -> str:
+    """The report's Markdown line that places figure ``key`` (the HTML shows the image there,
+    report.md its caption, report.pdf the image)."""
+    return f"<!-- figure: {key} -->"
+
+
+def slot_key(line: str) -> str | None:
+    """The figure key of a :func:`figure_slot` line, else ``None``."""
+    m = _SLOT.match(line)
+    return m.group(1) if m else None
 
 
 def png_base64(fig, dpi: int = 72) -> str:
@@ -41,20 +66,29 @@ def png_base64(fig, dpi: int = 72) -> str:
 
 
 def rank_histogram_figure(run: str, entry: dict) -> Figure:
-    """Bar charts of the true original's rank, one per metric of Table 3."""
+    """Bar charts of the true original's rank, one per metric of Table 3 (three per row)."""
     import matplotlib.pyplot as plt
 
     metrics = list(entry["table3"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.6), squeeze=False)
-    for ax, m in zip(axes[0], metrics, strict=True):
-        h = entry["table3"][m]["rank_histogram"]
+    cols = min(3, max(len(metrics), 1))
+    rows = max(1, math.ceil(len(metrics) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(9.0, 2.6 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics) :]:
+        ax.set_visible(False)
+    described = []
+    for ax, m in zip(axes.flat, metrics, strict=False):
+        t = entry["table3"][m]
+        h = t["rank_histogram"]
         ax.bar(np.arange(1, len(h) + 1), h, color="#4477aa")
-        ax.set_title(f"{m}: rank of true original", fontsize=9)
+        ax.set_title(f"{m}: rank of true original", fontsize=10)
         ax.set_xlabel("rank")
         ax.set_xlim(0.5, min(len(h), 15) + 0.5)
+        described.append(f"{m}: ranked first {t['top1']} of {t['n']}")
+    fig.tight_layout()
     return Figure(
-        png_base64(fig, dpi=80),
+        png_base64(fig, dpi=100),
         f"{run}: how often the true original ranked 1st, 2nd, ... per metric.",
+        {"alt": f"Bar charts of the true original's rank for {run}; " + "; ".join(described)},
     )
 
 
@@ -62,14 +96,20 @@ def own_vs_others_figure(run: str, own: list[float], others: list[float]) -> Fig
     """Box plot of SSIM with the own original vs with other subjects."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(3.2, 2.6))
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
     ax.boxplot([own, others])
     ax.set_xticks([1, 2], ["own original", "other subjects"])
     ax.set_ylabel("SSIM")
-    ax.set_title(run, fontsize=8)
+    ax.set_title(run, fontsize=9)
+    fig.tight_layout()
     return Figure(
-        png_base64(fig, dpi=80),
+        png_base64(fig, dpi=140),
         f"{run}: SSIM of each reconstruction with its own original and with every other subject.",
+        {
+            "alt": f"Box plots of SSIM for {run}: with the own original (median "
+            f"{np.median(own):.3f}, {len(own)} pairs) and with other subjects (median "
+            f"{np.median(others):.3f}, {len(others)} pairs)."
+        },
     )
 
 
@@ -97,7 +137,7 @@ def verification_figure(
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     aucs = {}
     for metric, (own, others, higher) in pairs.items():
         fpr, tpr = roc_curve(own, others, higher)
@@ -106,11 +146,17 @@ def verification_figure(
     ax.plot([0, 1], [0, 1], color="0.7", linestyle=":", linewidth=1)
     ax.set_xlabel("false positive rate (other subjects)")
     ax.set_ylabel("true positive rate (own original)")
-    ax.set_title(run, fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(run, fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    auc_words = ", ".join(f"{m} {a:.3f}" for m, a in aucs.items())
     return Figure(
-        png_base64(fig, dpi=80),
+        png_base64(fig, dpi=140),
         f"{run}: verification ROC. Each curve thresholds one metric to decide whether a candidate "
         "is the reconstruction's own subject; the diagonal is chance.",
-        {"auc": aucs},
+        {
+            "auc": aucs,
+            "alt": f"ROC curves of same-subject verification for {run}, one per metric; "
+            f"AUC {auc_words}.",
+        },
     )

@@ -9,6 +9,12 @@ Membership signals per subject, from the scores the pipeline already computes: t
 reconstruction error (mean squared error, from the PSNR to the own original, data range 1) and
 the target's loss on its own segmentation (1 - Dice of its segmentation of the original, where
 labels exist), plus their cross-validated logistic combination.
+
+With the record-loss stage's records (:meth:`~inversion_audit.study.index.StudyIndex.record_losses`)
+the section adds, under ``reference_models``, membership inference with reference models: offline
+RMIA (Zarifzadeh et al., ICML 2024) and offline LiRA (Carlini et al., IEEE S&P 2022) with the
+study's other fold targets as the models that did not train on a record, beside the loss threshold
+on the same records (:mod:`inversion_audit.study.rmia`).
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ from ..study.layout import run_name
 from ..study.membership import compare_members, holm_adjusted
 from ..study.membership_inference import membership_inference
 from ..study.rankings import RANKED_METRICS, rows_by_run, score_matrix
+from ..study.rmia import reference_attacks
 from ..study.score_files import ScoreRow
 
-__all__ = ["membership_summary", "membership_markdown", "membership_plain"]
+__all__ = ["REFERENCE_KEY", "membership_summary", "membership_markdown", "membership_plain"]
+
+#: the section's key of membership inference with reference models (never a run name)
+REFERENCE_KEY = "reference_models"
 
 
 def _signals(rows: Sequence[ScoreRow], members: list[str], nonmembers: list[str]) -> dict:
@@ -49,11 +59,18 @@ def _signals(rows: Sequence[ScoreRow], members: list[str], nonmembers: list[str]
 
 
 def membership_summary(
-    rows: Sequence[ScoreRow], holdout: Collection[str], n_boot: int = 2000
+    rows: Sequence[ScoreRow],
+    holdout: Collection[str],
+    n_boot: int = 2000,
+    record_losses: Sequence[dict] | None = None,
 ) -> dict:
-    """Per run: members vs non-members per ranked metric, and membership inference.
+    """Per run: members vs non-members per ranked metric, and membership inference; with
+    ``record_losses`` (:meth:`~inversion_audit.study.index.StudyIndex.record_losses`), under
+    :data:`REFERENCE_KEY`, RMIA, LiRA and the loss thresholds per target architecture and
+    variant (:func:`~inversion_audit.study.rmia.reference_attacks`).
 
-    Empty when the study has no holdout or no holdout reconstruction was scored.
+    Empty when the study has no holdout (or no holdout reconstruction was scored) and no
+    record losses.
     """
     hold = set(holdout)
     out: dict = {}
@@ -77,7 +94,14 @@ def membership_summary(
             "metrics": metrics,
             "membership_inference": [s.to_dict() for s in inference],
         }
+    reference = reference_attacks(record_losses or [], n_boot=n_boot)
+    if reference:
+        out[REFERENCE_KEY] = reference
     return out
+
+
+def _runs(section: dict) -> dict:
+    return {k: v for k, v in section.items() if k != REFERENCE_KEY}
 
 
 def _p(x: float | None) -> str:
@@ -90,17 +114,82 @@ def _f(x: float | None, digits: int = 3) -> str:
 
 def membership_plain(section: dict, metric: str = "ssim") -> list[str]:
     """One summary line per run: the verdict by ``metric`` (members vs non-members)."""
-    return [
+    lines = [
         f"- Who leaks ({run}): {e['metrics'][metric]['verdict']}"
-        for run, e in section.items()
+        for run, e in _runs(section).items()
         if metric in e["metrics"]
     ]
+    for e in section.get(REFERENCE_KEY, {}).values():
+        by = {a["attack"]: a for a in e["attacks"]}
+        rmia, loss = by["RMIA (offline)"], by["loss threshold (cross-entropy)"]
+        lines.append(
+            f"- Membership inference with reference models ({e['arch']} {e['variant']}): "
+            f"RMIA AUC {_auc(rmia)}, TPR at 1% FPR {_p(rmia['tpr_at_1pct_fpr'])}; the loss "
+            f"threshold on the same records AUC {_auc(loss)} "
+            f"({e['n_members']} member and {e['n_nonmembers']} non-member records)."
+        )
+    return lines
+
+
+def _auc(a: dict) -> str:
+    lo, hi = a["auc_interval"] or (None, None)
+    return f"{_f(a['auc'], 2)} [{_f(lo, 2)}, {_f(hi, 2)}]"
+
+
+def _ci(v: float | None, iv: list | None) -> str:
+    return f"{_p(v)} [{_p(iv[0])}, {_p(iv[1])}]" if iv else _p(v)
+
+
+def reference_markdown(section: dict) -> list[str]:
+    """Markdown lines of membership inference with reference models (empty without it)."""
+    reference = section.get(REFERENCE_KEY, {})
+    if not reference:
+        return []
+    first = next(iter(reference.values()))
+    lines = [
+        "## Membership inference with reference models (RMIA)",
+        "",
+        "Each fold's target is attacked with the study's other fold targets as reference models "
+        "that did not train on the record: offline RMIA (Zarifzadeh et al., ICML 2024; "
+        f"a = {first['offline_a']}, γ = {first['gamma']}, population: the target's other "
+        "non-member records) and offline LiRA (Carlini et al., IEEE S&P 2022; a Gaussian of the "
+        "reference models' logit-scaled likelihood, one variance per target; records with two "
+        "or more reference models), beside the loss threshold on the same records. Members: "
+        "each target's own training subjects; non-members: the subjects it never saw (the "
+        "holdout and the other folds' subjects); records pooled over the folds. Signal: the "
+        "target's mean log-probability of the true labels inside the head (or brain) mask "
+        "(its mean cross-entropy, negated). Intervals: stratified bootstrap, 95%.",
+        "",
+    ]
+    for e in reference.values():
+        lo, hi = e["n_references"]
+        refs = f"{lo}" if lo == hi else f"{lo} to {hi}"
+        folds = ", ".join(str(f) for f in e["folds"])
+        lines += [
+            f"### {e['arch']} {e['variant']} (folds {folds}; {e['n_members']} member and "
+            f"{e['n_nonmembers']} non-member records, {e['n_holdout_records']} of them the "
+            f"holdout's; {refs} reference models per record)",
+            "",
+            "| attack | members / non-members | AUC [95% CI] | TPR@1% FPR [95% CI] | "
+            "TPR@0.1% FPR [95% CI] |",
+            "|---|---|---|---|---|",
+        ]
+        for a in e["attacks"]:
+            lines.append(
+                f"| {a['attack']} | {a['n_members']} / {a['n_nonmembers']} | {_auc(a)} | "
+                f"{_ci(a['tpr_at_1pct_fpr'], a['tpr_at_1pct_interval'])} | "
+                f"{_ci(a['tpr_at_0_1pct_fpr'], a['tpr_at_0_1pct_interval'])} |"
+            )
+        lines += ["", f"- {e['resolution']}", ""]
+    return lines
 
 
 def membership_markdown(section: dict) -> list[str]:
-    """Markdown lines: per run, the members vs non-members table, verdicts and membership inference."""
-    if not section:
-        return []
+    """Markdown lines: per run, the members vs non-members table, verdicts and membership
+    inference; then membership inference with reference models (:func:`reference_markdown`)."""
+    runs = _runs(section)
+    if not runs:
+        return reference_markdown(section)
     lines = [
         "## Who leaks: members vs non-members",
         "",
@@ -112,7 +201,7 @@ def membership_markdown(section: dict) -> list[str]:
         "over all (reconstruction, candidate) pairs of the group.",
         "",
     ]
-    for run, e in section.items():
+    for run, e in runs.items():
         lines += [
             f"### {run} ({e['n_members']} members, {e['n_nonmembers']} non-members)",
             "",
@@ -141,15 +230,10 @@ def membership_markdown(section: dict) -> list[str]:
                 "|---|---|---|---|",
             ]
             for s in e["membership_inference"]:
-
-                def ci(v, iv) -> str:
-                    return f"{_p(v)} [{_p(iv[0])}, {_p(iv[1])}]" if iv else _p(v)
-
-                auc_ci = s["auc_interval"] or [None, None]
                 lines.append(
-                    f"| {s['signal']} | {_f(s['auc'], 2)} [{_f(auc_ci[0], 2)}, {_f(auc_ci[1], 2)}] | "
-                    f"{ci(s['tpr_at_1pct_fpr'], s['tpr_at_1pct_interval'])} | "
-                    f"{ci(s['tpr_at_10pct_fpr'], s['tpr_at_10pct_interval'])} |"
+                    f"| {s['signal']} | {_auc(s)} | "
+                    f"{_ci(s['tpr_at_1pct_fpr'], s['tpr_at_1pct_interval'])} | "
+                    f"{_ci(s['tpr_at_10pct_fpr'], s['tpr_at_10pct_interval'])} |"
                 )
             lines += ["", *(f"- {s['sentence']}" for s in e["membership_inference"]), ""]
-    return lines
+    return lines + reference_markdown(section)

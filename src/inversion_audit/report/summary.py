@@ -13,7 +13,24 @@ from ..study.paper import PAPER_DICE, PAPER_MEAN_RANK, PAPER_TABLE1, PAPER_TABLE
 from ..study.rankings import RANKED_METRICS, rank_run, rows_by_run, score_matrix
 from ..study.score_files import ScoreRow
 
-__all__ = ["RANKED_METRICS", "paper_figures", "summarize_study"]
+__all__ = [
+    "RANKED_METRICS",
+    "RISK_RULES",
+    "identification_risk",
+    "paper_figures",
+    "summarize_study",
+]
+
+#: the identifiability risk levels and the rule of each, as the report writes them
+RISK_RULES = {
+    "high": "the true patient is the best SSIM match for at least half of the training "
+    "patients, and the 95% interval lies above guessing",
+    "moderate": "the true patient is the best SSIM match for at least 20% of the training "
+    "patients and twice as often as guessing, and the 95% interval lies above guessing",
+    "low": "fewer matches than that, against a decoder trained until it stopped improving",
+    "not shown": "the study cannot tell: too few patients to tell the rate from guessing, or "
+    "a decoder stopped by its budget (or not measured), whose rate is only a lower bound",
+}
 
 
 def _num(x) -> float | None:
@@ -45,6 +62,44 @@ def paper_figures(arch: str, variant: str) -> dict:
         "mean_rank": dict(PAPER_MEAN_RANK[arch]) if stripped and arch in PAPER_MEAN_RANK else None,
         "dice": {"original": dice[0], "reconstruction": dice[1]} if dice else None,
         "n_subjects": 40,
+    }
+
+
+def identification_risk(entry: dict) -> dict | None:
+    """A run's identifiability risk by SSIM top-1 (``None`` without an SSIM ranking).
+
+    ``level`` is ``"high"`` (top-1 in at least half of the ``n`` training patients),
+    ``"moderate"`` (at least 20% and twice chance), else ``"low"``; high and moderate also
+    need the Wilson 95% interval of the top-1 rate above chance (one in the number of
+    candidates), else the level is ``"not shown"``. The attack's power (a decoder stopped by
+    its budget) is applied by the caller (:func:`~.attack_power.qualify_risk`).
+    """
+    t = entry.get("table3", {}).get("ssim")
+    if not t or not t.get("n"):
+        return None
+    n, k = t["n"], t["top1"]
+    n_cand = len(t["rank_histogram"]) or 1
+    chance = 1.0 / n_cand
+    ci = t.get("top1_ci95") or list(wilson_interval(int(k), int(n)) or []) or None
+    above = bool(ci) and ci[0] > chance
+    if k >= 0.5 * n:
+        level = "high"
+    elif k >= max(2 * chance * n, 0.2 * n):
+        level = "moderate"
+    else:
+        level = "low"
+    if level != "low" and not above:
+        level = "not shown"
+    return {
+        "level": level,
+        "metric": "ssim",
+        "top1": k,
+        "n": n,
+        "top1_ci95": ci,
+        "top5": t["top5"],
+        "n_candidates": n_cand,
+        "chance": chance,
+        "above_chance": above,
     }
 
 

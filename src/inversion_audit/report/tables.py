@@ -1,10 +1,73 @@
-"""The report's tables as cells: Tables 1-3, top-1 per fold and Dice, each beside the paper's figures."""
+"""The report's tables as cells: Tables 1-3, top-1 per fold and Dice, each beside the paper's
+figures; in Markdown with each figure after the table it explains."""
 
 from __future__ import annotations
 
-from .summary import RANKED_METRICS, paper_figures
+from collections.abc import Collection
 
-__all__ = ["plain_summary", "report_tables", "tables_markdown"]
+from ..study.defences_config import format_strength, parse_defence_tag
+from .figures import figure_slot
+from .summary import RANKED_METRICS, identification_risk, paper_figures
+
+__all__ = [
+    "TABLE_HEADINGS",
+    "defence_words",
+    "plain_summary",
+    "report_tables",
+    "run_title",
+    "tables_markdown",
+]
+
+_ARCH_WORDS = {"unet": "U-Net", "segnet": "SegNet", "external": "External model"}
+_THREAT_WORDS = {"bottleneck": "bottleneck", "bottleneck+skips": "bottleneck and skip features"}
+_DEFENCE_WORDS = {
+    "dp-sgd": ("DP-SGD", "noise multiplier"),
+    "latent-noise": ("latent noise", "σ"),
+    "obfuscation": ("obfuscation", "levels"),
+}
+
+#: the Markdown heading of each table (the text before the title's first colon, as linked to)
+TABLE_HEADINGS = {
+    "table1": "Table 1: reconstruction quality",
+    "table2": "Table 2: SSIM with own original vs other subjects",
+    "table3": "Table 3: identification of the true original",
+    "per_fold": "Identification per fold",
+    "dice": "Dice of the target network",
+}
+
+
+def defence_words(tag: str | None) -> str:
+    """A defence tag in words: ``"latent-noise-0.5"`` -> ``"latent noise σ 0.5"``,
+    ``"obfuscation-8-known"`` -> ``"obfuscation 8 levels, attacker knows the domain"``."""
+    if not tag:
+        return "no defence"
+    try:
+        kind, strength, quantise, known = parse_defence_tag(tag)
+    except ValueError:
+        return tag
+    name, unit = _DEFENCE_WORDS.get(kind, (kind, ""))
+    value = format_strength(strength)
+    if quantise:
+        text = f"{name} quantised to {value} levels"
+    elif unit == "levels":
+        text = f"{name} {value} levels"
+    else:
+        text = f"{name} {unit} {value}".replace("  ", " ")
+    if known is not None:
+        text += ", attacker knows the domain" if known else ", attacker does not know the domain"
+    return text
+
+
+def run_title(entry: dict) -> str:
+    """A run in words: ``"U-Net, skull-stripped, bottleneck"`` (and its defence, if any)."""
+    parts = [
+        _ARCH_WORDS.get(entry["arch"], entry["arch"]),
+        entry["variant"],
+        _THREAT_WORDS.get(entry["threat_model"], entry["threat_model"]),
+    ]
+    if entry.get("defence"):
+        parts.append(defence_words(entry["defence"]))
+    return ", ".join(parts)
 
 
 def _f(x, digits: int = 3) -> str:
@@ -24,25 +87,29 @@ def _ci(interval: list[float] | None) -> str:
     return f"{100 * interval[0]:.0f}–{100 * interval[1]:.0f}%"
 
 
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> dict:
-    return {"title": title, "columns": columns, "rows": rows}
+def _table(title: str, columns: list[str], rows: list[list[str]], note: str = "") -> dict:
+    out = {"title": title, "columns": columns, "rows": rows}
+    return {**out, "note": note} if note else out
 
 
-def _table3_title(runs: dict) -> str:
-    """Table 3's title, saying which reconstructions and pairs each column covers."""
+def table3_note(runs: dict) -> str:
+    """What Table 3's columns cover (the note below the table)."""
     nonmembers = any(e.get("nonmember_reconstructions") for e in runs.values())
     who = "members' and non-members' reconstructions" if nonmembers else "reconstructions"
     return (
-        "Table 3: identification (top-1 matches, top-5, mean rank of the true original"
-        f"{' of the members' if nonmembers else ''}); AUC and TPR@1% FPR: open-set verification "
-        f"over every (reconstruction, candidate) pair of the run's {who}, same subject vs "
-        "different subject (deformation: the pairs it scored; TPR at zero false positives "
-        "where a run has under 100 different-subject pairs)"
+        "Top-1: how often the true original is the best match among all candidates; top-5 "
+        "and mean rank likewise"
+        f"{' (members only)' if nonmembers else ''}; 95% CI: Wilson interval of the top-1 "
+        "rate. AUC and TPR@1% FPR: open-set verification over every (reconstruction, "
+        f"candidate) pair of the run's {who}, same subject vs different subject (deformation: "
+        "the pairs it scored; TPR at zero false positives where a run has under 100 "
+        "different-subject pairs)."
     )
 
 
 def report_tables(summary: dict) -> dict[str, dict]:
-    """Tables 1 to 3 and Dice as ``{"title", "columns", "rows"}`` of the cells shown in the report.
+    """Tables 1 to 3 and Dice as ``{"title", "columns", "rows"}`` of the cells shown in the report
+    (and ``"note"``, what the columns cover, printed under the table, where there is one).
 
     The paper's figures sit beside each study figure; ``"–"`` marks a cell without a value.
     The Dice table is present only when some run scored Dice.
@@ -100,17 +167,17 @@ def report_tables(summary: dict) -> dict[str, dict]:
             )
     tables = {
         "table1": _table(
-            "Table 1: reconstruction quality (mean ± sd, reconstruction vs own original)",
+            f"{TABLE_HEADINGS['table1']} (mean ± sd, reconstruction vs own original)",
             ["run", "n", "correlation", "SSIM", "PSNR", "paper correlation", "paper SSIM"],
             t1,
         ),
         "table2": _table(
-            "Table 2: SSIM with own original vs with other subjects",
+            TABLE_HEADINGS["table2"],
             ["run", "own", "others", "paper own", "paper others"],
             t2,
         ),
         "table3": _table(
-            _table3_title(runs),
+            TABLE_HEADINGS["table3"],
             [
                 "run",
                 "metric",
@@ -127,6 +194,7 @@ def report_tables(summary: dict) -> dict[str, dict]:
                 "paper mean rank",
             ],
             t3,
+            table3_note(runs),
         ),
     }
     fold_metrics = [
@@ -141,7 +209,7 @@ def report_tables(summary: dict) -> dict[str, dict]:
     ]
     if per_fold:
         tables["per_fold"] = _table(
-            "Identification per fold (top-1 matches of the fold's private subjects)",
+            f"{TABLE_HEADINGS['per_fold']} (top-1 matches of the fold's private subjects)",
             ["run", "fold", *fold_metrics],
             per_fold,
         )
@@ -161,7 +229,7 @@ def report_tables(summary: dict) -> dict[str, dict]:
         )
     if dice:
         tables["dice"] = _table(
-            "Dice of the target network: originals vs reconstructions",
+            f"{TABLE_HEADINGS['dice']}: originals vs reconstructions",
             [
                 "run",
                 "Dice original",
@@ -174,36 +242,67 @@ def report_tables(summary: dict) -> dict[str, dict]:
     return tables
 
 
-def tables_markdown(summary: dict) -> list[str]:
-    """Tables 1 to 3 and Dice as Markdown lines, each with the paper's figures beside it."""
+#: per table: (what the figures show, their key prefixes) of the per-run figures after it
+_TABLE_FIGURES = {
+    "table1": (
+        ("best, median and worst reconstruction", ("case_best_", "case_median_", "case_worst_")),
+    ),
+    "table2": (("SSIM with its own original vs other subjects", ("box_",)),),
+    "table3": (
+        ("rank of the true original", ("ranks_",)),
+        ("same subject or not (verification)", ("roc_",)),
+    ),
+}
+
+
+def table_figures(summary: dict, table: str, figures: Collection[str]) -> list[str]:
+    """Markdown lines placing the per-run figures that explain ``table``: per run and kind of
+    figure a heading in words, then the figures' slots; empty when none of them exists."""
     lines: list[str] = []
-    for table in report_tables(summary).values():
+    for name, e in summary["runs"].items():
+        for what, prefixes in _TABLE_FIGURES.get(table, ()):
+            keys = [f"{prefix}{name}" for prefix in prefixes if f"{prefix}{name}" in figures]
+            if keys:
+                lines += ["", f"### {run_title(e)}: {what}", ""]
+                lines += [figure_slot(key) for key in keys]
+    return lines
+
+
+def tables_markdown(summary: dict, figures: Collection[str] = ()) -> list[str]:
+    """Tables 1 to 3 and Dice as Markdown lines, each with the paper's figures beside it and
+    the figures (keys in ``figures``) that explain it after it."""
+    lines: list[str] = []
+    for key, table in report_tables(summary).items():
         if lines:
             lines.append("")
         lines += [f"## {table['title']}", ""]
         lines.append("| " + " | ".join(table["columns"]) + " |")
         lines.append("|" + "---|" * len(table["columns"]))
         lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
+        if table.get("note"):
+            lines += ["", table["note"]]
+        lines += table_figures(summary, key, figures)
     return lines
 
 
 def plain_summary(summary: dict) -> list[str]:
-    """A few sentences a data officer can read (Markdown list items)."""
+    """A few sentences a data officer can read (Markdown list items); the risk level is
+    :func:`~.summary.identification_risk`'s."""
     out = []
     for name, e in summary["runs"].items():
-        t = e["table3"].get("ssim")
-        if not t:
+        risk = identification_risk(e)
+        if risk is None:
             continue
+        t = e["table3"]["ssim"]
         n, k = t["n"], t["top1"]
-        n_cand = len(t["rank_histogram"]) or 1
+        n_cand = risk["n_candidates"]
         chance = n / n_cand
-        level = "high" if k >= 0.5 * n else "moderate" if k >= max(2 * chance, 0.2 * n) else "low"
         metric, b = max(e["table3"].items(), key=lambda kv: kv[1]["top1"])
         of = f"{b['n']}" if b["n"] == n else f"the {b['n']} it ranked"
         out.append(
             f"- **{name}**: an attacker holding only the encoder's latent codes re-identified **{k} of {n}** private "
             f"subjects as the best SSIM match (guessing among {n_cand} candidates would find about "
             f"{chance:.2g}); the true subject was among the top 5 for {t['top5']} of {n}. "
-            f"Identifiability risk: **{level}**. The most identifying metric was {metric} ({b['top1']} of {of})."
+            f"Identifiability risk: **{risk['level']}**. The most identifying metric was {metric} ({b['top1']} of {of})."
         )
     return out

@@ -25,7 +25,7 @@ import numpy as np
 from ..study.defences_config import format_strength, parse_defence_tag
 from .figures import Figure, png_base64
 
-__all__ = ["privacy_utility", "tradeoff_markdown", "tradeoff_figure"]
+__all__ = ["best_defence", "privacy_utility", "tradeoff_markdown", "tradeoff_figure"]
 
 
 def _utility(records: Iterable[dict]) -> dict[tuple[str, str, str | None], dict[str, Any]]:
@@ -118,21 +118,28 @@ def _defence_name(kind: str, quantise: bool, known: bool | None) -> str:
     return name
 
 
-def _cheapest_line(group: list[dict], undefended: dict | None) -> str:
-    """Which defended setting brings identification to chance at the smallest Dice loss (the
-    audit's answer). A setting counts only when every attacker tried on it (obfuscation: with
-    and without the domain) is at chance."""
+def _closing(group: list[dict]) -> tuple[list[dict], dict | None]:
+    """The defended settings of ``group`` at chance against every attacker tried on them
+    (obfuscation: with and without the domain), and of those the one with the highest Dice
+    (``None`` when none has a Dice)."""
     settings: dict[tuple, list[dict]] = defaultdict(list)
     for r in group:
         if r["defence"] != "none":
             settings[(r["defence"], r["strength"], r["quantise"])].append(r)
     hits = [rows[0] for rows in settings.values() if all(r["at_chance"] for r in rows)]
+    scored = [h for h in hits if h["dice_private"] is not None]
+    return hits, max(scored, key=lambda h: h["dice_private"]) if scored else None
+
+
+def _cheapest_line(group: list[dict], undefended: dict | None) -> str:
+    """Which defended setting brings identification to chance at the smallest Dice loss (the
+    audit's answer). A setting counts only when every attacker tried on it (obfuscation: with
+    and without the domain) is at chance."""
+    hits, best = _closing(group)
     if not hits:
         return "no defence setting tried brings identification to chance against every attacker."
-    scored = [h for h in hits if h["dice_private"] is not None]
-    if not scored:
+    if best is None:
         return "defences reach chance, but no Dice was measured to compare their cost."
-    best = max(scored, key=lambda h: h["dice_private"])
     name = _defence_name(best["defence"], best["quantise"], None)
     loss = ""
     if undefended and undefended["dice_private"] is not None:
@@ -142,6 +149,58 @@ def _cheapest_line(group: list[dict], undefended: dict | None) -> str:
         f"{format_strength(best['strength'])} costs the least utility "
         f"(Dice {best['dice_private']:.3f}{loss})."
     )
+
+
+def best_defence(table: dict, arch: str, variant: str, threat_model: str) -> dict[str, Any]:
+    """The privacy–utility table's answer for one (arch, variant, threat model), as data.
+
+    ``answer`` is ``"none tried"``, ``"none closes"`` (no setting at chance against every
+    attacker tried), ``"closes"`` (``setting``: the one at chance with the highest Dice,
+    ``dice_cost``: undefended Dice minus its Dice, where both were measured) or ``"closes,
+    cost not measured"``. ``tried``: the defences tried, in words.
+    """
+    group = [
+        r
+        for r in table.get("rows", [])
+        if (r["arch"], r["variant"], r["threat_model"]) == (arch, variant, threat_model)
+    ]
+    defended = [r for r in group if r["defence"] != "none"]
+    undefended = next((r for r in group if r["defence"] == "none"), None)
+    out: dict[str, Any] = {
+        "answer": "none tried",
+        "tried": sorted({_defence_name(r["defence"], r["quantise"], None) for r in defended}),
+        "setting": None,
+        "dice": None,
+        "dice_undefended": undefended["dice_private"] if undefended else None,
+        "dice_cost": None,
+    }
+    if not defended:
+        return out
+    hits, best = _closing(group)
+    if not hits:
+        return {**out, "answer": "none closes"}
+    pick = best or hits[0]
+    setting = {
+        "run": pick["run"],
+        "defence": _defence_name(pick["defence"], pick["quantise"], None),
+        "kind": pick["defence"],
+        "quantise": pick["quantise"],
+        "strength": format_strength(pick["strength"]),
+        "epsilon": pick["epsilon"],
+        "top1": pick["top1_best"],
+        "n": pick["n"],
+        "metric": pick["best_metric"],
+    }
+    cost = None
+    if best is not None and out["dice_undefended"] is not None:
+        cost = out["dice_undefended"] - best["dice_private"]
+    return {
+        **out,
+        "answer": "closes" if best is not None else "closes, cost not measured",
+        "setting": setting,
+        "dice": pick["dice_private"],
+        "dice_cost": cost,
+    }
 
 
 def _weakest_line(group: list[dict], undefended: dict | None) -> list[str]:
@@ -257,7 +316,8 @@ def tradeoff_figure(table: dict) -> Figure | None:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in table["rows"]:
         groups[(r["arch"], r["variant"], r["threat_model"])].append(r)
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    width = max(7.0, 5.0 * len(groups))
+    fig, axes = plt.subplots(1, len(groups), figsize=(width, 4.2), squeeze=False)
     for ax, (key, group) in zip(axes[0], groups.items(), strict=True):
         base = [r for r in group if r["defence"] == "none"]
         curves: dict[str, list[dict]] = defaultdict(list)
@@ -293,9 +353,19 @@ def tradeoff_figure(table: dict) -> Figure | None:
         ax.set_ylabel("top-1 identification rate, best metric")
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    points = "; ".join(
+        f"{r['run']}: top-1 {r['top1_best']} of {r['n']}, Dice "
+        + ("–" if r["dice_private"] is None else f"{r['dice_private']:.3f}")
+        for r in table["rows"]
+    )
     return Figure(
-        png_base64(fig, dpi=80),
+        png_base64(fig, dpi=130),
         "Privacy–utility: identification (top-1, best metric) against the target's Dice, "
         "one curve per defence (labels: strength, ε for DP-SGD), the undefended run as a star.",
-        {"runs": [r["run"] for r in table["rows"]]},
+        {
+            "runs": [r["run"] for r in table["rows"]],
+            "alt": "Line chart of top-1 identification rate against the target's Dice per "
+            f"defence setting, with chance as a dotted line. {points}.",
+        },
     )

@@ -316,6 +316,22 @@ class StudyIndex:
         """The released targets' ``utility/*.json`` records (damaged ones left out)."""
         return read_utility_records(self.paths)
 
+    def record_losses(self) -> list[dict]:
+        """Each undefended fold target's per-subject signals (``record_losses/*.json``, damaged
+        ones left out; :func:`~.record_losses.read_record_losses`)."""
+        from .record_losses import read_record_losses
+
+        return read_record_losses(self.paths)
+
+    def decoder_records(self) -> list[dict]:
+        """Each inversion decoder's sidecar, per run and fold (``[{"run", "fold", "metadata"}]``;
+        :func:`~.decoder_records.read_decoder_records`)."""
+        from .decoder_records import read_decoder_records
+
+        return read_decoder_records(
+            self.paths, {(e.run, e.fold) for e in self.entries if e.fold is not None}
+        )
+
     def reader_study_section(self) -> list[str]:
         """The Markdown lines of a reader study's section (empty without one)."""
         return read_reader_study_section(self.paths)

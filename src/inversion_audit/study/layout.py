@@ -14,7 +14,7 @@ __all__ = ["HOLDOUT_FILE", "REPORT_KINDS", "SCORE_COLUMNS", "StudyPaths", "run_n
 #: the non-member ids of a study with a holdout (and the fold that reconstructs each)
 HOLDOUT_FILE = "holdout.json"
 #: the report's files, ``report.<kind>``
-REPORT_KINDS = ("md", "html", "json")
+REPORT_KINDS = ("md", "html", "json", "pdf")
 
 #: columns of the long-format ``scores/scores.csv``
 SCORE_COLUMNS = (
@@ -125,7 +125,7 @@ class StudyPaths:
         return self.root / "stages"
 
     def report(self, kind: str) -> Path:
-        """``report.md``, ``report.html`` or ``report.json`` (``kind`` of :data:`REPORT_KINDS`)."""
+        """``report.md``, ``report.html``, ``report.json`` or ``report.pdf`` (``kind`` of :data:`REPORT_KINDS`)."""
         if kind not in REPORT_KINDS:
             raise ValueError(f"report kind must be one of {REPORT_KINDS}, got {kind!r}")
         return self.root / f"report.{kind}"
@@ -231,3 +231,14 @@ class StudyPaths:
         (``defence``: its setting's tag, ``""`` for the undefended target)."""
         name = f"{arch}_{variant}" + (f"_{defence}" if defence else "")
         return _path(self.root, "utility", f"{name}_fold{fold}.json")
+
+    @property
+    def record_losses_dir(self) -> Path:
+        """``record_losses/``: each protocol target's per-subject signals, with a holdout."""
+        return self.root / "record_losses"
+
+    def record_losses(self, arch: str, variant: str, fold: int) -> Path:
+        """``record_losses/<arch>_<variant>_fold<k>.json``: a fold target's likelihood of every
+        subject's labels (members, other folds' subjects and the holdout), for membership
+        inference with the other folds' targets as reference models."""
+        return _path(self.root, "record_losses", f"{arch}_{variant}_fold{fold}.json")

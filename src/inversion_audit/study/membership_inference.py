@@ -16,6 +16,7 @@ from .membership import _clean
 
 __all__ = [
     "SignalResult",
+    "bootstrap_roc",
     "cross_validated_logistic",
     "interval_sentence",
     "membership_inference",
@@ -113,19 +114,43 @@ class SignalResult:
         return _clean(dataclasses.asdict(self))  # type: ignore[return-value]
 
 
-def _bootstrap(
-    pos: np.ndarray, neg: np.ndarray, n_boot: int, seed: int, confidence: float
-) -> dict[str, tuple[float, float]]:
+def bootstrap_roc(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    fprs: tuple[float, ...] = (0.01, 0.10),
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> tuple[tuple[float, float], list[tuple[float, float]]]:
+    """Stratified bootstrap intervals of the AUC and of the TPR at each of ``fprs``.
+
+    Members (``pos``) and non-members (``neg``) are resampled separately, with replacement,
+    ``n_boot`` times; the intervals are the equal-tailed ``confidence`` quantiles.
+    Returns ``(auc_interval, [tpr_interval per fpr])``.
+    """
     rng = np.random.default_rng(seed)
-    rows: dict[str, list[float]] = {"auc": [], "t1": [], "t10": []}
+    aucs: list[float] = []
+    tprs: list[list[float]] = [[] for _ in fprs]
     for _ in range(n_boot):
         p = pos[rng.integers(0, pos.size, pos.size)]
         n = neg[rng.integers(0, neg.size, neg.size)]
-        rows["auc"].append(roc_auc(p, n))
-        rows["t1"].append(tpr_at_fpr(p, n, 0.01))
-        rows["t10"].append(tpr_at_fpr(p, n, 0.10))
+        aucs.append(roc_auc(p, n))
+        for row, fpr in zip(tprs, fprs, strict=True):
+            row.append(tpr_at_fpr(p, n, fpr))
     q = [(1 - confidence) / 2, (1 + confidence) / 2]
-    return {k: tuple(float(x) for x in np.quantile(v, q)) for k, v in rows.items()}  # type: ignore[misc]
+
+    def interval(values: list[float]) -> tuple[float, float]:
+        lo, hi = np.quantile(values, q)
+        return float(lo), float(hi)
+
+    return interval(aucs), [interval(v) for v in tprs]
+
+
+def _bootstrap(
+    pos: np.ndarray, neg: np.ndarray, n_boot: int, seed: int, confidence: float
+) -> dict[str, tuple[float, float]]:
+    auc, (t1, t10) = bootstrap_roc(pos, neg, (0.01, 0.10), n_boot, seed, confidence)
+    return {"auc": auc, "t1": t1, "t10": t10}
 
 
 def interval_sentence(result: SignalResult) -> str:

@@ -31,6 +31,7 @@ from .network import Network, external_network, protocol_network
 from .plan import EXTERNAL, Run, StudyPlan, build_plan
 from .provenance import Provenance, read_provenance
 from .rankings import write_rankings
+from .record_losses import record_losses
 from .reid_stage import train_reid_stage
 from .resolved import StudyInputs, read_inputs
 from .score_files import read_scores
@@ -62,6 +63,7 @@ def _walk_protocol(plan: StudyPlan, ctx: StudyContext) -> None:
             for arch in plan.config.archs:
                 runs = plan.runs_of(arch, variant)
                 base = protocol.train_target(plan, runs[0], ctx, fold)
+                record_losses(plan, runs[0], ctx, fold, base)  # with a holdout and >= 2 folds
                 for run in runs:
                     _attack(plan, run, ctx, fold, protocol_network(plan, run, ctx, fold, base))
                 if not plan.settings:
