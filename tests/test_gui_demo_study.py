@@ -54,7 +54,8 @@ def test_demo_sample_opens_the_study_in_the_widgets(
 def test_bundled_demo_study_opens_in_seconds(make_napari_viewer):
     folder = demo.demo_study_dir()
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    assert size < 15e6, f"the bundled demo study grew to {size / 1e6:.1f} MB"
+    # under 20 MB (the wheel's budget for it is about 25 MB; 16.2 MB with report.pdf)
+    assert size < 20e6, f"the bundled demo study grew to {size / 1e6:.1f} MB"
     viewer = make_napari_viewer()
     start = time.perf_counter()
     viewer.open_sample(PLUGIN, "demo_study")
@@ -91,6 +92,6 @@ def test_bundled_demo_study_reports_members_vs_non_members():
     assert "## Who leaks: members vs non-members" in report
     runs = sorted(p.stem for p in (folder / "rankings").glob("*.csv"))
     assert runs
-    for run in runs:
-        heading = rf"### {re.escape(run)} \(\d+ members, {len(holdout)} non-members\)"
-        assert re.search(heading, report), run
+    # one worded heading per run ("### U-Net, skull-stripped, bottleneck (8 members, 2 non-members)")
+    headings = re.findall(rf"^### (.+) \(\d+ members, {len(holdout)} non-members\)$", report, re.M)
+    assert len(headings) == len(runs)
