@@ -360,7 +360,8 @@ def test_markdown_to_html_renders_what_the_report_uses():
 
 # -- the PDF ------------------------------------------------------------------------------------
 def test_pdf_beside_html_with_the_verdict_on_page_one(reported):
-    pypdf = pytest.importorskip("pypdf")
+    import pypdf
+
     doc = _doc(reported)
     path = reported / "report.pdf"
     assert path.read_bytes().startswith(b"%PDF")
@@ -436,3 +437,38 @@ def test_holdout_and_defence_fill_who_leaks_and_best_defence(tmp_path):
     assert any(
         fid == "figure-privacy_utility" and s.startswith("Privacy") for fid, s, _ in page.figures
     )
+
+
+# -- the bundled demo study (File > Open Sample), its report written again -----------------------------
+@pytest.mark.slow
+def test_the_demo_studys_report_reads_in_one_minute(tmp_path):
+    """On the demo study: a verdict card per run with its four items, no Markdown as text,
+    every figure in the section of its table, no per-metric verdict paragraph, and the
+    verdict on page 1 of report.pdf, with the numbers of report.json."""
+    import pypdf
+
+    from inversion_audit.gui.demo_study import demo_study_dir
+
+    study = tmp_path / "demo"
+    shutil.copytree(demo_study_dir(), study)
+    for kind in ("md", "html", "json", "pdf"):
+        (study / f"report.{kind}").unlink(missing_ok=True)
+    write_report(study)
+    doc, page = _doc(study), _page(study / "report.html")
+    runs = [name for name, e in doc["runs"].items() if not e["defence"]]
+    assert runs and len(page.cards) == len(runs) == len(doc["verdict"])
+    for card, text in zip(doc["verdict"], page.cards, strict=True):
+        for item in ITEMS:
+            assert text.count(item) == 1, (item, text)
+        ident = card["risk"]["identification"]
+        table3 = doc["runs"][card["run"]]["table3"]["ssim"]
+        assert (ident["top1"], ident["n"]) == (table3["top1"], table3["n"])
+    for _tag, _section, text in page.texts:
+        assert not re.match(r"^\s*#{1,6}\s", text), text
+    sections = {section for _fid, section, _alt in page.figures}
+    assert all(section for section in sections) and all(alt for *_, alt in page.figures)
+    # who leaks: one sentence per run (the per-metric verdicts are a table column)
+    assert sum(p.startswith("In short:") for p in page.paragraphs) == len(runs)
+    first = re.sub(r"\s+", " ", pypdf.PdfReader(study / "report.pdf").pages[0].extract_text())
+    for card in doc["verdict"]:
+        assert card["title"] in first and f"Risk: {card['risk']['level']}." in first
