@@ -67,6 +67,7 @@ def display_deformation(
     original,
     reconstruction: np.ndarray,
     preset: str,
+    registration: str = "ants",
 ) -> tuple[np.ndarray | None, float | None, str]:
     """Register the reconstruction (moving) to its own original (fixed) for display only.
 
@@ -91,7 +92,9 @@ def display_deformation(
     except DISPLAY_FAILURES as exc:  # e.g. the cohort is not on this machine
         return None, None, f"the study's scoring mask is not available ({exc})"
     try:
-        res = pipeline.register_candidate(rec, orig, mask, original.spacing, preset)
+        res = pipeline.register_candidate(
+            rec, orig, mask, original.spacing, preset, registration=registration
+        )
     except DISPLAY_FAILURES as exc:  # display only: never fail the report
         log.warning("display deformation failed: %s", exc)
         return None, None, f"registration failed: {type(exc).__name__}: {exc}"
@@ -108,6 +111,7 @@ def _deformation_panel(
     deformation_scored: bool,
     own_mm: float | None,
     preset: str,
+    registration: str = "ants",
 ) -> tuple[np.ndarray | None, dict]:
     """The own-pair deformation magnitude: stored by scoring, computed for display, or not available."""
     try:
@@ -127,13 +131,16 @@ def _deformation_panel(
             "mean_mm": None,
             "note": "deformation is not among the study's matching metrics",
         }
-    mag, mean, reason = display_deformation(study, variant, sid, original, reconstruction, preset)
+    mag, mean, reason = display_deformation(
+        study, variant, sid, original, reconstruction, preset, registration
+    )
     if mag is None:
         return None, {"source": "not available", "mean_mm": None, "note": reason}
     return mag, {
         "source": "computed for display",
         "mean_mm": mean,
         "preset": preset,
+        "registration": registration,
         "note": (
             "own original not among the SSIM top-k: registered at report time for display "
             "only (not in the scores or ranks)"
@@ -149,6 +156,7 @@ def case_figure(
     case: dict,
     preset: str,
     deformation_scored: bool,
+    registration: str = "ants",
 ) -> Figure | None:
     """Sagittal, coronal and axial slices of original, reconstruction, SSIM map and deformation.
 
@@ -176,6 +184,7 @@ def case_figure(
         deformation_scored,
         case.get("deformation_mm"),
         preset,
+        registration,
     )
     centre = slice_centre(orig)
     spacing = original.spacing
@@ -250,7 +259,7 @@ def case_figure(
         extra = f" Deformation magnitude from the scoring stage (mean {_mm(dinfo['mean_mm'])})."
     elif dinfo["source"] == "computed for display":
         extra = (
-            f" Deformation magnitude computed for display at report time (preset {preset}, mean "
+            f" Deformation magnitude computed for display at report time ({registration}, preset {preset}, mean "
             f"{_mm(dinfo['mean_mm'])} over the original's non-zero voxels): the own original was "
             "not among the SSIM top-k, so this pair is not in the scores or ranks."
         )

@@ -76,7 +76,11 @@ def _config(study: StudyIndex):
 
 # -- figures ---------------------------------------------------------------------------------------
 def _figures(
-    study: StudyIndex, rows: Sequence[ScoreRow], summary: dict, preset: str
+    study: StudyIndex,
+    rows: Sequence[ScoreRow],
+    summary: dict,
+    preset: str,
+    registration: str = "ants",
 ) -> dict[str, Figure]:
     """Every figure of the report, keyed ``ranks_<run>``, ``box_<run>``, ``roc_<run>``, ``case_<label>_<run>``."""
     import matplotlib
@@ -110,7 +114,7 @@ def _figures(
         scored = any(r["metric"] == "deformation" for r in run_rows)
         for label, case in e.get("cases", {}).items():
             try:
-                fig = case_figure(study, name, e, label, case, preset, scored)
+                fig = case_figure(study, name, e, label, case, preset, scored, registration)
             except DISPLAY_FAILURES as exc:  # a figure must never stop the report
                 log.warning("case figure %s %s: %s", name, label, exc)
                 case["figure"] = f"not available: {type(exc).__name__}: {exc}"
@@ -233,7 +237,8 @@ def write_report(study: str | os.PathLike[str] | StudyIndex) -> dict:
     summary_lines += [f"- {answer}" for answer in tradeoff["answers"]]
     titles = {name: run_title(e) for name, e in summary["runs"].items()}
     preset = config.matching.deformation_preset if config is not None else "fast"
-    figs = _figures(index, rows, summary, preset)
+    registration = config.matching.registration if config is not None else "ants"
+    figs = _figures(index, rows, summary, preset, registration)
     if tradeoff["rows"]:
         figs["privacy_utility"] = tradeoff_figure(tradeoff)
     figs.update(power.figures)
